@@ -1,0 +1,227 @@
+"""Typed run configs.
+
+Every field has a default and a one-line help (its `description`); the CLI exposes
+each as a dotted `key=value` override (`policy.lr=1e-3`) and the common ones under
+short names (`env=`, `labels=`, `env_steps=`, `seed=`, `baseline=`, `temperature=`,
+`error_rate=`). Errors name the file and line, or the field, that is wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, line or field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvConfig(_Section):
+    id: str = Field("CartPole-v1", description="gymnasium env id")
+    horizon: int = Field(200, ge=1, description="fixed episode length; after termination the env stays in an absorbing state")
+    num_envs: int = Field(8, ge=1, description="parallel envs in the policy's vector env")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for gymnasium.make")
+
+    @field_validator("id")
+    @classmethod
+    def _known_env(cls, env_id: str) -> str:
+        import gymnasium as gym
+
+        try:
+            gym.spec(env_id)
+        except gym.error.Error as exc:
+            close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(f"unknown env id '{env_id}'{hint}: {exc}") from None
+        return env_id
+
+
+class AnnotatorConfig(_Section):
+    kind: Literal["synthetic"] = Field("synthetic", description="who answers queries: a simulated Boltzmann-rational person")
+    temperature: float = Field(1.0, ge=0, description="Boltzmann rationality temperature τ over segment returns (0 = always picks the better)")
+    error_rate: float = Field(0.1, ge=0, le=1, description="probability ε of answering left/right uniformly at random")
+    discount: float = Field(1.0, gt=0, le=1, description="myopia γ: segment value Σ γ^(k-1-t) r_t weights late steps more")
+    tie_threshold: float = Field(0.0, ge=0, description="answer 'equal' when the two values differ by at most this")
+    cant_tell_below: float | None = Field(None, description="answer 'can't tell' when both values are below this (None: never)")
+
+
+class FeedbackConfig(_Section):
+    labels: int = Field(700, ge=1, description="total number of judgements over the run")
+    segment_length: int = Field(25, ge=1, description="steps per segment shown in a query")
+    initial_share: float = Field(0.25, ge=0, le=1, description="share of labels gathered before RL starts")
+    t0: float = Field(0.1, gt=0, description="label rate ∝ T₀/(T+T₀); T₀ as a fraction of env_steps")
+    selection: Literal["random", "disagreement"] = Field("disagreement", description="query selection: random pairs, or the most disputed of k× more candidates")
+    candidates: int = Field(4, ge=1, description="k: candidate pairs sampled per query kept (disagreement selection)")
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+
+
+class RewardConfig(_Section):
+    ensemble: int = Field(3, ge=1, description="bootstrapped reward-model members")
+    hidden: int = Field(64, ge=1, description="hidden units per layer of the reward MLP")
+    layers: int = Field(2, ge=1, description="hidden layers of the reward MLP")
+    lr: float = Field(1e-3, gt=0, description="reward-model learning rate (Adam)")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 regularisation (AdamW)")
+    batch_size: int = Field(64, ge=1, description="comparisons per reward-model gradient step")
+    max_epochs: int = Field(30, ge=1, description="epochs per refit at most (early stopping on validation loss)")
+    patience: int = Field(3, ge=1, description="epochs without validation improvement before stopping")
+    val_fraction: float = Field(0.368, ge=0, lt=1, description="held-out share of comparisons (1/e as in Christiano et al.)")
+    label_noise: float = Field(0.1, ge=0, lt=1, description="ε in P = (1-ε)·σ(R₁-R₂) + ε/2: assumed annotator error")
+    refit_growth: float = Field(0.05, ge=0, description="refit once the labels have grown by this share since the last fit")
+
+
+class PolicyConfig(_Section):
+    algo: Literal["ppo", "a2c"] = Field("ppo", description="policy optimiser")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    n_steps: int = Field(128, ge=1, description="steps per env per rollout")
+    epochs: int = Field(4, ge=1, description="PPO epochs per rollout (A2C uses 1)")
+    minibatches: int = Field(4, ge=1, description="minibatches per epoch (A2C uses 1)")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE λ")
+    clip: float = Field(0.2, gt=0, description="PPO ratio clip ε")
+    clip_value: float | None = Field(None, description="value-loss clip (None: unclipped)")
+    vf_coef: float = Field(0.5, ge=0, description="value-loss coefficient")
+    ent_coef: float = Field(0.0, ge=0, description="entropy-bonus coefficient")
+    max_grad_norm: float = Field(0.5, gt=0, description="gradient-norm clip")
+    hidden: int = Field(64, ge=1, description="hidden units per layer of actor and critic")
+    normalize_obs: bool = Field(True, description="running mean/std observation normalisation")
+    normalize_rewards: bool = Field(True, description="running mean/std reward normalisation before the policy sees rewards")
+
+
+class RunConfig(_Section):
+    task: str = Field("cartpole-preferences", description="name of this experiment")
+    seed: int = Field(0, description="seed for envs, networks, annotator and query selection")
+    env_steps: int = Field(100_000, ge=1, description="policy env steps in all, the rollouts that pre-RL labels come from included")
+    baseline: bool = Field(True, description="also train PPO on the true reward with the same env steps")
+    eval_episodes: int = Field(16, ge=1, description="episodes for each true-return evaluation")
+    checkpoint_every: int = Field(10, ge=1, description="iterations between checkpoints")
+    threads: int = Field(1, ge=1, description="torch CPU threads (small nets run fastest on one)")
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+
+    @model_validator(mode="after")
+    def _segments_fit_rollouts(self) -> "RunConfig":
+        if self.feedback.segment_length > min(self.policy.n_steps, self.env.horizon):
+            raise ValueError(
+                f"feedback.segment_length ({self.feedback.segment_length}) must not exceed policy.n_steps ({self.policy.n_steps}) or env.horizon ({self.env.horizon})"
+            )
+        return self
+
+
+SHORT_NAMES = {
+    "env": "env.id",
+    "labels": "feedback.labels",
+    "temperature": "feedback.annotator.temperature",
+    "error_rate": "feedback.annotator.error_rate",
+    "selection": "feedback.selection",
+    "horizon": "env.horizon",
+    "algo": "policy.algo",
+}
+
+
+def field_help(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, help) for every leaf field, for `--help` and `config show`."""
+    rows = []
+    for name, info in model.model_fields.items():
+        key = prefix + name
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows += field_help(ann, key + ".")
+        else:
+            default = info.get_default(call_default_factory=True)
+            rows.append((key, default, info.description or ""))
+    return rows
+
+
+def _known_keys() -> list[str]:
+    return [k for k, _, _ in field_help()]
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(loc, _known_keys(), n=3)
+            msg = "unknown config key" + (f" (did you mean {', '.join(close)}?)" if close else "")
+        lines.append(f"{source}: {loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "input" in err and not isinstance(err["input"], dict) else ""))
+    return "\n".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a parse error names the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: config does not parse: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: config must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Apply one `key=value` override (value parsed as YAML) to a nested dict."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}': expected key=value")
+    key, raw = item.split("=", 1)
+    key = SHORT_NAMES.get(key.strip(), key.strip())
+    if key not in _known_keys() and not key.startswith("env.kwargs."):
+        close = difflib.get_close_matches(key, _known_keys() + list(SHORT_NAMES), n=3)
+        raise ConfigError(f"override '{item}': unknown config key '{key}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{item}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def build_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """Config from (an optional base dict, then) a YAML file, then key=value overrides."""
+    data = dict(base or {})
+    source = "config"
+    if path is not None:
+        data = _merge(data, load_yaml(path))
+        source = str(path)
+    for item in overrides:
+        apply_override(data, item)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source if not overrides else f"{source} + overrides")) from None
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

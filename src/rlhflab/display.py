@@ -1,0 +1,53 @@
+"""Rich progress display and result tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class RunDisplay:
+    """A progress bar per phase (RLHF, baseline) with the latest labels and returns."""
+
+    def __init__(self, console: Console | None = None, total_steps: int = 0):
+        self.console = console or Console()
+        self.total = total_steps
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[phase]:<8}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, record: dict) -> None:
+        phase = record.get("phase", "run")
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task("", total=self.total, phase=phase, info="")
+        parts = []
+        if "labels" in record:
+            parts.append(f"labels {record['labels']}")
+        if record.get("rm_val_acc") is not None:
+            parts.append(f"rm acc {record['rm_val_acc']:.2f}")
+        parts.append(f"true {record['true_return']:.1f}")
+        if "proxy_return" in record:
+            parts.append(f"proxy {record['proxy_return']:.1f}")
+        self.progress.update(self.tasks[phase], completed=record["env_steps"], info=" · ".join(parts))
+
+
+def summary_table(summary: dict) -> Table:
+    table = Table(title=f"{summary['task']} — {summary['env']}, {summary['labels']} labels, {summary['env_steps']} env steps, seed {summary['seed']}")
+    table.add_column("policy")
+    table.add_column("true return", justify="right")
+    names = {"rlhf": "RLHF (learned reward)", "true_reward_baseline": "PPO on the true reward", "random": "random"}
+    for key, value in summary["true_return"].items():
+        table.add_row(names.get(key, key), f"{value:.1f}")
+    if summary.get("normalised_score") is not None:
+        table.caption = f"normalised score (random = 0, true-reward PPO = 1): {summary['normalised_score']:.2f} · {summary['wall_seconds']:.0f} s"
+    return table

@@ -1,0 +1,38 @@
+"""Preference losses for reward models — written once, used by every reward model.
+
+Bradley–Terry over segment returns (Christiano et al. 2017, eq. 1) with the
+annotator-error term of their §2.2.3: a judgement is assumed uniformly random with
+probability ε, so
+    P̂[σ¹ ≻ σ²] = (1 − ε)·σ(R̂(σ¹) − R̂(σ²)) + ε/2,    R̂(σ) = Σ_t r̂(o_t, a_t)
+and the loss is the cross-entropy against the judgement's target y ∈ {1, ½, 0}
+("equal" is y = ½; "can't tell" is dropped before it reaches the loss):
+    L = −[y·log P̂ + (1 − y)·log(1 − P̂)]
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _log_prob(logits: torch.Tensor, label_noise: float) -> torch.Tensor:
+    """log((1 − ε)·σ(x) + ε/2), computed stably."""
+    if label_noise == 0.0:
+        return F.logsigmoid(logits)
+    return torch.logaddexp(math.log1p(-label_noise) + F.logsigmoid(logits), torch.full_like(logits, math.log(label_noise / 2)))
+
+
+def preference_probability(returns_left: torch.Tensor, returns_right: torch.Tensor, label_noise: float = 0.0) -> torch.Tensor:
+    """P̂[left ≻ right] under Bradley–Terry with annotator error ε."""
+    return _log_prob(returns_left - returns_right, label_noise).exp()
+
+
+def bradley_terry_loss(
+    returns_left: torch.Tensor, returns_right: torch.Tensor, target: torch.Tensor, label_noise: float = 0.0, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy of P̂[left ≻ right] against targets in [0, 1]."""
+    x = returns_left - returns_right
+    loss = -(target * _log_prob(x, label_noise) + (1.0 - target) * _log_prob(-x, label_noise))
+    return loss.mean() if reduction == "mean" else loss

@@ -1,0 +1,79 @@
+"""The run directory: everything a run produces, in one place, enough to resume it.
+
+    RUN_DIR/
+      config.yaml        the resolved config
+      metrics.jsonl      one JSON object per log step
+      feedback.db        the feedback store (SQLite)
+      checkpoints/latest.pt
+      summary.json       the final results
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from rlhflab.config import RunConfig, build_config, to_yaml
+from rlhflab.feedback.store import sqlite_url
+
+
+def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item"):
+        return _jsonable(v.item())
+    return v
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "checkpoints").mkdir(exist_ok=True)
+
+    config_path = property(lambda self: self.path / "config.yaml")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    summary_path = property(lambda self: self.path / "summary.json")
+    checkpoint_path = property(lambda self: self.path / "checkpoints" / "latest.pt")
+    store_url = property(lambda self: sqlite_url(self.path / "feedback.db"))
+
+    def write_config(self, cfg: RunConfig) -> None:
+        self.config_path.write_text(to_yaml(cfg))
+
+    def read_config(self, overrides: list[str] = ()) -> RunConfig:
+        if not self.config_path.exists():
+            raise FileNotFoundError(f"{self.path}: not a run directory (no config.yaml)")
+        return build_config(self.config_path, overrides)
+
+    def log(self, record: dict) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+
+    def metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def save_checkpoint(self, state: dict) -> None:
+        """Atomic: write a temporary file, fsync, then rename over the old checkpoint."""
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self) -> dict | None:
+        if not self.checkpoint_path.exists():
+            return None
+        return torch.load(self.checkpoint_path, weights_only=False)
+
+    def write_summary(self, summary: dict) -> None:
+        self.summary_path.write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
+
+    def summary(self) -> dict:
+        return json.loads(self.summary_path.read_text())

@@ -1,0 +1,66 @@
+"""The shared vocabulary of rlhflab: segments, queries and judgements.
+
+A *segment* σ = ((o₀, a₀), …, (o_{k-1}, a_{k-1})) is a short piece of a trajectory
+(Christiano et al. 2017, §2.1). A *query* shows two segments to an annotator, and a
+*judgement* says which one they prefer — or that they are equal, or that the
+annotator cannot tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class Judgement(str, Enum):
+    """An annotator's answer to a pairwise query."""
+
+    LEFT = "left"
+    RIGHT = "right"
+    EQUAL = "equal"
+    CANT_TELL = "cant_tell"
+
+    @property
+    def target(self) -> float | None:
+        """Probability mass on the left segment: 1, 0, ½ for equal, None (unusable) for can't tell."""
+        return {"left": 1.0, "right": 0.0, "equal": 0.5, "cant_tell": None}[self.value]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of one trajectory: observations, actions, and the env's own (true) rewards."""
+
+    obs: np.ndarray  # [k, obs_dim] float32
+    actions: np.ndarray  # [k] int64 (discrete) or [k, act_dim] float32 (continuous)
+    true_rewards: np.ndarray  # [k] float32 — never shown to the reward model
+    env_steps: int = 0  # policy env steps when the segment was collected
+
+    def __len__(self) -> int:
+        return len(self.true_rewards)
+
+    @property
+    def true_return(self) -> float:
+        return float(np.sum(self.true_rewards))
+
+
+@dataclass(frozen=True)
+class Query:
+    """A pair of equal-length segments waiting for (or carrying) a judgement."""
+
+    left: Segment
+    right: Segment
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A judged query, ready for reward-model fitting."""
+
+    query_id: int
+    left: Segment
+    right: Segment
+    judgement: Judgement
+    annotator: str = "synthetic"
+    extra: dict = field(default_factory=dict)
