@@ -47,7 +47,8 @@ class FixedHorizon(gym.Wrapper):
 
 def make_env(env_id: str, horizon: int, kwargs: dict | None = None, render_mode: str | None = None) -> gym.Env:
     """One env: observations flattened to a vector, a Discrete or Box action, a fixed horizon."""
-    env = gym.make(env_id, max_episode_steps=horizon, render_mode=render_mode, **(kwargs or {}))
+    extra = {"render_mode": render_mode} if render_mode else {}
+    env = gym.make(env_id, max_episode_steps=horizon, **extra, **(kwargs or {}))
     obs_space = env.observation_space
     if isinstance(obs_space, (spaces.Dict, spaces.Tuple, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)) or (
         isinstance(obs_space, spaces.Box) and len(obs_space.shape) != 1

@@ -1,0 +1,65 @@
+import json
+
+
+def test_help_lists_every_config_key_with_short_names(cli):
+    out = cli("run", "--help").stdout
+    for key in ("env.id", "feedback.labels", "env_steps", "seed", "baseline", "feedback.annotator.temperature", "feedback.annotator.error_rate", "policy.lr"):
+        assert key in out
+    assert "short: labels" in out and "short: env" in out
+
+
+def test_config_show_applies_short_and_dotted_overrides(cli):
+    out = cli("config", "show", "env=Pendulum-v1", "labels=350", "temperature=0.5", "policy.lr=0.01").stdout
+    assert "id: Pendulum-v1" in out and "labels: 350" in out and "temperature: 0.5" in out and "lr: 0.01" in out
+
+
+def test_unknown_env_id_is_named(cli):
+    r = cli("run", "env=CartPol-v1")
+    assert r.returncode != 0
+    assert "unknown env id 'CartPol-v1'" in r.stderr and "CartPole-v1" in r.stderr  # with a suggestion
+
+
+def test_unknown_config_key_is_named(cli):
+    r = cli("run", "policy.learning_rate=3")
+    assert r.returncode != 0 and "unknown config key 'policy.learning_rate'" in r.stderr
+
+
+def test_unknown_key_in_a_config_file_is_named(cli, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("feedback:\n  labelz: 3\n")
+    r = cli("run", "--config", str(path))
+    assert r.returncode != 0 and "feedback.labelz" in r.stderr and str(path) in r.stderr
+
+
+def test_bad_value_is_named(cli):
+    r = cli("run", "labels=many")
+    assert r.returncode != 0 and "feedback.labels" in r.stderr and "many" in r.stderr
+    r = cli("run", "feedback.annotator.error_rate=1.5")
+    assert r.returncode != 0 and "error_rate" in r.stderr
+
+
+def test_config_that_does_not_parse_names_file_and_line(cli, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("env:\n  id: CartPole-v1\nfeedback: [labels: 3\nseed: 1\n")
+    r = cli("run", "--config", str(path))
+    assert r.returncode != 0
+    assert f"{path}:4" in r.stderr and "does not parse" in r.stderr
+
+
+def test_resume_of_a_directory_that_is_not_a_run(cli, tmp_path):
+    r = cli("run", "--resume", str(tmp_path))
+    assert r.returncode != 0 and "not a run directory" in r.stderr
+
+
+def test_a_small_run_writes_the_run_directory(cli, tmp_path):
+    out = tmp_path / "run"
+    r = cli("run", "--out", str(out), "env_steps=3000", "labels=30", "eval_episodes=4")
+    assert r.returncode == 0, r.stderr
+    assert "true return" in r.stdout and "PPO on the true reward" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"task", "labels", "env_steps", "seed", "wall_seconds"} <= summary.keys()
+    assert set(summary["true_return"]) == {"rlhf", "true_reward_baseline", "random"}
+    assert summary["labels"] == 30
+    assert (out / "config.yaml").exists() and (out / "checkpoints" / "latest.pt").exists() and (out / "feedback.db").exists()
+    phases = {json.loads(line)["phase"] for line in (out / "metrics.jsonl").read_text().splitlines()}
+    assert phases == {"rlhf", "baseline"}

@@ -1,0 +1,76 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from rlhflab.feedback.store import FeedbackStore, sqlite_url
+from rlhflab.types import Judgement, Segment
+
+
+def seg(value, k=5):
+    return Segment(obs=np.full((k, 3), value, np.float32), actions=np.arange(k), true_rewards=np.full(k, value, np.float32), env_steps=7)
+
+
+def test_round_trip_of_queries_and_judgements(tmp_path):
+    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+    q1 = store.add_query(seg(1.0), seg(2.0))
+    q2 = store.add_query(seg(3.0), seg(4.0))
+    assert [q.id for q in store.pending_queries()] == [q1, q2]
+    store.add_judgement(q2, Judgement.RIGHT, "alice", seconds=1.5)
+    store.add_judgement(q1, "equal")
+    assert [q.id for q in store.pending_queries()] == []
+    comps = store.comparisons()
+    assert [(c.query_id, c.judgement, c.annotator) for c in comps] == [(q2, Judgement.RIGHT, "alice"), (q1, Judgement.EQUAL, "synthetic")]
+    np.testing.assert_array_equal(comps[0].left.obs, seg(3.0).obs)
+    np.testing.assert_array_equal(comps[0].right.actions, np.arange(5))
+    assert comps[0].left.env_steps == 7 and comps[0].extra["seconds"] == 1.5
+
+
+def test_bad_input_is_refused_without_losing_stored_data(tmp_path):
+    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+    q = store.add_query(seg(1.0), seg(2.0))
+    store.add_judgement(q, "left")
+    with pytest.raises(ValueError):
+        store.add_judgement(q, "sideways")
+    with pytest.raises(KeyError):
+        store.add_judgement(999, "left")
+    with pytest.raises(ValueError, match="equal-length"):
+        store.add_query(seg(1.0, k=5), seg(1.0, k=6))
+    assert store.count_judgements() == 1 and store.count_queries() == 1
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from rlhflab.feedback.store import FeedbackStore
+    from rlhflab.types import Segment
+    store = FeedbackStore(sys.argv[1])
+    s = Segment(np.zeros((25, 4), np.float32), np.zeros(25, np.int64), np.zeros(25, np.float32))
+    while True:
+        q = store.add_query(s, s)
+        j = store.add_judgement(q, "left")
+        print(j, flush=True)   # acknowledged only after the commit returned
+    """
+)
+
+
+def test_every_acknowledged_judgement_survives_sigkill(tmp_path):
+    url = sqlite_url(tmp_path / "f.db")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True)
+    acknowledged = []
+    deadline = time.time() + 60
+    while len(acknowledged) < 200 and time.time() < deadline:
+        acknowledged.append(int(proc.stdout.readline()))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    acknowledged += [int(line) for line in proc.stdout.read().split()]  # anything printed before the kill
+    assert len(acknowledged) >= 200
+    store = FeedbackStore(url)
+    stored = {j for j, *_ in store.judgements()}
+    assert set(acknowledged) <= stored
+    assert store.count_judgements() >= len(acknowledged)
