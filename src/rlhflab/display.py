@@ -42,7 +42,7 @@ class RunDisplay:
 
 
 def summary_table(summary: dict) -> Table:
-    table = Table(title=f"{summary['task']} — {summary['env']}, {summary['labels']} labels, {summary['env_steps']} env steps, seed {summary['seed']}")
+    table = Table(title=f"{summary['task']}: {summary['env']} · {summary['labels']} labels · {summary['env_steps']} env steps · seed {summary['seed']}", min_width=60)
     table.add_column("policy")
     table.add_column("true return", justify="right")
     names = {"rlhf": "RLHF (learned reward)", "true_reward_baseline": "PPO on the true reward", "random": "random"}
