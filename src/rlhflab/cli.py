@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
+from rlhflab.feedback.exchange import DataError
 
 console = Console()
 
@@ -34,6 +35,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: runs/<task>-<time>)")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. env=Pendulum-v1 labels=350 seed=1")
+    label = sub.add_parser("label", help="serve the labeling web app for a run's feedback store")
+    label.add_argument("run_dir", help="run directory (its feedback.db and guidelines)")
+    label.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db (e.g. postgresql://…)")
+    label.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    label.add_argument("--port", type=int, default=8000)
+    label.add_argument("--lease-seconds", type=float, default=300.0, help="a query not answered in this time goes to someone else")
+    ann = sub.add_parser("annotators", help="manage the people who give feedback")
+    ann_sub = ann.add_subparsers(dest="annotators_command", required=True)
+    add = ann_sub.add_parser("add", help="create an annotator and print their personal login link")
+    add.add_argument("name")
+    add.add_argument("run_dir")
+    add.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+    add.add_argument("--admin", action="store_true", help="may see the agreement page and add annotators")
+    add.add_argument("--url", default="http://127.0.0.1:8000", help="the app's base URL, for the link")
+    ann_sub.add_parser("list", help="list annotators").add_argument("run_dir")
+    fb = sub.add_parser("feedback", help="export or import feedback as JSONL")
+    fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
+    exp = fb_sub.add_parser("export", help="write judgements as JSONL")
+    exp.add_argument("run_dir")
+    exp.add_argument("--format", required=True, choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"])
+    exp.add_argument("--out", help="output file (default: standard output)")
+    exp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+    imp = fb_sub.add_parser("import", help="read judgements from JSONL (validated: the bad line is named, nothing half-written)")
+    imp.add_argument("run_dir")
+    imp.add_argument("file")
+    imp.add_argument("--format", required=True, choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"])
+    imp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
     cfg = sub.add_parser("config", help="show configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config as YAML")
@@ -63,6 +91,71 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _store(args):
+    from rlhflab.feedback.store import FeedbackStore
+    from rlhflab.runs import RunDir
+
+    if args.store:
+        return FeedbackStore(args.store)
+    path = Path(args.run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run directory")
+    return FeedbackStore(RunDir(path).store_url)
+
+
+def _cmd_label(args) -> int:
+    import uvicorn
+
+    from rlhflab.feedback.web.app import create_app
+    from rlhflab.runs import RunDir
+
+    store = _store(args)
+    config = Path(args.run_dir) / "config.yaml"
+    if config.exists():
+        store.set_setting("guidelines", RunDir(args.run_dir).read_config().feedback.guidelines)
+    base = f"http://{args.host}:{args.port}"
+    if not any(a.is_admin for a in store.annotators()):
+        token = store.add_annotator("admin", is_admin=True)
+        print(f"admin link (keep it private): {base}/login?token={token}\nagreement page: {base}/admin")
+    print(f"add annotators with: rlhflab annotators add NAME {args.run_dir} --url {base}")
+    app = create_app(store.url, lease_seconds=args.lease_seconds)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _cmd_annotators(args) -> int:
+    store = _store(args) if args.annotators_command == "add" else _store(argparse.Namespace(store=None, run_dir=args.run_dir))
+    if args.annotators_command == "add":
+        try:
+            token = store.add_annotator(args.name, is_admin=args.admin)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        print(f"{args.url.rstrip('/')}/login?token={token}")
+    else:
+        for a in store.annotators():
+            print(f"{a.name}\t{'admin' if a.is_admin else 'annotator'}\t{store.count_judgements(a.name)} judgements")
+    return 0
+
+
+def _cmd_feedback(args) -> int:
+    import json
+
+    from rlhflab.feedback.exchange import export_records, import_jsonl
+
+    store = _store(args)
+    if args.feedback_command == "export":
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in export_records(store, args.format))
+        if args.out:
+            Path(args.out).write_text(lines, encoding="utf-8")
+            print(f"wrote {lines.count(chr(10))} records to {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.write(lines)
+    else:
+        n = import_jsonl(store, args.file, args.format)
+        print(f"imported {n} judgements from {args.file}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -71,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(to_yaml(build_config(args.config, args.overrides)), end="")
             return 0
-    except (ConfigError, FileNotFoundError) as exc:
+        return {"label": _cmd_label, "annotators": _cmd_annotators, "feedback": _cmd_feedback}[args.command](args)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -45,12 +45,22 @@ class EnvConfig(_Section):
 
 
 class AnnotatorConfig(_Section):
-    kind: Literal["synthetic"] = Field("synthetic", description="who answers queries: a simulated Boltzmann-rational person")
+    kind: Literal["synthetic", "people"] = Field("synthetic", description="who answers queries: a simulated Boltzmann-rational person, or people in the labeling app")
     temperature: float = Field(1.0, ge=0, description="Boltzmann rationality temperature τ over segment returns (0 = always picks the better)")
     error_rate: float = Field(0.1, ge=0, le=1, description="probability ε of answering left/right uniformly at random")
     discount: float = Field(1.0, gt=0, le=1, description="myopia γ: segment value Σ γ^(k-1-t) r_t weights late steps more")
     tie_threshold: float = Field(0.0, ge=0, description="answer 'equal' when the two values differ by at most this")
     cant_tell_below: float | None = Field(None, description="answer 'can't tell' when both values are below this (None: never)")
+
+
+DEFAULT_GUIDELINES = """# How to judge
+
+You will see two short clips of the same agent. Choose the one that is **closer to
+the goal of the task**. If they are equally good, choose *Equal*; if you cannot
+judge (for example, both clips show nothing relevant), choose *Can't tell*.
+
+Keys: ← left better · → right better · ↑ equal · ↓ can't tell.
+"""
 
 
 class FeedbackConfig(_Section):
@@ -61,6 +71,14 @@ class FeedbackConfig(_Section):
     selection: Literal["random", "disagreement"] = Field("disagreement", description="query selection: random pairs, or the most disputed of k× more candidates")
     candidates: int = Field(4, ge=1, description="k: candidate pairs sampled per query kept (disagreement selection)")
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    guidelines: str = Field(DEFAULT_GUIDELINES, description="markdown shown to people on the labeling app's guidelines page")
+    overlap: int = Field(1, ge=1, description="people: distinct annotators asked per query (>1 measures agreement)")
+    min_labels_before_rl: int | None = Field(None, ge=0, description="people: labels required before RL starts (None: 75% of the initial share, as rl-teacher)")
+    wait_timeout: float = Field(3600.0, gt=0, description="people: seconds to wait for the labels required before RL, then stop with a message")
+    max_pending: int = Field(100, ge=1, description="people: at most this many unanswered queries queued at once")
+    render_envs: int = Field(2, ge=0, description="people: envs whose frames are rendered as clips; queries come from their segments (0: no clips)")
+    clip_stride: int = Field(2, ge=1, description="people: keep every n-th pixel of rendered frames (smaller clips)")
+    clip_fps: float = Field(20.0, gt=0, description="people: frames per second of the clips")
 
 
 class RewardConfig(_Section):
@@ -223,5 +241,12 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+
+
 def to_yaml(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, allow_unicode=True)

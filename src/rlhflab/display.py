@@ -30,6 +30,10 @@ class RunDisplay:
         phase = record.get("phase", "run")
         if phase not in self.tasks:
             self.tasks[phase] = self.progress.add_task("", total=self.total, phase=phase, info="")
+        if phase == "waiting":
+            self.progress.update(self.tasks[phase], completed=record["labels"], total=record["waiting_for"],
+                                 info=f"waiting for people: {record['labels']}/{record['waiting_for']} labels before RL")
+            return
         parts = []
         if "labels" in record:
             parts.append(f"labels {record['labels']}")

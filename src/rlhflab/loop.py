@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rlhflab.config import RunConfig
+from rlhflab.feedback.clips import encode_gif
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
@@ -67,10 +68,13 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
     """Train a policy from preferences; returns the trained policy."""
     on_log = on_log or (lambda record: None)
     torch.set_num_threads(cfg.threads)
-    policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed)
+    fb = cfg.feedback
+    people = fb.annotator.kind == "people"  # judgements arrive through the labeling app, at people's pace
+    policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed, render_envs=fb.render_envs if people else 0, render_stride=fb.clip_stride)
     reward_model = RewardEnsemble(policy.obs_dim, policy.action_space, cfg.reward, cfg.seed + 1)
-    annotator = SyntheticAnnotator(cfg.feedback.annotator, cfg.seed + 2)
+    annotator = SyntheticAnnotator(fb.annotator, cfg.seed + 2)
     store = FeedbackStore(run.store_url)
+    store.set_setting("guidelines", fb.guidelines)
     rng = np.random.default_rng(cfg.seed + 3)
     schedule = LabelSchedule.from_config(cfg)
     iteration, labels_at_fit, rm_metrics = 0, 0, {}
@@ -90,19 +94,36 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
             "rng": rng.bit_generator.state, "iteration": iteration, "labels_at_fit": labels_at_fit, "rm_metrics": rm_metrics, "done": done,
         })
 
-    def ask_and_answer(rollout, n: int) -> None:
-        """Select n queries from the rollout's segments, store them, and have the annotator answer."""
+    def ask(rollout, n: int) -> None:
+        """Select n queries from the rollout's segments and store them; a synthetic annotator answers at once."""
         pairs = select_pairs(
-            rollout.sample_segments(max(2, 2 * n * cfg.feedback.candidates), cfg.feedback.segment_length, rng),
-            n, cfg.feedback.selection if reward_model.fits else "random", rng, cfg.feedback.candidates, reward_model.disagreement,
+            rollout.sample_segments(max(2, 2 * n * fb.candidates), fb.segment_length, rng),
+            n, fb.selection if reward_model.fits else "random", rng, fb.candidates, reward_model.disagreement,
         )
         for left, right in pairs:
-            store.add_query(left, right)
+            clips = (encode_gif(left.frames, fb.clip_fps), encode_gif(right.frames, fb.clip_fps)) if left.frames is not None else None
+            store.add_query(left, right, clips=clips, overlap=fb.overlap if people else 1)
         answer_pending()
 
     def answer_pending() -> None:
+        if people:
+            return
         for query in store.pending_queries():
             store.add_judgement(query.id, annotator.judge(query.left, query.right), annotator.name)
+
+    def wait_for_people() -> None:
+        """Block (visibly, and at most wait_timeout) until the labels required before RL have arrived."""
+        need = fb.min_labels_before_rl if fb.min_labels_before_rl is not None else round(0.75 * schedule.initial)
+        started = time.monotonic()
+        while (have := store.count_judgements()) < need:
+            if time.monotonic() - started > fb.wait_timeout:
+                raise RunError(
+                    f"waited {fb.wait_timeout:.0f} s for the {need} labels required before RL; {have} arrived. "
+                    f"Serve the labeling app with `rlhflab label {run.path}`, add people with "
+                    f"`rlhflab annotators add NAME {run.path}`, then `rlhflab run --resume {run.path}`"
+                )
+            on_log({"phase": "waiting", "env_steps": policy.env_steps, "labels": have, "waiting_for": need})
+            time.sleep(0.5)
 
     def refit() -> None:
         nonlocal labels_at_fit, rm_metrics
@@ -114,9 +135,11 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
     answer_pending()  # a crash may have left queries unanswered
     try:
         # 1. Before RL: the initial share of labels, on the untrained policy's behaviour.
-        if policy.env_steps == 0 and schedule.initial > store.count_judgements():
-            rollout = policy.collect()
-            ask_and_answer(rollout, schedule.initial - store.count_judgements())
+        if policy.env_steps == 0:
+            if schedule.initial > store.count_queries():
+                ask(policy.collect(), schedule.initial - store.count_queries())
+            if people:
+                wait_for_people()
             refit()
 
         # 2. RL against r̂, with labels arriving at a decaying rate and the reward model refit.
@@ -130,10 +153,12 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
                 raise RunError(f"{exc} at env step {policy.env_steps} (iteration {iteration}); checkpoint saved in {run.checkpoint_path}") from None
             stats = policy.update(rollout, r_hat)
 
-            missing = schedule.wanted(policy.env_steps) - store.count_judgements()
+            missing = schedule.wanted(policy.env_steps) - store.count_queries()
+            if people:  # keep a bounded queue of unanswered queries
+                missing = min(missing, fb.max_pending - store.count_unanswered())
             if missing > 0:
-                ask_and_answer(rollout, missing)
-            refit()
+                ask(rollout, missing)
+            refit()  # on whatever labels have arrived
 
             iteration += 1
             record = {

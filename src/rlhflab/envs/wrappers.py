@@ -64,10 +64,10 @@ def make_env(env_id: str, horizon: int, kwargs: dict | None = None, render_mode:
     return FixedHorizon(env, horizon)
 
 
-def make_vec_env(env_id: str, horizon: int, num_envs: int, kwargs: dict | None = None) -> SyncVectorEnv:
+def make_vec_env(env_id: str, horizon: int, num_envs: int, kwargs: dict | None = None, render_mode: str | None = None) -> SyncVectorEnv:
     """Vector env that resets finished envs in the same step (final obs in info['final_obs'])."""
     return SyncVectorEnv(
-        [lambda: make_env(env_id, horizon, kwargs) for _ in range(num_envs)],
+        [lambda: make_env(env_id, horizon, kwargs, render_mode) for _ in range(num_envs)],
         autoreset_mode=AutoresetMode.SAME_STEP,
     )
 

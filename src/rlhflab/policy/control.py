@@ -24,6 +24,7 @@ from torch.distributions import Categorical, Normal
 
 from rlhflab.config import EnvConfig, PolicyConfig
 from rlhflab.envs.wrappers import action_dim, make_vec_env
+from rlhflab.feedback.clips import downsample
 from rlhflab.policy.ppo import clipped_policy_loss, gae, kl_estimate, masked_mean, policy_gradient_loss, value_loss, whiten
 from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Segment
@@ -90,6 +91,7 @@ class Rollout:
     absorbing: np.ndarray  # [T, N] steps taken in an absorbing state, where actions change nothing
     env_steps: int  # policy env steps at the end of this rollout
     episode_returns: list[float] = field(default_factory=list)  # true returns of episodes that ended
+    frames: np.ndarray | None = None  # [T, R, H, W, 3] rendered frames of the first R envs, when rendering
 
     def sample_segments(self, n: int, length: int, rng: np.random.Generator) -> list[Segment]:
         """n random windows of `length` steps that stay inside one episode."""
@@ -101,6 +103,8 @@ class Rollout:
         cum = np.concatenate([np.zeros((1, N), np.int64), np.cumsum(ends, 0)])  # ends strictly before t
         starts = np.arange(T - length + 1)
         valid = cum[starts + length - 1] - cum[starts] == 0  # [S, N]
+        if self.frames is not None:  # only rendered envs can be shown to people
+            valid[:, self.frames.shape[1] :] = False
         choices = np.argwhere(valid)
         picks = choices[rng.integers(len(choices), size=n)]
         return [
@@ -109,6 +113,7 @@ class Rollout:
                 actions=self.actions[t : t + length, e].copy(),
                 true_rewards=self.true_rewards[t : t + length, e].copy(),
                 env_steps=self.env_steps,
+                frames=None if self.frames is None else self.frames[t : t + length, e],
             )
             for t, e in picks
         ]
@@ -117,10 +122,11 @@ class Rollout:
 class ControlPolicy:
     """Rollout collection and policy updates for one actor-critic on a vector env."""
 
-    def __init__(self, env_cfg: EnvConfig, cfg: PolicyConfig, seed: int = 0):
+    def __init__(self, env_cfg: EnvConfig, cfg: PolicyConfig, seed: int = 0, render_envs: int = 0, render_stride: int = 1):
         self.env_cfg, self.cfg, self.seed = env_cfg, cfg, seed
+        self.render_envs, self.render_stride = min(render_envs, env_cfg.num_envs), render_stride
         torch.manual_seed(seed)
-        self.envs = make_vec_env(env_cfg.id, env_cfg.horizon, env_cfg.num_envs, env_cfg.kwargs)
+        self.envs = make_vec_env(env_cfg.id, env_cfg.horizon, env_cfg.num_envs, env_cfg.kwargs, "rgb_array" if self.render_envs else None)
         self.action_space = self.envs.single_action_space
         self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
         self.net = ActorCritic(self.obs_dim, self.action_space, cfg.hidden)
@@ -149,10 +155,12 @@ class ControlPolicy:
     def collect(self) -> Rollout:
         T, N = self.cfg.n_steps, self.env_cfg.num_envs
         buf = {k: [] for k in ("raw_obs", "obs", "actions", "logp", "values", "next_values", "true_rewards", "terminated", "episode_end", "absorbing")}
-        episode_returns = []
+        episode_returns, frames = [], []
         raw = self._obs
         obs = self._normalize(raw, update=True)
         for _ in range(T):
+            if self.render_envs:  # the frame shows s_t, the state the action is taken in
+                frames.append(np.stack([downsample(self.envs.envs[i].render(), self.render_stride) for i in range(self.render_envs)]))
             obs_t = torch.as_tensor(obs)
             dist = self.net.distribution(obs_t)
             action = dist.sample()
@@ -182,7 +190,7 @@ class ControlPolicy:
         arrays = {k: np.asarray(np.stack(v)) for k, v in buf.items()}
         arrays["raw_obs"] = arrays["raw_obs"].astype(np.float32)
         arrays["true_rewards"] = arrays["true_rewards"].astype(np.float32)
-        return Rollout(**arrays, env_steps=self.env_steps, episode_returns=episode_returns)
+        return Rollout(**arrays, env_steps=self.env_steps, episode_returns=episode_returns, frames=np.stack(frames) if frames else None)
 
     # -- updates ----------------------------------------------------------------------
     def update(self, rollout: Rollout, rewards: np.ndarray) -> dict:

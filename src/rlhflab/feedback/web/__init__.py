@@ -1,0 +1,1 @@
+"""The labeling web app (FastAPI): people judge queries from the feedback store."""
