@@ -9,10 +9,15 @@ TORCH  ?= torch==2.13.0
 .PHONY: run test bench install clean
 
 $(STAMP): pyproject.toml Makefile
+	@# system packages: Chromium for the browser tests, OSMesa for offscreen MuJoCo clips
+	@if [ ! -x /usr/bin/chromium ] || ! ldconfig -p | grep -q libOSMesa; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libosmesa6 >/dev/null; \
+		else echo "note: install Debian's chromium and libosmesa6 for the browser tests and MuJoCo clips"; fi; \
+	fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,mujoco]"
+	$(PY) -m pip install -q -e ".[dev,mujoco,web]"
 	touch $(STAMP)
 
 install: $(STAMP)

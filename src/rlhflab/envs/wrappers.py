@@ -10,6 +10,8 @@ final observation repeated, true reward 0 — until exactly `horizon` steps.
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -48,6 +50,9 @@ class FixedHorizon(gym.Wrapper):
 def make_env(env_id: str, horizon: int, kwargs: dict | None = None, render_mode: str | None = None) -> gym.Env:
     """One env: observations flattened to a vector, a Discrete or Box action, a fixed horizon."""
     extra = {"render_mode": render_mode} if render_mode else {}
+    if render_mode and not os.environ.get("DISPLAY"):  # MuJoCo renders offscreen through OSMesa (Debian's libosmesa6)
+        os.environ.setdefault("MUJOCO_GL", "osmesa")
+        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
     env = gym.make(env_id, max_episode_steps=horizon, **extra, **(kwargs or {}))
     obs_space = env.observation_space
     if isinstance(obs_space, (spaces.Dict, spaces.Tuple, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)) or (

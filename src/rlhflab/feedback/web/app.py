@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from markdown_it import MarkdownIt
@@ -28,6 +28,7 @@ from rlhflab.feedback.store import PAIR_KINDS, AnnotatorRow, FeedbackStore, Leas
 STATIC = Path(__file__).parent / "static"
 COOKIE = "rlhflab_token"
 CHOICES = ("left", "right", "equal", "cant_tell")
+Id = Annotated[int, PathParam(ge=1, le=2**62)]  # database ids: SQLite integers are 64-bit
 FLIP = {"left": "right", "right": "left", "equal": "equal", "cant_tell": "cant_tell"}
 
 
@@ -35,7 +36,7 @@ class Answer(BaseModel):
     """An answer to a leased query, in the order it was *shown*."""
 
     model_config = ConfigDict(extra="forbid")
-    query_id: int
+    query_id: int = Field(ge=1, le=2**62)
     choice: Literal["left", "right", "equal", "cant_tell"] | None = Field(None, description="pairwise queries: which shown side is better")
     ranking: list[int] | None = Field(None, max_length=64, description="ranking queries: shown positions, best first")
     rating: int | None = Field(None, ge=1, le=7, description="rating queries: 1 (worst) to 7 (best)")
@@ -187,11 +188,11 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
         return [_judgement_json(r) for r in store.judgement_rows(who.name)]
 
     @app.get("/api/judgements/{judgement_id}")
-    def one_judgement(judgement_id: int, who: AnnotatorRow = Depends(annotator)):
+    def one_judgement(judgement_id: Id, who: AnnotatorRow = Depends(annotator)):
         return _judgement_json(_own(judgement_id, who))
 
     @app.patch("/api/judgements/{judgement_id}")
-    def change_judgement(judgement_id: int, change: Relabel, who: AnnotatorRow = Depends(annotator)):
+    def change_judgement(judgement_id: Id, change: Relabel, who: AnnotatorRow = Depends(annotator)):
         """Correct one of your own pairwise answers (in stored orientation, as GET shows it)."""
         row = _own(judgement_id, who)
         if row.query.kind not in PAIR_KINDS:
@@ -208,7 +209,7 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
         return row
 
     @app.get("/api/queries/{query_id}/segments")
-    def segments(query_id: int, who: AnnotatorRow = Depends(annotator)):
+    def segments(query_id: Id, who: AnnotatorRow = Depends(annotator)):
         """Observations and actions of a leased segment query, in shown order (for scripted annotators)."""
         lease = store.lease(query_id)
         if lease is None or lease.annotator != who.name:
@@ -218,7 +219,7 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
         return {"items": [{"obs": segs[i].obs.tolist(), "actions": segs[i].actions.tolist()} for i in lease.order]}
 
     @app.get("/api/clips/{segment_id}", response_class=Response)
-    def clip(segment_id: int, who: AnnotatorRow = Depends(annotator)):
+    def clip(segment_id: Id, who: AnnotatorRow = Depends(annotator)):
         found = store.clip(segment_id)
         if found is None:
             raise HTTPException(404, f"no clip for segment {segment_id}")

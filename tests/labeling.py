@@ -1,0 +1,65 @@
+"""Helpers for labeling-app tests: a real app process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from rlhflab.feedback.store import FeedbackStore
+from rlhflab.runs import RunDir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppProcess:
+    """`rlhflab label RUN_DIR` in a subprocess, listening on 127.0.0.1."""
+
+    def __init__(self, run_dir: Path, lease_seconds: float = 300.0, port: int | None = None):
+        self.run_dir, self.lease_seconds = Path(run_dir), lease_seconds
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> "AppProcess":
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rlhflab.cli", "label", str(self.run_dir), "--port", str(self.port), "--lease-seconds", str(self.lease_seconds)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"labeling app exited: {self.proc.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/openapi.json", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("labeling app did not start within 60 s")
+
+    def kill(self, sig=9) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=20)
+
+
+def make_run(tmp_path: Path, names=("alice", "bob")) -> tuple[RunDir, FeedbackStore, dict[str, str]]:
+    run = RunDir(tmp_path / "run")
+    store = FeedbackStore(run.store_url)
+    tokens = {name: store.add_annotator(name) for name in names}
+    tokens["admin"] = store.add_annotator("admin", is_admin=True)
+    return run, store, tokens

@@ -1,0 +1,289 @@
+"""The labeling app's JSON API, over real HTTP against `rlhflab label` in its own process."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from labeling import AppProcess, make_run
+from rlhflab.feedback.exchange import export_records, import_jsonl
+from rlhflab.types import Segment
+
+
+def seg(value, k=4):
+    return Segment(np.full((k, 2), value, np.float32), np.zeros(k, np.int64), np.full(k, value, np.float32))
+
+
+@pytest.fixture
+def app(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    server = AppProcess(run.path).start()
+    yield server, store, tokens
+    server.kill()
+
+
+def answer(client, choice="left"):
+    nxt = client.post("/api/next")
+    assert nxt.status_code == 200, nxt.text
+    q = nxt.json()
+    r = client.post("/api/answer", json={"query_id": q["query_id"], "choice": choice})
+    assert r.status_code == 201, r.text
+    return q, r.json()["judgement_id"]
+
+
+def test_next_answer_and_orientation(app):
+    server, store, tokens = app
+    ids = [store.add_query(seg(i), seg(i + 10)) for i in range(3)]
+    alice = server.client(tokens["alice"])
+    assert alice.get("/api/me").json() == {"name": "alice", "admin": False, "done": 0, "open": 3}
+    q1 = alice.post("/api/next").json()
+    assert q1["query_id"] == ids[0] and q1["kind"] == "segments" and len(q1["items"]) == 2
+    assert alice.post("/api/next").json()["query_id"] == ids[0]  # the live lease is returned again
+    jid = alice.post("/api/answer", json={"query_id": ids[0], "choice": "left"}).json()["judgement_id"]
+    row = store.judgement_row(jid)
+    # "left" was the side shown on the left: stored as right when the pair was shown swapped
+    assert row.label == ("right" if row.shown_swapped else "left")
+    assert row.seconds is not None and row.seconds >= 0
+    for _ in range(2):
+        answer(alice, "equal")
+    assert alice.post("/api/next").status_code == 204
+    mine = alice.get("/api/judgements").json()
+    assert [j["label"] for j in mine] == [row.label, "equal", "equal"] and alice.get("/api/me").json()["done"] == 3
+
+
+def test_display_order_is_randomised_and_recorded(app):
+    server, store, tokens = app
+    for i in range(40):
+        store.add_query(seg(i), seg(-i))
+    alice = server.client(tokens["alice"])
+    swapped = []
+    for _ in range(40):
+        _, jid = answer(alice, "left")
+        swapped.append(store.judgement_row(jid).shown_swapped)
+    assert 5 < sum(swapped) < 35  # both orders occur
+
+
+def test_auth_401_and_403(app):
+    server, store, tokens = app
+    store.add_query(seg(0), seg(1))
+    store.add_query(seg(2), seg(3))
+    alice, bob, admin = (server.client(tokens[n]) for n in ("alice", "bob", "admin"))
+    _, bobs = answer(bob)
+    assert server.client(None).post("/api/next").status_code == 401
+    assert server.client("not-a-token").get("/api/me").status_code == 401
+    assert alice.get(f"/api/judgements/{bobs}").status_code == 403
+    assert alice.patch(f"/api/judgements/{bobs}", json={"choice": "right"}).status_code == 403
+    assert alice.get("/api/admin/stats").status_code == 403
+    assert alice.post("/api/admin/annotators", json={"name": "mallory", "admin": True}).status_code == 403
+    assert bob.get(f"/api/judgements/{bobs}").status_code == 200
+    assert all(j["annotator"] == "alice" for j in alice.get("/api/judgements").json())
+    assert admin.get("/api/admin/stats").status_code == 200
+    new = admin.post("/api/admin/annotators", json={"name": "carol"}).json()
+    assert new["link"].startswith(server.url + "/login?token=")
+    assert server.client(new["token"]).get("/api/me").json()["name"] == "carol"
+
+
+def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
+    server, store, tokens = app
+    qid = store.add_query(seg(0), seg(1))
+    alice = server.client(tokens["alice"])
+    alice.post("/api/next")
+    bad = [
+        b"{not json", b"[]", b"null", b'"text"', json.dumps({"query_id": "x", "choice": "left"}).encode(),
+        json.dumps({"query_id": qid, "choice": "upwards"}).encode(), json.dumps({"query_id": qid}).encode(),
+        json.dumps({"query_id": qid, "choice": "left", "extra": 1}).encode(), json.dumps({"query_id": 10**30, "choice": "left"}).encode(),
+        json.dumps({"query_id": 999999, "choice": "left"}).encode(), json.dumps({"query_id": qid, "rating": 9}).encode(),
+        json.dumps({"query_id": qid, "text": "x" * 30_000}).encode(), b"\xff\xfe\x00garbage",
+    ]
+    for body in bad:
+        r = alice.post("/api/answer", content=body, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (body[:40], r.status_code, r.text)
+        assert r.json()["detail"]
+    huge = alice.post("/api/answer", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and "larger than" in huge.json()["detail"]
+    assert alice.get("/api/judgements/notanumber").status_code == 422
+    assert alice.get("/api/clips/12345").status_code == 404
+    assert store.count_judgements() == 0  # nothing stored by any of it
+    assert alice.post("/api/answer", json={"query_id": qid, "choice": "left"}).status_code == 201
+
+
+def test_lease_expiry_and_reassignment(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    q1, q2 = store.add_query(seg(0), seg(1)), store.add_query(seg(2), seg(3))
+    server = AppProcess(run.path, lease_seconds=1.0).start()
+    try:
+        alice, bob = server.client(tokens["alice"]), server.client(tokens["bob"])
+        assert alice.post("/api/next").json()["query_id"] == q1
+        assert bob.post("/api/next").json()["query_id"] == q2  # q1 is leased to alice
+        assert bob.post("/api/answer", json={"query_id": q2, "choice": "left"}).status_code == 201
+        time.sleep(1.3)  # alice's lease expires
+        assert bob.post("/api/next").json()["query_id"] == q1  # and the query is reassigned
+        late = alice.post("/api/answer", json={"query_id": q1, "choice": "right"})
+        assert late.status_code == 409 and "not leased to you" in late.json()["detail"]
+        assert bob.post("/api/answer", json={"query_id": q1, "choice": "right"}).status_code == 201
+        assert [a for _, _, a, _ in store.judgements()] == ["bob", "bob"]
+    finally:
+        server.kill()
+
+
+def test_overlap_and_agreement_stats(app):
+    server, store, tokens = app
+    for i in range(6):
+        store.add_query(seg(i), seg(-i), overlap=2)
+    alice, bob, admin = (server.client(tokens[n]) for n in ("alice", "bob", "admin"))
+    for _ in range(6):
+        answer(alice, "left")
+        answer(bob, "equal")
+    assert alice.post("/api/next").status_code == 204 and admin.post("/api/next").status_code == 204  # overlap reached
+    stats = admin.get("/api/admin/stats").json()
+    assert stats["overlapping_queries"] == 6 and stats["judgements"] == 12
+    assert stats["annotators"]["bob"]["tie_rate"] == 1.0
+    assert stats["annotators"]["alice"]["agreement_with_consensus"] == 0.0  # bob said equal where alice chose a side
+    assert stats["krippendorff_alpha"] is not None and stats["krippendorff_alpha"] < 0.5
+
+
+def test_openapi_documents_the_api(app):
+    server, _, _ = app
+    spec = server.client(None).get("/openapi.json").json()
+    assert {"/api/next", "/api/answer", "/api/judgements", "/api/admin/stats"} <= set(spec["paths"])
+    assert "Answer" in spec["components"]["schemas"]
+
+
+def test_text_queries_rank_rate_critique_correct_and_export(app, tmp_path):
+    server, store, tokens = app
+    pair = store.add_text_query("text_pair", "Say hi", ["Hello!", "Go away."])
+    rank = store.add_text_query("ranking", "Count", ["one two three", "one three two", "three"])
+    rate = store.add_text_query("rating", "Sum 2+2", ["4"])
+    crit = store.add_text_query("critique", "Capital of France?", ["Lyon"])
+    corr = store.add_text_query("correction", "Spell cat", ["kat"])
+    alice = server.client(tokens["alice"])
+    texts = {}
+    for _ in range(5):
+        q = alice.post("/api/next").json()
+        shown = [it["text"] for it in q["items"]]
+        if q["kind"] == "text_pair":
+            body = {"choice": "left" if shown[0] == "Hello!" else "right"}
+        elif q["kind"] == "ranking":
+            truth = ["one two three", "one three two", "three"]
+            body = {"ranking": sorted(range(3), key=lambda p: truth.index(shown[p]))}
+        elif q["kind"] == "rating":
+            body = {"rating": 7}
+        elif q["kind"] == "critique":
+            body = {"text": "Wrong: it is Paris."}
+        else:
+            body = {"text": "cat"}
+        texts[q["kind"]] = q["prompt"]
+        assert alice.post("/api/answer", json={"query_id": q["query_id"], **body}).status_code == 201
+    assert set(texts) == {"text_pair", "ranking", "rating", "critique", "correction"}
+    assert export_records(store, "trl") == [{"prompt": "Say hi", "chosen": "Hello!", "rejected": "Go away."}]
+    assert export_records(store, "hh") == [{"chosen": "\n\nHuman: Say hi\n\nAssistant: Hello!", "rejected": "\n\nHuman: Say hi\n\nAssistant: Go away."}]
+    assert export_records(store, "rankings") == [{"prompt": "Count", "responses": ["one two three", "one three two", "three"]}]
+    assert export_records(store, "ratings") == [{"prompt": "Sum 2+2", "response": "4", "rating": 7}]
+    assert export_records(store, "critiques")[0]["critique"] == "Wrong: it is Paris."
+    assert export_records(store, "corrections")[0]["correction"] == "cat"
+    assert {pair, rank, rate, crit, corr} == {j.query_id for j in store.judgement_rows("alice")}
+
+
+def test_twenty_concurrent_annotators(tmp_path):
+    """20 annotators × 50 judgements over HTTP: exactly 1000 stored, none duplicated, none over overlap."""
+    names = [f"a{i:02d}" for i in range(20)]
+    run, store, tokens = make_run(tmp_path, names)
+    for i in range(600):
+        store.add_text_query("text_pair", f"prompt {i}", [f"x{i}", f"y{i}"], overlap=2)
+    server = AppProcess(run.path).start()
+    acknowledged, errors = [], []
+    deadline = time.time() + 240
+
+    def work(name):
+        client = server.client(tokens[name])
+        done = 0
+        while done < 50 and time.time() < deadline:
+            nxt = client.post("/api/next")
+            if nxt.status_code != 200:
+                errors.append((name, nxt.status_code))
+                return
+            r = client.post("/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "left"})
+            if r.status_code == 201:
+                acknowledged.append(r.json()["judgement_id"])
+                done += 1
+            else:
+                errors.append((name, r.status_code, r.text))
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        server.kill()
+    assert errors == []
+    rows = store.judgements()
+    assert len(rows) == len(acknowledged) == 1000
+    assert len({(q, a) for _, q, a, _ in rows}) == 1000  # no annotator judged a query twice
+    per_query = {}
+    for _, q, _, _ in rows:
+        per_query[q] = per_query.get(q, 0) + 1
+    assert max(per_query.values()) <= 2
+
+
+def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    for i in range(400):
+        store.add_text_query("text_pair", f"p{i}", ["a", "b"])
+    server = AppProcess(run.path).start()
+    acknowledged = []
+    stop = threading.Event()
+
+    def stream():
+        client = server.client(tokens["alice"])
+        while not stop.is_set():
+            try:
+                nxt = client.post("/api/next")
+                r = client.post("/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "right"})
+                if 200 <= r.status_code < 300:
+                    acknowledged.append(r.json()["judgement_id"])
+            except Exception:  # the server died mid-request: that answer was never acknowledged
+                return
+
+    t = threading.Thread(target=stream)
+    t.start()
+    deadline = time.time() + 60
+    while len(acknowledged) < 40 and time.time() < deadline:
+        time.sleep(0.02)
+    server.kill(9)
+    stop.set()
+    t.join(timeout=30)
+    assert len(acknowledged) >= 40
+    restarted = AppProcess(run.path, port=server.port).start()
+    try:
+        mine = {j["id"] for j in restarted.client(tokens["alice"]).get("/api/judgements").json()}
+        assert set(acknowledged) <= mine
+    finally:
+        restarted.kill()
+
+
+def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path):
+    run, store, _ = make_run(tmp_path)
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n" + json.dumps({"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}) + "\n")
+    assert import_jsonl(store, good, "trl") == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n" + json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: field 'rejected' is missing"):
+        import_jsonl(store, bad, "trl")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: yo"}\n{oops\n')
+    with pytest.raises(ValueError, match=r"broken.jsonl:1: field 'rejected'"):
+        import_jsonl(store, broken, "hh")
+    assert store.count_judgements() == 2  # the failed imports wrote nothing
+    hh = tmp_path / "hh.jsonl"
+    hh.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go"}) + "\n")
+    import_jsonl(store, hh, "hh")
+    assert export_records(store, "trl")[-1] == {"prompt": "\n\nHuman: hi", "chosen": "hello", "rejected": "go"}
+    ratings = tmp_path / "r.jsonl"
+    ratings.write_text(json.dumps({"prompt": "p", "response": "r", "rating": 8}) + "\n")
+    with pytest.raises(ValueError, match=r"r.jsonl:1: field 'rating' must be an integer from 1 to 7"):
+        import_jsonl(store, ratings, "ratings")
