@@ -1,6 +1,6 @@
 """The durable feedback store: segments, clips, queries, judgements, annotators and leases.
 
-SQLAlchemy over SQLite in the run directory by default (write-ahead log, full sync,
+SQLAlchemy over SQLite in the run directory by default (write-ahead log,
 one transaction per write, so a judgement that was acknowledged survives a SIGKILL of
 the writer); any SQLAlchemy URL — a Postgres one, say — works too. The training loop
 and the labeling app meet only here.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
@@ -157,6 +158,7 @@ class FeedbackStore:
         self.engine = create_engine(url, future=True)
         self.sqlite = self.engine.dialect.name == "sqlite"
         self.reader = self.engine
+        self._write_lock = threading.Lock()
         if self.sqlite:  # writers take the lock at BEGIN; readers (a second engine) never block on WAL
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -166,8 +168,10 @@ class FeedbackStore:
 
     @contextmanager
     def _write(self):
-        """One write transaction; on SQLite it takes the write lock at BEGIN, so read-then-write is atomic."""
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+        """One write transaction; on SQLite it takes the write lock at BEGIN, so read-then-write is atomic.
+
+        Writers in this process queue on a lock first: a FIFO wait instead of SQLite's sleep-and-retry."""
+        with self._write_lock, Session(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
 
     def _read(self) -> Session:
@@ -212,6 +216,11 @@ class FeedbackStore:
                 s.flush()
                 s.add(JudgementRow(query_id=q.id, annotator=annotator, label=r.label, payload=r.payload))
         return len(records)
+
+    def clip_ids(self, segment_ids: list[int]) -> set[int]:
+        """Which of these segments have a rendered clip (without loading the clips)."""
+        with self._read() as s:
+            return set(s.scalars(select(ClipRow.segment_id).where(ClipRow.segment_id.in_(segment_ids))))
 
     def clip(self, segment_id: int) -> tuple[str, bytes] | None:
         with self._read() as s:
@@ -331,29 +340,35 @@ class FeedbackStore:
             s.flush()
             return q, lease
 
-    def open_count(self, annotator: str) -> int:
-        """Queries this annotator could be given now."""
-        with self._read() as s:
-            return s.scalar(select(func.count(QueryRow.id)).where(*_open_to(annotator, _now()))) or 0
-
     def lease(self, query_id: int) -> LeaseRow | None:
         with self._read() as s:
             return s.get(LeaseRow, query_id)
 
-    def answer_lease(self, annotator: str, query_id: int, judgement: str, payload: dict | None = None, max_seconds: float = 3600.0) -> int:
-        """Store an answer given through a lease. `judgement` is in *stored* orientation."""
+    def answer_lease(self, annotator: str, query_id: int, answer, max_seconds: float = 3600.0) -> int:
+        """Store an answer given through a lease, in one transaction.
+
+        `answer(kind, order) -> (label, payload)` maps what the annotator was shown (display
+        order `order`) to the stored orientation; it may raise to refuse the answer."""
         now = _now()
         with self._write() as s:
             lease = s.get(LeaseRow, query_id)
             if lease is None or lease.annotator != annotator:
-                raise LeaseError(f"query {query_id} is not leased to you (the lease expired and was reassigned, or was never issued)")
+                raise LeaseError(f"query {query_id} is not leased to you (the lease expired and was reassigned, or was never issued); ask for the next query")
             q = s.get(QueryRow, query_id)
             done = s.scalar(select(func.count(JudgementRow.id)).where(JudgementRow.query_id == query_id)) or 0
             if done >= q.overlap:
                 raise LeaseError(f"query {query_id} already has the {q.overlap} judgement(s) it needs")
+            label, payload = answer(q.kind, lease.order)
             seconds = min((now - _aware(lease.issued_at)).total_seconds(), max_seconds)
             swapped = lease.order != sorted(lease.order) if q.kind in PAIR_KINDS else None
-            return self._insert_judgement(s, query_id, judgement, annotator, seconds, payload, swapped)
+            return self._insert_judgement(s, query_id, label, annotator, seconds, payload, swapped)
+
+    def progress(self, annotator: str) -> tuple[int, int]:
+        """(judgements given, queries open to them now) for one annotator, in one read."""
+        with self._read() as s:
+            done = s.scalar(select(func.count(JudgementRow.id)).where(JudgementRow.annotator == annotator)) or 0
+            open_ = s.scalar(select(func.count(QueryRow.id)).where(*_open_to(annotator, _now()))) or 0
+            return done, open_
 
     # -- annotators and settings ------------------------------------------------------------
     def add_annotator(self, name: str, is_admin: bool = False) -> str:
@@ -402,7 +417,9 @@ def _sqlite_connect(dbapi_conn, record) -> None:
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
+    # WAL + NORMAL: a committed transaction survives the process being killed (SIGKILL); only an
+    # OS crash or power loss can roll back the last few. FULL would fsync every commit.
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()

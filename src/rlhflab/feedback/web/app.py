@@ -149,7 +149,8 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
     # -- annotator API ------------------------------------------------------------------
     @app.get("/api/me")
     def me(who: AnnotatorRow = Depends(annotator)):
-        return {"name": who.name, "admin": who.is_admin, "done": store.count_judgements(who.name), "open": store.open_count(who.name)}
+        done, open_ = store.progress(who.name)
+        return {"name": who.name, "admin": who.is_admin, "done": done, "open": open_}
 
     @app.post("/api/next", responses={204: {"description": "nothing to judge right now"}})
     def next_query(who: AnnotatorRow = Depends(annotator)):
@@ -160,25 +161,22 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
         q, lease = leased
         if q.kind == "segments":
             ids = [q.left_id, q.right_id]
-            items = [{"clip": f"/api/clips/{ids[i]}" if store.clip(ids[i]) else None} for i in lease.order]
+            have = store.clip_ids(ids)
+            items = [{"clip": f"/api/clips/{ids[i]}" if ids[i] in have else None} for i in lease.order]
         else:
             responses = q.payload.get("responses", [])
             items = [{"text": responses[i]} for i in lease.order]
+        done, open_ = store.progress(who.name)
         return {
             "query_id": q.id, "kind": q.kind, "prompt": q.payload.get("prompt"), "items": items,
-            "lease_seconds": lease_seconds, "done": store.count_judgements(who.name), "open": store.open_count(who.name),
+            "lease_seconds": lease_seconds, "done": done, "open": open_,
         }
 
     @app.post("/api/answer", status_code=201)
     def answer(a: Answer, who: AnnotatorRow = Depends(annotator)):
         """Answer the leased query; the judgement is stored in the query's own orientation."""
-        lease = store.lease(a.query_id)
-        if lease is None or lease.annotator != who.name:
-            raise HTTPException(409, f"query {a.query_id} is not leased to you; ask /api/next for a query")
-        q = store.query(a.query_id)
-        label, payload = _stored_answer(q.kind, a, lease.order)
         try:
-            jid = store.answer_lease(who.name, a.query_id, label, payload)
+            jid = store.answer_lease(who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order))
         except LeaseError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"judgement_id": jid}
