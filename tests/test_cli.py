@@ -63,3 +63,25 @@ def test_a_small_run_writes_the_run_directory(cli, tmp_path):
     assert (out / "config.yaml").exists() and (out / "checkpoints" / "latest.pt").exists() and (out / "feedback.db").exists()
     phases = {json.loads(line)["phase"] for line in (out / "metrics.jsonl").read_text().splitlines()}
     assert phases == {"rlhf", "baseline"}
+
+
+def test_annotators_and_feedback_commands(cli, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    link = cli("annotators", "add", "alice", str(run), "--url", "http://127.0.0.1:9000")
+    assert link.returncode == 0 and link.stdout.startswith("http://127.0.0.1:9000/login?token=")
+    dup = cli("annotators", "add", "alice", str(run))
+    assert dup.returncode != 0 and "already exists" in dup.stderr
+    assert "alice" in cli("annotators", "list", str(run)).stdout
+    good = tmp_path / "p.jsonl"
+    good.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n')
+    assert cli("feedback", "import", str(run), str(good), "--format", "trl").returncode == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": 3, "rejected": "r"}\n')
+    r = cli("feedback", "import", str(run), str(bad), "--format", "trl")
+    assert r.returncode != 0 and f"{bad}:2: field 'chosen' must be a string" in r.stderr
+    out = cli("feedback", "export", str(run), "--format", "hh")
+    assert out.returncode == 0
+    assert json.loads(out.stdout) == {"chosen": "\n\nHuman: p\n\nAssistant: c", "rejected": "\n\nHuman: p\n\nAssistant: r"}
+    missing = cli("label", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "no such run directory" in missing.stderr
