@@ -83,6 +83,8 @@ def _cmd_run(args) -> int:
         out = args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}"
         run = RunDir(out)
     console.print(f"run directory: [bold]{run.path}[/]")
+    if cfg.text is not None:
+        return _cmd_run_text(cfg, run)
     total = cfg.env_steps
     with RunDisplay(console, total) as display:
         summary = run_experiment(cfg, run, display, resume=bool(args.resume))
@@ -153,6 +155,17 @@ def _cmd_feedback(args) -> int:
     else:
         n = import_jsonl(store, args.file, args.format)
         print(f"imported {n} judgements from {args.file}")
+    return 0
+
+
+def _cmd_run_text(cfg, run) -> int:
+    from rlhflab.display import TextDisplay, text_table
+    from rlhflab.text.pipeline import run_text
+
+    with TextDisplay(console) as display:
+        summary = run_text(cfg, run, display)
+    console.print(text_table(summary))
+    console.print(f"summary: {run.summary_path}")
     return 0
 
 

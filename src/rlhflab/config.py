@@ -9,6 +9,7 @@ short names (`env=`, `labels=`, `env_steps=`, `seed=`, `baseline=`, `temperature
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,6 +114,72 @@ class PolicyConfig(_Section):
     normalize_rewards: bool = Field(True, description="running mean/std reward normalisation before the policy sees rewards")
 
 
+class TextSFTConfig(_Section):
+    demonstrations: int = Field(2000, ge=1, description="(prompt, response) demonstrations for SFT (built-in task: the better half by gold)")
+    epochs: int = Field(2, ge=1, description="SFT epochs")
+    lr: float = Field(1e-3, gt=0, description="SFT learning rate (AdamW)")
+    batch_size: int = Field(32, ge=1, description="sequences per SFT step")
+
+
+class TextRewardConfig(_Section):
+    model: str | None = Field(None, description="reward-model backbone (hub name or path); None: the base model")
+    pooling: Literal["auto", "last", "mean"] = Field("auto", description="read the score at the last token (causal) or mean-pool (encoder)")
+    ensemble: int = Field(1, ge=1, description="reward models, each on a bootstrap of the comparisons")
+    epochs: int = Field(3, ge=1, description="reward-model epochs")
+    lr: float = Field(5e-4, gt=0, description="reward-model learning rate (AdamW)")
+    batch_size: int = Field(16, ge=1, description="prompts (groups of K responses) per step")
+    margin: float = Field(0.0, ge=0, description="margin m in −log σ(r_w − r_l − m) (Llama 2)")
+    label_noise: float = Field(0.0, ge=0, lt=1, description="ε of the Bradley–Terry error term")
+
+
+class TextPPOConfig(_Section):
+    steps: int = Field(60, ge=1, description="PPO iterations (one batch of prompts each)")
+    batch_size: int = Field(64, ge=1, description="prompts sampled per iteration")
+    minibatches: int = Field(4, ge=1, description="minibatches per epoch")
+    epochs: int = Field(2, ge=1, description="PPO epochs per batch")
+    lr: float = Field(3e-4, gt=0, description="policy and value learning rate")
+    beta: float = Field(0.05, ge=0, description="KL penalty coefficient β (initial β when adaptive)")
+    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (Ziegler et al.); None: fixed β")
+    kl_estimator: Literal["k1", "k3"] = Field("k1", description="per-token KL estimator in the reward")
+    clip: float = Field(0.2, gt=0, description="policy ratio clip ε")
+    clip_value: float | None = Field(0.2, description="value-loss clip (None: unclipped)")
+    vf_coef: float = Field(0.5, ge=0, description="value-loss coefficient")
+    gamma: float = Field(1.0, gt=0, le=1, description="discount over tokens")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE λ over tokens")
+    eos_penalty: float = Field(-1.0, description="added to the score of a response that never emits EOS")
+
+
+class TextDPOConfig(_Section):
+    loss: Literal["sigmoid", "ipo"] = Field("sigmoid", description="DPO (sigmoid) or IPO (squared) loss")
+    beta: float = Field(0.1, gt=0, description="β of DPO / IPO")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO: assumed label-flip rate")
+    epochs: int = Field(2, ge=1, description="DPO epochs over the preference pairs")
+    lr: float = Field(5e-4, gt=0, description="DPO learning rate")
+    batch_size: int = Field(16, ge=1, description="pairs per DPO step")
+
+
+class TextConfig(_Section):
+    task: Literal["reviews"] = Field("reviews", description="built-in task with a gold reward")
+    model: str = Field("builtin", description="policy model: 'builtin' (Step 0 pretrains a tiny GPT-2) or a hub name / local path")
+    dataset: str | None = Field(None, description="prompts and demonstrations: None (the task's own), a JSONL file or a hub dataset")
+    lora_r: int = Field(0, ge=0, description="LoRA rank for the policy (0: full fine-tuning)")
+    pretrain_sequences: int = Field(6000, ge=1, description="Step 0: corpus size for the built-in model")
+    pretrain_epochs: int = Field(3, ge=1, description="Step 0: epochs over the corpus")
+    n_layer: int = Field(2, ge=1, description="Step 0: transformer layers of the built-in GPT-2")
+    n_embd: int = Field(64, ge=8, description="Step 0: width of the built-in GPT-2")
+    labels: int = Field(400, ge=1, description="comparisons from the annotator (pairs, or rankings when ranking_k > 2)")
+    ranking_k: int = Field(2, ge=2, description="responses per comparison: 2 = pairs, K > 2 = K-wise rankings")
+    max_new_tokens: int = Field(24, ge=1, description="longest response")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature, also used for the log-probabilities")
+    eval_prompts: int = Field(128, ge=1, description="held-out prompts for the final table")
+    best_of_n: int = Field(16, ge=1, description="n of best-of-n sampling against the reward model")
+    methods: list[Literal["ppo", "dpo", "best_of_n"]] = Field(["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling")
+    sft: TextSFTConfig = Field(default_factory=TextSFTConfig)
+    reward: TextRewardConfig = Field(default_factory=TextRewardConfig)
+    ppo: TextPPOConfig = Field(default_factory=TextPPOConfig)
+    dpo: TextDPOConfig = Field(default_factory=TextDPOConfig)
+
+
 class RunConfig(_Section):
     task: str = Field("cartpole-preferences", description="name of this experiment")
     seed: int = Field(0, description="seed for envs, networks, annotator and query selection")
@@ -125,6 +192,7 @@ class RunConfig(_Section):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    text: TextConfig | None = Field(None, description="language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control")
 
     @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> "RunConfig":
@@ -152,6 +220,8 @@ def field_help(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tup
     for name, info in model.model_fields.items():
         key = prefix + name
         ann = info.annotation
+        members = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        ann = members[0] if members else ann  # an optional section (text: TextConfig | None)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows += field_help(ann, key + ".")
         else:

@@ -55,3 +55,40 @@ def summary_table(summary: dict) -> Table:
     if summary.get("normalised_score") is not None:
         table.caption = f"normalised score (random = 0, true-reward PPO = 1): {summary['normalised_score']:.2f} · {summary['wall_seconds']:.0f} s"
     return table
+
+
+class TextDisplay:
+    """One line per phase of a text run (pretrain, SFT, reward model, PPO, DPO, evaluation)."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console()
+        self.progress = Progress(TextColumn("[bold]{task.fields[phase]:<12}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, record: dict) -> None:
+        phase = record.get("phase", "run")
+        if phase == "eval":
+            phase = f"eval {record['method']}"
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task("", total=None, phase=phase, info="")
+        shown = {k: v for k, v in record.items() if k not in ("phase", "method") and isinstance(v, (int, float))}
+        self.progress.update(self.tasks[phase], info=" · ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()))
+
+
+def text_table(summary: dict) -> Table:
+    table = Table(title=f"{summary['task']}: {summary['labels']} labels · seed {summary['seed']} · {summary['wall_seconds']:.0f} s", min_width=60)
+    for col in ("method", "gold ↑", "proxy (r̂)", "KL from SFT", "distinct-2", "words"):
+        table.add_column(col, justify="right")
+    for name, m in summary["methods"].items():
+        table.add_row(name, f"{m['gold']:.3f}", f"{m['proxy']:.3f}", f"{m['kl']:.2f}", f"{m['distinct_2']:.3f}", f"{m['response_words']:.1f}")
+    rm = summary.get("reward_model", {})
+    if "rm_val_acc" in rm:
+        table.caption = f"reward model: held-out accuracy {rm['rm_val_acc']:.2f} on {rm['rm_val_pairs']} pairs, ECE {rm.get('rm_val_ece', float('nan')):.3f}"
+    return table

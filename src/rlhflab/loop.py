@@ -31,6 +31,7 @@ import torch
 
 from rlhflab.config import RunConfig
 from rlhflab.feedback.clips import encode_gif
+from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
@@ -114,16 +115,11 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
     def wait_for_people() -> None:
         """Block (visibly, and at most wait_timeout) until the labels required before RL have arrived."""
         need = fb.min_labels_before_rl if fb.min_labels_before_rl is not None else round(0.75 * schedule.initial)
-        started = time.monotonic()
-        while (have := store.count_judgements()) < need:
-            if time.monotonic() - started > fb.wait_timeout:
-                raise RunError(
-                    f"waited {fb.wait_timeout:.0f} s for the {need} labels required before RL; {have} arrived. "
-                    f"Serve the labeling app with `rlhflab label {run.path}`, add people with "
-                    f"`rlhflab annotators add NAME {run.path}`, then `rlhflab run --resume {run.path}`"
-                )
-            on_log({"phase": "waiting", "env_steps": policy.env_steps, "labels": have, "waiting_for": need})
-            time.sleep(0.5)
+        try:
+            wait_for_labels(store, need, fb.wait_timeout, lambda have, need: on_log(
+                {"phase": "waiting", "env_steps": policy.env_steps, "labels": have, "waiting_for": need}))
+        except LabelTimeout as exc:
+            raise RunError(f"{exc} (required before RL). {people_hint(run.path)}") from None
 
     def refit() -> None:
         nonlocal labels_at_fit, rm_metrics

@@ -1,0 +1,64 @@
+"""Direct preference optimisation: the policy itself as the reward model.
+
+DPO (Rafailov et al. 2023). With h = [log π(y_w|x) − log π_ref(y_w|x)] − [log π(y_l|x) − log π_ref(y_l|x)]:
+    L_DPO  = −log σ(β·h)
+Conservative / label-smoothed DPO (Mitchell 2023), assuming labels flipped with rate ε:
+    L_cDPO = −(1 − ε)·log σ(β·h) − ε·log σ(−β·h)
+— exactly the Bradley–Terry cross-entropy with target 1 − ε on implicit rewards β·log(π/π_ref),
+so it is computed by `bradley_terry_loss`.
+IPO (Azar et al. 2023), which does not let h grow without bound on deterministic preferences:
+    L_IPO  = (h − 1/(2β))²
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rlhflab.reward.losses import bradley_terry_loss
+from rlhflab.text.sequences import encode, token_logprobs
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
+    beta: float, kind: str = "sigmoid", label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Mean loss over pairs; inputs are summed response log-probabilities, shape [B]."""
+    chosen, rejected = policy_chosen - ref_chosen, policy_rejected - ref_rejected
+    if kind == "sigmoid":
+        return bradley_terry_loss(beta * chosen, beta * rejected, torch.full_like(chosen, 1.0 - label_smoothing))
+    if kind == "ipo":
+        return ((chosen - rejected - 1.0 / (2.0 * beta)) ** 2).mean()
+    raise ValueError(f"unknown DPO loss '{kind}' (use sigmoid or ipo)")
+
+
+def sequence_logprob(model, batch) -> torch.Tensor:
+    """Σ_t log π(y_t | x, y_<t) over each row's response tokens."""
+    return token_logprobs(model, batch).sum(1)
+
+
+def train_dpo(policy, reference, tokenizer, pairs: list[tuple[str, str, str]], cfg, seed: int = 0, on_log=None) -> list[float]:
+    """Fine-tune `policy` in place on (prompt, chosen, rejected) triples; `reference` stays frozen."""
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
+    history = []
+    for epoch in range(cfg.epochs):
+        losses = []
+        for idx in np.array_split(rng.permutation(len(pairs)), max(1, len(pairs) // cfg.batch_size)):
+            prompts = [pairs[i][0] for i in idx]
+            chosen = encode(tokenizer, prompts, [pairs[i][1] for i in idx])
+            rejected = encode(tokenizer, prompts, [pairs[i][2] for i in idx])
+            with torch.no_grad():
+                ref_c, ref_r = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
+            policy.train()
+            loss = dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c, ref_r, cfg.beta, cfg.loss, cfg.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss))
+        history.append(float(np.mean(losses)))
+        if on_log:
+            on_log({"phase": "dpo", "epoch": epoch + 1, "dpo_loss": history[-1]})
+    policy.eval()
+    return history

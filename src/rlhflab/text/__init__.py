@@ -1,0 +1,1 @@
+"""Language-model RLHF: InstructGPT's steps on Hugging Face causal language models."""

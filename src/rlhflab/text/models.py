@@ -1,0 +1,147 @@
+"""Hugging Face models for language-model RLHF: loading, Step 0 pretraining, value and reward heads.
+
+Any causal LM loads by hub name or local path through `from_pretrained`, with its tokenizer
+(and its chat template, when it has one); LoRA adapters come from peft. The built-in task's
+base model is a tiny GPT-2 trained here from scratch (Step 0) on the task's generated
+corpus with a word-level tokenizer, saved with `save_pretrained`, and from then on loaded
+exactly like a hub model.
+
+Value head: a linear map of the policy's last hidden state (Ziegler et al. 2019; TRL's
+AutoModelForCausalLMWithValueHead). Reward model: a backbone (causal or encoder) with a
+scalar head, read at the last non-padding token (causal) or mean-pooled (encoder).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "mpnet", "xlm-roberta", "albert"}
+
+
+def build_word_tokenizer(vocabulary: list[str]):
+    """A word-level tokenizer (whitespace split) over a fixed vocabulary, as a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
+    vocab = {tok: i for i, tok in enumerate(specials + list(vocabulary))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>")
+
+
+def tiny_gpt2(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 64, seed: int = 0):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config)
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # prompts are left-padded so that generation continues from the real last token
+    return tok
+
+
+def load_causal_lm(name_or_path: str, lora_r: int = 0, lora_alpha: int = 16, lora_dropout: float = 0.0):
+    """A causal LM by hub name or local path; with LoRA adapters when lora_r > 0."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+    if lora_r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type="CAUSAL_LM"))
+    return model
+
+
+def format_prompt(tokenizer, prompt: str) -> str:
+    """The prompt as the model expects it: through its chat template when it has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def forward_kwargs(model, input_ids, attention_mask) -> dict:
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "position_ids" in inspect.signature(model.forward).parameters:
+        kwargs["position_ids"] = position_ids(attention_mask)
+    return kwargs
+
+
+class ValueHead(nn.Module):
+    """V(s_t) from the policy's last hidden state at each position."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden).squeeze(-1)
+
+
+def hidden_size(config) -> int:
+    return getattr(config, "hidden_size", None) or getattr(config, "n_embd")
+
+
+class TextRewardModel(nn.Module):
+    """r̂(x, y): a transformer backbone with a scalar head."""
+
+    def __init__(self, backbone, pooling: str = "auto"):
+        super().__init__()
+        self.backbone = backbone
+        model_type = getattr(backbone.config, "model_type", "")
+        self.pooling = ("mean" if model_type in ENCODER_TYPES else "last") if pooling == "auto" else pooling
+        self.head = nn.Linear(hidden_size(backbone.config), 1)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, pooling: str = "auto") -> "TextRewardModel":
+        from transformers import AutoModel
+
+        return cls(AutoModel.from_pretrained(name_or_path, dtype=torch.float32), pooling)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        kwargs = forward_kwargs(self.backbone, input_ids, attention_mask)
+        hidden = self.backbone(**kwargs).last_hidden_state  # [B, T, H]
+        if self.pooling == "mean":
+            m = attention_mask.unsqueeze(-1).float()
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1)
+        else:  # the last non-padding token (padding may be on either side)
+            idx = attention_mask.shape[1] - 1 - attention_mask.flip(-1).float().argmax(-1)
+            pooled = hidden[torch.arange(len(hidden)), idx]
+        return self.head(pooled).squeeze(-1)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def save_model(model, tokenizer, path: str | Path) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    target = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    target.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,108 @@
+"""Token batches for language-model RLHF: encoding, sampling, and per-token log-probabilities.
+
+One layout serves SFT, reward modelling, DPO and PPO: a batch of [prompt | response]
+token sequences with an attention mask and a `response_mask` that marks the response
+tokens (the targets). `token_logprobs` returns log π(y_t | x, y_<t) at each target
+position, computed at temperature τ (logits / τ) — the same τ as sampling, so PPO's
+ratios and KL are taken against the distribution the samples came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from rlhflab.text.models import format_prompt, forward_kwargs
+
+
+@dataclass
+class SeqBatch:
+    input_ids: torch.Tensor  # [B, T]
+    attention_mask: torch.Tensor  # [B, T]
+    response_mask: torch.Tensor  # [B, T] 1 on response tokens (targets), 0 on prompt and padding
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def select(self, idx) -> "SeqBatch":
+        return SeqBatch(self.input_ids[idx], self.attention_mask[idx], self.response_mask[idx])
+
+    @property
+    def last_response_index(self) -> torch.Tensor:
+        """Position of each sequence's final response token."""
+        T = self.response_mask.shape[1]
+        return T - 1 - self.response_mask.flip(-1).float().argmax(-1)
+
+
+def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int = 256, add_eos: bool = True) -> SeqBatch:
+    """[formatted prompt | response (+ EOS)] per row, right-padded; the prompt is cut from the left if too long."""
+    rows, masks = [], []
+    for prompt, response in zip(prompts, responses):
+        p = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        r = tokenizer(" " + response if not response.startswith(" ") else response, add_special_tokens=False)["input_ids"]
+        if add_eos:
+            r = r + [tokenizer.eos_token_id]
+        r = r[:max_length]
+        p = p[-(max_length - len(r)) :] if len(p) + len(r) > max_length else p
+        rows.append(p + r)
+        masks.append([0] * len(p) + [1] * len(r))
+    T = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(rows), T), pad, dtype=torch.long)
+    att = torch.zeros((len(rows), T), dtype=torch.long)
+    resp = torch.zeros((len(rows), T), dtype=torch.float32)
+    for i, (r, m) in enumerate(zip(rows, masks)):
+        ids[i, : len(r)] = torch.tensor(r)
+        att[i, : len(r)] = 1
+        resp[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    return SeqBatch(ids, att, resp)
+
+
+def token_logprobs(model, batch: SeqBatch, temperature: float = 1.0, return_entropy: bool = False, return_hidden: bool = False):
+    """log π(token_t | tokens_<t) at every position t ≥ 1 ([B, T], position 0 is 0), masked to the response.
+
+    Also the entropy of π(· | tokens_<t) at each position and the last hidden state that predicts
+    token t (for a value head), when asked."""
+    out = model(**forward_kwargs(model, batch.input_ids, batch.attention_mask), output_hidden_states=return_hidden)
+    logits = out.logits[:, :-1].float() / temperature
+    logp_all = F.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, batch.input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    pad = torch.zeros_like(logp[:, :1])
+    result = [torch.cat([pad, logp], 1) * batch.response_mask]
+    if return_entropy:
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+        result.append(torch.cat([pad, ent], 1) * batch.response_mask)
+    if return_hidden:
+        hidden = out.hidden_states[-1][:, :-1]
+        result.append(torch.cat([torch.zeros_like(hidden[:, :1]), hidden], 1))
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0, seed: int | None = None) -> tuple[SeqBatch, list[str], torch.Tensor]:
+    """Sample one response per prompt. Returns the [prompt | response] batch, the response texts, and
+    whether each response ended with EOS within max_new_tokens."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    enc = tokenizer([format_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    was_training = model.training
+    model.eval()
+    out = model.generate(
+        **enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    model.train(was_training)
+    Q = enc["input_ids"].shape[1]
+    response = out[:, Q:]
+    is_eos = response == tokenizer.eos_token_id
+    ended = is_eos.any(-1)
+    first_eos = torch.where(ended, is_eos.float().argmax(-1), torch.full_like(ended, response.shape[1] - 1, dtype=torch.long))
+    keep = (torch.arange(response.shape[1]).unsqueeze(0) <= first_eos.unsqueeze(1)).long()
+    texts = [tokenizer.decode(r[: int(k.sum())], skip_special_tokens=True).strip() for r, k in zip(response, keep)]
+    input_ids = torch.cat([enc["input_ids"], torch.where(keep.bool(), response, tokenizer.pad_token_id)], 1)
+    attention = torch.cat([enc["attention_mask"], keep], 1)
+    resp_mask = torch.cat([torch.zeros_like(enc["attention_mask"]), keep], 1).float()
+    return SeqBatch(input_ids, attention, resp_mask), texts, ended
