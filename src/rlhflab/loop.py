@@ -32,6 +32,7 @@ import torch
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics.alarms import AlarmMonitor
 from rlhflab.diagnostics.probe import Probe
+from rlhflab.diagnostics.report import build_report
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
@@ -211,6 +212,7 @@ def run_experiment(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, res
         "wall_seconds": round(time.time() - started, 2),
     }
     run.write_summary(summary)
+    build_report(run.path)
     return summary
 
 

@@ -13,7 +13,8 @@ four signs are visible during training:
   kl_budget              KL(π‖π_ref) per step above a budget;
   entropy_collapse       the policy's entropy below a share of its first value (mode collapse);
   rm_accuracy_drop       held-out reward-model accuracy below its best earlier value by more than
-                         max(δ, 2·√(p(1−p)/n)) — the distribution shift of training reward model and
+                         max(δ, 2 s.e.) (the standard error of a difference of two
+                         proportions) — the distribution shift of training reward model and
                          policy together (Casper et al. 2023 §3.4).
 
 A condition must hold for `patience` consecutive records before its alarm fires, and the alarm
@@ -35,6 +36,11 @@ ALARMS = {
     "entropy_collapse": "policy entropy collapsed",
     "rm_accuracy_drop": "reward-model held-out accuracy fell after a refit",
 }
+
+
+def no_acting_steps(record: dict) -> bool:
+    """A rollout spent wholly in absorbing states: the update had no acting step and reports zeros."""
+    return record.get("entropy") == 0.0 and record.get("policy_loss") == 0.0 and record.get("approx_kl") == 0.0
 
 
 def _num(value) -> float | None:
@@ -89,17 +95,21 @@ class AlarmMonitor:
         return f"KL(π‖π_ref) {kl:.3g} nats per step is beyond the budget {self.cfg.kl_budget:.3g}"
 
     def _entropy_collapse(self, record: dict) -> str | None:
-        entropy, series = _num(record.get("entropy")), self._series("entropy")
+        entropy = None if no_acting_steps(record) else _num(record.get("entropy"))
+        series = [v for r in self.history if not no_acting_steps(r) and (v := _num(r.get("entropy"))) is not None]
         if entropy is None or not series or series[0] <= 0 or entropy >= self.cfg.entropy_collapse * series[0]:
             return None
         return f"policy entropy {entropy:.3g} is below {self.cfg.entropy_collapse:.0%} of its first value {series[0]:.3g}"
 
     def _rm_accuracy_drop(self, record: dict) -> str | None:
-        acc, earlier = _num(record.get("rm_val_acc")), [v for r in self.history[:-1] if (v := _num(r.get("rm_val_acc"))) is not None]
+        acc = _num(record.get("rm_val_acc"))
+        earlier = [(v, _num(r.get("rm_val_pairs"))) for r in self.history[:-1] if (v := _num(r.get("rm_val_acc"))) is not None]
         if acc is None or not earlier:
             return None
-        best, n = max(earlier), _num(record.get("rm_val_pairs"))
-        margin = max(self.cfg.rm_acc_drop, 2 * math.sqrt(acc * (1 - acc) / n) if n else 0.0)
+        best, n_best = max(earlier, key=lambda e: e[0])
+        n = _num(record.get("rm_val_pairs"))
+        se = math.sqrt(best * (1 - best) / n_best + acc * (1 - acc) / n) if n and n_best else 0.0
+        margin = max(self.cfg.rm_acc_drop, 2 * se)
         if best - acc <= margin:
             return None
         return f"reward-model held-out accuracy {acc:.2f} is {best - acc:.2f} below its best {best:.2f} (allowed {margin:.2f})"

@@ -115,6 +115,7 @@ class Probe:
         except NonFiniteRewardError:
             return np.full(obs.shape[:-1], np.nan, np.float32)
 
+    @torch.no_grad()
     def _episode(self, act, seed: int, action_samples: np.ndarray | None, render: bool = False) -> dict:
         """One fixed-horizon episode; act = None is the uniformly random policy."""
         env_cfg, render_error = self.cfg.env, ""
