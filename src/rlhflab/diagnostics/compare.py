@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from rlhflab.diagnostics.report import Section, figure, img, load_run, md_escape, page, png
+from rlhflab.diagnostics.disclosure import md_escape
+from rlhflab.diagnostics.report import Section, figure, img, load_run, page, png
 
 CURVES = {
     "eval_true_return": "gold (true) return, evaluation",

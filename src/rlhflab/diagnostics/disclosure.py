@@ -103,13 +103,18 @@ def disclosure_sheet(
     return items
 
 
+def md_escape(text) -> str:
+    """Text for Markdown: no raw HTML gets through, and a table cell stays one cell."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
 def to_markdown(items: list[Item]) -> str:
     lines = ["# Disclosure sheet", "", "After Casper et al. 2023, §5. Filled from the run; **⚠** marks what its owner must complete.", ""]
     for i, item in enumerate(items, 1):
-        lines += [f"## {i}. {item.topic}", "", f"*Asked for: {html.escape(item.asks)}.*", ""]
-        lines += [f"- {html.escape(f)}" for f in item.facts]
+        lines += [f"## {i}. {item.topic}", "", f"*Asked for: {md_escape(item.asks)}.*", ""]
+        lines += [f"- {md_escape(f)}" for f in item.facts]
         if item.to_complete:
-            lines += [f"- **⚠ {html.escape(item.to_complete)}**"]
+            lines += [f"- **⚠ {md_escape(item.to_complete)}**"]
         lines.append("")
     return "\n".join(lines)
 

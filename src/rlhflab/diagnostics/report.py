@@ -29,6 +29,7 @@ import numpy as np
 
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics import disclosure
+from rlhflab.diagnostics.disclosure import md_escape
 from rlhflab.diagnostics.alarms import ALARMS, AlarmMonitor, first_firings, no_acting_steps
 from rlhflab.diagnostics.calibration import Reliability, reliability
 from rlhflab.diagnostics.epic import epic_distance
@@ -193,7 +194,7 @@ class Report:
                 section = make()
             except Exception as exc:  # noqa: BLE001 - one broken section must not cost the whole report; it says what broke
                 section = Section(make.__name__.replace("_", " "), f"<p class='error'>This section could not be built: {html.escape(f'{type(exc).__name__}: {exc}')}</p>",
-                                  f"This section could not be built: {html.escape(str(exc))}\n")
+                                  f"This section could not be built: {md_escape(exc)}\n")
             if section is not None:
                 out.append(section)
         return out
@@ -436,7 +437,7 @@ class Report:
 
     def config(self) -> Section:
         text = (self.data.path / "config.yaml").read_text()
-        return Section("Config", f"<details><summary>config.yaml</summary><pre>{html.escape(text)}</pre></details>", f"```yaml\n{text}```\n")
+        return Section("Config", f"<details><summary>config.yaml</summary><pre>{html.escape(text)}</pre></details>", "The resolved config is `config.yaml`.\n")
 
 
 def steps_table(clip: dict, rows: int = 25) -> str:
@@ -448,10 +449,6 @@ def steps_table(clip: dict, rows: int = 25) -> str:
         for t in range(min(rows, len(clip["obs"])))
     )
     return f"<table class='steps'>{head}{body}</table>"
-
-
-def md_escape(text) -> str:
-    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
 
 
 def md_to_list(md: str) -> str:
