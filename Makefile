@@ -9,6 +9,8 @@ TORCH  ?= torch==2.13.0
 .PHONY: run test bench install clean
 
 $(STAMP): pyproject.toml Makefile
+	@# the report test opens reports in headless Chromium: Debian's, since Playwright cannot download its own here
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
