@@ -99,10 +99,7 @@ class Probe:
         out = self.run.path / "clips"
         out.mkdir(exist_ok=True)
         if episode["frames"]:
-            frames = [_image(f) for f in episode["frames"]]
-            buf = io.BytesIO()
-            frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=20 * FRAME_STRIDE, loop=0)
-            (out / f"iter_{iteration:04d}.gif").write_bytes(buf.getvalue())
+            (out / f"iter_{iteration:04d}.gif").write_bytes(gif(episode["frames"], duration_ms=20 * FRAME_STRIDE))
         np.savez_compressed(
             out / f"iter_{iteration:04d}.npz", obs=episode["obs"], actions=episode["actions"], true=episode["true"][:, 0],
             r_hat=self._predict(episode["obs"], episode["actions"]), render_error=np.array(episode["render_error"]),
@@ -149,7 +146,13 @@ class Probe:
         return {**arrays, "frames": rows["frames"], "render_error": render_error}
 
 
-def _image(frame: np.ndarray):
+def gif(frames: list[np.ndarray], duration_ms: int) -> bytes:
+    """An animated GIF of RGB frames, with one palette drawn from a few of them."""
     from PIL import Image
 
-    return Image.fromarray(np.ascontiguousarray(frame)).convert("P", palette=Image.Palette.ADAPTIVE)
+    sample = Image.fromarray(np.ascontiguousarray(np.concatenate(frames[:: max(1, len(frames) // 4)], axis=0)))
+    palette = sample.quantize(colors=128)
+    images = [Image.fromarray(np.ascontiguousarray(f)).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buf.getvalue()
