@@ -83,5 +83,5 @@ def test_people_mode_renders_clips_of_the_queried_segments(tmp_path):
 def test_waiting_for_people_times_out_with_a_clear_message(tmp_path):
     run, _, _ = make_run(tmp_path, names=())
     cfg = build_config(None, ["feedback.annotator.kind=people", "feedback.render_envs=0", "feedback.wait_timeout=1", "labels=40"])
-    with pytest.raises(RunError, match=r"waited 1 s for the 8 labels required before RL; 0 arrived.*rlhflab label"):
+    with pytest.raises(RunError, match=r"waited 1 s for 8 labels; 0 arrived \(required before RL\).*rlhflab label"):
         run_rlhf(cfg, run)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
 from rlhflab.feedback.exchange import DataError
+from rlhflab.diagnostics.commands import add_commands
 
 console = Console()
 
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     show = cfg_sub.add_parser("show", help="print the resolved config as YAML")
     show.add_argument("--config")
     show.add_argument("overrides", nargs="*", metavar="key=value")
+    add_commands(sub)
     return p
 
 
@@ -172,6 +174,8 @@ def _cmd_run_text(cfg, run) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if hasattr(args, "handler"):
+            return args.handler(args)
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "config":

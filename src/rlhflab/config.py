@@ -180,6 +180,18 @@ class TextConfig(_Section):
     dpo: TextDPOConfig = Field(default_factory=TextDPOConfig)
 
 
+class AlarmConfig(_Section):
+    stop: bool = Field(False, description="stop the run (checkpoint, summary and report kept) when any alarm fires")
+    patience: int = Field(3, ge=1, description="consecutive iterations a condition must hold before its alarm fires")
+    early_iterations: int = Field(5, ge=2, description="first RL iterations that set the early band of ensemble disagreement on policy samples")
+    band_width: float = Field(3.0, gt=0, description="disagreement leaves its early band above early mean + this many early standard deviations")
+    trend_window: int = Field(5, ge=2, description="iterations over which 'proxy return rising' is a positive least-squares slope")
+    disagreement_pairs: int = Field(32, ge=1, description="pairs of fresh policy segments scored for ensemble disagreement each iteration")
+    kl_budget: float | None = Field(None, gt=0, description="alarm when KL(π‖π_ref) per step exceeds this many nats (None: off)")
+    entropy_collapse: float = Field(0.1, ge=0, lt=1, description="alarm when policy entropy falls below this share of its first value")
+    rm_acc_drop: float = Field(0.1, ge=0, description="alarm when held-out reward-model accuracy falls this far (and 2 s.e.) below its best")
+
+
 class RunConfig(_Section):
     task: str = Field("cartpole-preferences", description="name of this experiment")
     seed: int = Field(0, description="seed for envs, networks, annotator and query selection")
@@ -193,6 +205,7 @@ class RunConfig(_Section):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     text: TextConfig | None = Field(None, description="language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control")
+    alarms: AlarmConfig = Field(default_factory=AlarmConfig)
 
     @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> "RunConfig":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -18,6 +19,7 @@ class RunDisplay:
             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
         )
         self.tasks: dict[str, int] = {}
+        self.alarms_seen: set[str] = set()
 
     def __enter__(self):
         self.progress.__enter__()
@@ -42,6 +44,13 @@ class RunDisplay:
         parts.append(f"true {record['true_return']:.1f}")
         if "proxy_return" in record:
             parts.append(f"proxy {record['proxy_return']:.1f}")
+        alarms = [a["alarm"] for a in record.get("alarms") or []]
+        if alarms:
+            parts.append(f"[bold red]alarm: {', '.join(alarms)}[/]")
+        for a in record.get("alarms") or []:
+            if a["alarm"] not in self.alarms_seen:  # say each alarm once in full, above the bars
+                self.alarms_seen.add(a["alarm"])
+                self.console.print(f"[bold red]alarm[/] at {record['env_steps']} env steps — {escape(a['message'])}")
         self.progress.update(self.tasks[phase], completed=record["env_steps"], info=" · ".join(parts))
 
 

@@ -32,6 +32,9 @@ import torch
 from rlhflab.config import RunConfig
 from rlhflab.feedback.clips import encode_gif
 from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
+from rlhflab.diagnostics.alarms import AlarmMonitor
+from rlhflab.diagnostics.probe import Probe
+from rlhflab.diagnostics.report import build_report
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
@@ -73,6 +76,7 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
     people = fb.annotator.kind == "people"  # judgements arrive through the labeling app, at people's pace
     policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed, render_envs=fb.render_envs if people else 0, render_stride=fb.clip_stride)
     reward_model = RewardEnsemble(policy.obs_dim, policy.action_space, cfg.reward, cfg.seed + 1)
+    probe = Probe(cfg, run, policy, reward_model)  # KL, disagreement on policy samples, samples/ and clips/
     annotator = SyntheticAnnotator(fb.annotator, cfg.seed + 2)
     store = FeedbackStore(run.store_url)
     store.set_setting("guidelines", fb.guidelines)
@@ -88,6 +92,7 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
         iteration, labels_at_fit, rm_metrics = ckpt["iteration"], ckpt["labels_at_fit"], ckpt["rm_metrics"]
         if ckpt.get("done"):
             return policy
+    monitor = AlarmMonitor(cfg.alarms, [m for m in run.metrics() if m.get("phase") == "rlhf" and m["iteration"] <= iteration])
 
     def checkpoint(done: bool = False) -> None:
         run.save_checkpoint({
@@ -137,6 +142,8 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
             if people:
                 wait_for_people()
             refit()
+        if iteration == 0:
+            probe.save_samples(0, clip=True)
 
         # 2. RL against r̂, with labels arriving at a decaying rate and the reward model refit.
         while policy.env_steps < cfg.env_steps:
@@ -161,13 +168,18 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
                 "phase": "rlhf", "iteration": iteration, "env_steps": policy.env_steps, "labels": store.count_judgements(),
                 "true_return": float(rollout.true_rewards.mean() * cfg.env.horizon),
                 "proxy_return": float(r_hat.mean() * cfg.env.horizon),
-                **rm_metrics, **stats, "steps_per_second": rollout.true_rewards.size / (time.perf_counter() - started),
+                **rm_metrics, **stats, **probe.measure(rollout, iteration), "steps_per_second": rollout.true_rewards.size / (time.perf_counter() - started),
             }
-            if iteration % cfg.checkpoint_every == 0 or policy.env_steps >= cfg.env_steps:
+            record["alarms"] = monitor.check(record)
+            stop = bool(record["alarms"]) and cfg.alarms.stop
+            if iteration % cfg.checkpoint_every == 0 or policy.env_steps >= cfg.env_steps or stop:
                 record["eval_true_return"] = policy.evaluate(cfg.eval_episodes)
+                probe.save_samples(iteration, clip=stop or policy.env_steps >= cfg.env_steps)
                 checkpoint(done=policy.env_steps >= cfg.env_steps)
             run.log(record)
             on_log(record)
+            if stop:
+                break
     except KeyboardInterrupt:
         checkpoint()
         raise
@@ -221,6 +233,7 @@ def run_experiment(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, res
         "wall_seconds": round(time.time() - started, 2),
     }
     run.write_summary(summary)
+    build_report(run.path)
     return summary
 
 

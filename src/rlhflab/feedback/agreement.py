@@ -15,10 +15,15 @@ Across annotators, on queries judged more than once:
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from statistics import median
 
 import numpy as np
+
+from rlhflab.types import Comparison, Judgement
 
 CATEGORIES = ("left", "right", "equal", "cant_tell")
 
@@ -57,7 +62,8 @@ def krippendorff_alpha(units: list[list[str]]) -> float:
 
 
 def annotator_report(rows: list[dict]) -> dict:
-    """rows: {query_id, annotator, label, shown_swapped, seconds} for pairwise judgements."""
+    """rows: {query_id, annotator, label, shown_swapped, seconds[, gold]} for pairwise judgements;
+    `gold` is +1 when the left segment is truly better, −1 when the right is, 0 for a true tie."""
     by_query: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
         by_query[r["query_id"]].append(r)
@@ -65,8 +71,11 @@ def annotator_report(rows: list[dict]) -> dict:
     for name in sorted({r["annotator"] for r in rows}):
         mine = [r for r in rows if r["annotator"] == name]
         labels = Counter(r["label"] for r in mine)
-        strict = [r for r in mine if r["label"] in ("left", "right") and r.get("shown_swapped") is not None]
-        shown_left = [(r["label"] == "left") != bool(r["shown_swapped"]) for r in strict]
+        strict = [r for r in mine if r["label"] in ("left", "right")]
+        shown_left = [(r["label"] == "left") != bool(r.get("shown_swapped")) for r in strict]
+        golden = [r for r in strict if r.get("gold")]
+        gold_agree = [(r["label"] == "left") == (r["gold"] > 0) for r in golden]
+        p_left = float(np.mean(shown_left)) if shown_left else None
         agree = []
         for r in mine:
             others = Counter(o["label"] for o in by_query[r["query_id"]] if o["annotator"] != name)
@@ -77,11 +86,15 @@ def annotator_report(rows: list[dict]) -> dict:
         seconds = [r["seconds"] for r in mine if r.get("seconds") is not None]
         per[name] = {
             "count": len(mine),
+            "counts": {c: labels[c] for c in CATEGORIES},
             "agreement_with_consensus": float(np.mean(agree)) if agree else None,
             "compared_with_consensus": len(agree),
             "tie_rate": labels["equal"] / len(mine),
             "cant_tell_rate": labels["cant_tell"] / len(mine),
-            "left_shown_win_rate": float(np.mean(shown_left)) if shown_left else None,
+            "left_shown_win_rate": p_left,
+            "left_shown_halfwidth": 1.96 * math.sqrt(p_left * (1 - p_left) / len(shown_left)) if shown_left else None,
+            "gold_agreement": float(np.mean(gold_agree)) if gold_agree else None,
+            "gold_pairs": len(golden),
             "median_seconds": median(seconds) if seconds else None,
         }
     overlapping = [[r["label"] for r in rs] for rs in by_query.values() if len(rs) >= 2]
@@ -91,9 +104,12 @@ def annotator_report(rows: list[dict]) -> dict:
         same = [u for u in overlapping if len(u) == m]
         counts = np.array([[u.count(c) for c in CATEGORIES] for u in same])
         kappa = fleiss_kappa(counts)
+    pair_agreement = [a == b for u in overlapping for a, b in itertools.combinations(u, 2)]
     return {
         "annotators": per,
         "overlapping_queries": len(overlapping),
+        "pairwise_agreement": float(np.mean(pair_agreement)) if pair_agreement else None,
+        "judgement_pairs": len(pair_agreement),
         "fleiss_kappa": None if kappa is None or np.isnan(kappa) else kappa,
         "krippendorff_alpha": None if not overlapping else _finite(krippendorff_alpha(overlapping)),
         "judgements": len(rows),
@@ -102,3 +118,41 @@ def annotator_report(rows: list[dict]) -> dict:
 
 def _finite(x: float) -> float | None:
     return None if np.isnan(x) else x
+
+
+def comparison_rows(comparisons: list[Comparison]) -> list[dict]:
+    """Segment comparisons as `annotator_report` rows, with the gold side from the true returns."""
+    return [
+        {"query_id": c.query_id, "annotator": c.annotator, "label": c.judgement.value, "shown_swapped": c.extra.get("shown_swapped"),
+         "seconds": c.extra.get("seconds"), "gold": float(np.sign(c.left.true_return - c.right.true_return))}
+        for c in comparisons
+    ]
+
+
+@dataclass
+class AnnotatorStats:
+    """One annotator's row of `annotator_report`, for reports and the disclosure sheet."""
+
+    annotator: str
+    labels: int
+    counts: dict[str, int]
+    gold_agreement: float | None
+    gold_pairs: int
+    left_share: float | None  # position bias: P(shown-left | strict)
+    left_share_halfwidth: float | None
+    median_seconds: float | None
+
+    def rate(self, label: Judgement) -> float:
+        return self.counts.get(label.value, 0) / self.labels if self.labels else float("nan")
+
+
+def annotator_stats(comparisons: list[Comparison]) -> list[AnnotatorStats]:
+    per = annotator_report(comparison_rows(comparisons))["annotators"]
+    return [AnnotatorStats(name, a["count"], a["counts"], a["gold_agreement"], a["gold_pairs"], a["left_shown_win_rate"],
+                           a["left_shown_halfwidth"], a["median_seconds"]) for name, a in per.items()]
+
+
+def inter_annotator_agreement(comparisons: list[Comparison]) -> tuple[float | None, int]:
+    """(share of agreeing pairs of judgements of the same query, number of such pairs)."""
+    report = annotator_report(comparison_rows(comparisons))
+    return report["pairwise_agreement"], report["judgement_pairs"]

@@ -281,7 +281,8 @@ class FeedbackStore:
             stmt = select(JudgementRow).join(QueryRow, JudgementRow.query_id == QueryRow.id).where(QueryRow.kind == "segments").order_by(JudgementRow.id)
             rows = s.scalars(stmt).unique().all()
             return [
-                Comparison(r.query_id, r.query.left.to_segment(), r.query.right.to_segment(), Judgement(r.label), r.annotator, {"seconds": r.seconds})
+                Comparison(r.query_id, r.query.left.to_segment(), r.query.right.to_segment(), Judgement(r.label), r.annotator,
+                           {"seconds": r.seconds, "shown_swapped": r.shown_swapped})
                 for r in rows
             ]
 

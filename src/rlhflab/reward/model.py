@@ -115,7 +115,7 @@ class RewardEnsemble:
             boot = torch.as_tensor(self.rng.integers(len(train), size=len(train)))
             self._fit_member(member, opt, PairBatch(train_batch.left[boot], train_batch.right[boot], train_batch.target[boot]), val_batch)
         self.fits += 1
-        metrics = {"rm_train_loss": self._loss(train_batch), "rm_train_acc": self._accuracy(train_batch)}
+        metrics = {"rm_fits": self.fits, "rm_val_pairs": len(val), "rm_train_loss": self._loss(train_batch), "rm_train_acc": self._accuracy(train_batch)}
         if val_batch is not None:
             metrics |= {"rm_val_loss": self._loss(val_batch), "rm_val_acc": self._accuracy(val_batch)}
         return metrics

@@ -1,0 +1,158 @@
+"""Measurements of the policy on fresh samples, beside the loop's own metrics.
+
+Every iteration (into the metrics record):
+  rm_disagreement  mean over pairs (σ¹, σ²) of fresh rollout segments of std_m P̂_m[σ¹ ≻ σ²], the spread
+                   of the ensemble members' preferences — the quantity Christiano et al. 2017 §2.2.4
+                   select queries by. It rises when the policy goes where the reward model has no labels.
+  kl               KL(π‖π_ref) per step on the rollout's states, in nats: the analytic KL between the
+                   action distributions, absorbing states left out. π_ref is the policy as initialised.
+
+At checkpoints, `samples/iter_XXXX.npz`: one episode of the current (stochastic) policy and one of a
+uniformly random policy — together the coverage distribution D for EPIC (Gleave et al. 2020 advise
+one broader than the policy's own). At each state it holds the true reward and r̂ for the action
+taken (column 0) and for a fixed set of actions D_A (columns 1…k: every action when discrete, 8
+uniform draws when continuous). True rewards for actions not taken come from stepping a copy of the
+env (copy.deepcopy); where the env cannot be copied those columns are NaN.
+
+At the start and the end of training, `clips/iter_XXXX.gif` — one episode of the deterministic
+policy rendered with render_mode='rgb_array', every second frame at half size — and
+`clips/iter_XXXX.npz` with the numbers of that episode (obs, actions, true reward, r̂). When the env
+cannot render, only the numbers are saved and the report shows them as a table.
+
+The probe holds the policy and reward model objects themselves, so it runs where they live.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.distributions import kl_divergence
+
+from rlhflab.config import RunConfig
+from rlhflab.envs.wrappers import make_env
+from rlhflab.reward.model import NonFiniteRewardError
+
+CONTINUOUS_ACTION_SAMPLES = 8
+FRAME_STRIDE = 2
+
+
+class Probe:
+    def __init__(self, cfg: RunConfig, run, policy, reward_model):
+        self.cfg, self.run, self.policy, self.reward_model = cfg, run, policy, reward_model
+        self.reference = copy.deepcopy(policy.net).requires_grad_(False)  # π_ref, taken before any checkpoint is loaded
+
+    def measure(self, rollout, iteration: int) -> dict:
+        return {"rm_disagreement": self.disagreement(rollout, iteration), "kl": self.kl_to_reference(rollout)}
+
+    def disagreement(self, rollout, iteration: int) -> float | None:
+        if not self.reward_model.fits:
+            return None
+        rng = np.random.default_rng([self.cfg.seed, 4, iteration])  # its own stream: query selection is unchanged
+        segments = rollout.sample_segments(2 * self.cfg.alarms.disagreement_pairs, self.cfg.feedback.segment_length, rng)
+        return float(np.mean(self.reward_model.disagreement(list(zip(segments[::2], segments[1::2])))))
+
+    @torch.no_grad()
+    def kl_to_reference(self, rollout) -> float | None:
+        obs = torch.as_tensor(rollout.obs.reshape(-1, rollout.obs.shape[-1]))
+        kl = kl_divergence(self.policy.net.distribution(obs), self.reference.distribution(obs))
+        kl = kl.sum(-1) if kl.ndim > 1 else kl
+        acting = torch.as_tensor(~rollout.absorbing.reshape(-1))
+        return float(kl[acting].mean()) if bool(acting.any()) else None
+
+    # -- samples and clips ----------------------------------------------------------------
+    def action_samples(self, space: gym.Space, seed: int) -> np.ndarray:
+        if isinstance(space, gym.spaces.Discrete):
+            return np.arange(space.start, space.start + space.n)
+        space = copy.deepcopy(space)
+        space.seed(seed)
+        return np.stack([space.sample() for _ in range(CONTINUOUS_ACTION_SAMPLES)]).astype(np.float32)
+
+    def save_samples(self, iteration: int, clip: bool = False) -> None:
+        seed = self.cfg.seed + 30_000 + iteration
+        with torch.random.fork_rng():  # sampling actions here leaves the training run's random stream alone
+            torch.manual_seed(seed)
+            samples = self.action_samples(self.policy.action_space, seed)
+            episodes = [self._episode(self.policy.act_fn(deterministic=False), seed, samples), self._episode(None, seed + 1, samples)]
+        actions = np.concatenate([e["actions"] for e in episodes])
+        grid_actions = np.concatenate([actions[:, None], np.broadcast_to(samples, (len(actions), *samples.shape))], axis=1)
+        obs = np.concatenate([e["obs"] for e in episodes])
+        out = self.run.path / "samples"
+        out.mkdir(exist_ok=True)
+        np.savez_compressed(
+            out / f"iter_{iteration:04d}.npz",
+            obs=obs, actions=actions, action_samples=samples,
+            true=np.concatenate([e["true"] for e in episodes]), r_hat=self._predict(np.repeat(obs[:, None], grid_actions.shape[1], 1), grid_actions),
+            episode=np.repeat(np.arange(len(episodes)), [len(e["obs"]) for e in episodes]), source=np.array(["policy", "random"]),
+            absorbing=np.concatenate([e["absorbing"] for e in episodes]),
+            gamma=self.cfg.policy.gamma, iteration=iteration, env_steps=self.policy.env_steps,
+        )
+        if clip:
+            self.save_clip(iteration)
+
+    def save_clip(self, iteration: int) -> None:
+        episode = self._episode(self.policy.act_fn(deterministic=True), self.cfg.seed + 40_000, None, render=True)
+        out = self.run.path / "clips"
+        out.mkdir(exist_ok=True)
+        if episode["frames"]:
+            (out / f"iter_{iteration:04d}.gif").write_bytes(gif(episode["frames"], duration_ms=20 * FRAME_STRIDE))
+        np.savez_compressed(
+            out / f"iter_{iteration:04d}.npz", obs=episode["obs"], actions=episode["actions"], true=episode["true"][:, 0],
+            r_hat=self._predict(episode["obs"], episode["actions"]), render_error=np.array(episode["render_error"]),
+            iteration=iteration, env_steps=self.policy.env_steps,
+        )
+
+    def _predict(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        try:
+            return self.reward_model.predict(obs, actions)
+        except NonFiniteRewardError:
+            return np.full(obs.shape[:-1], np.nan, np.float32)
+
+    @torch.no_grad()
+    def _episode(self, act, seed: int, action_samples: np.ndarray | None, render: bool = False) -> dict:
+        """One fixed-horizon episode; act = None is the uniformly random policy."""
+        env_cfg, render_error = self.cfg.env, ""
+        if render:
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no display or sound
+            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+        env = make_env(env_cfg.id, env_cfg.horizon, env_cfg.kwargs, render_mode="rgb_array" if render else None)
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        copyable = action_samples is not None
+        rows: dict[str, list] = {"obs": [], "actions": [], "true": [], "absorbing": [], "frames": []}
+        for t in range(env_cfg.horizon):
+            if render and not render_error and t % FRAME_STRIDE == 0:
+                try:
+                    rows["frames"].append(env.render()[::2, ::2])
+                except Exception as exc:  # noqa: BLE001 - no renderer (pygame missing, no GL): numbers only
+                    render_error, rows["frames"] = f"{type(exc).__name__}: {exc}", []
+            action = env.action_space.sample() if act is None else act(np.asarray(obs, np.float32)[None])[0]
+            counterfactual = [np.nan] * (0 if action_samples is None else len(action_samples))
+            if copyable:
+                try:
+                    counterfactual = [float(copy.deepcopy(env).step(a)[1]) for a in action_samples]
+                except Exception:  # noqa: BLE001 - an env that cannot be copied: taken actions only
+                    copyable = False
+            next_obs, reward, _, _, info = env.step(action)
+            for key, value in zip(("obs", "actions", "true", "absorbing"), (obs, action, [reward, *counterfactual], info.get("absorbing", False))):
+                rows[key].append(value)
+            obs = next_obs
+        env.close()
+        arrays = {k: np.asarray(v, np.float32 if k in ("obs", "true") else None) for k, v in rows.items() if k != "frames"}
+        return {**arrays, "frames": rows["frames"], "render_error": render_error}
+
+
+def gif(frames: list[np.ndarray], duration_ms: int) -> bytes:
+    """An animated GIF of RGB frames, with one palette drawn from a few of them."""
+    from PIL import Image
+
+    sample = Image.fromarray(np.ascontiguousarray(np.concatenate(frames[:: max(1, len(frames) // 4)], axis=0)))
+    palette = sample.quantize(colors=128)
+    images = [Image.fromarray(np.ascontiguousarray(f)).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buf.getvalue()
