@@ -115,7 +115,7 @@ class PolicyConfig(_Section):
 
 
 class TextSFTConfig(_Section):
-    demonstrations: int = Field(2000, ge=1, description="(prompt, response) demonstrations for SFT (built-in task: the better half by gold)")
+    demonstrations: int = Field(2000, ge=1, description="(prompt, response) demonstrations for SFT (built-in task: reviews of every mood)")
     epochs: int = Field(2, ge=1, description="SFT epochs")
     lr: float = Field(1e-3, gt=0, description="SFT learning rate (AdamW)")
     batch_size: int = Field(32, ge=1, description="sequences per SFT step")

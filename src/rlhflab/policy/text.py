@@ -34,6 +34,17 @@ def per_token_rewards(scores: torch.Tensor, logp: torch.Tensor, logp_ref: torch.
     return rewards, kl
 
 
+def token_advantages(rewards: torch.Tensor, values: torch.Tensor, batch: SeqBatch, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over each response's tokens ([B, T] in, [B, T] out): the episode ends at the last response
+    token (no bootstrap after it); advantages are whitened over response tokens and zero elsewhere."""
+    mask = batch.response_mask
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], 1)
+    last = torch.zeros_like(mask)
+    last[torch.arange(len(mask)), batch.last_response_index] = 1.0
+    adv, ret = gae(rewards.T, values.T, next_values.T, last.T, last.T, gamma, lam)
+    return whiten(adv.T, mask) * mask, ret.T
+
+
 def reference_logprobs(policy, reference, batch: SeqBatch, temperature: float) -> torch.Tensor:
     """log π_ref: a frozen copy, or (LoRA) the policy with its adapter disabled."""
     ctx = policy.disable_adapter() if reference is None else contextlib.nullcontext()
@@ -70,11 +81,7 @@ class TextPPO:
             scores = proxy + cfg.eos_penalty * (~ended).float()
             rewards, kl = per_token_rewards(scores, logp_old, logp_ref, batch, self.kl_ctl.beta, cfg.kl_estimator)
             mask = batch.response_mask
-            next_values = torch.cat([values_old[:, 1:], torch.zeros_like(values_old[:, :1])], 1)
-            last = torch.zeros_like(mask)
-            last[torch.arange(len(mask)), batch.last_response_index] = 1.0
-            adv, ret = gae(rewards.T, values_old.T, next_values.T, last.T, last.T, cfg.gamma, cfg.lam)
-            adv, ret = whiten(adv.T, mask) * mask, ret.T
+            adv, ret = token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
         self.policy.train()
         n = len(prompts)
         stats = {"policy_loss": [], "value_loss": [], "clip_frac": []}

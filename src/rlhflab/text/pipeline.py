@@ -64,6 +64,7 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
     torch.manual_seed(cfg.seed)
 
     def log(record: dict) -> None:
+        record = {**record, "wall_seconds": round(time.time() - started, 2)}
         run.log(record)
         if on_log:
             on_log(record)

@@ -1,0 +1,115 @@
+"""Language-model RLHF end to end on tiny models the tests make themselves."""
+
+import json
+import threading
+
+import pytest
+import torch
+
+from labeling import AppProcess, make_run
+from rlhflab.config import build_config
+from rlhflab.feedback.exchange import DataError
+from rlhflab.policy.text import reference_logprobs
+from rlhflab.runs import RunDir
+from rlhflab.text.data import load_prompts_and_demos
+from rlhflab.text.models import TextRewardModel, build_word_tokenizer, load_causal_lm, load_tokenizer, tiny_gpt2
+from rlhflab.text.pipeline import comparisons_from_store, gather_comparisons, run_text
+from rlhflab.text.sequences import generate, token_logprobs
+from rlhflab.text.task import TASKS
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    """A tiny GPT-2 and word-level tokenizer, saved with save_pretrained like any hub model."""
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = build_word_tokenizer(TASKS["reviews"].vocabulary)
+    model = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_tiny_model_loads_by_path_through_the_normal_code_path(tiny_path):
+    tokenizer = load_tokenizer(tiny_path)
+    policy = load_causal_lm(tiny_path)
+    batch, texts, ended = generate(policy, tokenizer, ["review of the film :"] * 4, max_new_tokens=6, seed=0)
+    assert len(texts) == 4 and batch.response_mask.sum(1).min() >= 1 and batch.response_mask.sum(1).max() <= 6
+    again, texts2, _ = generate(policy, tokenizer, ["review of the film :"] * 4, max_new_tokens=6, seed=0)
+    assert texts == texts2  # seeded sampling is reproducible
+    rm = TextRewardModel.from_pretrained(tiny_path)
+    assert rm.pooling == "last" and rm(batch.input_ids, batch.attention_mask).shape == (4,)
+    # LoRA: the reference is the policy with its adapter disabled; a fresh adapter changes nothing yet
+    lora = load_causal_lm(tiny_path, lora_r=4)
+    assert sum(p.numel() for p in lora.parameters() if p.requires_grad) < sum(p.numel() for p in policy.parameters()) / 5
+    with torch.no_grad():
+        assert torch.allclose(reference_logprobs(lora, None, batch, 1.0), token_logprobs(policy, batch), atol=1e-5)
+
+
+def test_run_text_on_a_model_given_by_path(tiny_path, tmp_path):
+    cfg = build_config(None, [f"text.model={tiny_path}", "text.labels=16", "text.eval_prompts=8", "text.methods=[best_of_n]",
+                              "text.best_of_n=2", "text.sft.demonstrations=64", "text.sft.epochs=1", "text.reward.epochs=1", "text.max_new_tokens=8"])
+    summary = run_text(cfg, RunDir(tmp_path))
+    assert set(summary["methods"]) == {"sft", "best_of_2"} and summary["labels"] == 16
+    assert summary["methods"]["best_of_2"]["kl"] == pytest.approx(0.6931 - 0.5, abs=1e-3)
+    for m in summary["methods"].values():
+        assert {"gold", "proxy", "kl", "distinct_2"} <= m.keys()
+    assert json.loads((tmp_path / "summary.json").read_text())["task"] == "reviews"
+
+
+def test_ppo_and_dpo_raise_the_gold_reward_with_bounded_kl(tmp_path):
+    cfg = build_config(None, [
+        "seed=0", "feedback.annotator.temperature=0.2", "text.pretrain_sequences=2000", "text.labels=240", "text.eval_prompts=64",
+        "text.methods=[ppo,dpo]", "text.ppo.steps=25", "text.ppo.batch_size=32", "text.sft.demonstrations=1000",
+    ])
+    summary = run_text(cfg, RunDir(tmp_path))
+    m = summary["methods"]
+    assert summary["reward_model"]["rm_val_acc"] > 0.7
+    assert m["ppo"]["gold"] > m["sft"]["gold"] + 0.2, m
+    assert 0 < m["ppo"]["kl"] < 15
+    assert m["dpo"]["gold"] > m["sft"]["gold"] + 0.1, m
+    ppo_log = [r for r in RunDir(tmp_path).metrics() if r["phase"] == "ppo"]
+    assert len(ppo_log) == 25 and {"proxy", "gold", "kl", "entropy", "response_length"} <= ppo_log[0].keys()
+
+
+def test_dataset_lines_are_validated(tmp_path):
+    bad = tmp_path / "prefs.jsonl"
+    bad.write_text(json.dumps({"prompt": "hi", "chosen": "a", "rejected": "b"}) + "\n\n" + json.dumps({"prompt": "hi", "chosen": ["x"], "rejected": "b"}) + "\n")
+    cfg = build_config(None, [f"text.dataset={bad}"])
+    with pytest.raises(DataError, match=r"prefs.jsonl:3: field 'chosen' must be a string or a list of \{role, content\} messages"):
+        load_prompts_and_demos(cfg.text, TASKS["reviews"], 0)
+    hh = tmp_path / "hh.jsonl"
+    hh.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: hi\n\nAssistant: b"}) + "\n" * 2 + "{broken\n")
+    cfg = build_config(None, [f"text.dataset={hh}"])
+    with pytest.raises(DataError, match=r"hh.jsonl:3: not valid JSON"):
+        load_prompts_and_demos(cfg.text, TASKS["reviews"], 0)
+
+
+def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path):
+    run, store, tokens = make_run(tmp_path, names=("reader",))
+    cfg = build_config(None, [f"text.model={tiny_path}", "text.labels=6", "text.max_new_tokens=5",
+                              "feedback.annotator.kind=people", "feedback.wait_timeout=60"])
+    server = AppProcess(run.path).start()
+    stop = threading.Event()
+
+    def person():  # prefers the longer response
+        client = server.client(tokens["reader"])
+        while not stop.is_set():
+            nxt = client.post("/api/next")
+            if nxt.status_code == 204:
+                continue
+            q = nxt.json()
+            left, right = (len(item["text"]) for item in q["items"])
+            client.post("/api/answer", json={"query_id": q["query_id"], "choice": "left" if left >= right else "right"})
+
+    worker = threading.Thread(target=person)
+    worker.start()
+    try:
+        policy, tokenizer = load_causal_lm(tiny_path), load_tokenizer(tiny_path)
+        comparisons = gather_comparisons(cfg, policy, tokenizer, ["review of the film :"] * 6, store, run, lambda r: None)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        server.kill()
+    assert len(comparisons) == 6 and {r.annotator for r in store.judgement_rows()} == {"reader"}
+    assert all(len(c.responses[0]) >= len(c.responses[1]) for c in comparisons)  # best first, as the person said
+    assert comparisons == comparisons_from_store(store)
