@@ -68,7 +68,9 @@ def test_ppo_and_dpo_raise_the_gold_reward_with_bounded_kl(tmp_path):
     assert 0 < m["ppo"]["kl"] < 15
     assert m["dpo"]["gold"] > m["sft"]["gold"] + 0.1, m
     ppo_log = [r for r in RunDir(tmp_path).metrics() if r["phase"] == "ppo"]
-    assert len(ppo_log) == 25 and {"proxy", "gold", "kl", "entropy", "response_length"} <= ppo_log[0].keys()
+    assert len(ppo_log) == 25 and {"proxy", "gold", "kl", "entropy", "response_length", "distinct_2", "self_bleu"} <= ppo_log[0].keys()
+    report = (tmp_path / "report.html").read_text()
+    assert "PPO training curves" in report and "could not be built" not in report
 
 
 def test_dataset_lines_are_validated(tmp_path):

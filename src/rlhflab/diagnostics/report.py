@@ -38,8 +38,6 @@ from rlhflab.runs import RunDir
 from rlhflab.types import Comparison, Judgement
 
 POLICY_STATS = {"policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"}
-TEXT_KEYS = {"response_length": "response length (tokens)", "distinct_1": "distinct-1", "distinct_2": "distinct-2",
-             "self_bleu": "self-BLEU", "token_entropy": "token entropy (nats)"}
 
 
 # -- reading a run -------------------------------------------------------------------------
@@ -188,8 +186,11 @@ class Report:
         self.facts: dict = {}
 
     def sections(self) -> list[Section]:
+        return self._build((self.overview, self.learning_curves, self.overoptimisation, self.reward_model, self.feedback, self.clips, self.disclosure, self.config))
+
+    def _build(self, makers) -> list[Section]:
         out = []
-        for make in (self.overview, self.learning_curves, self.overoptimisation, self.reward_model, self.text, self.feedback, self.clips, self.disclosure, self.config):
+        for make in makers:
             try:
                 section = make()
             except Exception as exc:  # noqa: BLE001 - one broken section must not cost the whole report; it says what broke
@@ -345,27 +346,6 @@ class Report:
                 + ".</p>")
         return Section("Reward model", img(png(fig), "reward model evaluation") + note + md_to_list(md), md)
 
-    def text(self) -> Section | None:
-        d = self.data
-        keys = [k for k in TEXT_KEYS if len(d.series(k)[0])]
-        responses = sorted(d.path.glob("samples/responses_*.jsonl"))
-        if not keys and not responses:
-            return None
-        parts = []
-        if keys:
-            fig, ax = figure(1, len(keys), width=3.6 * len(keys))
-            for a, k in zip(ax, keys):
-                a.plot(*d.series(k))
-                a.set_title(TEXT_KEYS[k])
-                a.set_xlabel("env steps")
-            parts.append(img(png(fig), "text diagnostics"))
-        for path in responses[:1] + responses[-1:] if len(responses) > 1 else responses:
-            rows = [json.loads(line) for line in path.read_text().splitlines()[:5] if line.strip()]
-            cells = "".join(f"<tr><td>{html.escape(str(r.get('prompt', '')))}</td><td>{html.escape(str(r.get('response', '')))}</td>"
-                            f"<td class='num'>{_fmt(r.get('gold'))}</td><td class='num'>{_fmt(r.get('proxy'))}</td></tr>" for r in rows)
-            parts.append(f"<h3>{html.escape(path.name)}</h3><table><tr><th>prompt</th><th>response</th><th>gold</th><th>proxy</th></tr>{cells}</table>")
-        return Section("Text: mode collapse and samples", "".join(parts))
-
     def feedback(self) -> Section:
         d = self.data
         stats = annotator_stats(d.comparisons)
@@ -479,12 +459,15 @@ def page(title: str, subtitle: str, sections: list[Section]) -> str:
 
 def build_report(run_dir: str | Path) -> Path:
     """Write report.html, report.md and disclosure.md into the run directory; return the HTML path."""
+    from rlhflab.diagnostics.text_report import TextReport
+
     data = load_run(run_dir)
-    report = Report(data)
-    sections = report.sections()
     cfg = data.cfg
+    report = TextReport(data) if cfg.text else Report(data)
+    sections = report.sections()
     title = f"rlhflab report: {cfg.task}"
-    subtitle = f"{data.path.resolve()} · {cfg.env.id} · {cfg.feedback.labels} labels · {cfg.env_steps} env steps · seed {cfg.seed}"
+    subtitle = (f"{data.path.resolve()} · {cfg.text.model if cfg.text else cfg.env.id} · "
+                + (f"{cfg.text.labels} comparisons" if cfg.text else f"{cfg.feedback.labels} labels · {cfg.env_steps} env steps") + f" · seed {cfg.seed}")
     out = data.path / "report.html"
     out.write_text(page(title, subtitle, sections))
     md = f"# {md_escape(title)}\n\n{md_escape(subtitle)}\n\nPlots: `report.html`.\n\n" + "".join(f"## {md_escape(s.title)}\n\n{s.md}\n" for s in sections if s.md)

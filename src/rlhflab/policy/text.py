@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rlhflab.config import TextPPOConfig
+from rlhflab.diagnostics.diversity import distinct_n, self_bleu, token_entropy
 from rlhflab.policy.ppo import AdaptiveKLController, FixedKLController, clipped_policy_loss, gae, kl_estimate, masked_mean, value_loss, whiten
 from rlhflab.text.models import ValueHead, hidden_size
 from rlhflab.text.sequences import SeqBatch, generate, token_logprobs
@@ -108,6 +109,8 @@ class TextPPO:
             "entropy": float(masked_mean(entropy, mask)), "response_length": float(mask.sum(1).mean()), "ended": float(ended.float().mean()),
             **{k: float(np.mean(v)) for k, v in stats.items()},
         }
+        words = [t.split() for t in texts]
+        record |= {"distinct_2": distinct_n(words, 2), "self_bleu": self_bleu(words), "token_entropy": token_entropy(words)}
         if self.gold is not None:
             record["gold"] = float(np.mean(self.gold(texts)))
         return record

@@ -22,6 +22,7 @@ import torch
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics.calibration import expected_calibration_error
 from rlhflab.diagnostics.diversity import distinct_n
+from rlhflab.diagnostics.report import build_report
 from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
@@ -133,6 +134,7 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
     }
     store.close()
     run.write_summary(summary)
+    build_report(run.path)
     return summary
 
 
