@@ -106,16 +106,20 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
             rollout.sample_segments(max(2, 2 * n * fb.candidates), fb.segment_length, rng),
             n, fb.selection if reward_model.fits else "random", rng, fb.candidates, reward_model.disagreement,
         )
-        for left, right in pairs:
-            clips = (encode_gif(left.frames, fb.clip_fps), encode_gif(right.frames, fb.clip_fps)) if left.frames is not None else None
-            store.add_query(left, right, clips=clips, overlap=fb.overlap if people else 1)
-        answer_pending()
+        clips = [(encode_gif(a.frames, fb.clip_fps), encode_gif(b.frames, fb.clip_fps)) for a, b in pairs] if pairs and pairs[0][0].frames is not None else None
+        ids = store.add_queries(pairs, clips, overlap=fb.overlap if people else 1)
+        if not people:
+            store.add_judgements([(qid, annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)], annotator.name)
 
     def answer_pending() -> None:
-        if people:
-            return
-        for query in store.pending_queries():
-            store.add_judgement(query.id, annotator.judge(query.left, query.right), annotator.name)
+        if not people:
+            store.add_judgements([(q.id, annotator.judge(q.left, q.right)) for q in store.pending_queries()], annotator.name)
+
+    known: list = []  # every judged segment comparison, read from the store once and then incrementally
+
+    def sync() -> list:
+        known.extend(store.comparisons(after=known[-1].judgement_id if known else 0))
+        return known
 
     def wait_for_people() -> None:
         """Block (visibly, and at most wait_timeout) until the labels required before RL have arrived."""
@@ -128,9 +132,9 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
 
     def refit() -> None:
         nonlocal labels_at_fit, rm_metrics
-        labels = store.count_judgements()
+        labels = len(sync())
         if labels > labels_at_fit * (1 + cfg.reward.refit_growth) or (labels and not reward_model.fits):
-            rm_metrics = reward_model.fit(store.comparisons())
+            rm_metrics = reward_model.fit(known)
             labels_at_fit = labels
 
     answer_pending()  # a crash may have left queries unanswered

@@ -65,3 +65,4 @@ class Comparison:
     judgement: Judgement
     annotator: str = "synthetic"
     extra: dict = field(default_factory=dict)
+    judgement_id: int = 0

@@ -25,7 +25,6 @@ The probe holds the policy and reward model objects themselves, so it runs where
 from __future__ import annotations
 
 import copy
-import io
 import os
 
 import gymnasium as gym
@@ -35,6 +34,7 @@ from torch.distributions import kl_divergence
 
 from rlhflab.config import RunConfig
 from rlhflab.envs.wrappers import make_env
+from rlhflab.feedback.clips import encode_gif
 from rlhflab.reward.model import NonFiniteRewardError
 
 CONTINUOUS_ACTION_SAMPLES = 8
@@ -99,7 +99,7 @@ class Probe:
         out = self.run.path / "clips"
         out.mkdir(exist_ok=True)
         if episode["frames"]:
-            (out / f"iter_{iteration:04d}.gif").write_bytes(gif(episode["frames"], duration_ms=20 * FRAME_STRIDE))
+            (out / f"iter_{iteration:04d}.gif").write_bytes(encode_gif(episode["frames"], fps=1000 / (20 * FRAME_STRIDE)))
         np.savez_compressed(
             out / f"iter_{iteration:04d}.npz", obs=episode["obs"], actions=episode["actions"], true=episode["true"][:, 0],
             r_hat=self._predict(episode["obs"], episode["actions"]), render_error=np.array(episode["render_error"]),
@@ -144,15 +144,3 @@ class Probe:
         env.close()
         arrays = {k: np.asarray(v, np.float32 if k in ("obs", "true") else None) for k, v in rows.items() if k != "frames"}
         return {**arrays, "frames": rows["frames"], "render_error": render_error}
-
-
-def gif(frames: list[np.ndarray], duration_ms: int) -> bytes:
-    """An animated GIF of RGB frames, with one palette drawn from a few of them."""
-    from PIL import Image
-
-    sample = Image.fromarray(np.ascontiguousarray(np.concatenate(frames[:: max(1, len(frames) // 4)], axis=0)))
-    palette = sample.quantize(colors=128)
-    images = [Image.fromarray(np.ascontiguousarray(f)).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    return buf.getvalue()

@@ -180,18 +180,26 @@ class FeedbackStore:
     # -- queries ----------------------------------------------------------------------
     def add_query(self, left: Segment, right: Segment, meta: dict | None = None, clips: tuple[bytes, bytes] | None = None, overlap: int = 1) -> int:
         """A pair of segments (and optionally their rendered clips)."""
-        if len(left) != len(right):
-            raise ValueError(f"a query needs equal-length segments, got {len(left)} and {len(right)}")
+        return self.add_queries([(left, right)], None if clips is None else [clips], overlap, meta)[0]
+
+    def add_queries(self, pairs: list[tuple[Segment, Segment]], clips: list[tuple[bytes, bytes]] | None = None, overlap: int = 1, meta: dict | None = None) -> list[int]:
+        """Pairs of segments (with their clips, if rendered), all in one transaction."""
+        for left, right in pairs:
+            if len(left) != len(right):
+                raise ValueError(f"a query needs equal-length segments, got {len(left)} and {len(right)}")
+        ids = []
         with self._write() as s:
-            rows = [SegmentRow(obs=_pack(g.obs), actions=_pack(g.actions), true_rewards=_pack(g.true_rewards), env_steps=g.env_steps) for g in (left, right)]
-            s.add_all(rows)
-            s.flush()
-            if clips is not None:
-                s.add_all(ClipRow(segment_id=r.id, data=c) for r, c in zip(rows, clips))
-            q = QueryRow(kind="segments", left_id=rows[0].id, right_id=rows[1].id, env_steps=left.env_steps, payload=meta or {}, overlap=overlap)
-            s.add(q)
-            s.flush()
-            return q.id
+            for k, (left, right) in enumerate(pairs):
+                rows = [SegmentRow(obs=_pack(g.obs), actions=_pack(g.actions), true_rewards=_pack(g.true_rewards), env_steps=g.env_steps) for g in (left, right)]
+                s.add_all(rows)
+                s.flush()
+                if clips is not None:
+                    s.add_all(ClipRow(segment_id=r.id, data=c) for r, c in zip(rows, clips[k]))
+                q = QueryRow(kind="segments", left_id=rows[0].id, right_id=rows[1].id, env_steps=left.env_steps, payload=meta or {}, overlap=overlap)
+                s.add(q)
+                s.flush()
+                ids.append(q.id)
+        return ids
 
     def add_text_query(self, kind: str, prompt: str, responses: list[str], overlap: int = 1, meta: dict | None = None) -> int:
         """A text query: `text_pair` (2 responses), `ranking` (K ≥ 2), or `rating`/`critique`/`correction` (1)."""
@@ -239,6 +247,11 @@ class FeedbackStore:
         with self._write() as s:
             return self._insert_judgement(s, query_id, judgement, annotator, seconds, payload, shown_swapped)
 
+    def add_judgements(self, items: list[tuple[int, Judgement | str]], annotator: str = "synthetic") -> list[int]:
+        """Several (query id, judgement) answers by one annotator, in one transaction."""
+        with self._write() as s:
+            return [self._insert_judgement(s, qid, j, annotator) for qid, j in items]
+
     def _insert_judgement(self, s, query_id, judgement, annotator, seconds=None, payload=None, shown_swapped=None) -> int:
         q = s.get(QueryRow, query_id)
         if q is None:
@@ -275,14 +288,15 @@ class FeedbackStore:
             rows = s.scalars(select(QueryRow).where(QueryRow.kind == "segments", QueryRow.id.not_in(judged)).order_by(QueryRow.id)).unique().all()
             return [Query(r.left.to_segment(), r.right.to_segment(), r.id) for r in rows]
 
-    def comparisons(self) -> list[Comparison]:
-        """Every judgement of a segment pair with its two segments, in the order they were given."""
+    def comparisons(self, after: int = 0) -> list[Comparison]:
+        """Every judgement of a segment pair (with id > `after`) with its two segments, in the order they were given."""
         with self._read() as s:
-            stmt = select(JudgementRow).join(QueryRow, JudgementRow.query_id == QueryRow.id).where(QueryRow.kind == "segments").order_by(JudgementRow.id)
+            stmt = (select(JudgementRow).join(QueryRow, JudgementRow.query_id == QueryRow.id)
+                    .where(QueryRow.kind == "segments", JudgementRow.id > after).order_by(JudgementRow.id))
             rows = s.scalars(stmt).unique().all()
             return [
                 Comparison(r.query_id, r.query.left.to_segment(), r.query.right.to_segment(), Judgement(r.label), r.annotator,
-                           {"seconds": r.seconds, "shown_swapped": r.shown_swapped})
+                           {"seconds": r.seconds, "shown_swapped": r.shown_swapped}, r.id)
                 for r in rows
             ]
 

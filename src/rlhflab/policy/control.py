@@ -154,7 +154,8 @@ class ControlPolicy:
     @torch.no_grad()
     def collect(self) -> Rollout:
         T, N = self.cfg.n_steps, self.env_cfg.num_envs
-        buf = {k: [] for k in ("raw_obs", "obs", "actions", "logp", "values", "next_values", "true_rewards", "terminated", "episode_end", "absorbing")}
+        buf = {k: [] for k in ("raw_obs", "obs", "actions", "logp", "values", "true_rewards", "terminated", "episode_end", "absorbing")}
+        final_values = np.full((T, N), np.nan, dtype=np.float32)  # V(final observation) where an episode ended
         episode_returns, frames = [], []
         raw = self._obs
         obs = self._normalize(raw, update=True)
@@ -173,12 +174,11 @@ class ControlPolicy:
             absorbing = _info_flag(info, "absorbing", N)
             if end.any():
                 absorbing[end] = _info_flag(info["final_info"], "absorbing", N)[end]
-            next_value_in = next_obs
-            if end.any():  # value of the true next state: the final observation, not the reset one
-                final = np.stack([info["final_obs"][i] if end[i] else next_raw[i] for i in range(N)]).astype(np.float32)
-                next_value_in = self._normalize(final, update=False)
-            nv = self.net.value(torch.as_tensor(next_value_in)).numpy()
-            for k, v in zip(buf, (raw, obs, a, logp.numpy(), value.numpy(), nv, reward, terminated, end, absorbing)):
+            if end.any():  # the true next state of an ended episode is its final observation, not the reset one
+                ended = np.flatnonzero(end)
+                final = np.stack([info["final_obs"][i] for i in ended]).astype(np.float32)
+                final_values[len(buf["values"]), ended] = self.net.value(torch.as_tensor(self._normalize(final, update=False))).numpy()
+            for k, v in zip(buf, (raw, obs, a, logp.numpy(), value.numpy(), reward, terminated, end, absorbing)):
                 buf[k].append(v)
             self._episode_return += reward
             for i in np.flatnonzero(end):
@@ -188,6 +188,10 @@ class ControlPolicy:
         self._obs = raw
         self.env_steps += T * N
         arrays = {k: np.asarray(np.stack(v)) for k, v in buf.items()}
+        # V(s_{t+1}) is the next step's V(s_t) (one critic pass per step), or the final observation's value
+        bootstrap = self.net.value(torch.as_tensor(obs)).numpy()[None]
+        next_values = np.concatenate([arrays["values"][1:], bootstrap])
+        arrays["next_values"] = np.where(np.isnan(final_values), next_values, final_values)
         arrays["raw_obs"] = arrays["raw_obs"].astype(np.float32)
         arrays["true_rewards"] = arrays["true_rewards"].astype(np.float32)
         return Rollout(**arrays, env_steps=self.env_steps, episode_returns=episode_returns, frames=np.stack(frames) if frames else None)

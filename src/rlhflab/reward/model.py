@@ -58,6 +58,7 @@ class RewardEnsemble:
         self.feature_rms = RunningMeanStd((self.feature_dim,))
         self.rng = np.random.default_rng(seed)
         self.seen_queries: set[int] = set()
+        self._raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.fits = 0
 
     # -- features ---------------------------------------------------------------------
@@ -70,10 +71,13 @@ class RewardEnsemble:
         return torch.as_tensor(self.feature_rms.normalize(self.raw_features(obs, actions)))
 
     def _batch(self, comparisons: list[Comparison]) -> PairBatch:
-        left = self.features(np.stack([c.left.obs for c in comparisons]), np.stack([c.left.actions for c in comparisons]))
-        right = self.features(np.stack([c.right.obs for c in comparisons]), np.stack([c.right.actions for c in comparisons]))
+        """Standardised features of both sides; raw features are computed once per query and cached."""
+        for c in comparisons:
+            if c.query_id not in self._raw:
+                self._raw[c.query_id] = (self.raw_features(c.left.obs, c.left.actions), self.raw_features(c.right.obs, c.right.actions))
+        norm = lambda side: torch.as_tensor(self.feature_rms.normalize(np.stack([self._raw[c.query_id][side] for c in comparisons])))  # noqa: E731
         target = torch.tensor([c.judgement.target for c in comparisons], dtype=torch.float32)
-        return PairBatch(left, right, target)
+        return PairBatch(norm(0), norm(1), target)
 
     # -- prediction -------------------------------------------------------------------
     def _member_rewards(self, x: torch.Tensor) -> torch.Tensor:
