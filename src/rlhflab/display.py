@@ -8,7 +8,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 
-class RunDisplay:
+class _ProgressDisplay:
+    """A rich Progress used as a context manager and called with each metrics record."""
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+
+class RunDisplay(_ProgressDisplay):
     """A progress bar per phase (RLHF, baseline) with the latest labels and returns."""
 
     def __init__(self, console: Console | None = None, total_steps: int = 0):
@@ -20,13 +31,6 @@ class RunDisplay:
         )
         self.tasks: dict[str, int] = {}
         self.alarms_seen: set[str] = set()
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
 
     def __call__(self, record: dict) -> None:
         phase = record.get("phase", "run")
@@ -66,20 +70,13 @@ def summary_table(summary: dict) -> Table:
     return table
 
 
-class TextDisplay:
+class TextDisplay(_ProgressDisplay):
     """One line per phase of a text run (pretrain, SFT, reward model, PPO, DPO, evaluation)."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
         self.progress = Progress(TextColumn("[bold]{task.fields[phase]:<12}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console)
         self.tasks: dict[str, int] = {}
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
 
     def __call__(self, record: dict) -> None:
         phase = record.get("phase", "run")

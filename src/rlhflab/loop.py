@@ -41,6 +41,7 @@ from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.policy.control import ControlPolicy, evaluate_true_return
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
 from rlhflab.runs import RunDir
+from rlhflab.stats import RunningMeanStd
 
 OnLog = Callable[[dict], None]
 
@@ -136,6 +137,7 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
         if labels > labels_at_fit * (1 + cfg.reward.refit_growth) or (labels and not reward_model.fits):
             rm_metrics = reward_model.fit(known)
             labels_at_fit = labels
+            policy.reward_rms = RunningMeanStd(())  # a refit changes r̂'s offset and scale: normalise the new r̂ afresh
 
     answer_pending()  # a crash may have left queries unanswered
     try:

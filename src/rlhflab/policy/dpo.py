@@ -12,9 +12,9 @@ IPO (Azar et al. 2023), which does not let h grow without bound on deterministic
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from rlhflab.policy.sft import fit_epochs
 from rlhflab.reward.losses import bradley_terry_loss
 from rlhflab.text.sequences import encode, token_logprobs
 
@@ -39,26 +39,12 @@ def sequence_logprob(model, batch) -> torch.Tensor:
 
 def train_dpo(policy, reference, tokenizer, pairs: list[tuple[str, str, str]], cfg, seed: int = 0, on_log=None) -> list[float]:
     """Fine-tune `policy` in place on (prompt, chosen, rejected) triples; `reference` stays frozen."""
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
-    history = []
-    for epoch in range(cfg.epochs):
-        losses = []
-        for idx in np.array_split(rng.permutation(len(pairs)), max(1, len(pairs) // cfg.batch_size)):
-            prompts = [pairs[i][0] for i in idx]
-            chosen = encode(tokenizer, prompts, [pairs[i][1] for i in idx])
-            rejected = encode(tokenizer, prompts, [pairs[i][2] for i in idx])
-            with torch.no_grad():
-                ref_c, ref_r = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
-            policy.train()
-            loss = dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c, ref_r, cfg.beta, cfg.loss, cfg.label_smoothing)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss))
-        history.append(float(np.mean(losses)))
-        if on_log:
-            on_log({"phase": "dpo", "epoch": epoch + 1, "dpo_loss": history[-1]})
-    policy.eval()
-    return history
+    def loss(idx) -> torch.Tensor:
+        prompts = [pairs[i][0] for i in idx]
+        chosen = encode(tokenizer, prompts, [pairs[i][1] for i in idx])
+        rejected = encode(tokenizer, prompts, [pairs[i][2] for i in idx])
+        with torch.no_grad():
+            ref_c, ref_r = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
+        return dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c, ref_r, cfg.beta, cfg.loss, cfg.label_smoothing)
+
+    return fit_epochs(policy, loss, len(pairs), cfg.epochs, cfg.lr, cfg.batch_size, seed, "dpo", on_log)
