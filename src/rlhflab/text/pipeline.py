@@ -111,6 +111,12 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
         log({"phase": "eval", "method": name, **{k: v for k, v in result.items() if k != "samples"}})
         return result
 
+    if tc.goodhart_samples:  # for `rlhflab goodhart`: N samples of π_SFT per prompt, scored by proxy and gold
+        prompts = eval_prompts[:32]
+        texts = [generate(sft, tokenizer, prompts, tc.max_new_tokens, tc.temperature, seed=cfg.seed + 50_000 + k)[1] for k in range(tc.goodhart_samples)]
+        np.savez_compressed(run.path / "goodhart_samples.npz",
+                            proxy=np.stack([proxy(prompts, t).numpy() for t in texts], 1), gold=np.stack([gold(t) for t in texts], 1))
+
     methods = {"sft": evaluate("sft", sft)}
     if "ppo" in tc.methods:
         policy = load_causal_lm(model_path, tc.lora_r) if tc.lora_r else None
