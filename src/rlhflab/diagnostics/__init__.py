@@ -1,0 +1,1 @@
+"""Diagnostics: see what RLHF did — Goodhart curves of gold against optimisation pressure (`goodhart`)."""
