@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from rlhflab.config import EnvConfig, PolicyConfig, build_config
 from rlhflab.envs.misspec import ENVS, scripted_act
@@ -37,7 +38,7 @@ def test_the_hack_is_reachable_and_honesty_costs_proxy_reward(env_id, kwargs, ho
 
 def test_coin_and_end_coincide_in_training_only():
     train = [scripted("rlhflab/CoinRun-v0", {}, 20, b) for b in ("honest", "hack")]
-    assert all(r["true_reward"] == r["proxy_reward"] == 1.0 for r in train)  # in training, pursuing the cue gets the coin
+    assert all(r["true_reward"] == r["proxy_reward"] == 15.0 for r in train)  # in training, pursuing the cue gets the coin
 
 
 def walk(env, actions):
@@ -60,6 +61,11 @@ def test_the_three_kinds_of_tampering_are_kept_apart(tampering):
     else:  # wireheading: the delivered number, outside the function's range, while on X
         assert on_x["proxy_reward"] == 2.0 and on_x["computed_reward"] == on_x["true_reward"] < 1.0
         assert after["proxy_reward"] == after["true_reward"]
+
+
+@pytest.mark.parametrize("env_id", sorted(ENVS))
+def test_envs_pass_gymnasiums_checker(env_id):
+    check_env(gym.make(env_id).unwrapped, skip_render_check=True)
 
 
 def test_ids_are_registered_on_import_and_validated_by_the_config():
