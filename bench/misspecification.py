@@ -69,7 +69,7 @@ LABS = [
     Lab("TomatoWatering · wireheading", "rlhflab/TomatoWatering-v0", 40, 40_000, 700, {"tampering": "wireheading"}),
     # observation normalisation off: a coin in a cell never seen in training would be a ±10 input (running std ≈ 0)
     Lab("CoinRun", "rlhflab/CoinRun-v0", 20, 30_000, 300, overrides=("policy.normalize_obs=false",), test_kwargs={"coin_elsewhere": 1.0}),
-    Lab("CameraGrasp", "rlhflab/CameraGrasp-v0", 20, 60_000, 500, judges=("true_reward", "apparent_reward")),
+    Lab("CameraGrasp", "rlhflab/CameraGrasp-v0", 16, 60_000, 500, overrides=("feedback.segment_length=8",), judges=("true_reward", "apparent_reward")),
 ]
 JUDGE_NAMES = {"true_reward": "RLHF (annotator judges the true objective)", "apparent_reward": "RLHF (annotator sees only the camera)"}
 
