@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
+from rlhflab.diagnostics.goodhart import add_goodhart_command, cmd_goodhart
 from rlhflab.feedback.exchange import DataError
 from rlhflab.diagnostics.commands import add_commands
 
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--config")
     show.add_argument("overrides", nargs="*", metavar="key=value")
     add_commands(sub)
+    add_goodhart_command(sub)
     return p
 
 
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(to_yaml(build_config(args.config, args.overrides)), end="")
             return 0
-        return {"label": _cmd_label, "annotators": _cmd_annotators, "feedback": _cmd_feedback}[args.command](args)
+        return {"label": _cmd_label, "annotators": _cmd_annotators, "feedback": _cmd_feedback, "goodhart": cmd_goodhart}[args.command](args)
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

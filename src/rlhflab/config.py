@@ -52,6 +52,9 @@ class AnnotatorConfig(_Section):
     discount: float = Field(1.0, gt=0, le=1, description="myopia γ: segment value Σ γ^(k-1-t) r_t weights late steps more")
     tie_threshold: float = Field(0.0, ge=0, description="answer 'equal' when the two values differ by at most this")
     cant_tell_below: float | None = Field(None, description="answer 'can't tell' when both values are below this (None: never)")
+    judge: Literal["true_reward", "reward", "apparent_reward"] = Field(
+        "true_reward", description="what the synthetic annotator judges: the gold reward, the env's returned reward (a misspecified env's proxy), or info['apparent_reward'] (what a camera shows)"
+    )
 
 
 DEFAULT_GUIDELINES = """# How to judge
@@ -94,6 +97,10 @@ class RewardConfig(_Section):
     val_fraction: float = Field(0.368, ge=0, lt=1, description="held-out share of comparisons (1/e as in Christiano et al.)")
     label_noise: float = Field(0.1, ge=0, lt=1, description="ε in P = (1-ε)·σ(R₁-R₂) + ε/2: assumed annotator error")
     refit_growth: float = Field(0.05, ge=0, description="refit once the labels have grown by this share since the last fit")
+    objective: Literal["mean", "conservative", "worst"] = Field(
+        "mean", description="reward the policy optimises: ensemble mean, mean − λ·std, or the worst member (Coste et al. 2023)"
+    )
+    conservative_lambda: float = Field(1.0, ge=0, description="λ in mean − λ·std (reward.objective=conservative)")
 
 
 class PolicyConfig(_Section):

@@ -104,7 +104,7 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
     def ask(rollout, n: int) -> None:
         """Select n queries from the rollout's segments and store them; a synthetic annotator answers at once."""
         pairs = select_pairs(
-            rollout.sample_segments(max(2, 2 * n * fb.candidates), fb.segment_length, rng),
+            rollout.sample_segments(max(2, 2 * n * fb.candidates), fb.segment_length, rng, judge=fb.annotator.judge),
             n, fb.selection if reward_model.fits else "random", rng, fb.candidates, reward_model.disagreement,
         )
         clips = [(encode_gif(a.frames, fb.clip_fps), encode_gif(b.frames, fb.clip_fps)) for a, b in pairs] if pairs and pairs[0][0].frames is not None else None
@@ -150,6 +150,7 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
             refit()
         if iteration == 0:
             probe.save_samples(0, clip=True)
+            run.save_policy(0, policy.state_dict())  # π₀, the reference of Goodhart curves over RL
 
         # 2. RL against r̂, with labels arriving at a decaying rate and the reward model refit.
         while policy.env_steps < cfg.env_steps:
@@ -182,6 +183,7 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
                 record["eval_true_return"] = policy.evaluate(cfg.eval_episodes)
                 probe.save_samples(iteration, clip=stop or policy.env_steps >= cfg.env_steps)
                 checkpoint(done=policy.env_steps >= cfg.env_steps)
+                run.save_policy(iteration, policy.state_dict())
             run.log(record)
             on_log(record)
             if stop:
@@ -194,17 +196,20 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
     return policy
 
 
-def train_true_reward(cfg: RunConfig, run: RunDir | None = None, on_log: OnLog | None = None) -> ControlPolicy:
-    """The baseline: the same PPO on the env's true reward, with the same env-step budget."""
+def train_true_reward(cfg: RunConfig, run: RunDir | None = None, on_log: OnLog | None = None, optimise: str = "true_reward") -> ControlPolicy:
+    """The baseline: the same PPO on the env's true reward, with the same env-step budget.
+
+    `optimise="reward"` trains on the env's returned reward instead — for a misspecified env,
+    the hackable proxy — while the log still reports the true return."""
     on_log = on_log or (lambda record: None)
     torch.set_num_threads(cfg.threads)
     policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed)
     iteration = 0
     while policy.env_steps < cfg.env_steps:
         rollout = policy.collect()
-        stats = policy.update(rollout, rollout.true_rewards)
+        stats = policy.update(rollout, rollout.rewards(optimise))
         iteration += 1
-        record = {"phase": "baseline", "iteration": iteration, "env_steps": policy.env_steps,
+        record = {"phase": "baseline" if optimise == "true_reward" else f"ppo_on_{optimise}", "iteration": iteration, "env_steps": policy.env_steps,
                   "true_return": float(rollout.true_rewards.mean() * cfg.env.horizon), **stats}
         if iteration % cfg.checkpoint_every == 0 or policy.env_steps >= cfg.env_steps:
             record["eval_true_return"] = policy.evaluate(cfg.eval_episodes)

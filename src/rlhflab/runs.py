@@ -5,6 +5,7 @@
       metrics.jsonl      one JSON object per log step
       feedback.db        the feedback store (SQLite)
       checkpoints/latest.pt
+      checkpoints/policy_XXXX.pt   policy snapshots at iteration XXXX (0: before RL), for Goodhart curves
       summary.json       the final results
 """
 
@@ -71,6 +72,14 @@ class RunDir:
         if not self.checkpoint_path.exists():
             return None
         return torch.load(self.checkpoint_path, weights_only=False)
+
+    def save_policy(self, iteration: int, state: dict) -> None:
+        """A policy snapshot, `checkpoints/policy_XXXX.pt`, kept for Goodhart curves over RL."""
+        torch.save(state, self.path / "checkpoints" / f"policy_{iteration:04d}.pt")
+
+    def policy_snapshots(self) -> dict[int, Path]:
+        """Iteration → snapshot path, in order."""
+        return {int(p.stem.split("_")[1]): p for p in sorted((self.path / "checkpoints").glob("policy_[0-9]*.pt"))}
 
     def write_summary(self, summary: dict) -> None:
         self.summary_path.write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")

@@ -10,6 +10,12 @@ log-std for Gaussian actions, observation normalisation, per-minibatch advantage
 normalisation, gradient-norm clipping. Departure: the reward the update sees is
 given by the caller (the true reward or the reward model's r̂) and normalised by
 a running mean/std before use.
+
+Reward channels: rollouts and evaluations record the env's returned reward
+(`reward`) and every per-step `*_reward` the env reports in `info`. `true_reward`
+is the gold standard: `info["true_reward"]` where the env reports it (the
+misspecification envs, whose returned reward is a hackable proxy), else the
+env's own reward.
 """
 
 from __future__ import annotations
@@ -85,16 +91,26 @@ class Rollout:
     logp: np.ndarray
     values: np.ndarray
     next_values: np.ndarray  # V(s_{t+1}); the final observation's value at episode ends
-    true_rewards: np.ndarray
+    true_rewards: np.ndarray  # the gold reward (channel 'true_reward')
     terminated: np.ndarray
     episode_end: np.ndarray
     absorbing: np.ndarray  # [T, N] steps taken in an absorbing state, where actions change nothing
     env_steps: int  # policy env steps at the end of this rollout
     episode_returns: list[float] = field(default_factory=list)  # true returns of episodes that ended
     frames: np.ndarray | None = None  # [T, R, H, W, 3] rendered frames of the first R envs, when rendering
+    reward_channels: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N] per channel: 'reward', 'true_reward', …
 
-    def sample_segments(self, n: int, length: int, rng: np.random.Generator) -> list[Segment]:
-        """n random windows of `length` steps that stay inside one episode."""
+    def rewards(self, channel: str = "true_reward") -> np.ndarray:
+        """[T, N] rewards of one channel; an error names the channels the env reports."""
+        if channel == "true_reward":
+            return self.true_rewards
+        if channel not in self.reward_channels:
+            raise ValueError(f"reward channel '{channel}': the env reports no info['{channel}'] (it reports {', '.join(sorted(self.reward_channels))})")
+        return self.reward_channels[channel]
+
+    def sample_segments(self, n: int, length: int, rng: np.random.Generator, judge: str = "true_reward") -> list[Segment]:
+        """n random windows of `length` steps that stay inside one episode; segments carry the `judge` channel's rewards."""
+        judged = self.rewards(judge)
         T, N = self.true_rewards.shape
         if length > T:
             raise ValueError(f"segment_length {length} is longer than a rollout ({T} steps per env)")
@@ -111,7 +127,7 @@ class Rollout:
             Segment(
                 obs=self.raw_obs[t : t + length, e].copy(),
                 actions=self.actions[t : t + length, e].copy(),
-                true_rewards=self.true_rewards[t : t + length, e].copy(),
+                true_rewards=judged[t : t + length, e].copy(),
                 env_steps=self.env_steps,
                 frames=None if self.frames is None else self.frames[t : t + length, e],
             )
@@ -156,7 +172,7 @@ class ControlPolicy:
         T, N = self.cfg.n_steps, self.env_cfg.num_envs
         buf = {k: [] for k in ("raw_obs", "obs", "actions", "logp", "values", "true_rewards", "terminated", "episode_end", "absorbing")}
         final_values = np.full((T, N), np.nan, dtype=np.float32)  # V(final observation) where an episode ended
-        episode_returns, frames = [], []
+        episode_returns, frames, channels = [], [], []
         raw = self._obs
         obs = self._normalize(raw, update=True)
         for _ in range(T):
@@ -178,9 +194,10 @@ class ControlPolicy:
                 ended = np.flatnonzero(end)
                 final = np.stack([info["final_obs"][i] for i in ended]).astype(np.float32)
                 final_values[len(buf["values"]), ended] = self.net.value(torch.as_tensor(self._normalize(final, update=False))).numpy()
-            for k, v in zip(buf, (raw, obs, a, logp.numpy(), value.numpy(), reward, terminated, end, absorbing)):
+            channels.append(step_rewards(reward, info, end))
+            for k, v in zip(buf, (raw, obs, a, logp.numpy(), value.numpy(), channels[-1]["true_reward"], terminated, end, absorbing)):
                 buf[k].append(v)
-            self._episode_return += reward
+            self._episode_return += channels[-1]["true_reward"]
             for i in np.flatnonzero(end):
                 episode_returns.append(float(self._episode_return[i]))
                 self._episode_return[i] = 0.0
@@ -194,7 +211,8 @@ class ControlPolicy:
         arrays["next_values"] = np.where(np.isnan(final_values), next_values, final_values)
         arrays["raw_obs"] = arrays["raw_obs"].astype(np.float32)
         arrays["true_rewards"] = arrays["true_rewards"].astype(np.float32)
-        return Rollout(**arrays, env_steps=self.env_steps, episode_returns=episode_returns, frames=np.stack(frames) if frames else None)
+        return Rollout(**arrays, env_steps=self.env_steps, episode_returns=episode_returns, frames=np.stack(frames) if frames else None,
+                       reward_channels=_stack_channels(channels))
 
     # -- updates ----------------------------------------------------------------------
     def update(self, rollout: Rollout, rewards: np.ndarray) -> dict:
@@ -247,6 +265,15 @@ class ControlPolicy:
         """Mean true return over `episodes` fixed-horizon episodes."""
         return evaluate_true_return(self.env_cfg, episodes, self.act_fn(deterministic), seed)
 
+    @torch.no_grad()
+    def evaluate_returns(self, episodes: int, deterministic: bool = True, seed: int = 10_000, env_cfg: EnvConfig | None = None) -> dict[str, float]:
+        """Mean return per reward channel (see `evaluate_returns`), optionally on another env config (e.g. a test distribution)."""
+        return evaluate_returns(env_cfg or self.env_cfg, episodes, self.act_fn(deterministic), seed)
+
+    def distribution(self, raw_obs: np.ndarray):
+        """π(·|o) for raw observations (normalised by this policy's running statistics)."""
+        return self.net.distribution(torch.as_tensor(self._normalize(raw_obs, update=False)))
+
     def act_fn(self, deterministic: bool = True):
         def act(raw_obs: np.ndarray) -> np.ndarray:
             obs = self._normalize(raw_obs, update=False)
@@ -282,18 +309,74 @@ def _info_flag(info: dict, key: str, n: int) -> np.ndarray:
     return np.asarray(info[key], dtype=bool) & np.asarray(info.get("_" + key, np.ones(n, bool)), dtype=bool)
 
 
-def evaluate_true_return(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> float:
-    """Mean true return of `act` (raw obs → env actions; None = uniformly random) over fixed-horizon episodes.
+def step_rewards(reward: np.ndarray, info: dict, end: np.ndarray) -> dict[str, np.ndarray]:
+    """One vector-env step's rewards by channel: 'reward' as returned, each '*_reward' in info, and 'true_reward'.
+
+    An env that finished this step reports in `info["final_info"]`; a step whose info lacks a
+    channel (an absorbing state, or an env without that channel) gets the returned reward.
+    """
+    reward = np.asarray(reward, dtype=np.float64)
+    out = {"reward": reward}
+    sources = [(info, ~end)] + ([(info["final_info"], end)] if end.any() and "final_info" in info else [])
+    for src, rows in sources:
+        for key in src:
+            if key.endswith("_reward") and not key.startswith("_"):
+                mask = rows & np.asarray(src.get("_" + key, np.ones(len(reward), bool)), dtype=bool)
+                out.setdefault(key, reward.copy())[mask] = np.asarray(src[key], dtype=np.float64)[mask]
+    out.setdefault("true_reward", reward)
+    return out
+
+
+def _stack_channels(steps: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """[T, N] float32 per channel; a channel missing at some step takes that step's returned reward."""
+    keys = sorted(set().union(*steps)) if steps else []
+    return {k: np.stack([d.get(k, d["reward"]) for d in steps]).astype(np.float32) for k in keys}
+
+
+@dataclass
+class Episodes:
+    """Fixed-horizon episodes played side by side; time is the first axis."""
+
+    obs: np.ndarray  # [T, E, D] raw observations
+    actions: np.ndarray  # [T, E] or [T, E, A]
+    absorbing: np.ndarray  # [T, E] steps taken in an absorbing state
+    rewards: dict[str, np.ndarray]  # [T, E] per reward channel
+
+    def returns(self) -> dict[str, np.ndarray]:
+        """[E] return of every episode, per channel."""
+        return {k: v.sum(0) for k, v in self.rewards.items()}
+
+
+def play_episodes(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> Episodes:
+    """Play `episodes` fixed-horizon episodes with `act` (raw obs → env actions; None = uniformly random).
 
     Every episode lasts exactly `horizon` steps, so the episodes run side by side in one vector env.
     """
     envs = make_vec_env(env_cfg.id, env_cfg.horizon, episodes, env_cfg.kwargs)
     envs.action_space.seed(seed)
     obs, _ = envs.reset(seed=seed)
-    total = np.zeros(episodes)
+    buf = {"obs": [], "actions": [], "absorbing": []}
+    channels = []
     for _ in range(env_cfg.horizon):
         action = envs.action_space.sample() if act is None else act(obs)
-        obs, reward, _, _, _ = envs.step(action)
-        total += reward
+        next_obs, reward, terminated, truncated, info = envs.step(action)
+        end = terminated | truncated
+        absorbing = _info_flag(info, "absorbing", episodes)
+        if end.any():
+            absorbing[end] = _info_flag(info["final_info"], "absorbing", episodes)[end]
+        for k, v in zip(buf, (obs, action, absorbing)):
+            buf[k].append(np.asarray(v))
+        channels.append(step_rewards(reward, info, end))
+        obs = next_obs
     envs.close()
-    return float(total.mean())
+    return Episodes(**{k: np.stack(v) for k, v in buf.items()}, rewards=_stack_channels(channels))
+
+
+def evaluate_returns(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> dict[str, float]:
+    """Mean return per reward channel ('reward', 'true_reward', and any other the env reports) of `act`."""
+    return {k: float(v.mean()) for k, v in play_episodes(env_cfg, episodes, act, seed).returns().items()}
+
+
+def evaluate_true_return(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> float:
+    """Mean true (gold) return of `act` (raw obs → env actions; None = uniformly random) over fixed-horizon episodes."""
+    return evaluate_returns(env_cfg, episodes, act, seed)["true_reward"]

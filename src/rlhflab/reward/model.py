@@ -8,6 +8,13 @@ weight decay plus early stopping); the ensemble mean is the reward, normalised
 before the policy sees it (that normalisation lives with the policy). Members are
 warm-started across refits. Input features are standardised by running statistics
 of the labelled segments.
+
+Conservative objectives (Coste et al. 2023, `reward.objective`): instead of the mean,
+the policy can optimise the ensemble's lower confidence, mean − λ·std across members
+(their uncertainty-weighted optimisation, with std for variance), or the worst
+member, min_k r̂_k (worst-case optimisation). Departure: before combining, each member
+is standardised over the labelled steps, so an arbitrary per-member offset (Bradley–Terry
+fixes only differences) neither decides the minimum nor inflates the std.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class RewardEnsemble:
         self.seen_queries: set[int] = set()
         self._raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.fits = 0
+        self.member_scale = torch.zeros(2, cfg.ensemble, 1)  # per-member mean and std of r̂ over the labelled steps
+        self.member_scale[1] = 1.0
 
     # -- features ---------------------------------------------------------------------
     def raw_features(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -86,8 +95,15 @@ class RewardEnsemble:
 
     @torch.no_grad()
     def predict(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Ensemble-mean r̂ per step for any batch shape [..., D]; raises on NaN/inf."""
-        r = self._member_rewards(self.features(obs, actions)).mean(0).numpy()
+        """r̂ per step for any batch shape [..., D] under `reward.objective` (default: ensemble mean); raises on NaN/inf."""
+        members = self._member_rewards(self.features(obs, actions))
+        if self.cfg.objective == "mean":
+            r = members.mean(0)
+        else:
+            z = (members.reshape(len(members), -1) - self.member_scale[0]) / self.member_scale[1]
+            z = z.mean(0) - self.cfg.conservative_lambda * z.std(0, correction=0) if self.cfg.objective == "conservative" else z.min(0).values
+            r = z.reshape(members.shape[1:])
+        r = r.numpy()
         if not np.all(np.isfinite(r)):
             raise NonFiniteRewardError(f"reward model produced {int(np.sum(~np.isfinite(r)))} non-finite rewards")
         return r
@@ -119,6 +135,9 @@ class RewardEnsemble:
             boot = torch.as_tensor(self.rng.integers(len(train), size=len(train)))
             self._fit_member(member, opt, PairBatch(train_batch.left[boot], train_batch.right[boot], train_batch.target[boot]), val_batch)
         self.fits += 1
+        with torch.no_grad():
+            steps = self._member_rewards(torch.cat([train_batch.left, train_batch.right])).flatten(1)
+            self.member_scale = torch.stack([steps.mean(1, keepdim=True), steps.std(1, keepdim=True).clamp_min(1e-6)])
         metrics = {"rm_fits": self.fits, "rm_val_pairs": len(val), "rm_train_loss": self._loss(train_batch), "rm_train_acc": self._accuracy(train_batch)}
         if val_batch is not None:
             metrics |= {"rm_val_loss": self._loss(val_batch), "rm_val_acc": self._accuracy(val_batch)}
@@ -176,6 +195,7 @@ class RewardEnsemble:
             "seen_queries": sorted(self.seen_queries),
             "rng": self.rng.bit_generator.state,
             "fits": self.fits,
+            "member_scale": self.member_scale,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -186,3 +206,5 @@ class RewardEnsemble:
         self.seen_queries = set(state["seen_queries"])
         self.rng.bit_generator.state = state["rng"]
         self.fits = state["fits"]
+        if "member_scale" in state:
+            self.member_scale = state["member_scale"]

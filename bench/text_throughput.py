@@ -1,0 +1,764 @@
+#!/usr/bin/env python
+"""Benchmark: language-model training throughput (tokens/s and MFU) of rlhflab vs TRL on CPU.
+
+For SFT, reward modelling, DPO and PPO on the same tiny GPT-2 it measures rlhflab's own
+training steps and, when TRL is installed, TRL's trainers on the very same model (saved
+with save_pretrained and loaded by TRL from that path), the very same data in the same
+order (TRL's `train_sampling_strategy="sequential"`) and the same batch sizes, and prints
+tokens/s, model-FLOPs utilisation and the ratio ours/TRL, plus the first step losses of
+both sides (identical init and batches: they should agree at step 1, and DPO starts at
+log 2 since the policy equals its reference).
+
+    python bench/text_throughput.py --quick
+    python bench/text_throughput.py                       # both points, 10 timed steps each
+    python bench/text_throughput.py --points main --steps 20 --threads 2 --markdown out.md
+
+Definitions
+-----------
+* tokens/s: non-padding tokens that go through the trained model's forward *and* backward
+  per optimiser step, ÷ the median wall time of one step (median over the `--steps` timed
+  steps, after `--warmup` untimed steps). Each measurement is repeated `--rounds` times
+  on a fresh model, alternating which side goes first, and the round with the smallest
+  median counts (the median and the best round resist the noise of a shared machine;
+  every round's median is kept in the --json output). Losses are the first round's.
+  A step is everything the trainer does between two optimiser steps: our side includes
+  tokenising the batch (`encode`), TRL's side its collator, loss bookkeeping and logging.
+    - SFT: the B sequences of a batch.
+    - reward model: the 2B sequences (chosen and rejected) of B pairs.
+    - DPO: the 2B sequences of B pairs through the policy; the reference model's forward
+      (no backward) on the same 2B sequences is done but not counted.
+    - PPO (`TextPPO.step`, one iteration = one batch of prompts): the sampled [prompt |
+      response] tokens × PPO epochs (each sequence goes through forward+backward once per
+      epoch). Two rows: "update" divides by the time of the PPO update phase only (the
+      forward+backward minibatch loop), "end-to-end" by the whole iteration: generation,
+      the rollout's no-grad forwards (policy log-probs and values, reference, reward model),
+      GAE and the update. The PPO breakdown table shows each part.
+* MFU = 6·N·(tokens/s) ÷ peak, with N the non-embedding parameters plus the output
+  projection (for tied embeddings the vocab×d output projection is counted once) — the
+  usual 6N FLOPs/token of forward+backward, without the attention-score term and without
+  the DPO reference forward or PPO's generation and rollout forwards (so those rows
+  understate the hardware's real utilisation).
+  peak = best of `--peak-repeats` fp32 torch.mm of 2048×2048 (2·n³ FLOPs) at the same torch
+  thread count as training, measured before and after the runs (the better one is used).
+* Both sides use the same torch.set_num_threads (`--threads`, default 2), fp32, no
+  gradient checkpointing (TRL's configs default to bf16 autocast and gradient checkpointing;
+  both are turned off here so the two sides do the same arithmetic), AdamW with the same
+  lr and weight decay 0.01, a constant learning rate, gradient clipping at 1.0.
+* Data: the built-in ReviewsTask. Prompts "review of the <noun> :" (5 tokens); responses
+  are several generated reviews joined and cut so that prompt + response + EOS is exactly
+  `--seq-len` word tokens (the word-level tokenizer maps one word to one token), so there
+  is no padding. Pairs: a high-mood review (chosen) and a low-mood one (rejected).
+* TRL 1.16 ships no PPO trainer (PPOTrainer moved to trl.experimental.ppo and was then
+  removed entirely, huggingface/trl#7020), so the PPO rows have no TRL side (n/a).
+
+Our side uses rlhflab's functions exactly as its training loops do, one optimiser step at a
+time so that steps can be timed and losses recorded (the step of `train_sft` / `train_dpo`,
+i.e. their loss under `fit_epochs`' AdamW + grad-norm clip 1, and of `TextRewardEnsemble.fit`,
+with batches taken in order instead of shuffled): `encode` + `sft_loss`;
+`TextRewardEnsemble._group_loss`; `encode` + `sequence_logprob` + `dpo_loss`; and
+`TextPPO.step` itself. `--check-loops` also runs `train_sft` and `train_dpo` themselves on the
+same batches and compares their epoch-mean loss with ours. This is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from rlhflab.config import TextDPOConfig, TextPPOConfig
+from rlhflab.policy.dpo import dpo_loss, sequence_logprob, train_dpo
+from rlhflab.policy.sft import sft_loss, train_sft
+from rlhflab.policy.text import TextPPO
+from rlhflab.reward.text import RankedResponses, TextRewardEnsemble
+from rlhflab.text.models import TextRewardModel, build_word_tokenizer, frozen_copy, load_causal_lm, load_tokenizer, save_model, tiny_gpt2
+from rlhflab.text.sequences import encode
+from rlhflab.text.task import ReviewsTask
+
+console = Console(width=None if sys.stdout.isatty() else 220)
+POINTS = {  # name: (n_layer, n_embd, n_head)
+    "small": (2, 64, 4),  # the built-in model's default size
+    "main": (4, 256, 4),
+}
+SPEED_TARGET = 1.5  # ours ÷ TRL tokens/s, from the issue
+LR = {"sft": 1e-3, "rm": 5e-4, "dpo": 5e-4}  # rlhflab's defaults (TextSFTConfig, TextRewardConfig, TextDPOConfig)
+DPO_BETA = 0.1
+WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default, which train_sft / train_dpo get; TextRewardEnsemble.fit sets it
+
+
+# -- measurement helpers ---------------------------------------------------------------------
+def measure_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 FLOP/s of an n×n @ n×n torch.mm at the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.empty(n, n)
+    torch.mm(a, b, out=c)  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b, out=c)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def flop_params(model: nn.Module) -> int:
+    """N: non-embedding parameters plus the output projection (a tied vocab×d projection counted once)."""
+    emb = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
+    n = sum(p.numel() for p in model.parameters() if id(p) not in emb)  # parameters() yields a tied weight once
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if out is not None and id(out.weight) in emb:
+        n += out.weight.numel()
+    return n
+
+
+def load_avg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+@dataclass
+class Measurement:
+    point: str
+    method: str
+    impl: str
+    n_params: int = 0
+    seqs_per_step: int = 0
+    tokens_per_step: float = 0.0
+    step_times: list[float] = field(default_factory=list)  # timed steps only
+    losses: list[float] = field(default_factory=list)  # every step, warm-up included
+    note: str = ""
+    round_medians: list[float] = field(default_factory=list)  # median step time of each round
+
+    @property
+    def seconds_per_step(self) -> float:
+        return statistics.median(self.step_times) if self.step_times else math.nan
+
+    @property
+    def min_seconds_per_step(self) -> float:
+        return min(self.step_times) if self.step_times else math.nan
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens_per_step / self.seconds_per_step if self.step_times else math.nan
+
+    def mfu(self, peak: float) -> float:
+        return 6 * self.n_params * self.tokens_per_second / peak
+
+
+def best_round(ms: list[Measurement]) -> Measurement:
+    """The first round's losses with the step times of the fastest round (by median step time)."""
+    best = min(ms, key=lambda m: m.seconds_per_step)
+    out = Measurement(**{**asdict(ms[0]), "step_times": list(best.step_times)})
+    out.round_medians = [m.seconds_per_step for m in ms]
+    return out
+
+
+def time_steps(step, warmup: int, steps: int) -> tuple[list[float], list]:
+    """Run warmup + steps calls of step(i); wall time of each timed call and every call's result."""
+    times, results = [], []
+    for i in range(warmup + steps):
+        t = time.perf_counter()
+        results.append(step(i))
+        dt = time.perf_counter() - t
+        if i >= warmup:
+            times.append(dt)
+    return times, results
+
+
+# -- data -------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    prompts: list[str]
+    responses: list[str]  # SFT targets
+    chosen: list[str]
+    rejected: list[str]
+    ppo_prompts: list[str]
+
+
+def build_data(task: ReviewsTask, tokenizer, n_seqs: int, n_ppo_prompts: int, seq_len: int, seed: int) -> Data:
+    """Prompts of 5 tokens and responses of seq_len − 5 − 1 words, so [prompt | response | EOS] is seq_len tokens."""
+    prompts = task.prompts(n_seqs, seed)
+    prompt_len = len(tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
+    n_words = seq_len - prompt_len - 1
+    if n_words < 1:
+        raise SystemExit(f"--seq-len {seq_len} leaves no room for a response after a {prompt_len}-token prompt")
+    rng = np.random.default_rng(seed + 1)
+
+    def long_response(mood: float | None) -> str:
+        words: list[str] = []
+        while len(words) < n_words:
+            words += task.response(rng, mood).split()
+        return " ".join(words[:n_words])
+
+    return Data(
+        prompts=prompts,
+        responses=[long_response(None) for _ in range(n_seqs)],
+        chosen=[long_response(0.9) for _ in range(n_seqs)],
+        rejected=[long_response(0.1) for _ in range(n_seqs)],
+        ppo_prompts=task.prompts(n_ppo_prompts, seed + 2),
+    )
+
+
+# -- our side ---------------------------------------------------------------------------------
+def ours_sft(path: str, data: Data, B: int, warmup: int, steps: int) -> Measurement:
+    tokenizer = load_tokenizer(path)
+    model = load_causal_lm(path)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR["sft"], weight_decay=WEIGHT_DECAY)
+
+    def step(i):  # one step of rlhflab.policy.sft.train_sft (its loss under fit_epochs)
+        sl = slice(i * B, (i + 1) * B)
+        batch = encode(tokenizer, data.prompts[sl], data.responses[sl])
+        loss = sft_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return float(loss), int(batch.attention_mask.sum()), len(batch)
+
+    times, res = time_steps(step, warmup, steps)
+    return Measurement("", "SFT", "rlhflab", flop_params(model), res[-1][2], float(np.mean([r[1] for r in res])), times, [r[0] for r in res])
+
+
+def ours_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int) -> tuple[Measurement, torch.Tensor]:
+    tokenizer = load_tokenizer(path)
+    ensemble = TextRewardEnsemble(TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed)
+    member = ensemble.members[0]
+    head_init = member.head.weight.detach().clone()
+    member.train()
+    opt = torch.optim.AdamW(member.parameters(), lr=LR["rm"], weight_decay=WEIGHT_DECAY)
+    groups = [RankedResponses(p, (c, r)) for p, c, r in zip(data.prompts, data.chosen, data.rejected)]
+
+    def step(i):  # one step of TextRewardEnsemble.fit
+        g = groups[i * B : (i + 1) * B]
+        loss = ensemble._group_loss(member, g, 0.0, 0.0)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
+        opt.step()
+        return float(loss)
+
+    # the tokens of a step: what _group_loss encodes (counted here, outside the timed steps)
+    tokens = [int(encode(tokenizer, [g.prompt for g in groups[i * B : (i + 1) * B] for _ in g.responses],
+                         [r for g in groups[i * B : (i + 1) * B] for r in g.responses]).attention_mask.sum()) for i in range(warmup + steps)]
+    times, losses = time_steps(step, warmup, steps)
+    return Measurement("", "reward model", "rlhflab", flop_params(member), 2 * B, float(np.mean(tokens)), times, losses), head_init
+
+
+def ours_dpo(path: str, data: Data, B: int, warmup: int, steps: int) -> Measurement:
+    tokenizer = load_tokenizer(path)
+    policy = load_causal_lm(path)
+    reference = frozen_copy(policy)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=LR["dpo"], weight_decay=WEIGHT_DECAY)
+
+    def step(i):  # one step of rlhflab.policy.dpo.train_dpo (its loss under fit_epochs)
+        sl = slice(i * B, (i + 1) * B)
+        chosen = encode(tokenizer, data.prompts[sl], data.chosen[sl])
+        rejected = encode(tokenizer, data.prompts[sl], data.rejected[sl])
+        with torch.no_grad():
+            ref_c, ref_r = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
+        policy.train()
+        loss = dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c, ref_r, DPO_BETA, "sigmoid", 0.0)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        return float(loss), int(chosen.attention_mask.sum() + rejected.attention_mask.sum())
+
+    times, res = time_steps(step, warmup, steps)
+    return Measurement("", "DPO", "rlhflab", flop_params(policy), 2 * B, float(np.mean([r[1] for r in res])), times, [r[0] for r in res])
+
+
+def ours_ppo(path: str, data: Data, n_prompts: int, minibatches: int, epochs: int, seq_len: int, warmup: int, steps: int, seed: int) -> tuple[Measurement, Measurement, dict]:
+    """TextPPO.step, with generation and the update phase timed by wrapping (not changing) its parts."""
+    import rlhflab.policy.text as text_ppo
+
+    tokenizer = load_tokenizer(path)
+    policy = load_causal_lm(path)
+    reference = frozen_copy(policy)
+    rm = TextRewardEnsemble(TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed)
+    prompt_len = len(tokenizer(data.ppo_prompts[0], add_special_tokens=False)["input_ids"])
+    cfg = TextPPOConfig(batch_size=n_prompts, minibatches=minibatches, epochs=epochs)
+    # the reward model re-encodes the decoded response and appends EOS, so one token is left for it within seq_len
+    max_new = seq_len - prompt_len - 1
+    ppo = TextPPO(policy, reference, tokenizer, lambda p, t: rm.score(p, t), cfg, max_new_tokens=max_new, temperature=1.0, seed=seed)
+
+    rec: dict = {}
+    original_generate = text_ppo.generate
+    original_lv = ppo._logprobs_values
+
+    def timed_generate(*args, **kwargs):
+        t = time.perf_counter()
+        out = original_generate(*args, **kwargs)
+        rec["generate"] = time.perf_counter() - t
+        rec["tokens"] = int(out[0].attention_mask.sum())
+        rec["padded_tokens"] = out[0].attention_mask.numel()
+        rec["response_tokens"] = float(out[0].response_mask.sum(1).mean())
+        return out
+
+    def timed_lv(mb):
+        if torch.is_grad_enabled() and "update_start" not in rec:
+            rec["update_start"] = time.perf_counter()
+        return original_lv(mb)
+
+    ppo._logprobs_values = timed_lv
+    text_ppo.generate = timed_generate
+    parts = []
+    try:
+        def step(i):
+            rec.clear()
+            t0 = time.perf_counter()
+            record = ppo.step(data.ppo_prompts[i * n_prompts : (i + 1) * n_prompts])
+            t1 = time.perf_counter()
+            parts.append({
+                "total": t1 - t0, "generate": rec["generate"], "rollout": rec["update_start"] - t0 - rec["generate"],
+                "update": t1 - rec["update_start"], "trained_tokens": epochs * rec["tokens"], "response_tokens": rec["response_tokens"],
+                "padded_tokens": epochs * rec["padded_tokens"],
+            })
+            return record
+
+        time_steps(step, warmup, steps)
+    finally:
+        text_ppo.generate = original_generate
+    timed = parts[warmup:]
+    n = flop_params(policy)
+    tokens = float(np.mean([p["trained_tokens"] for p in timed]))
+    # median of per-iteration tokens/s, expressed as tokens/step ÷ s/step with the same median
+    upd = Measurement("", "PPO (update)", "rlhflab", n, n_prompts, tokens, [p["update"] * tokens / p["trained_tokens"] for p in timed])
+    e2e = Measurement("", "PPO (end-to-end)", "rlhflab", n, n_prompts, tokens, [p["total"] * tokens / p["trained_tokens"] for p in timed])
+    breakdown = {k: statistics.median(p[k] for p in timed) for k in ("generate", "rollout", "update", "total", "response_tokens", "trained_tokens", "padded_tokens")}
+    breakdown.update(prompts=n_prompts, minibatches=minibatches, epochs=epochs, max_new_tokens=max_new)
+    return upd, e2e, breakdown
+
+
+def check_loops(path: str, data: Data, B: int, n_steps: int, seed: int, ours: dict[str, Measurement]) -> dict:
+    """Run rlhflab's own train_sft / train_dpo for one epoch over the same batches (the examples are laid out so that
+    their shuffle yields our order) and compare their epoch-mean loss and time per step with our timed loop's."""
+    n = n_steps * B
+    perm = np.random.default_rng(seed).permutation(n)  # the order train_sft / train_dpo will visit
+    inverse = np.empty(n, dtype=int)
+    inverse[perm] = np.arange(n)
+
+    def laid_out(xs):  # x[perm[j]] == xs[j]
+        return [xs[inverse[i]] for i in range(n)]
+
+    out = {}
+    tokenizer = load_tokenizer(path)
+    if "SFT" in ours:
+        model = load_causal_lm(path)
+        t = time.perf_counter()
+        hist = train_sft(model, tokenizer, laid_out(data.prompts[:n]), laid_out(data.responses[:n]), 1, LR["sft"], B, seed)
+        out["SFT"] = {"train_fn": "train_sft", "epoch_mean_loss": hist[0], "our_loop_mean_loss": float(np.mean(ours["SFT"].losses[:n_steps])),
+                      "s_per_step": (time.perf_counter() - t) / n_steps}
+    if "DPO" in ours:
+        policy = load_causal_lm(path)
+        pairs = list(zip(laid_out(data.prompts[:n]), laid_out(data.chosen[:n]), laid_out(data.rejected[:n])))
+        cfg = TextDPOConfig(epochs=1, lr=LR["dpo"], batch_size=B, beta=DPO_BETA)
+        t = time.perf_counter()
+        hist = train_dpo(policy, frozen_copy(policy), tokenizer, pairs, cfg, seed)
+        out["DPO"] = {"train_fn": "train_dpo", "epoch_mean_loss": hist[0], "our_loop_mean_loss": float(np.mean(ours["DPO"].losses[:n_steps])),
+                      "s_per_step": (time.perf_counter() - t) / n_steps}
+    return out
+
+
+# -- TRL's side -------------------------------------------------------------------------------
+def trl_available() -> str | None:
+    try:
+        import trl
+
+        return trl.__version__
+    except ImportError:
+        return None
+
+
+def trl_has_ppo() -> str | None:
+    """Where TRL's PPO trainer lives in this version, or None."""
+    import importlib
+
+    for module, name in (("trl", "PPOTrainer"), ("trl.experimental.ppo", "PPOTrainer")):
+        try:
+            if hasattr(importlib.import_module(module), name):
+                return f"{module}.{name}"
+        except Exception:  # noqa: BLE001 - missing module or a lazy import that fails
+            continue
+    return None
+
+
+def _trl_common(out_dir: str, B: int, max_steps: int, lr: float, seed: int) -> dict:
+    return dict(
+        output_dir=out_dir, per_device_train_batch_size=B, gradient_accumulation_steps=1, max_steps=max_steps,
+        learning_rate=lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=WEIGHT_DECAY, max_grad_norm=1.0,
+        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, train_sampling_strategy="sequential",
+        logging_steps=max_steps, save_strategy="no", report_to="none", disable_tqdm=True, log_level="error",
+        dataloader_num_workers=0, seed=seed, data_seed=seed,
+    )
+
+
+def _recording(trainer_cls):
+    """The trainer, recording each step's loss and tokens (one float() per step, as our loops do)."""
+
+    class Recording(trainer_cls):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            if model.training:
+                self.bench_losses.append(float((out[0] if return_outputs else out).detach()))
+                self.bench_tokens.append(int(inputs["attention_mask"].sum()))
+                self.bench_seqs.append(len(inputs["attention_mask"]))
+            return out
+
+    Recording.__name__ = Recording.__qualname__ = trainer_cls.__name__
+    return Recording
+
+
+def _run_trl(trainer, warmup: int, steps: int, point: str, method: str, n_params: int, threads: int) -> Measurement:
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.stamps, self.threads = [], None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.threads = torch.get_num_threads()
+            self.stamps.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.stamps.append(time.perf_counter())
+
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    timer = StepTimer()
+    trainer.add_callback(timer)
+    trainer.bench_losses, trainer.bench_tokens, trainer.bench_seqs = [], [], []
+    trainer.train()
+    if timer.threads != threads or torch.get_num_threads() != threads:
+        console.print(f"[yellow]warning: TRL ran with {timer.threads} torch threads (asked {threads})[/yellow]")
+    durations = np.diff(timer.stamps).tolist()
+    return Measurement(point, method, "TRL", n_params, trainer.bench_seqs[-1], float(np.mean(trainer.bench_tokens)), durations[warmup:], trainer.bench_losses)
+
+
+def trl_sft(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int) -> Measurement:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    n = (warmup + steps) * B
+    ds = Dataset.from_dict({"prompt": data.prompts[:n], "completion": [" " + r for r in data.responses[:n]]})
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(**_trl_common(out, B, warmup + steps, LR["sft"], seed), max_length=None, packing=False, completion_only_loss=True)
+        trainer = _recording(SFTTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
+        _check_same_tokens(trainer, data, B, "sft")
+        return _run_trl(trainer, warmup, steps, "", "SFT", flop_params(trainer.model), threads)
+
+
+def trl_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, head_init: torch.Tensor) -> Measurement:
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    n = (warmup + steps) * B
+    ds = Dataset.from_dict({"prompt": data.prompts[:n], "chosen": [" " + c for c in data.chosen[:n]], "rejected": [" " + r for r in data.rejected[:n]]})
+    with tempfile.TemporaryDirectory() as out:
+        args = RewardConfig(**_trl_common(out, B, warmup + steps, LR["rm"], seed), max_length=None, disable_dropout=True)
+        trainer = _recording(RewardTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
+        with torch.no_grad():  # the same head init as ours (our head's bias starts at 0 and cancels in r_w − r_l)
+            trainer.model.score.weight.copy_(head_init)
+        _check_same_tokens(trainer, data, B, "rm")
+        return _run_trl(trainer, warmup, steps, "", "reward model", flop_params(trainer.model), threads)
+
+
+def trl_dpo(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int) -> Measurement:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    n = (warmup + steps) * B
+    ds = Dataset.from_dict({"prompt": data.prompts[:n], "chosen": [" " + c for c in data.chosen[:n]], "rejected": [" " + r for r in data.rejected[:n]]})
+    with tempfile.TemporaryDirectory() as out:
+        args = DPOConfig(**_trl_common(out, B, warmup + steps, LR["dpo"], seed), max_length=None, beta=DPO_BETA, loss_type=["sigmoid"],
+                         precompute_ref_log_probs=False, disable_dropout=True)
+        trainer = _recording(DPOTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
+        _check_same_tokens(trainer, data, B, "dpo")
+        return _run_trl(trainer, warmup, steps, "", "DPO", flop_params(trainer.model), threads)
+
+
+def _check_same_tokens(trainer, data: Data, B: int, kind: str) -> None:
+    """TRL's first collated batch holds exactly our encoded sequences (so the data is the same, token for token)."""
+    tokenizer = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(B)])
+    if kind == "sft":
+        ours = encode(tokenizer, data.prompts[:B], data.responses[:B])
+        same = torch.equal(batch["input_ids"], ours.input_ids) and torch.equal((batch["labels"] != -100).float()[:, 1:], ours.response_mask[:, 1:])
+    else:
+        c = encode(tokenizer, data.prompts[:B], data.chosen[:B])
+        r = encode(tokenizer, data.prompts[:B], data.rejected[:B])
+        same = torch.equal(batch["input_ids"], torch.cat([c.input_ids, r.input_ids]))
+        if kind == "dpo":
+            same = same and torch.equal(batch["completion_mask"].float(), torch.cat([c.response_mask, r.response_mask]))
+    if not same:
+        raise SystemExit(f"TRL's {kind} batch differs from ours: the comparison would not be on the same data")
+
+
+# -- reporting --------------------------------------------------------------------------------
+def fmt_rate(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:,.0f}"
+
+
+def results_rows(results: list[Measurement], peak: float) -> list[list[str]]:
+    rows = []
+    trl = {(m.point, m.method): m for m in results if m.impl == "TRL"}
+    for m in results:
+        if m.impl != "rlhflab":
+            continue
+        t = trl.get((m.point, m.method))
+        ratio = m.tokens_per_second / t.tokens_per_second if t else None
+        for impl in (m, t) if t else (m,):
+            rows.append([
+                impl.point, impl.method, impl.impl, f"{impl.n_params / 1e6:.3f}M", str(impl.seqs_per_step), f"{impl.tokens_per_step:,.0f}",
+                f"{impl.seconds_per_step:.3f}", f"{impl.min_seconds_per_step:.3f}", fmt_rate(impl.tokens_per_second), f"{100 * impl.mfu(peak):.1f}%",
+                (f"{ratio:.2f}×" + (" ✓" if ratio >= SPEED_TARGET else " ✗")) if impl is m and t else ("" if t else (m.note or "n/a")),
+            ])
+    return rows
+
+
+HEADERS = ["point", "method", "impl", "N", "seqs/step", "tokens/step", "s/step (median)", "s/step (min)", "tokens/s", "MFU", f"ours/TRL (target ≥ {SPEED_TARGET}×)"]
+
+
+def loss_rows(results: list[Measurement], n_show: int) -> tuple[list[str], list[list[str]], dict]:
+    verdict = {}
+    headers = ["point", "step"]
+    pairs = []
+    for m in results:
+        if m.impl == "rlhflab" and m.method in ("SFT", "reward model", "DPO"):
+            t = next((x for x in results if x.impl == "TRL" and x.point == m.point and x.method == m.method), None)
+            if t:
+                pairs.append((m, t))
+    methods = list(dict.fromkeys(m.method for m, _ in pairs))
+    for meth in methods:
+        headers += [f"{meth} ours", f"{meth} TRL", "|Δ|"]
+    rows = []
+    for point in dict.fromkeys(m.point for m, _ in pairs):
+        by = {m.method: (m, t) for m, t in pairs if m.point == point}
+        for s in range(min(n_show, max(min(len(m.losses), len(t.losses)) for m, t in by.values()))):
+            row = [point, str(s + 1)]
+            for meth in methods:
+                if meth in by and s < min(len(by[meth][0].losses), len(by[meth][1].losses)):
+                    a, b = by[meth][0].losses[s], by[meth][1].losses[s]
+                    row += [f"{a:.6f}", f"{b:.6f}", f"{abs(a - b):.1e}"]
+                else:
+                    row += ["", "", ""]
+            rows.append(row)
+        for meth, (m, t) in by.items():
+            k = min(n_show, len(m.losses), len(t.losses))
+            d = [abs(m.losses[s] - t.losses[s]) for s in range(k)]
+            verdict[f"{point}/{meth}"] = {"step1_abs_diff": d[0], "max_abs_diff_first_steps": max(d), "steps": k,
+                                          "step1_ours": m.losses[0], "step1_trl": t.losses[0]}
+    return headers, rows, verdict
+
+
+def rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h, justify="left" if h in ("point", "method", "impl") else "right")
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------------
+def run_point(name: str, args, trl_version: str | None, ppo_where: str | None, checks: dict) -> tuple[list[Measurement], dict]:
+    n_layer, n_embd, n_head = POINTS[name]
+    task = ReviewsTask()
+    B, W, S = args.batch, args.warmup, args.steps
+    tokenizer = build_word_tokenizer(task.vocabulary)
+    model = tiny_gpt2(len(tokenizer), n_layer, n_embd, n_head=n_head, n_positions=args.seq_len, seed=args.seed)
+    # token ids the tokenizer really has (tiny_gpt2 leaves GPT-2's 50256 in the config)
+    model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    n_ppo = args.ppo_prompts or 2 * B
+    results: list[Measurement] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(save_model(model, tokenizer, Path(tmp) / "model"))
+        tokenizer = load_tokenizer(path)
+        data = build_data(task, tokenizer, (W + S) * B, (W + S) * n_ppo, args.seq_len, args.seed)
+        console.print(f"[bold]{name}[/bold]: GPT-2 {n_layer} layers × {n_embd} wide, {n_head} heads, vocab {len(tokenizer)}, "
+                      f"N = {flop_params(model):,}, sequences of {args.seq_len} tokens, batch {B}  (load {load_avg()})")
+        methods, R = args.methods, args.rounds
+        head_init = ours_rm(path, data, B, 0, 0, args.seed)[1] if "rm" in methods else None  # the same in every round
+        runners = {
+            "sft": ("SFT", lambda: ours_sft(path, data, B, W, S), lambda: trl_sft(path, data, B, W, S, args.seed, args.threads)),
+            "rm": ("reward model", lambda: ours_rm(path, data, B, W, S, args.seed)[0],
+                   lambda: trl_rm(path, data, B, W, S, args.seed, args.threads, head_init)),
+            "dpo": ("DPO", lambda: ours_dpo(path, data, B, W, S), lambda: trl_dpo(path, data, B, W, S, args.seed, args.threads)),
+        }
+        for key, (label, ours_fn, trl_fn) in runners.items():
+            if key not in methods:
+                continue
+            sides = {"rlhflab": ours_fn, **({"TRL": trl_fn} if trl_version else {})}
+            runs: dict[str, list[Measurement]] = {impl: [] for impl in sides}
+            for r in range(R):  # alternate which side goes first
+                for impl in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                    console.print(f"  {label}: {impl}, round {r + 1}/{R}  (load {load_avg()})")
+                    runs[impl].append(sides[impl]())
+            results += [best_round(ms) for ms in runs.values()]
+        if args.check_loops:
+            console.print("  checking our loops against train_sft / train_dpo …")
+            checks[name] = check_loops(path, data, B, W + S, args.seed, {m.method: m for m in results if m.impl == "rlhflab"})
+        breakdown = {}
+        if "ppo" in methods:
+            rounds = []
+            for r in range(R):
+                console.print(f"  PPO: rlhflab, round {r + 1}/{R}  (load {load_avg()})")
+                rounds.append(ours_ppo(path, data, n_ppo, args.ppo_minibatches, args.ppo_epochs, args.seq_len, W, S, args.seed))
+            upd = best_round([x[0] for x in rounds])
+            i_e2e = min(range(R), key=lambda i: rounds[i][1].seconds_per_step)
+            e2e = best_round([x[1] for x in rounds])
+            breakdown = rounds[i_e2e][2]
+            why = "n/a: no PPO trainer in TRL " + (trl_version or "(not installed)") if not ppo_where else "n/a: not run"
+            upd.note = e2e.note = why
+            results += [upd, e2e]
+    for m in results:
+        m.point = name
+    return results, breakdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--points", default="small,main", help=f"model sizes to measure, from {', '.join(POINTS)}")
+    p.add_argument("--methods", default="sft,rm,dpo,ppo", help="any of sft, rm, dpo, ppo")
+    p.add_argument("--steps", type=int, default=10, help="timed optimiser steps (PPO: iterations) per method and side")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    p.add_argument("--rounds", type=int, default=3, help="repeat each measurement, alternating which side goes first; the fastest round counts")
+    p.add_argument("--batch", type=int, default=16, help="sequences per SFT step; pairs per reward-model and DPO step")
+    p.add_argument("--seq-len", type=int, default=64, help="tokens per sequence ([prompt | response | EOS])")
+    p.add_argument("--ppo-prompts", type=int, default=0, help="prompts per PPO iteration (default: 2 × --batch, the sequences of a pair batch)")
+    p.add_argument("--ppo-minibatches", type=int, default=2, help="PPO minibatches per epoch")
+    p.add_argument("--ppo-epochs", type=int, default=2, help="PPO epochs per iteration")
+    p.add_argument("--threads", type=int, default=2, help="torch threads, for both sides and the peak")
+    p.add_argument("--peak-repeats", type=int, default=5, help="torch.mm repeats for the peak")
+    p.add_argument("--show-losses", type=int, default=5, help="first step losses to print side by side")
+    p.add_argument("--loss-tol", type=float, default=1e-4, help="|ours − TRL| at step 1 that counts as matching")
+    p.add_argument("--no-trl", action="store_true", help="measure our side only")
+    p.add_argument("--check-loops", action="store_true", help="also run train_sft / train_dpo themselves on the same batches and compare")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="smoke run: the small point, 3 timed steps after 1 warm-up")
+    p.add_argument("--json", type=Path, help="write the raw results here")
+    p.add_argument("--markdown", type=Path, help="write the tables as Markdown here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.points, args.steps, args.warmup, args.peak_repeats, args.rounds = "small", 3, 1, 3, 1
+    args.points = [x.strip() for x in args.points.split(",") if x.strip()]
+    args.methods = [x.strip() for x in args.methods.split(",") if x.strip()]
+    unknown = [x for x in args.points if x not in POINTS] + [x for x in args.methods if x not in ("sft", "rm", "dpo", "ppo")]
+    if unknown:
+        p.error(f"unknown point or method: {', '.join(unknown)}")
+    warnings.filterwarnings("ignore")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+    torch.set_num_threads(args.threads)
+
+    trl_version = None if args.no_trl else trl_available()
+    ppo_where = trl_has_ppo() if trl_version else None
+    uptime_before = load_avg()
+    started = time.time()
+    peak_before = measure_peak(repeats=args.peak_repeats)
+    console.print(f"threads {torch.get_num_threads()}, fp32 matmul peak {peak_before / 1e9:.1f} GFLOP/s, load average {uptime_before}, "
+                  f"TRL {trl_version or 'not used'}" + (f" (PPO: {ppo_where})" if trl_version else ""))
+    results, breakdowns, checks = [], {}, {}
+    for point in args.points:
+        r, b = run_point(point, args, trl_version, ppo_where, checks)
+        results += r
+        if b:
+            breakdowns[point] = b
+    peak_after = measure_peak(repeats=args.peak_repeats)
+    peak = max(peak_before, peak_after)
+    uptime_after = load_avg()
+
+    rows = results_rows(results, peak)
+    console.print(rich_table(f"Training throughput (fp32, {args.threads} threads, peak {peak / 1e9:.1f} GFLOP/s)", HEADERS, rows))
+    b_headers = ["point", "prompts", "max new tokens", "response tokens (mean)", "trained tokens/iter", "incl. padding", "generate s", "rollout s", "update s", "total s/iter"]
+    b_rows = [[pt, str(b["prompts"]), str(b["max_new_tokens"]), f"{b['response_tokens']:.1f}", f"{b['trained_tokens']:,.0f}", f"{b['padded_tokens']:,.0f}",
+               f"{b['generate']:.2f}", f"{b['rollout']:.2f}", f"{b['update']:.2f}", f"{b['total']:.2f}"] for pt, b in breakdowns.items()]
+    if b_rows:
+        console.print(rich_table("PPO iteration (TextPPO.step), medians", b_headers, b_rows))
+    l_headers, l_rows, verdict = loss_rows(results, args.show_losses)
+    if l_rows:
+        console.print(rich_table("First step losses, same init and batches", l_headers, l_rows))
+        for key, v in verdict.items():
+            ok = v["step1_abs_diff"] <= args.loss_tol
+            console.print(f"  {key}: step 1 {'matches' if ok else 'DIFFERS'} (|Δ| = {v['step1_abs_diff']:.1e}); "
+                          f"max |Δ| over the first {v['steps']} steps {v['max_abs_diff_first_steps']:.1e}")
+            if key.endswith("/DPO"):
+                console.print(f"    DPO step 1: ours {v['step1_ours']:.6f}, TRL {v['step1_trl']:.6f}, log 2 = {math.log(2):.6f}")
+    for point, c in checks.items():
+        for meth, v in c.items():
+            console.print(f"  {point}/{meth}: {v['train_fn']} epoch-mean loss {v['epoch_mean_loss']:.6f} vs our loop's {v['our_loop_mean_loss']:.6f}; "
+                          f"{v['train_fn']} {v['s_per_step']:.3f} s/step (all steps, warm-up included)")
+    if trl_version and not ppo_where:
+        console.print(f"PPO vs TRL: n/a — TRL {trl_version} has no PPO trainer (neither trl.PPOTrainer nor trl.experimental.ppo; "
+                      "it was moved to trl.experimental.ppo and later removed, huggingface/trl#7020).")
+    ratios = {f"{m.point}/{m.method}": m.tokens_per_second / t.tokens_per_second for m in results if m.impl == "rlhflab"
+              for t in results if t.impl == "TRL" and t.point == m.point and t.method == m.method}
+    if ratios:
+        met = [k for k, v in ratios.items() if v >= SPEED_TARGET]
+        console.print(f"speed target ≥ {SPEED_TARGET}× TRL: met for {', '.join(met) or 'none'}; "
+                      f"not met for {', '.join(k for k in ratios if k not in met) or 'none'}")
+    console.print(f"load average before {uptime_before}, after {uptime_after}; peak before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f} GFLOP/s; "
+                  f"wall {time.time() - started:.0f}s")
+
+    meta = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "python bench/text_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "threads": args.threads, "peak_flops": peak, "peak_before": peak_before, "peak_after": peak_after, "load_before": uptime_before,
+        "load_after": uptime_after, "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl_version,
+        "trl_ppo": ppo_where, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "seq_len": args.seq_len,
+    }
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "results": [{**asdict(m), "tokens_per_second": m.tokens_per_second, "mfu": m.mfu(peak)} for m in results],
+                                         "ppo": breakdowns, "losses": verdict, "ratios": ratios, "loop_checks": checks}, indent=2))
+    if args.markdown:
+        md = [markdown_table(HEADERS, rows)]
+        if b_rows:
+            md += ["", markdown_table(b_headers, b_rows)]
+        if l_rows:
+            md += ["", markdown_table(l_headers, l_rows)]
+        args.markdown.write_text("\n".join(md) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
