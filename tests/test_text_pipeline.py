@@ -8,6 +8,7 @@ import torch
 
 from labeling import AppProcess, make_run
 from rlhflab.config import build_config
+from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.feedback.exchange import DataError
 from rlhflab.policy.text import reference_logprobs
 from rlhflab.runs import RunDir
@@ -59,7 +60,7 @@ def test_run_text_on_a_model_given_by_path(tiny_path, tmp_path):
 def test_ppo_and_dpo_raise_the_gold_reward_with_bounded_kl(tmp_path):
     cfg = build_config(None, [
         "seed=0", "feedback.annotator.temperature=0.2", "text.pretrain_sequences=2000", "text.labels=240", "text.eval_prompts=64",
-        "text.methods=[ppo,dpo]", "text.ppo.steps=25", "text.ppo.batch_size=32", "text.sft.demonstrations=1000",
+        "text.methods=[ppo,dpo]", "text.ppo.steps=25", "text.ppo.batch_size=32", "text.sft.demonstrations=1000", "text.goodhart_samples=16",
     ])
     summary = run_text(cfg, RunDir(tmp_path))
     m = summary["methods"]
@@ -71,6 +72,10 @@ def test_ppo_and_dpo_raise_the_gold_reward_with_bounded_kl(tmp_path):
     assert len(ppo_log) == 25 and {"proxy", "gold", "kl", "entropy", "response_length", "distinct_2", "self_bleu"} <= ppo_log[0].keys()
     report = (tmp_path / "report.html").read_text()
     assert "PPO training curves" in report and "could not be built" not in report
+    points, fitted = goodhart(tmp_path)  # best-of-n over the saved SFT samples, and PPO's iterations
+    bon = [p for p in points if p.kind == "best_of_n"]
+    assert [p.label for p in bon] == ["n=1", "n=2", "n=4", "n=8", "n=16"] and bon[-1].proxy > bon[0].proxy
+    assert len([p for p in points if p.kind == "rl"]) == 26 and set(fitted) == {"best_of_n", "rl"}
 
 
 def test_dataset_lines_are_validated(tmp_path):

@@ -180,7 +180,7 @@ class TextConfig(_Section):
     temperature: float = Field(1.0, gt=0, description="sampling temperature, also used for the log-probabilities")
     eval_prompts: int = Field(128, ge=1, description="held-out prompts for the final table")
     best_of_n: int = Field(16, ge=1, description="n of best-of-n sampling against the reward model")
-    goodhart_samples: int = Field(64, ge=0, description="SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n Goodhart curves (0: off)")
+    goodhart_samples: int = Field(256, ge=0, description="SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n Goodhart curves (0: off)")
     methods: list[Literal["ppo", "dpo", "best_of_n"]] = Field(["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling")
     sft: TextSFTConfig = Field(default_factory=TextSFTConfig)
     reward: TextRewardConfig = Field(default_factory=TextRewardConfig)

@@ -12,6 +12,9 @@ them by proxy; the i-th lowest (i = 1…N) is the best of a uniformly random n-s
 with probability C(i−1, n−1)/C(N, n), so
     Ĝ(n) = Σᵢ C(i−1, n−1)/C(N, n) · goldᵢ        (the average over all n-subsets)
 
+Language-model runs (`text_points`): best-of-n over N saved samples of π_SFT per prompt,
+averaged over prompts, and PPO's iterations with the KL it measured on its own samples.
+
 RL. The policy's snapshots π_t during training (`checkpoints/policy_XXXX.pt`); for a
 control task the KL between trajectory distributions is measured exactly on states
 π_t visits — the dynamics cancel:
@@ -26,9 +29,8 @@ arrive, so the proxy here is the run's *final* reward model, the one whose over-
 optimisation the curves show.
 
 `rlhflab goodhart RUN_DIR` writes `RUN_DIR/goodhart/{goodhart.png, goodhart.md,
-goodhart.json}`. Points come from a *point source* chosen by the run's config: control
-runs are handled here; a language-model run supplies its own (samples scored by proxy
-and gold for best-of-n, KL and gold of RL checkpoints) by appending to `POINT_SOURCES`.
+goodhart.json}`. Points come from a *point source* chosen by the run's config
+(`POINT_SOURCES`): control runs and language-model runs.
 """
 
 from __future__ import annotations
@@ -208,11 +210,34 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
     return points
 
 
-# Point sources: (does this run's raw config belong to me?, points of the run). The
-# language-model issue adds one for text runs — best-of-n over a prompt set's samples
-# (proxy: the reward model; gold: the built-in text task's scoring function) and its RL
-# checkpoints — reusing best_of_n_points and fits unchanged.
+# -- language-model runs ------------------------------------------------------------------
+def text_points(run_dir: Path, opts: Options) -> list[Point]:
+    """Best-of-n over the SFT samples a text run saved (`goodhart_samples.npz`: proxy and gold,
+    [prompts, N]), averaged over prompts; and PPO's iterations, whose KL from the SFT policy
+    (Σ_t log π/π_SFT over each sampled response, batch mean), proxy and gold the run logged."""
+    from rlhflab.runs import RunDir
+
+    run = RunDir(run_dir)
+    samples = run.path / "goodhart_samples.npz"
+    if not samples.exists():
+        raise FileNotFoundError(f"{run.path}: no goodhart_samples.npz (set text.goodhart_samples > 0)")
+    with np.load(samples) as f:
+        proxy, gold = f["proxy"], f["gold"]
+    per_prompt = [best_of_n_points(p, g, opts.max_n) for p, g in zip(proxy, gold)]
+    points = [Point("best_of_n", pts[0].label, pts[0].kl, float(np.mean([q.proxy for q in pts])), float(np.mean([q.gold for q in pts])))
+              for pts in zip(*per_prompt)]
+    metrics = run.metrics()
+    sft = next((r for r in metrics if r.get("phase") == "eval" and r.get("method") == "sft"), None)
+    ppo = [r for r in metrics if r.get("phase") == "ppo" and r.get("gold") is not None]
+    if sft and ppo:
+        points.append(Point("rl", "SFT (iteration 0)", 0.0, sft["proxy"], sft["gold"]))
+        points += [Point("rl", f"iteration {r['iteration']}", r["kl"], r["proxy"], r["gold"]) for r in ppo]
+    return points
+
+
+# Point sources: (does this run's raw config belong to me?, points of the run), first match wins.
 POINT_SOURCES: list[tuple[Callable[[dict], bool], Callable[[Path, Options], list[Point]]]] = [
+    (lambda raw: bool(raw.get("text")), text_points),
     (lambda raw: "env" in raw, control_points),
 ]
 
@@ -230,7 +255,7 @@ def goodhart(run_dir: str | Path, opts: Options | None = None) -> tuple[list[Poi
         if handles(raw):
             points = source(run_dir, opts)
             return points, fits(points)
-    raise NotImplementedError(f"{run_dir}: no Goodhart point source handles this kind of run yet (language-model runs arrive with the language-model issue)")
+    raise NotImplementedError(f"{run_dir}: no Goodhart point source handles this kind of run")
 
 
 # -- outputs ----------------------------------------------------------------------------
