@@ -35,7 +35,7 @@ def scripted_annotator(client, stop: threading.Event, answered: list):
 def test_loop_learns_from_labels_given_over_http(tmp_path):
     run, store, tokens = make_run(tmp_path, names=("script",))
     cfg = build_config(None, [
-        "feedback.annotator.kind=people", "feedback.render_envs=0", "env_steps=40000", "labels=300",
+        "feedback.annotator.kind=people", "feedback.render_envs=0", "env_steps=60000", "labels=400",
         "feedback.min_labels_before_rl=60", "feedback.wait_timeout=120", "baseline=false",
     ])
     run.write_config(cfg)

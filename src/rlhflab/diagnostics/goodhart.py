@@ -43,17 +43,12 @@ from typing import Callable
 
 import numpy as np
 
+from rlhflab.policy.best_of_n import best_of_n_kl  # noqa: F401 - one formula, also used by the text pipeline
+
 KINDS = ("best_of_n", "rl")
 
 
 # -- best-of-n ------------------------------------------------------------------------
-def best_of_n_kl(n: int) -> float:
-    """KL(best-of-n ‖ base) = log n − (n − 1)/n for a proxy without ties."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    return math.log(n) - (n - 1) / n
-
-
 def best_of_n_weights(N: int, n: int) -> np.ndarray:
     """[N] probability that the i-th lowest of N samples is the best of a random n-subset: C(i−1, n−1)/C(N, n)."""
     if not 1 <= n <= N:

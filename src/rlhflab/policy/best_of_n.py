@@ -16,6 +16,9 @@ from rlhflab.text.sequences import generate
 
 
 def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n ‖ base) = log n − (n − 1)/n for a proxy without ties."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
     return math.log(n) - (n - 1) / n
 
 
