@@ -76,6 +76,8 @@ def test_auth_401_and_403(app):
     assert alice.get(f"/api/judgements/{bobs}").status_code == 403
     assert alice.patch(f"/api/judgements/{bobs}", json={"choice": "right"}).status_code == 403
     assert alice.get("/api/admin/stats").status_code == 403
+    bobs_query = store.query(store.judgement_row(bobs).query_id)
+    assert alice.get(f"/api/clips/{bobs_query.left_id}").status_code == 403  # not a query alice leases or judged
     assert alice.post("/api/admin/annotators", json={"name": "mallory", "admin": True}).status_code == 403
     assert bob.get(f"/api/judgements/{bobs}").status_code == 200
     assert all(j["annotator"] == "alice" for j in alice.get("/api/judgements").json())
@@ -104,9 +106,26 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
     huge = alice.post("/api/answer", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"})
     assert huge.status_code == 413 and "larger than" in huge.json()["detail"]
     assert alice.get("/api/judgements/notanumber").status_code == 422
-    assert alice.get("/api/clips/12345").status_code == 404
+    assert alice.get("/api/clips/12345").status_code == 403  # unknown and foreign segments look the same
     assert store.count_judgements() == 0  # nothing stored by any of it
     assert alice.post("/api/answer", json={"query_id": qid, "choice": "left"}).status_code == 201
+
+
+def test_an_answer_to_a_re_leased_query_is_refused(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    qid = store.add_query(seg(0), seg(1))
+    server = AppProcess(run.path, lease_seconds=0.5).start()
+    try:
+        alice = server.client(tokens["alice"])
+        first = alice.post("/api/next").json()
+        time.sleep(0.7)  # the lease expires; asking again re-leases it, maybe in the other order
+        second = alice.post("/api/next").json()
+        assert first["query_id"] == second["query_id"] == qid and first["lease"] != second["lease"]
+        stale = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": first["lease"]})
+        assert stale.status_code == 409 and "leased again" in stale.json()["detail"]
+        assert alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": second["lease"]}).status_code == 201
+    finally:
+        server.kill()
 
 
 def test_lease_expiry_and_reassignment(tmp_path):

@@ -72,3 +72,14 @@ def test_advantages_stop_at_eos_and_are_zero_outside_the_response():
     assert (adv[batch.response_mask == 0] == 0).all()
     assert adv[0, 2] > 0 > adv[1, 1]  # whitened over the 8 response tokens
     assert float((adv * batch.response_mask).sum()) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_encode_keeps_rows_within_max_length():
+    from rlhflab.text.models import build_word_tokenizer
+    from rlhflab.text.sequences import encode
+
+    tok = build_word_tokenizer(["a", "b", "c"])
+    batch = encode(tok, ["a b c a b c"], ["a b c a"], max_length=5)  # 4 response tokens + EOS fill it
+    assert batch.input_ids.shape[1] == 5 and batch.response_mask.sum() == 5
+    batch = encode(tok, ["a b c a b c"], ["a b"], max_length=5)  # the prompt is cut from the left
+    assert batch.input_ids.shape[1] == 5 and batch.response_mask.tolist() == [[0, 0, 1, 1, 1]]

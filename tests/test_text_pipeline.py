@@ -120,3 +120,14 @@ def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path)
     assert len(comparisons) == 6 and {r.annotator for r in store.judgement_rows()} == {"reader"}
     assert all(len(c.responses[0]) >= len(c.responses[1]) for c in comparisons)  # best first, as the person said
     assert comparisons == comparisons_from_store(store)
+
+
+def test_lora_ppo_starts_at_the_sft_policy(tiny_path, tmp_path):
+    """With LoRA, SFT is merged and PPO's reference (its adapter disabled) is the SFT policy: KL starts at 0."""
+    cfg = build_config(None, [f"text.model={tiny_path}", "text.lora_r=4", "text.labels=8", "text.eval_prompts=8", "text.methods=[ppo]",
+                              "text.ppo.steps=2", "text.ppo.batch_size=8", "text.sft.demonstrations=64", "text.reward.epochs=1",
+                              "text.max_new_tokens=6", "text.goodhart_samples=0"])
+    summary = run_text(cfg, RunDir(tmp_path))
+    first = next(r for r in RunDir(tmp_path).metrics() if r["phase"] == "ppo")
+    assert abs(first["kl"]) < 1e-4  # sampled before the first update, from a fresh (zero) adapter on SFT
+    assert summary["methods"]["sft"]["kl"] == 0.0 and set(summary["methods"]) == {"sft", "ppo"}

@@ -91,6 +91,7 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
         annotator.load_state_dict(ckpt["annotator"])
         rng.bit_generator.state = ckpt["rng"]
         iteration, labels_at_fit, rm_metrics = ckpt["iteration"], ckpt["labels_at_fit"], ckpt["rm_metrics"]
+        run.drop_metrics(lambda r: r.get("phase") == "rlhf" and r.get("iteration", 0) > iteration)  # logged after the checkpoint: redone now
         if ckpt.get("done"):
             return policy
     monitor = AlarmMonitor(cfg.alarms, [m for m in run.metrics() if m.get("phase") == "rlhf" and m["iteration"] <= iteration])
@@ -118,7 +119,12 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
 
     known: list = []  # every judged segment comparison, read from the store once and then incrementally
 
+    relabels = [store.setting("relabels", "0")]
+
     def sync() -> list:
+        if store.setting("relabels", "0") != relabels[0]:  # someone corrected a label: read everything again
+            relabels[0] = store.setting("relabels", "0")
+            known.clear()
         known.extend(store.comparisons(after=known[-1].judgement_id if known else 0))
         return known
 

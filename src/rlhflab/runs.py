@@ -59,6 +59,13 @@ class RunDir:
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
+    def drop_metrics(self, drop) -> None:
+        """Rewrite metrics.jsonl without the records for which `drop(record)` is true."""
+        kept = [r for r in self.metrics() if not drop(r)]
+        tmp = self.metrics_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.metrics_path)
+
     def save_checkpoint(self, state: dict) -> None:
         """Atomic: write a temporary file, fsync, then rename over the old checkpoint."""
         tmp = self.checkpoint_path.with_suffix(".tmp")

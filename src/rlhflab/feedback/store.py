@@ -135,6 +135,11 @@ class SettingRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+def lease_token_of(lease: LeaseRow) -> str:
+    """Identifies one issue of a lease (and so its display order): the answer must quote it."""
+    return hashlib.sha256(f"{lease.query_id}:{lease.annotator}:{_aware(lease.issued_at).isoformat()}:{lease.order}".encode()).hexdigest()[:16]
+
+
 def sqlite_url(path) -> str:
     return f"sqlite:///{path}"
 
@@ -230,6 +235,14 @@ class FeedbackStore:
         with self._read() as s:
             return set(s.scalars(select(ClipRow.segment_id).where(ClipRow.segment_id.in_(segment_ids))))
 
+    def segment_visible_to(self, annotator: str, segment_id: int) -> bool:
+        """Whether the annotator leases, or has judged, a query that shows this segment."""
+        with self._read() as s:
+            shows = select(QueryRow.id).where((QueryRow.left_id == segment_id) | (QueryRow.right_id == segment_id))
+            leased = select(LeaseRow.query_id).where(LeaseRow.annotator == annotator, LeaseRow.query_id.in_(shows))
+            judged = select(JudgementRow.query_id).where(JudgementRow.annotator == annotator, JudgementRow.query_id.in_(shows))
+            return s.scalar(select(func.count()).select_from(leased.union(judged).subquery())) > 0
+
     def clip(self, segment_id: int) -> tuple[str, bytes] | None:
         with self._read() as s:
             row = s.get(ClipRow, segment_id)
@@ -277,9 +290,10 @@ class FeedbackStore:
             return s.scalar(select(func.count(QueryRow.id))) or 0
 
     def count_unanswered(self) -> int:
-        """Queries with no judgement yet."""
+        """Queries that still want judgements (fewer than their overlap)."""
+        judged = select(func.count(JudgementRow.id)).where(JudgementRow.query_id == QueryRow.id).scalar_subquery()
         with self._read() as s:
-            return s.scalar(select(func.count(QueryRow.id)).where(QueryRow.id.not_in(select(JudgementRow.query_id)))) or 0
+            return s.scalar(select(func.count(QueryRow.id)).where(judged < QueryRow.overlap)) or 0
 
     def pending_queries(self) -> list[Query]:
         """Segment queries that no one has judged yet, oldest first."""
@@ -326,6 +340,9 @@ class FeedbackStore:
             row.label = Judgement(judgement).value if row.query.kind in PAIR_KINDS else row.label
             if payload is not None:
                 row.payload = payload
+            counter = s.get(SettingRow, "relabels") or SettingRow(key="relabels", value="0")
+            counter.value = str(int(counter.value) + 1)  # readers that cache judgements re-read when this changes
+            s.add(counter)
 
     # -- leases: one query to one annotator at a time ---------------------------------------
     def lease_next(self, annotator: str, lease_seconds: float, rng: np.random.Generator) -> tuple[QueryRow, LeaseRow] | None:
@@ -359,7 +376,7 @@ class FeedbackStore:
         with self._read() as s:
             return s.get(LeaseRow, query_id)
 
-    def answer_lease(self, annotator: str, query_id: int, answer, max_seconds: float = 3600.0) -> int:
+    def answer_lease(self, annotator: str, query_id: int, answer, max_seconds: float = 3600.0, lease_token: str | None = None) -> int:
         """Store an answer given through a lease, in one transaction.
 
         `answer(kind, order) -> (label, payload)` maps what the annotator was shown (display
@@ -369,6 +386,8 @@ class FeedbackStore:
             lease = s.get(LeaseRow, query_id)
             if lease is None or lease.annotator != annotator:
                 raise LeaseError(f"query {query_id} is not leased to you (the lease expired and was reassigned, or was never issued); ask for the next query")
+            if lease_token is not None and lease_token != lease_token_of(lease):
+                raise LeaseError(f"query {query_id} was leased again since you saw it (its display order may differ); ask for the next query")
             q = s.get(QueryRow, query_id)
             done = s.scalar(select(func.count(JudgementRow.id)).where(JudgementRow.query_id == query_id)) or 0
             if done >= q.overlap:

@@ -83,8 +83,7 @@ class TextPPO:
             rewards, kl = per_token_rewards(scores, logp_old, logp_ref, batch, self.kl_ctl.beta, cfg.kl_estimator)
             mask = batch.response_mask
             adv, ret = token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
-        self.policy.train()
-        n = len(prompts)
+        n = len(prompts)  # updates stay in eval mode: dropout would move the ratio away from 1 before any step
         stats = {"policy_loss": [], "value_loss": [], "clip_frac": []}
         for _ in range(cfg.epochs):
             for idx in np.array_split(np.random.default_rng(self.iteration).permutation(n), cfg.minibatches):
@@ -100,7 +99,6 @@ class TextPPO:
                 self.optimizer.step()
                 for k, v in zip(stats, (pg, vl, clip_frac)):
                     stats[k].append(float(v.detach()))
-        self.policy.eval()
         seq_kl = kl.sum(1)
         beta = self.kl_ctl.beta
         self.kl_ctl.update(float(seq_kl.mean()), n)

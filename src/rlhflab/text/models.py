@@ -54,16 +54,19 @@ def load_tokenizer(name_or_path: str):
     return tok
 
 
-def load_causal_lm(name_or_path: str, lora_r: int = 0, lora_alpha: int = 16, lora_dropout: float = 0.0):
+def load_causal_lm(name_or_path: str, lora_r: int = 0):
     """A causal LM by hub name or local path; with LoRA adapters when lora_r > 0."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
-    if lora_r > 0:
-        from peft import LoraConfig, get_peft_model
+    return add_lora(model, lora_r) if lora_r > 0 else model
 
-        model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type="CAUSAL_LM"))
-    return model
+
+def add_lora(model, r: int, alpha: int = 16):
+    """Fresh LoRA adapters (peft) on a causal LM; with the adapter disabled it is the model itself."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM"))
 
 
 def format_prompt(tokenizer, prompt: str) -> str:
@@ -80,7 +83,8 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def forward_kwargs(model, input_ids, attention_mask) -> dict:
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if "position_ids" in inspect.signature(model.forward).parameters:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper hides the signature
+    if "position_ids" in inspect.signature(base.forward).parameters:
         kwargs["position_ids"] = position_ids(attention_mask)
     return kwargs
 

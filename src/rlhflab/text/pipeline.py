@@ -29,12 +29,12 @@ from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.policy.best_of_n import best_of_n, best_of_n_kl
 from rlhflab.policy.dpo import train_dpo
 from rlhflab.policy.sft import train_sft
-from rlhflab.policy.text import TextPPO, reference_logprobs
+from rlhflab.policy.text import TextPPO
 from rlhflab.reward.text import RankedResponses, TextRewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.text.data import load_prompts_and_demos
 from rlhflab.text.models import (
-    TextRewardModel, build_word_tokenizer, frozen_copy, load_causal_lm, load_tokenizer, save_model, tiny_gpt2,
+    TextRewardModel, add_lora, build_word_tokenizer, load_causal_lm, load_tokenizer, save_model, tiny_gpt2,
 )
 from rlhflab.text.sequences import generate, token_logprobs
 from rlhflab.text.task import TASKS
@@ -79,7 +79,11 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
     # Step 1: SFT on demonstrations
     sft = load_causal_lm(model_path, tc.lora_r)
     train_sft(sft, tokenizer, [p for p, _ in demos], [r for _, r in demos], tc.sft.epochs, tc.sft.lr, tc.sft.batch_size, cfg.seed, log)
-    reference = None if tc.lora_r else frozen_copy(sft)
+    if tc.lora_r:  # SFT lives in its adapter: merge it, so that SFT is the base of every later adapter
+        sft = sft.merge_and_unload()
+    sft.eval()
+    for p in sft.parameters():  # the SFT policy is the reference from here on: frozen
+        p.requires_grad_(False)
 
     # Step 2: comparisons of SFT samples, judged; then the reward model
     store = FeedbackStore(run.store_url)
@@ -103,7 +107,7 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
             batch, texts, _ = generate(model, tokenizer, eval_prompts, tc.max_new_tokens, tc.temperature, seed=cfg.seed + 12345)
             with torch.no_grad():
                 logp = token_logprobs(model, batch, tc.temperature)
-                logp_ref = reference_logprobs(sft, reference, batch, tc.temperature) if model is not sft else logp
+                logp_ref = token_logprobs(sft, batch, tc.temperature) if model is not sft else logp
             kl = float((logp - logp_ref).sum(1).mean())
         result = {"gold": float(gold(texts).mean()), "proxy": float(proxy(eval_prompts, texts).mean()), "kl": kl,
                   "distinct_2": distinct_n([t.split() for t in texts], 2), "response_words": float(np.mean([len(t.split()) for t in texts])),
@@ -119,17 +123,17 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
 
     methods = {"sft": evaluate("sft", sft)}
     if "ppo" in tc.methods:
-        policy = load_causal_lm(model_path, tc.lora_r) if tc.lora_r else None
-        policy = _copy_weights(sft, policy)
-        ppo = TextPPO(policy, reference if reference is not None else None, tokenizer, proxy, tc.ppo, tc.max_new_tokens, tc.temperature, gold, cfg.seed)
+        policy = trainable_copy(sft, tc.lora_r)
+        # with LoRA the reference is the policy with its adapter disabled (= SFT); otherwise SFT itself
+        ppo = TextPPO(policy, None if tc.lora_r else sft, tokenizer, proxy, tc.ppo, tc.max_new_tokens, tc.temperature, gold, cfg.seed)
         rng = np.random.default_rng(cfg.seed + 5)
         for _ in range(tc.ppo.steps):
             log(ppo.step([train_prompts[i] for i in rng.integers(len(train_prompts), size=tc.ppo.batch_size)]))
         methods["ppo"] = evaluate("ppo", policy)
     if "dpo" in tc.methods:
         pairs = [(c.prompt, c.responses[0], c.responses[-1]) for c in comparisons if c.target == 1.0]
-        policy = _copy_weights(sft, load_causal_lm(model_path, tc.lora_r) if tc.lora_r else None)
-        train_dpo(policy, reference if reference is not None else frozen_copy(sft), tokenizer, pairs, tc.dpo, cfg.seed, log)
+        policy = trainable_copy(sft, tc.lora_r)
+        train_dpo(policy, sft, tokenizer, pairs, tc.dpo, cfg.seed, log)
         methods["dpo"] = evaluate("dpo", policy)
     if "best_of_n" in tc.methods:
         texts, _ = best_of_n(sft, tokenizer, eval_prompts, tc.best_of_n, proxy, tc.max_new_tokens, tc.temperature, seed=cfg.seed + 999)
@@ -144,14 +148,14 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
     return summary
 
 
-def _copy_weights(source, target=None):
-    """A trainable copy of the SFT policy (for LoRA: a fresh adapter model loaded with SFT's weights)."""
+def trainable_copy(sft, lora_r: int = 0):
+    """A copy of the SFT policy to optimise: all weights, or fresh LoRA adapters on top of it."""
     import copy
 
-    if target is None:
-        return copy.deepcopy(source)
-    target.load_state_dict(source.state_dict())
-    return target
+    policy = copy.deepcopy(sft)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    return add_lora(policy, lora_r) if lora_r else policy
 
 
 def gather_comparisons(cfg: RunConfig, sft, tokenizer, prompts: list[str], store: FeedbackStore, run: RunDir, log) -> list[RankedResponses]:

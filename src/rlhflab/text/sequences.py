@@ -45,7 +45,8 @@ def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int 
         if add_eos:
             r = r + [tokenizer.eos_token_id]
         r = r[:max_length]
-        p = p[-(max_length - len(r)) :] if len(p) + len(r) > max_length else p
+        room = max_length - len(r)
+        p = p[len(p) - room :] if room > 0 else []
         rows.append(p + r)
         masks.append([0] * len(p) + [1] * len(r))
     T = max(len(r) for r in rows)

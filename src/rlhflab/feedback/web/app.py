@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlhflab.feedback.agreement import annotator_report
-from rlhflab.feedback.store import PAIR_KINDS, AnnotatorRow, FeedbackStore, LeaseError
+from rlhflab.feedback.store import PAIR_KINDS, AnnotatorRow, FeedbackStore, LeaseError, lease_token_of
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "rlhflab_token"
@@ -41,6 +41,7 @@ class Answer(BaseModel):
     ranking: list[int] | None = Field(None, max_length=64, description="ranking queries: shown positions, best first")
     rating: int | None = Field(None, ge=1, le=7, description="rating queries: 1 (worst) to 7 (best)")
     text: str | None = Field(None, max_length=20_000, description="critique or corrected response")
+    lease: str | None = Field(None, max_length=64, description="the lease token /api/next gave with this query (refuses answers to a re-leased query)")
 
 
 class Relabel(BaseModel):
@@ -169,14 +170,14 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
         done, open_ = store.progress(who.name)
         return {
             "query_id": q.id, "kind": q.kind, "prompt": q.payload.get("prompt"), "items": items,
-            "lease_seconds": lease_seconds, "done": done, "open": open_,
+            "lease_seconds": lease_seconds, "lease": lease_token_of(lease), "done": done, "open": open_,
         }
 
     @app.post("/api/answer", status_code=201)
     def answer(a: Answer, who: AnnotatorRow = Depends(annotator)):
         """Answer the leased query; the judgement is stored in the query's own orientation."""
         try:
-            jid = store.answer_lease(who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order))
+            jid = store.answer_lease(who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order), lease_token=a.lease)
         except LeaseError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"judgement_id": jid}
@@ -218,6 +219,9 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
 
     @app.get("/api/clips/{segment_id}", response_class=Response)
     def clip(segment_id: Id, who: AnnotatorRow = Depends(annotator)):
+        """A clip of a segment in a query you lease or have judged."""
+        if not who.is_admin and not store.segment_visible_to(who.name, segment_id):
+            raise HTTPException(403, f"segment {segment_id} is not in a query leased to you")
         found = store.clip(segment_id)
         if found is None:
             raise HTTPException(404, f"no clip for segment {segment_id}")

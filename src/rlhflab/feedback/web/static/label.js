@@ -97,11 +97,12 @@ async function submit(answer) {
   if (!current || busy) return;
   busy = true;
   try {
-    const resp = await api("/api/answer", { method: "POST", body: JSON.stringify({ query_id: current.query_id, ...answer }) });
+    const resp = await api("/api/answer", { method: "POST", body: JSON.stringify({ query_id: current.query_id, lease: current.lease, ...answer }) });
     if (!resp.ok) {
       const detail = (await resp.json()).detail;
-      $("error").textContent = typeof detail === "string" ? detail : JSON.stringify(detail);
+      const message = typeof detail === "string" ? detail : JSON.stringify(detail);
       if (resp.status === 409) await next();
+      $("error").textContent = message;  // after next(), which clears it
       return;
     }
     await next();
