@@ -10,19 +10,16 @@ both sides (identical init and batches: they should agree at step 1, and DPO sta
 log 2 since the policy equals its reference).
 
     python bench/text_throughput.py --quick
-    python bench/text_throughput.py                       # both points, 10 timed steps each
+    python bench/text_throughput.py                       # both points, 20 timed steps each
     python bench/text_throughput.py --points main --steps 20 --threads 2 --markdown out.md
 
 Definitions
 -----------
 * tokens/s: non-padding tokens that go through the trained model's forward *and* backward
   per optimiser step, ÷ the median wall time of one step (median over the `--steps` timed
-  steps, after `--warmup` untimed steps). Each measurement is repeated `--rounds` times
-  on a fresh model, alternating which side goes first, and the round with the smallest
-  median counts (the median and the best round resist the noise of a shared machine;
-  every round's median is kept in the --json output). Losses are the first round's.
-  A step is everything the trainer does between two optimiser steps: our side includes
-  tokenising the batch (`encode`), TRL's side its collator, loss bookkeeping and logging.
+  steps, after `--warmup` untimed steps). A step is everything the trainer does between two
+  optimiser steps: our side includes tokenising the batch (`encode`), TRL's side its
+  collator, loss bookkeeping and logging (its dataset is tokenised before training).
     - SFT: the B sequences of a batch.
     - reward model: the 2B sequences (chosen and rejected) of B pairs.
     - DPO: the 2B sequences of B pairs through the policy; the reference model's forward
@@ -33,13 +30,23 @@ Definitions
       forward+backward minibatch loop), "end-to-end" by the whole iteration: generation,
       the rollout's no-grad forwards (policy log-probs and values, reference, reward model),
       GAE and the update. The PPO breakdown table shows each part.
-* MFU = 6·N·(tokens/s) ÷ peak, with N the non-embedding parameters plus the output
-  projection (for tied embeddings the vocab×d output projection is counted once) — the
+* ours/TRL: the two sides' steps are interleaved — TRL's trainer runs, and right after each
+  of its optimiser steps a callback takes one of our steps on our own model — so each of our
+  steps is timed next to one of TRL's under the same machine load. The ratio is the median
+  over step pairs of (TRL step time ÷ our step time). On a shared machine, load changes
+  step times several-fold within a minute; unpaired, back-to-back runs gave ratios anywhere
+  from 0.5× to 7× for identical work. `--rounds` repeats everything on fresh models and pools
+  the pairs. Losses are the first round's.
+* MFU = 6·N·(tokens/s) ÷ peak (also from the fastest single step: "best step"), with N the
+  non-embedding parameters plus the output projection (for tied embeddings the vocab×d
+  output projection is counted once) — the
   usual 6N FLOPs/token of forward+backward, without the attention-score term and without
   the DPO reference forward or PPO's generation and rollout forwards (so those rows
   understate the hardware's real utilisation).
-  peak = best of `--peak-repeats` fp32 torch.mm of 2048×2048 (2·n³ FLOPs) at the same torch
-  thread count as training, measured before and after the runs (the better one is used).
+  peak = the best fp32 torch.mm of 2048×2048 (2·n³ FLOPs) at the same torch thread count as
+  training, sampled before the run, before every measurement and after the run; the best
+  sample counts (on a shared machine a single sample can be several times too low, which
+  would inflate MFU past 100%).
 * Both sides use the same torch.set_num_threads (`--threads`, default 2), fp32, no
   gradient checkpointing (TRL's configs default to bf16 autocast and gradient checkpointing;
   both are turned off here so the two sides do the same arithmetic), AdamW with the same
@@ -122,6 +129,14 @@ def measure_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
+PEAKS: list[float] = []  # every peak sample of this run; MFU uses the best (the machine's least-loaded moment)
+
+
+def sample_peak(repeats: int) -> float:
+    PEAKS.append(measure_peak(repeats=repeats))
+    return PEAKS[-1]
+
+
 def flop_params(model: nn.Module) -> int:
     """N: non-embedding parameters plus the output projection (a tied vocab×d projection counted once)."""
     emb = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
@@ -151,6 +166,7 @@ class Measurement:
     losses: list[float] = field(default_factory=list)  # every step, warm-up included
     note: str = ""
     round_medians: list[float] = field(default_factory=list)  # median step time of each round
+    paired_ratios: list[float] = field(default_factory=list)  # TRL step time ÷ our adjacent step time, per step pair
 
     @property
     def seconds_per_step(self) -> float:
@@ -166,6 +182,20 @@ class Measurement:
 
     def mfu(self, peak: float) -> float:
         return 6 * self.n_params * self.tokens_per_second / peak
+
+    def best_mfu(self, peak: float) -> float:
+        return 6 * self.n_params * self.tokens_per_step / self.min_seconds_per_step / peak
+
+    @property
+    def ratio_vs_trl(self) -> float | None:
+        return statistics.median(self.paired_ratios) if self.paired_ratios else None
+
+
+def pooled(ms: list[Measurement]) -> Measurement:
+    """The first round's losses with every round's timed steps."""
+    out = Measurement(**{**asdict(ms[0]), "step_times": [t for m in ms for t in m.step_times]})
+    out.round_medians = [m.seconds_per_step for m in ms]
+    return out
 
 
 def best_round(ms: list[Measurement]) -> Measurement:
@@ -223,7 +253,22 @@ def build_data(task: ReviewsTask, tokenizer, n_seqs: int, n_ppo_prompts: int, se
 
 
 # -- our side ---------------------------------------------------------------------------------
-def ours_sft(path: str, data: Data, B: int, warmup: int, steps: int) -> Measurement:
+@dataclass
+class Side:
+    """Our side of one method: `step(i)` takes optimiser step i (batch i) and returns its loss."""
+
+    method: str
+    step: object
+    n_params: int
+    seqs_per_step: int
+    tokens_per_step: float
+
+    def alone(self, warmup: int, steps: int) -> Measurement:
+        times, losses = time_steps(self.step, warmup, steps)
+        return Measurement("", self.method, "rlhflab", self.n_params, self.seqs_per_step, self.tokens_per_step, times, losses)
+
+
+def ours_sft(path: str, data: Data, B: int, n_steps: int) -> Side:
     tokenizer = load_tokenizer(path)
     model = load_causal_lm(path)
     model.train()
@@ -237,13 +282,14 @@ def ours_sft(path: str, data: Data, B: int, warmup: int, steps: int) -> Measurem
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return float(loss), int(batch.attention_mask.sum()), len(batch)
+        return float(loss)
 
-    times, res = time_steps(step, warmup, steps)
-    return Measurement("", "SFT", "rlhflab", flop_params(model), res[-1][2], float(np.mean([r[1] for r in res])), times, [r[0] for r in res])
+    # tokens of a step (counted here, outside the timed steps)
+    tokens = [int(encode(tokenizer, data.prompts[i * B : (i + 1) * B], data.responses[i * B : (i + 1) * B]).attention_mask.sum()) for i in range(n_steps)]
+    return Side("SFT", step, flop_params(model), B, float(np.mean(tokens)))
 
 
-def ours_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int) -> tuple[Measurement, torch.Tensor]:
+def ours_rm(path: str, data: Data, B: int, n_steps: int, seed: int) -> tuple[Side, torch.Tensor]:
     tokenizer = load_tokenizer(path)
     ensemble = TextRewardEnsemble(TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed)
     member = ensemble.members[0]
@@ -253,8 +299,7 @@ def ours_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int) -
     groups = [RankedResponses(p, (c, r)) for p, c, r in zip(data.prompts, data.chosen, data.rejected)]
 
     def step(i):  # one step of TextRewardEnsemble.fit
-        g = groups[i * B : (i + 1) * B]
-        loss = ensemble._group_loss(member, g, 0.0, 0.0)
+        loss = ensemble._group_loss(member, groups[i * B : (i + 1) * B], 0.0, 0.0)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
@@ -263,12 +308,11 @@ def ours_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int) -
 
     # the tokens of a step: what _group_loss encodes (counted here, outside the timed steps)
     tokens = [int(encode(tokenizer, [g.prompt for g in groups[i * B : (i + 1) * B] for _ in g.responses],
-                         [r for g in groups[i * B : (i + 1) * B] for r in g.responses]).attention_mask.sum()) for i in range(warmup + steps)]
-    times, losses = time_steps(step, warmup, steps)
-    return Measurement("", "reward model", "rlhflab", flop_params(member), 2 * B, float(np.mean(tokens)), times, losses), head_init
+                         [r for g in groups[i * B : (i + 1) * B] for r in g.responses]).attention_mask.sum()) for i in range(n_steps)]
+    return Side("reward model", step, flop_params(member), 2 * B, float(np.mean(tokens))), head_init
 
 
-def ours_dpo(path: str, data: Data, B: int, warmup: int, steps: int) -> Measurement:
+def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
     tokenizer = load_tokenizer(path)
     policy = load_causal_lm(path)
     reference = frozen_copy(policy)
@@ -286,10 +330,11 @@ def ours_dpo(path: str, data: Data, B: int, warmup: int, steps: int) -> Measurem
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
-        return float(loss), int(chosen.attention_mask.sum() + rejected.attention_mask.sum())
+        return float(loss)
 
-    times, res = time_steps(step, warmup, steps)
-    return Measurement("", "DPO", "rlhflab", flop_params(policy), 2 * B, float(np.mean([r[1] for r in res])), times, [r[0] for r in res])
+    tokens = [int(encode(tokenizer, data.prompts[i * B : (i + 1) * B], data.chosen[i * B : (i + 1) * B]).attention_mask.sum()
+                  + encode(tokenizer, data.prompts[i * B : (i + 1) * B], data.rejected[i * B : (i + 1) * B]).attention_mask.sum()) for i in range(n_steps)]
+    return Side("DPO", step, flop_params(policy), 2 * B, float(np.mean(tokens)))
 
 
 def ours_ppo(path: str, data: Data, n_prompts: int, minibatches: int, epochs: int, seq_len: int, warmup: int, steps: int, seed: int) -> tuple[Measurement, Measurement, dict]:
@@ -433,35 +478,44 @@ def _recording(trainer_cls):
     return Recording
 
 
-def _run_trl(trainer, warmup: int, steps: int, point: str, method: str, n_params: int, threads: int) -> Measurement:
+def _run_trl(trainer, warmup: int, steps: int, method: str, n_params: int, threads: int, ours: Side | None) -> tuple[Measurement, Measurement | None]:
+    """Train with TRL; with `ours`, take one of our steps right after each TRL step (paired, interleaved steps),
+    timing each side's steps separately, so that both sides see the same machine load."""
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    class StepTimer(TrainerCallback):
+    class PairedSteps(TrainerCallback):
         def __init__(self):
-            self.stamps, self.threads = [], None
+            self.trl_times, self.our_times, self.our_losses, self.threads, self.mark = [], [], [], None, 0.0
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.threads = torch.get_num_threads()
-            self.stamps.append(time.perf_counter())
+            self.mark = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.stamps.append(time.perf_counter())
-
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+            t = time.perf_counter()
+            self.trl_times.append(t - self.mark)  # everything TRL did since our previous step ended
+            if ours is not None:
+                self.our_losses.append(ours.step(len(self.trl_times) - 1))
+                self.our_times.append(time.perf_counter() - t)
+            self.mark = time.perf_counter()
 
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
-    timer = StepTimer()
+    timer = PairedSteps()
     trainer.add_callback(timer)
     trainer.bench_losses, trainer.bench_tokens, trainer.bench_seqs = [], [], []
     trainer.train()
     if timer.threads != threads or torch.get_num_threads() != threads:
         console.print(f"[yellow]warning: TRL ran with {timer.threads} torch threads (asked {threads})[/yellow]")
-    durations = np.diff(timer.stamps).tolist()
-    return Measurement(point, method, "TRL", n_params, trainer.bench_seqs[-1], float(np.mean(trainer.bench_tokens)), durations[warmup:], trainer.bench_losses)
+    trl = Measurement("", method, "TRL", n_params, trainer.bench_seqs[-1], float(np.mean(trainer.bench_tokens)), timer.trl_times[warmup:], trainer.bench_losses)
+    if ours is None:
+        return trl, None
+    our = Measurement("", method, "rlhflab", ours.n_params, ours.seqs_per_step, ours.tokens_per_step, timer.our_times[warmup:], timer.our_losses)
+    return trl, our
 
 
-def trl_sft(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int) -> Measurement:
+def trl_sft(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, ours: Side | None) -> tuple[Measurement, Measurement | None]:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -471,10 +525,10 @@ def trl_sft(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, t
         args = SFTConfig(**_trl_common(out, B, warmup + steps, LR["sft"], seed), max_length=None, packing=False, completion_only_loss=True)
         trainer = _recording(SFTTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
         _check_same_tokens(trainer, data, B, "sft")
-        return _run_trl(trainer, warmup, steps, "", "SFT", flop_params(trainer.model), threads)
+        return _run_trl(trainer, warmup, steps, "SFT", flop_params(trainer.model), threads, ours)
 
 
-def trl_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, head_init: torch.Tensor) -> Measurement:
+def trl_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, head_init: torch.Tensor, ours: Side | None) -> tuple[Measurement, Measurement | None]:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -486,10 +540,10 @@ def trl_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, th
         with torch.no_grad():  # the same head init as ours (our head's bias starts at 0 and cancels in r_w − r_l)
             trainer.model.score.weight.copy_(head_init)
         _check_same_tokens(trainer, data, B, "rm")
-        return _run_trl(trainer, warmup, steps, "", "reward model", flop_params(trainer.model), threads)
+        return _run_trl(trainer, warmup, steps, "reward model", flop_params(trainer.model), threads, ours)
 
 
-def trl_dpo(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int) -> Measurement:
+def trl_dpo(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, ours: Side | None) -> tuple[Measurement, Measurement | None]:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -500,7 +554,7 @@ def trl_dpo(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, t
                          precompute_ref_log_probs=False, disable_dropout=True)
         trainer = _recording(DPOTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
         _check_same_tokens(trainer, data, B, "dpo")
-        return _run_trl(trainer, warmup, steps, "", "DPO", flop_params(trainer.model), threads)
+        return _run_trl(trainer, warmup, steps, "DPO", flop_params(trainer.model), threads, ours)
 
 
 def _check_same_tokens(trainer, data: Data, B: int, kind: str) -> None:
@@ -532,17 +586,19 @@ def results_rows(results: list[Measurement], peak: float) -> list[list[str]]:
         if m.impl != "rlhflab":
             continue
         t = trl.get((m.point, m.method))
-        ratio = m.tokens_per_second / t.tokens_per_second if t else None
+        ratio = (m.ratio_vs_trl or m.tokens_per_second / t.tokens_per_second) if t else None
         for impl in (m, t) if t else (m,):
             rows.append([
                 impl.point, impl.method, impl.impl, f"{impl.n_params / 1e6:.3f}M", str(impl.seqs_per_step), f"{impl.tokens_per_step:,.0f}",
                 f"{impl.seconds_per_step:.3f}", f"{impl.min_seconds_per_step:.3f}", fmt_rate(impl.tokens_per_second), f"{100 * impl.mfu(peak):.1f}%",
+                f"{100 * impl.best_mfu(peak):.1f}%",
                 (f"{ratio:.2f}×" + (" ✓" if ratio >= SPEED_TARGET else " ✗")) if impl is m and t else ("" if t else (m.note or "n/a")),
             ])
     return rows
 
 
-HEADERS = ["point", "method", "impl", "N", "seqs/step", "tokens/step", "s/step (median)", "s/step (min)", "tokens/s", "MFU", f"ours/TRL (target ≥ {SPEED_TARGET}×)"]
+HEADERS = ["point", "method", "impl", "N", "seqs/step", "tokens/step", "s/step (median)", "s/step (min)", "tokens/s (median)", "MFU (median)",
+           "MFU (best step)", f"ours/TRL (target ≥ {SPEED_TARGET}×)"]
 
 
 def loss_rows(results: list[Measurement], n_show: int) -> tuple[list[str], list[list[str]], dict]:
@@ -610,23 +666,31 @@ def run_point(name: str, args, trl_version: str | None, ppo_where: str | None, c
         console.print(f"[bold]{name}[/bold]: GPT-2 {n_layer} layers × {n_embd} wide, {n_head} heads, vocab {len(tokenizer)}, "
                       f"N = {flop_params(model):,}, sequences of {args.seq_len} tokens, batch {B}  (load {load_avg()})")
         methods, R = args.methods, args.rounds
-        head_init = ours_rm(path, data, B, 0, 0, args.seed)[1] if "rm" in methods else None  # the same in every round
-        runners = {
-            "sft": ("SFT", lambda: ours_sft(path, data, B, W, S), lambda: trl_sft(path, data, B, W, S, args.seed, args.threads)),
-            "rm": ("reward model", lambda: ours_rm(path, data, B, W, S, args.seed)[0],
-                   lambda: trl_rm(path, data, B, W, S, args.seed, args.threads, head_init)),
-            "dpo": ("DPO", lambda: ours_dpo(path, data, B, W, S), lambda: trl_dpo(path, data, B, W, S, args.seed, args.threads)),
+        n_steps = W + S
+        runners = {  # (label, our side factory, TRL runner)
+            "sft": ("SFT", lambda: ours_sft(path, data, B, n_steps),
+                    lambda side: trl_sft(path, data, B, W, S, args.seed, args.threads, side)),
+            "rm": ("reward model", lambda: ours_rm(path, data, B, n_steps, args.seed)[0],
+                   lambda side: trl_rm(path, data, B, W, S, args.seed, args.threads, ours_rm(path, data, B, 0, args.seed)[1], side)),
+            "dpo": ("DPO", lambda: ours_dpo(path, data, B, n_steps),
+                    lambda side: trl_dpo(path, data, B, W, S, args.seed, args.threads, side)),
         }
-        for key, (label, ours_fn, trl_fn) in runners.items():
+        for key, (label, make_ours, run_trl) in runners.items():
             if key not in methods:
                 continue
-            sides = {"rlhflab": ours_fn, **({"TRL": trl_fn} if trl_version else {})}
-            runs: dict[str, list[Measurement]] = {impl: [] for impl in sides}
-            for r in range(R):  # alternate which side goes first
-                for impl in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
-                    console.print(f"  {label}: {impl}, round {r + 1}/{R}  (load {load_avg()})")
-                    runs[impl].append(sides[impl]())
-            results += [best_round(ms) for ms in runs.values()]
+            pairs: list[tuple[Measurement | None, Measurement]] = []
+            for r in range(R):
+                sample_peak(2)
+                console.print(f"  {label}: {'rlhflab and TRL, interleaved steps' if trl_version else 'rlhflab'}, round {r + 1}/{R}  (load {load_avg()})")
+                side = make_ours()
+                pairs.append(run_trl(side) if trl_version else (None, side.alone(W, S)))
+            ours_m = pooled([o for _, o in pairs])
+            if trl_version:
+                trl_m = pooled([t for t, _ in pairs])
+                ours_m.paired_ratios = [t_ / o_ for t, o in pairs for t_, o_ in zip(t.step_times, o.step_times)]
+                results += [ours_m, trl_m]
+            else:
+                results.append(ours_m)
         if args.check_loops:
             console.print("  checking our loops against train_sft / train_dpo …")
             checks[name] = check_loops(path, data, B, W + S, args.seed, {m.method: m for m in results if m.impl == "rlhflab"})
@@ -634,6 +698,7 @@ def run_point(name: str, args, trl_version: str | None, ppo_where: str | None, c
         if "ppo" in methods:
             rounds = []
             for r in range(R):
+                sample_peak(2)
                 console.print(f"  PPO: rlhflab, round {r + 1}/{R}  (load {load_avg()})")
                 rounds.append(ours_ppo(path, data, n_ppo, args.ppo_minibatches, args.ppo_epochs, args.seq_len, W, S, args.seed))
             upd = best_round([x[0] for x in rounds])
@@ -652,9 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", default="small,main", help=f"model sizes to measure, from {', '.join(POINTS)}")
     p.add_argument("--methods", default="sft,rm,dpo,ppo", help="any of sft, rm, dpo, ppo")
-    p.add_argument("--steps", type=int, default=10, help="timed optimiser steps (PPO: iterations) per method and side")
+    p.add_argument("--steps", type=int, default=20, help="timed optimiser steps (PPO: iterations) per method and side")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    p.add_argument("--rounds", type=int, default=3, help="repeat each measurement, alternating which side goes first; the fastest round counts")
+    p.add_argument("--rounds", type=int, default=1, help="repeat each measurement on a fresh model (ours vs TRL: steps of all rounds pooled; PPO: the fastest round counts)")
     p.add_argument("--batch", type=int, default=16, help="sequences per SFT step; pairs per reward-model and DPO step")
     p.add_argument("--seq-len", type=int, default=64, help="tokens per sequence ([prompt | response | EOS])")
     p.add_argument("--ppo-prompts", type=int, default=0, help="prompts per PPO iteration (default: 2 × --batch, the sequences of a pair batch)")
@@ -695,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     ppo_where = trl_has_ppo() if trl_version else None
     uptime_before = load_avg()
     started = time.time()
-    peak_before = measure_peak(repeats=args.peak_repeats)
+    peak_before = sample_peak(args.peak_repeats)
     console.print(f"threads {torch.get_num_threads()}, fp32 matmul peak {peak_before / 1e9:.1f} GFLOP/s, load average {uptime_before}, "
                   f"TRL {trl_version or 'not used'}" + (f" (PPO: {ppo_where})" if trl_version else ""))
     results, breakdowns, checks = [], {}, {}
@@ -704,8 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         results += r
         if b:
             breakdowns[point] = b
-    peak_after = measure_peak(repeats=args.peak_repeats)
-    peak = max(peak_before, peak_after)
+    peak_after = sample_peak(args.peak_repeats)
+    peak = max(PEAKS)
     uptime_after = load_avg()
 
     rows = results_rows(results, peak)
@@ -731,18 +796,19 @@ def main(argv: list[str] | None = None) -> int:
     if trl_version and not ppo_where:
         console.print(f"PPO vs TRL: n/a — TRL {trl_version} has no PPO trainer (neither trl.PPOTrainer nor trl.experimental.ppo; "
                       "it was moved to trl.experimental.ppo and later removed, huggingface/trl#7020).")
-    ratios = {f"{m.point}/{m.method}": m.tokens_per_second / t.tokens_per_second for m in results if m.impl == "rlhflab"
+    ratios = {f"{m.point}/{m.method}": (m.ratio_vs_trl or m.tokens_per_second / t.tokens_per_second) for m in results if m.impl == "rlhflab"
               for t in results if t.impl == "TRL" and t.point == m.point and t.method == m.method}
     if ratios:
         met = [k for k, v in ratios.items() if v >= SPEED_TARGET]
         console.print(f"speed target ≥ {SPEED_TARGET}× TRL: met for {', '.join(met) or 'none'}; "
                       f"not met for {', '.join(k for k in ratios if k not in met) or 'none'}")
-    console.print(f"load average before {uptime_before}, after {uptime_after}; peak before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f} GFLOP/s; "
+    console.print(f"load average before {uptime_before}, after {uptime_after}; peak samples {min(PEAKS) / 1e9:.1f}–{peak / 1e9:.1f} GFLOP/s "
+                  f"(median {statistics.median(PEAKS) / 1e9:.1f}, {len(PEAKS)} samples; MFU uses the best); "
                   f"wall {time.time() - started:.0f}s")
 
     meta = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "python bench/text_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "threads": args.threads, "peak_flops": peak, "peak_before": peak_before, "peak_after": peak_after, "load_before": uptime_before,
+        "threads": args.threads, "peak_flops": peak, "peak_before": peak_before, "peak_after": peak_after, "peak_samples": PEAKS, "load_before": uptime_before,
         "load_after": uptime_after, "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl_version,
         "trl_ppo": ppo_where, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "seq_len": args.seq_len,

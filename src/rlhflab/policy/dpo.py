@@ -38,13 +38,22 @@ def sequence_logprob(model, batch) -> torch.Tensor:
 
 
 def train_dpo(policy, reference, tokenizer, pairs: list[tuple[str, str, str]], cfg, seed: int = 0, on_log=None) -> list[float]:
-    """Fine-tune `policy` in place on (prompt, chosen, rejected) triples; `reference` stays frozen."""
-    def loss(idx) -> torch.Tensor:
+    """Fine-tune `policy` in place on (prompt, chosen, rejected) triples; `reference` stays frozen,
+    so its log-probabilities are computed once, before training."""
+    def encoded(idx):
         prompts = [pairs[i][0] for i in idx]
-        chosen = encode(tokenizer, prompts, [pairs[i][1] for i in idx])
-        rejected = encode(tokenizer, prompts, [pairs[i][2] for i in idx])
-        with torch.no_grad():
-            ref_c, ref_r = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
-        return dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c, ref_r, cfg.beta, cfg.loss, cfg.label_smoothing)
+        return encode(tokenizer, prompts, [pairs[i][1] for i in idx]), encode(tokenizer, prompts, [pairs[i][2] for i in idx])
+
+    ref_c, ref_r = torch.zeros(len(pairs)), torch.zeros(len(pairs))
+    with torch.no_grad():
+        for start in range(0, len(pairs), 64):
+            idx = list(range(start, min(start + 64, len(pairs))))
+            chosen, rejected = encoded(idx)
+            ref_c[idx], ref_r[idx] = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
+
+    def loss(idx) -> torch.Tensor:
+        chosen, rejected = encoded(idx)
+        idx = torch.as_tensor(idx)
+        return dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c[idx], ref_r[idx], cfg.beta, cfg.loss, cfg.label_smoothing)
 
     return fit_epochs(policy, loss, len(pairs), cfg.epochs, cfg.lr, cfg.batch_size, seed, "dpo", on_log)

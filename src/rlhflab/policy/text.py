@@ -85,8 +85,9 @@ class TextPPO:
             adv, ret = token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
         n = len(prompts)  # updates stay in eval mode: dropout would move the ratio away from 1 before any step
         stats = {"policy_loss": [], "value_loss": [], "clip_frac": []}
+        rng = np.random.default_rng(self.iteration)
         for _ in range(cfg.epochs):
-            for idx in np.array_split(np.random.default_rng(self.iteration).permutation(n), cfg.minibatches):
+            for idx in np.array_split(rng.permutation(n), cfg.minibatches):
                 mb = batch.select(torch.as_tensor(idx))
                 m = mb.response_mask
                 logp, _, values = self._logprobs_values(mb)

@@ -51,7 +51,7 @@ def pretrain_builtin(cfg: RunConfig, out: Path, on_log=None) -> Path:
     Language modelling is SFT's loss with an empty prompt, so it reuses `train_sft`."""
     tc, task = cfg.text, TASKS[cfg.text.task]
     tokenizer = build_word_tokenizer(task.vocabulary)
-    model = tiny_gpt2(len(tokenizer), tc.n_layer, tc.n_embd, n_head=4, n_positions=64, seed=cfg.seed)
+    model = tiny_gpt2(len(tokenizer), tc.n_layer, tc.n_embd, n_head=4, n_positions=64, seed=cfg.seed, tokenizer=tokenizer)
     corpus = [f"{p} {r}" for p, r in task.corpus(tc.pretrain_sequences, cfg.seed + 11)]
     train_sft(model, tokenizer, [""] * len(corpus), corpus, tc.pretrain_epochs, 3e-3, 64, cfg.seed,
               on_log=lambda r: on_log and on_log({**r, "phase": "pretrain"}))
