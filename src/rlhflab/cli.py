@@ -101,7 +101,7 @@ def _store(args):
     from rlhflab.feedback.store import FeedbackStore
     from rlhflab.runs import RunDir
 
-    if args.store:
+    if getattr(args, "store", None):
         return FeedbackStore(args.store)
     path = Path(args.run_dir)
     if not path.is_dir():
@@ -130,7 +130,7 @@ def _cmd_label(args) -> int:
 
 
 def _cmd_annotators(args) -> int:
-    store = _store(args) if args.annotators_command == "add" else _store(argparse.Namespace(store=None, run_dir=args.run_dir))
+    store = _store(args)
     if args.annotators_command == "add":
         try:
             token = store.add_annotator(args.name, is_admin=args.admin)

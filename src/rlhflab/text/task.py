@@ -79,11 +79,6 @@ class ReviewsTask:
         fluency = -(1 - grammatical) - repeated - 0.1 * max(0, len(words) - 14) - 0.5 * (words[-1] != ".")
         return sentiment + fluency
 
-    def gold_terms(self, response: str) -> dict:
-        words = response.split()
-        pos, neg = sum(w in POSITIVE for w in words), sum(w in NEGATIVE for w in words)
-        return {"positive": pos, "negative": neg, "words": len(words), "gold": self.gold(response)}
-
 
 _ADJ = set(POSITIVE + NEGATIVE + NEUTRAL)
 _NEXT = {
