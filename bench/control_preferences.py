@@ -37,7 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from rlhflab.config import RunConfig, build_config
@@ -47,15 +54,31 @@ from rlhflab.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-TASKS = {"cartpole": "cartpole.yaml", "pendulum": "pendulum.yaml", "hopper": "hopper.yaml", "halfcheetah": "halfcheetah.yaml"}
+TASKS = {
+    "cartpole": "cartpole.yaml",
+    "pendulum": "pendulum.yaml",
+    "hopper": "hopper.yaml",
+    "halfcheetah": "halfcheetah.yaml",
+}
 DEFAULT_TASKS = ["cartpole", "pendulum", "halfcheetah"]
 DEFAULT_BUDGETS = [175, 350, 700, 1400]
 # Targets from the issue: normalised score at a label budget, for these tasks.
-TARGETS = {("cartpole", 700): 1.0, ("cartpole", 175): 0.9, ("pendulum", 700): 1.0, ("pendulum", 175): 0.9}
+TARGETS = {
+    ("cartpole", 700): 1.0,
+    ("cartpole", 175): 0.9,
+    ("pendulum", 700): 1.0,
+    ("pendulum", 175): 0.9,
+}
 SPEED_TARGET = 2.0  # whole RLHF loop steps/s ÷ SB3 PPO steps/s
 REFERENCE_BUDGET = 700  # the budget whose RLHF loop speed goes in the speed table
 # --quick: a smoke configuration that finishes in about a minute.
-QUICK = {"tasks": ["cartpole", "pendulum"], "budgets": [175, 700], "seeds": [0], "env_steps": {"cartpole": 16384, "pendulum": 16384}, "sb3_steps": 8192}
+QUICK = {
+    "tasks": ["cartpole", "pendulum"],
+    "budgets": [175, 700],
+    "seeds": [0],
+    "env_steps": {"cartpole": 16384, "pendulum": 16384},
+    "sb3_steps": 8192,
+}
 
 console = Console()
 if not console.is_terminal:  # a log file: wide enough for the tables
@@ -65,7 +88,11 @@ if not console.is_terminal:  # a log file: wide enough for the tables
 # -- configs ------------------------------------------------------------------------------
 def task_config(task: str, overrides: list[str]) -> RunConfig:
     """The task's example config (a name from TASKS or a path to a YAML file) plus overrides."""
-    path = Path(task) if task.endswith((".yaml", ".yml")) else EXAMPLES / TASKS.get(task, f"{task}.yaml")
+    path = (
+        Path(task)
+        if task.endswith((".yaml", ".yml"))
+        else EXAMPLES / TASKS.get(task, f"{task}.yaml")
+    )
     return build_config(path, overrides)
 
 
@@ -100,8 +127,14 @@ def run_rlhf_once(cfg: RunConfig, on_log) -> dict:
         env_steps = policy.env_steps
         policy.close()
     return {
-        "true_return": true_return, "wall_seconds": wall, "env_steps": env_steps, "steps_per_second": env_steps / wall,
-        "labels": last.get("labels"), "rm_val_acc": last.get("rm_val_acc"), "proxy_return": last.get("proxy_return"), "loadavg": [load, _load()],
+        "true_return": true_return,
+        "wall_seconds": wall,
+        "env_steps": env_steps,
+        "steps_per_second": env_steps / wall,
+        "labels": last.get("labels"),
+        "rm_val_acc": last.get("rm_val_acc"),
+        "proxy_return": last.get("proxy_return"),
+        "loadavg": [load, _load()],
     }
 
 
@@ -114,7 +147,13 @@ def run_baseline_once(cfg: RunConfig, on_log) -> dict:
     true_return = policy.evaluate(cfg.eval_episodes)
     env_steps = policy.env_steps
     policy.close()
-    return {"true_return": true_return, "wall_seconds": wall, "env_steps": env_steps, "steps_per_second": env_steps / wall, "loadavg": [load, _load()]}
+    return {
+        "true_return": true_return,
+        "wall_seconds": wall,
+        "env_steps": env_steps,
+        "steps_per_second": env_steps / wall,
+        "loadavg": [load, _load()],
+    }
 
 
 def sb3_available() -> bool:
@@ -142,12 +181,30 @@ def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress) -> dict:
     p, e = cfg.policy, cfg.env
     torch.set_num_threads(cfg.threads)
     venv = DummyVecEnv([lambda: make_env(e.id, e.horizon, e.kwargs) for _ in range(e.num_envs)])
-    venv = VecNormalize(venv, norm_obs=p.normalize_obs, norm_reward=p.normalize_rewards, gamma=p.gamma)
+    venv = VecNormalize(
+        venv, norm_obs=p.normalize_obs, norm_reward=p.normalize_rewards, gamma=p.gamma
+    )
     model = PPO(
-        "MlpPolicy", venv, learning_rate=p.lr, n_steps=p.n_steps, batch_size=p.n_steps * e.num_envs // p.minibatches, n_epochs=p.epochs,
-        gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip, clip_range_vf=p.clip_value, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
-        max_grad_norm=p.max_grad_norm, policy_kwargs={"net_arch": {"pi": [p.hidden, p.hidden], "vf": [p.hidden, p.hidden]}, "activation_fn": torch.nn.Tanh},
-        seed=seed, device="cpu", verbose=0,
+        "MlpPolicy",
+        venv,
+        learning_rate=p.lr,
+        n_steps=p.n_steps,
+        batch_size=p.n_steps * e.num_envs // p.minibatches,
+        n_epochs=p.epochs,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        clip_range=p.clip,
+        clip_range_vf=p.clip_value,
+        ent_coef=p.ent_coef,
+        vf_coef=p.vf_coef,
+        max_grad_norm=p.max_grad_norm,
+        policy_kwargs={
+            "net_arch": {"pi": [p.hidden, p.hidden], "vf": [p.hidden, p.hidden]},
+            "activation_fn": torch.nn.Tanh,
+        },
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
 
     class Progress(BaseCallback):
@@ -170,8 +227,13 @@ def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress) -> dict:
     true_return = evaluate_true_return(e, cfg.eval_episodes, act)
     venv.close()
     return {
-        "true_return": true_return, "wall_seconds": wall, "env_steps": env_steps, "steps_per_second": env_steps / wall,
-        "version": stable_baselines3.__version__, "seed": seed, "loadavg": [load, _load()],
+        "true_return": true_return,
+        "wall_seconds": wall,
+        "env_steps": env_steps,
+        "steps_per_second": env_steps / wall,
+        "version": stable_baselines3.__version__,
+        "seed": seed,
+        "loadavg": [load, _load()],
     }
 
 
@@ -205,42 +267,97 @@ def summarise(results: dict) -> tuple[list[dict], list[dict]]:
             norm = [(r - random_return) / gap if abs(gap) > 1e-9 else float("nan") for r in rl]
             # … and paired with the same seed's baseline (kept in the JSON / markdown for reference)
             paired = [
-                (runs[s]["true_return"] - random_return) / (t["baseline"][s]["true_return"] - random_return)
-                if s in t["baseline"] and abs(t["baseline"][s]["true_return"] - random_return) > 1e-9 else float("nan")
+                (runs[s]["true_return"] - random_return)
+                / (t["baseline"][s]["true_return"] - random_return)
+                if s in t["baseline"]
+                and abs(t["baseline"][s]["true_return"] - random_return) > 1e-9
+                else float("nan")
                 for s in seeds
             ]
             n_mean, n_std = mean_std(norm)
             target = TARGETS.get((task, budget))
-            score_rows.append({
-                "task": task, "env": t["env"], "env_steps": t["env_steps"], "labels": budget, "seeds": len(seeds),
-                "rlhf": mean_std(rl), "baseline": (base_mean, base_std), "random": random_return,
-                "normalised": (n_mean, n_std), "normalised_paired": mean_std(paired),
-                "rm_val_acc": mean_std([runs[s].get("rm_val_acc") for s in seeds]),
-                "wall": mean_std([runs[s]["wall_seconds"] for s in seeds]),
-                "steps_per_second": mean_std([runs[s]["steps_per_second"] for s in seeds]),
-                "target": target, "met": None if target is None else bool(n_mean >= target),
-            })
+            score_rows.append(
+                {
+                    "task": task,
+                    "env": t["env"],
+                    "env_steps": t["env_steps"],
+                    "labels": budget,
+                    "seeds": len(seeds),
+                    "rlhf": mean_std(rl),
+                    "baseline": (base_mean, base_std),
+                    "random": random_return,
+                    "normalised": (n_mean, n_std),
+                    "normalised_paired": mean_std(paired),
+                    "rm_val_acc": mean_std([runs[s].get("rm_val_acc") for s in seeds]),
+                    "wall": mean_std([runs[s]["wall_seconds"] for s in seeds]),
+                    "steps_per_second": mean_std([runs[s]["steps_per_second"] for s in seeds]),
+                    "target": target,
+                    "met": None if target is None else bool(n_mean >= target),
+                }
+            )
         budgets = sorted(int(k) for k in t["rlhf"])
-        ref = REFERENCE_BUDGET if REFERENCE_BUDGET in budgets else (budgets[-1] if budgets else None)
-        rlhf_sps = mean_std([r["steps_per_second"] for r in t["rlhf"][str(ref)].values()]) if ref is not None else (float("nan"), float("nan"))
-        by_budget = {b: mean_std([r["steps_per_second"] for r in t["rlhf"][str(b)].values()])[0] for b in budgets}
+        ref = (
+            REFERENCE_BUDGET if REFERENCE_BUDGET in budgets else (budgets[-1] if budgets else None)
+        )
+        rlhf_sps = (
+            mean_std([r["steps_per_second"] for r in t["rlhf"][str(ref)].values()])
+            if ref is not None
+            else (float("nan"), float("nan"))
+        )
+        by_budget = {
+            b: mean_std([r["steps_per_second"] for r in t["rlhf"][str(b)].values()])[0]
+            for b in budgets
+        }
         ppo_sps = mean_std([b["steps_per_second"] for b in t["baseline"].values()])
         sb3 = t.get("sb3")
         sb3_sps = sb3["steps_per_second"] if sb3 else float("nan")
         cfg = t["config"]
-        speed_rows.append({
-            "task": task, "env": t["env"],
-            "batch": f"{cfg['env']['num_envs']}×{cfg['policy']['n_steps']}, {cfg['policy']['epochs']} epochs × {cfg['policy']['minibatches']} minibatches of {cfg['env']['num_envs'] * cfg['policy']['n_steps'] // cfg['policy']['minibatches']}",
-            "reference_budget": ref, "rlhf_sps": rlhf_sps, "rlhf_sps_by_budget": by_budget, "ppo_sps": ppo_sps, "sb3_sps": sb3_sps,
-            "sb3_steps": sb3["env_steps"] if sb3 else None, "sb3_return": sb3["true_return"] if sb3 else None,
-            "rlhf_over_sb3": rlhf_sps[0] / sb3_sps if sb3 else float("nan"), "ppo_over_sb3": ppo_sps[0] / sb3_sps if sb3 else float("nan"),
-            "met": None if not sb3 else bool(rlhf_sps[0] / sb3_sps >= SPEED_TARGET),
-        })
+        speed_rows.append(
+            {
+                "task": task,
+                "env": t["env"],
+                "batch": f"{cfg['env']['num_envs']}×{cfg['policy']['n_steps']}, {cfg['policy']['epochs']} epochs × {cfg['policy']['minibatches']} minibatches of {cfg['env']['num_envs'] * cfg['policy']['n_steps'] // cfg['policy']['minibatches']}",
+                "reference_budget": ref,
+                "rlhf_sps": rlhf_sps,
+                "rlhf_sps_by_budget": by_budget,
+                "ppo_sps": ppo_sps,
+                "sb3_sps": sb3_sps,
+                "sb3_steps": sb3["env_steps"] if sb3 else None,
+                "sb3_return": sb3["true_return"] if sb3 else None,
+                "rlhf_over_sb3": rlhf_sps[0] / sb3_sps if sb3 else float("nan"),
+                "ppo_over_sb3": ppo_sps[0] / sb3_sps if sb3 else float("nan"),
+                "met": None if not sb3 else bool(rlhf_sps[0] / sb3_sps >= SPEED_TARGET),
+            }
+        )
     return score_rows, speed_rows
 
 
-SCORE_HEADER = ["task", "env steps", "labels", "seeds", "RLHF true return", "PPO (true reward)", "random", "normalised score", "paired", "RM val acc", "RLHF wall s", "target"]
-SPEED_HEADER = ["task", "batch", "RLHF loop steps/s", "RLHF loop steps/s by label budget", "our PPO steps/s", "SB3 PPO steps/s", "RLHF ÷ SB3", "our PPO ÷ SB3", "SB3 return", "target ≥2×"]
+SCORE_HEADER = [
+    "task",
+    "env steps",
+    "labels",
+    "seeds",
+    "RLHF true return",
+    "PPO (true reward)",
+    "random",
+    "normalised score",
+    "paired",
+    "RM val acc",
+    "RLHF wall s",
+    "target",
+]
+SPEED_HEADER = [
+    "task",
+    "batch",
+    "RLHF loop steps/s",
+    "RLHF loop steps/s by label budget",
+    "our PPO steps/s",
+    "SB3 PPO steps/s",
+    "RLHF ÷ SB3",
+    "our PPO ÷ SB3",
+    "SB3 return",
+    "target ≥2×",
+]
 
 
 def _target_cell(target, met) -> str:
@@ -249,31 +366,52 @@ def _target_cell(target, met) -> str:
 
 def score_cells(r: dict) -> list[str]:
     return [
-        f"{r['task']} ({r['env']})", f"{r['env_steps']:,}", str(r["labels"]), str(r["seeds"]), fmt(*r["rlhf"]), fmt(*r["baseline"]), fmt(r["random"]),
-        fmt(*r["normalised"], digits=2), fmt(*r["normalised_paired"], digits=2), fmt(*r["rm_val_acc"], digits=2), fmt(*r["wall"], digits=0),
+        f"{r['task']} ({r['env']})",
+        f"{r['env_steps']:,}",
+        str(r["labels"]),
+        str(r["seeds"]),
+        fmt(*r["rlhf"]),
+        fmt(*r["baseline"]),
+        fmt(r["random"]),
+        fmt(*r["normalised"], digits=2),
+        fmt(*r["normalised_paired"], digits=2),
+        fmt(*r["rm_val_acc"], digits=2),
+        fmt(*r["wall"], digits=0),
         _target_cell(r["target"], r["met"]),
     ]
 
 
 def speed_cells(r: dict) -> list[str]:
-    sb3_ret = "–" if r["sb3_return"] is None else f"{r['sb3_return']:.1f} @ {r['sb3_steps']:,} steps"
+    sb3_ret = (
+        "–" if r["sb3_return"] is None else f"{r['sb3_return']:.1f} @ {r['sb3_steps']:,} steps"
+    )
     return [
-        f"{r['task']} ({r['env']})", r["batch"], f"{fmt(*r['rlhf_sps'], digits=0)} ({r['reference_budget']} labels)",
-        " · ".join(f"{b}: {v:.0f}" for b, v in r["rlhf_sps_by_budget"].items()), fmt(*r["ppo_sps"], digits=0),
-        fmt(r["sb3_sps"], digits=0), fmt(r["rlhf_over_sb3"], digits=2), fmt(r["ppo_over_sb3"], digits=2), sb3_ret,
+        f"{r['task']} ({r['env']})",
+        r["batch"],
+        f"{fmt(*r['rlhf_sps'], digits=0)} ({r['reference_budget']} labels)",
+        " · ".join(f"{b}: {v:.0f}" for b, v in r["rlhf_sps_by_budget"].items()),
+        fmt(*r["ppo_sps"], digits=0),
+        fmt(r["sb3_sps"], digits=0),
+        fmt(r["rlhf_over_sb3"], digits=2),
+        fmt(r["ppo_over_sb3"], digits=2),
+        sb3_ret,
         "" if r["met"] is None else ("met" if r["met"] else "not met"),
     ]
 
 
 def rich_tables(results: dict) -> list[Table]:
     score_rows, speed_rows = summarise(results)
-    scores = Table(title="RLHF from synthetic preferences: true return, normalised so random = 0 and true-reward PPO = 1 (mean ± std over seeds)")
+    scores = Table(
+        title="RLHF from synthetic preferences: true return, normalised so random = 0 and true-reward PPO = 1 (mean ± std over seeds)"
+    )
     for h in SCORE_HEADER:
         scores.add_column(h, justify="left" if h in ("task", "target") else "right")
     for r in score_rows:
         style = None if r["met"] is None else ("green" if r["met"] else "red")
         scores.add_row(*score_cells(r), style=style)
-    speed = Table(title=f"Speed: env steps per second, torch threads = {results['meta']['threads']}")
+    speed = Table(
+        title=f"Speed: env steps per second, torch threads = {results['meta']['threads']}"
+    )
     for h in SPEED_HEADER:
         speed.add_column(h, justify="left" if h in ("task", "batch") else "right")
     for r in speed_rows:
@@ -323,28 +461,65 @@ def markdown(results: dict) -> str:
 
 # -- the benchmark ------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", help=f"comma-separated task names ({', '.join(TASKS)}) or YAML paths (default: {','.join(DEFAULT_TASKS)})")
-    ap.add_argument("--budgets", help=f"comma-separated label budgets (default: {','.join(map(str, DEFAULT_BUDGETS))})")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--tasks",
+        help=f"comma-separated task names ({', '.join(TASKS)}) or YAML paths (default: {','.join(DEFAULT_TASKS)})",
+    )
+    ap.add_argument(
+        "--budgets",
+        help=f"comma-separated label budgets (default: {','.join(map(str, DEFAULT_BUDGETS))})",
+    )
     ap.add_argument("--seeds", help="N for seeds 0..N-1, or a comma-separated list (default: 3)")
-    ap.add_argument("--quick", action="store_true", help="a smoke configuration finishing in about a minute")
-    ap.add_argument("--out", help="write the tables as markdown here and the raw results as JSON beside it (.json)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override for every task (repeatable)")
-    ap.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 speed reference")
-    ap.add_argument("--sb3-steps", type=int, help="env steps for the SB3 run (default: the task's env_steps)")
-    ap.add_argument("--render", nargs="+", metavar="JSON", help="do not run: print (and with --out write) the tables of saved results, merged")
+    ap.add_argument(
+        "--quick", action="store_true", help="a smoke configuration finishing in about a minute"
+    )
+    ap.add_argument(
+        "--out",
+        help="write the tables as markdown here and the raw results as JSON beside it (.json)",
+    )
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every task (repeatable)",
+    )
+    ap.add_argument(
+        "--no-sb3", action="store_true", help="skip the Stable-Baselines3 speed reference"
+    )
+    ap.add_argument(
+        "--sb3-steps", type=int, help="env steps for the SB3 run (default: the task's env_steps)"
+    )
+    ap.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        help="do not run: print (and with --out write) the tables of saved results, merged",
+    )
     args = ap.parse_args(argv)
 
     if args.render:
         results = merge([json.loads(Path(p).read_text()) for p in args.render])
         return report(results, args.out)
 
-    tasks = args.tasks.split(",") if args.tasks else (QUICK["tasks"] if args.quick else DEFAULT_TASKS)
-    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else (QUICK["budgets"] if args.quick else DEFAULT_BUDGETS)
+    tasks = (
+        args.tasks.split(",") if args.tasks else (QUICK["tasks"] if args.quick else DEFAULT_TASKS)
+    )
+    budgets = (
+        [int(b) for b in args.budgets.split(",")]
+        if args.budgets
+        else (QUICK["budgets"] if args.quick else DEFAULT_BUDGETS)
+    )
     seeds = parse_seeds(args.seeds) if args.seeds else (QUICK["seeds"] if args.quick else [0, 1, 2])
     use_sb3 = not args.no_sb3 and sb3_available()
     if not args.no_sb3 and not use_sb3:
-        console.print("[yellow]stable-baselines3 is not installed (pip install -e '.[bench]'): skipping the SB3 speed reference[/]")
+        console.print(
+            "[yellow]stable-baselines3 is not installed (pip install -e '.[bench]'): skipping the SB3 speed reference[/]"
+        )
 
     configs = {}
     for task in tasks:
@@ -357,11 +532,17 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {
         "meta": {
-            "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished": None,
+            "command": " ".join(
+                [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+            ),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": None,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-            "torch": torch.__version__, "threads": min(threads), "sb3": _sb3_version() if use_sb3 else None,
-            "budgets": budgets, "seeds": seeds,
+            "torch": torch.__version__,
+            "threads": min(threads),
+            "sb3": _sb3_version() if use_sb3 else None,
+            "budgets": budgets,
+            "seeds": seeds,
         },
         "tasks": {},
     }
@@ -379,8 +560,13 @@ def main(argv: list[str] | None = None) -> int:
         if use_sb3:
             total += args.sb3_steps or (QUICK["sb3_steps"] if args.quick else cfg.env_steps)
     progress = Progress(
-        TextColumn("[bold]{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        TextColumn("[bold]{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )
     started = time.perf_counter()
     with progress:
@@ -400,36 +586,60 @@ def main(argv: list[str] | None = None) -> int:
             def finish(result: dict) -> None:
                 nonlocal done
                 done += steps
-                progress.update(current, completed=steps, info=f"return {result['true_return']:.1f} · {result['steps_per_second']:.0f} steps/s")
+                progress.update(
+                    current,
+                    completed=steps,
+                    info=f"return {result['true_return']:.1f} · {result['steps_per_second']:.0f} steps/s",
+                )
                 progress.update(overall, completed=done)
                 progress.remove_task(current)
-                progress.console.log(f"{label}: true return {result['true_return']:.1f}, {result['wall_seconds']:.0f} s, {result['steps_per_second']:.0f} steps/s")
+                progress.console.log(
+                    f"{label}: true return {result['true_return']:.1f}, {result['wall_seconds']:.0f} s, {result['steps_per_second']:.0f} steps/s"
+                )
 
             return on_log, finish
 
         for name, cfg in configs.items():
             t = results["tasks"][name] = {
-                "env": cfg.env.id, "env_steps": cfg.env_steps, "config": cfg.model_dump(mode="json"),
-                "random": evaluate_true_return(cfg.env, cfg.eval_episodes), "baseline": {}, "rlhf": {}, "sb3": None,
+                "env": cfg.env.id,
+                "env_steps": cfg.env_steps,
+                "config": cfg.model_dump(mode="json"),
+                "random": evaluate_true_return(cfg.env, cfg.eval_episodes),
+                "baseline": {},
+                "rlhf": {},
+                "sb3": None,
             }
             if use_sb3:
                 steps = args.sb3_steps or (QUICK["sb3_steps"] if args.quick else cfg.env_steps)
                 on_log, finish = runner(f"{name} SB3 PPO", steps)
-                t["sb3"] = run_sb3_once(cfg, steps, seeds[0], lambda n: on_log({"env_steps": n, "true_return": float("nan")}))
+                t["sb3"] = run_sb3_once(
+                    cfg,
+                    steps,
+                    seeds[0],
+                    lambda n: on_log({"env_steps": n, "true_return": float("nan")}),
+                )
                 finish(t["sb3"])
                 save()
             # baselines first, then budget by budget: a run cut short still has whole budgets over all seeds
             for seed in seeds:
                 on_log, finish = runner(f"{name} seed {seed} PPO (true reward)", cfg.env_steps)
-                t["baseline"][str(seed)] = run_baseline_once(cfg.model_copy(update={"seed": seed}), on_log)
+                t["baseline"][str(seed)] = run_baseline_once(
+                    cfg.model_copy(update={"seed": seed}), on_log
+                )
                 finish(t["baseline"][str(seed)])
                 save()
             for budget in budgets:
                 for seed in seeds:
                     seeded = cfg.model_copy(update={"seed": seed})
-                    budgeted = seeded.model_copy(update={"feedback": seeded.feedback.model_copy(update={"labels": budget})})
-                    on_log, finish = runner(f"{name} seed {seed} RLHF {budget} labels", cfg.env_steps)
-                    t["rlhf"].setdefault(str(budget), {})[str(seed)] = run_rlhf_once(budgeted, on_log)
+                    budgeted = seeded.model_copy(
+                        update={"feedback": seeded.feedback.model_copy(update={"labels": budget})}
+                    )
+                    on_log, finish = runner(
+                        f"{name} seed {seed} RLHF {budget} labels", cfg.env_steps
+                    )
+                    t["rlhf"].setdefault(str(budget), {})[str(seed)] = run_rlhf_once(
+                        budgeted, on_log
+                    )
                     finish(t["rlhf"][str(budget)][str(seed)])
                     save()
     results["meta"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -462,7 +672,9 @@ def report(results: dict, out: str | None) -> int:
         out_path = Path(out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(markdown(results))
-        out_path.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+        out_path.with_suffix(".json").write_text(
+            json.dumps(results, indent=1, default=float) + "\n"
+        )
         console.print(f"wrote {out_path} and {out_path.with_suffix('.json')}")
     return 0
 

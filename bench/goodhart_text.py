@@ -24,30 +24,69 @@ from rlhflab.text.pipeline import run_text
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--labels", type=int, nargs="+", default=[100, 400])
     ap.add_argument("--ensembles", type=int, nargs="+", default=[1, 3])
     ap.add_argument("--steps", type=int, default=60, help="PPO iterations")
     ap.add_argument("--beta", type=float, default=0.0, help="PPO's KL coefficient")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    table = Table(title=f"Goodhart fits on the built-in text task (PPO β = {args.beta}, {args.steps} iterations, seed {args.seed})")
-    for col in ("labels", "RM ensemble", "RM held-out acc", "fit", "α", "β", "peak d*", "R²", "SFT gold", "PPO gold", "PPO proxy", "PPO KL"):
+    table = Table(
+        title=f"Goodhart fits on the built-in text task (PPO β = {args.beta}, {args.steps} iterations, seed {args.seed})"
+    )
+    for col in (
+        "labels",
+        "RM ensemble",
+        "RM held-out acc",
+        "fit",
+        "α",
+        "β",
+        "peak d*",
+        "R²",
+        "SFT gold",
+        "PPO gold",
+        "PPO proxy",
+        "PPO KL",
+    ):
         table.add_column(col, justify="right")
     console = Console(width=160)
     for labels in args.labels:
         for ensemble in args.ensembles:
             run = RunDir(tempfile.mkdtemp())
-            cfg = build_config(None, [f"seed={args.seed}", "feedback.annotator.temperature=0.2", f"text.labels={labels}", f"text.reward.ensemble={ensemble}",
-                                      "text.methods=[ppo]", f"text.ppo.steps={args.steps}", f"text.ppo.beta={args.beta}", "task=goodhart-text"])
+            cfg = build_config(
+                None,
+                [
+                    f"seed={args.seed}",
+                    "feedback.annotator.temperature=0.2",
+                    f"text.labels={labels}",
+                    f"text.reward.ensemble={ensemble}",
+                    "text.methods=[ppo]",
+                    f"text.ppo.steps={args.steps}",
+                    f"text.ppo.beta={args.beta}",
+                    "task=goodhart-text",
+                ],
+            )
             with console.status(f"labels {labels}, ensemble {ensemble}"):
                 summary = run_text(cfg, run)
                 _, fitted = goodhart(run.path)
             m = summary["methods"]
             for kind, fit in fitted.items():
-                table.add_row(str(labels), str(ensemble), f"{summary['reward_model'].get('rm_val_acc', float('nan')):.2f}", kind,
-                              f"{fit.alpha:.3f}", f"{fit.beta:.3f}", f"{fit.d_star:.2f}", f"{fit.r2:.2f}",
-                              f"{m['sft']['gold']:.3f}", f"{m['ppo']['gold']:.3f}", f"{m['ppo']['proxy']:.3f}", f"{m['ppo']['kl']:.1f}")
+                table.add_row(
+                    str(labels),
+                    str(ensemble),
+                    f"{summary['reward_model'].get('rm_val_acc', float('nan')):.2f}",
+                    kind,
+                    f"{fit.alpha:.3f}",
+                    f"{fit.beta:.3f}",
+                    f"{fit.d_star:.2f}",
+                    f"{fit.r2:.2f}",
+                    f"{m['sft']['gold']:.3f}",
+                    f"{m['ppo']['gold']:.3f}",
+                    f"{m['ppo']['proxy']:.3f}",
+                    f"{m['ppo']['kl']:.1f}",
+                )
     console.print(table)
 
 

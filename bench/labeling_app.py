@@ -36,22 +36,40 @@ from rlhflab.runs import RunDir
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--annotators", type=int, default=20)
     ap.add_argument("--per-annotator", type=int, default=100)
-    ap.add_argument("--think-ms", type=float, default=500.0, help="mean think time of the paced mode")
-    ap.add_argument("--max-seconds", type=float, default=300.0, help="stop every client after this long")
+    ap.add_argument(
+        "--think-ms", type=float, default=500.0, help="mean think time of the paced mode"
+    )
+    ap.add_argument(
+        "--max-seconds", type=float, default=300.0, help="stop every client after this long"
+    )
     args = ap.parse_args()
 
-    table = Table(title=f"labeling app · {args.annotators} concurrent annotators · loopback · SQLite (WAL)")
+    table = Table(
+        title=f"labeling app · {args.annotators} concurrent annotators · loopback · SQLite (WAL)"
+    )
     for col in ("mode", "call", "requests", "p50 ms", "p99 ms", "max ms", "judgements/s"):
         table.add_column(col, justify="right")
-    for mode, think in ((f"paced ({args.think_ms:.0f} ms think)", args.think_ms / 1000), ("saturated", 0.0)):
+    for mode, think in (
+        (f"paced ({args.think_ms:.0f} ms think)", args.think_ms / 1000),
+        ("saturated", 0.0),
+    ):
         lat, stored, wall = run_load(args, think)
         for name, xs in lat.items():
             ms = np.array(xs) * 1000
-            table.add_row(mode, f"POST /api/{name}", str(len(ms)), f"{np.percentile(ms, 50):.1f}", f"{np.percentile(ms, 99):.1f}",
-                          f"{ms.max():.1f}", f"{stored / wall:.0f}" if name == "answer" else "")
+            table.add_row(
+                mode,
+                f"POST /api/{name}",
+                str(len(ms)),
+                f"{np.percentile(ms, 50):.1f}",
+                f"{np.percentile(ms, 99):.1f}",
+                f"{ms.max():.1f}",
+                f"{stored / wall:.0f}" if name == "answer" else "",
+            )
     table.caption = "target: p99 < 50 ms with 20 annotators"
     Console(width=140).print(table)
 
@@ -67,8 +85,12 @@ def run_load(args, think: float) -> tuple[dict, int, float]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "rlhflab.cli", "label", str(run.path), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlhflab.cli", "label", str(run.path), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
     try:
         for _ in range(600):
             try:
@@ -82,7 +104,9 @@ def run_load(args, think: float) -> tuple[dict, int, float]:
 
         def annotate(i: int, token: str) -> None:
             rng = np.random.default_rng(i)
-            with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30) as c:
+            with httpx.Client(
+                base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30
+            ) as c:
                 for _ in range(args.per_annotator):
                     if time.time() > deadline:
                         return
@@ -93,7 +117,9 @@ def run_load(args, think: float) -> tuple[dict, int, float]:
                     t1 = time.perf_counter()
                     if q.status_code != 200:
                         return
-                    a = c.post("/api/answer", json={"query_id": q.json()["query_id"], "choice": "left"})
+                    a = c.post(
+                        "/api/answer", json={"query_id": q.json()["query_id"], "choice": "left"}
+                    )
                     t2 = time.perf_counter()
                     with lock:
                         lat["next"].append(t1 - t0)
@@ -110,6 +136,7 @@ def run_load(args, think: float) -> tuple[dict, int, float]:
     finally:
         proc.kill()
     return lat, store.count_judgements(), wall
+
 
 if __name__ == "__main__":
     main()

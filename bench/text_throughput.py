@@ -100,7 +100,15 @@ from rlhflab.policy.dpo import dpo_loss, sequence_logprob, train_dpo
 from rlhflab.policy.sft import sft_loss, train_sft
 from rlhflab.policy.text import TextPPO
 from rlhflab.reward.text import RankedResponses, TextRewardEnsemble
-from rlhflab.text.models import TextRewardModel, build_word_tokenizer, frozen_copy, load_causal_lm, load_tokenizer, save_model, tiny_gpt2
+from rlhflab.text.models import (
+    TextRewardModel,
+    build_word_tokenizer,
+    frozen_copy,
+    load_causal_lm,
+    load_tokenizer,
+    save_model,
+    tiny_gpt2,
+)
 from rlhflab.text.sequences import encode
 from rlhflab.text.task import ReviewsTask
 
@@ -110,7 +118,11 @@ POINTS = {  # name: (n_layer, n_embd, n_head)
     "main": (4, 256, 4),
 }
 SPEED_TARGET = 1.5  # ours ÷ TRL tokens/s, from the issue
-LR = {"sft": 1e-3, "rm": 5e-4, "dpo": 5e-4}  # rlhflab's defaults (TextSFTConfig, TextRewardConfig, TextDPOConfig)
+LR = {
+    "sft": 1e-3,
+    "rm": 5e-4,
+    "dpo": 5e-4,
+}  # rlhflab's defaults (TextSFTConfig, TextRewardConfig, TextDPOConfig)
 DPO_BETA = 0.1
 WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default, which train_sft / train_dpo get; TextRewardEnsemble.fit sets it
 
@@ -129,7 +141,9 @@ def measure_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
-PEAKS: list[float] = []  # every peak sample of this run; MFU uses the best (the machine's least-loaded moment)
+PEAKS: list[
+    float
+] = []  # every peak sample of this run; MFU uses the best (the machine's least-loaded moment)
 
 
 def sample_peak(repeats: int) -> float:
@@ -139,8 +153,15 @@ def sample_peak(repeats: int) -> float:
 
 def flop_params(model: nn.Module) -> int:
     """N: non-embedding parameters plus the output projection (a tied vocab×d projection counted once)."""
-    emb = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
-    n = sum(p.numel() for p in model.parameters() if id(p) not in emb)  # parameters() yields a tied weight once
+    emb = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, nn.Embedding)
+        for p in m.parameters(recurse=False)
+    }
+    n = sum(
+        p.numel() for p in model.parameters() if id(p) not in emb
+    )  # parameters() yields a tied weight once
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if out is not None and id(out.weight) in emb:
         n += out.weight.numel()
@@ -166,7 +187,9 @@ class Measurement:
     losses: list[float] = field(default_factory=list)  # every step, warm-up included
     note: str = ""
     round_medians: list[float] = field(default_factory=list)  # median step time of each round
-    paired_ratios: list[float] = field(default_factory=list)  # TRL step time ÷ our adjacent step time, per step pair
+    paired_ratios: list[float] = field(
+        default_factory=list
+    )  # TRL step time ÷ our adjacent step time, per step pair
 
     @property
     def seconds_per_step(self) -> float:
@@ -228,13 +251,17 @@ class Data:
     ppo_prompts: list[str]
 
 
-def build_data(task: ReviewsTask, tokenizer, n_seqs: int, n_ppo_prompts: int, seq_len: int, seed: int) -> Data:
+def build_data(
+    task: ReviewsTask, tokenizer, n_seqs: int, n_ppo_prompts: int, seq_len: int, seed: int
+) -> Data:
     """Prompts of 5 tokens and responses of seq_len − 5 − 1 words, so [prompt | response | EOS] is seq_len tokens."""
     prompts = task.prompts(n_seqs, seed)
     prompt_len = len(tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
     n_words = seq_len - prompt_len - 1
     if n_words < 1:
-        raise SystemExit(f"--seq-len {seq_len} leaves no room for a response after a {prompt_len}-token prompt")
+        raise SystemExit(
+            f"--seq-len {seq_len} leaves no room for a response after a {prompt_len}-token prompt"
+        )
     rng = np.random.default_rng(seed + 1)
 
     def long_response(mood: float | None) -> str:
@@ -265,14 +292,25 @@ class Side:
 
     def alone(self, warmup: int, steps: int) -> Measurement:
         times, losses = time_steps(self.step, warmup, steps)
-        return Measurement("", self.method, "rlhflab", self.n_params, self.seqs_per_step, self.tokens_per_step, times, losses)
+        return Measurement(
+            "",
+            self.method,
+            "rlhflab",
+            self.n_params,
+            self.seqs_per_step,
+            self.tokens_per_step,
+            times,
+            losses,
+        )
 
 
 def ours_sft(path: str, data: Data, B: int, n_steps: int) -> Side:
     tokenizer = load_tokenizer(path)
     model = load_causal_lm(path)
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR["sft"], weight_decay=WEIGHT_DECAY)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=LR["sft"], weight_decay=WEIGHT_DECAY
+    )
 
     def step(i):  # one step of rlhflab.policy.sft.train_sft (its loss under fit_epochs)
         sl = slice(i * B, (i + 1) * B)
@@ -285,18 +323,29 @@ def ours_sft(path: str, data: Data, B: int, n_steps: int) -> Side:
         return float(loss)
 
     # tokens of a step (counted here, outside the timed steps)
-    tokens = [int(encode(tokenizer, data.prompts[i * B : (i + 1) * B], data.responses[i * B : (i + 1) * B]).attention_mask.sum()) for i in range(n_steps)]
+    tokens = [
+        int(
+            encode(
+                tokenizer, data.prompts[i * B : (i + 1) * B], data.responses[i * B : (i + 1) * B]
+            ).attention_mask.sum()
+        )
+        for i in range(n_steps)
+    ]
     return Side("SFT", step, flop_params(model), B, float(np.mean(tokens)))
 
 
 def ours_rm(path: str, data: Data, B: int, n_steps: int, seed: int) -> tuple[Side, torch.Tensor]:
     tokenizer = load_tokenizer(path)
-    ensemble = TextRewardEnsemble(TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed)
+    ensemble = TextRewardEnsemble(
+        TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed
+    )
     member = ensemble.members[0]
     head_init = member.head.weight.detach().clone()
     member.train()
     opt = torch.optim.AdamW(member.parameters(), lr=LR["rm"], weight_decay=WEIGHT_DECAY)
-    groups = [RankedResponses(p, (c, r)) for p, c, r in zip(data.prompts, data.chosen, data.rejected)]
+    groups = [
+        RankedResponses(p, (c, r)) for p, c, r in zip(data.prompts, data.chosen, data.rejected)
+    ]
 
     def step(i):  # one step of TextRewardEnsemble.fit
         loss = ensemble._group_loss(member, groups[i * B : (i + 1) * B], 0.0, 0.0)
@@ -307,8 +356,16 @@ def ours_rm(path: str, data: Data, B: int, n_steps: int, seed: int) -> tuple[Sid
         return float(loss)
 
     # the tokens of a step: what _group_loss encodes (counted here, outside the timed steps)
-    tokens = [int(encode(tokenizer, [g.prompt for g in groups[i * B : (i + 1) * B] for _ in g.responses],
-                         [r for g in groups[i * B : (i + 1) * B] for r in g.responses]).attention_mask.sum()) for i in range(n_steps)]
+    tokens = [
+        int(
+            encode(
+                tokenizer,
+                [g.prompt for g in groups[i * B : (i + 1) * B] for _ in g.responses],
+                [r for g in groups[i * B : (i + 1) * B] for r in g.responses],
+            ).attention_mask.sum()
+        )
+        for i in range(n_steps)
+    ]
     return Side("reward model", step, flop_params(member), 2 * B, float(np.mean(tokens))), head_init
 
 
@@ -316,28 +373,60 @@ def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
     tokenizer = load_tokenizer(path)
     policy = load_causal_lm(path)
     reference = frozen_copy(policy)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=LR["dpo"], weight_decay=WEIGHT_DECAY)
+    opt = torch.optim.AdamW(
+        [p for p in policy.parameters() if p.requires_grad], lr=LR["dpo"], weight_decay=WEIGHT_DECAY
+    )
 
     def step(i):  # one step of rlhflab.policy.dpo.train_dpo (its loss under fit_epochs)
         sl = slice(i * B, (i + 1) * B)
         chosen = encode(tokenizer, data.prompts[sl], data.chosen[sl])
         rejected = encode(tokenizer, data.prompts[sl], data.rejected[sl])
         with torch.no_grad():
-            ref_c, ref_r = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
+            ref_c, ref_r = (
+                sequence_logprob(reference, chosen),
+                sequence_logprob(reference, rejected),
+            )
         policy.train()
-        loss = dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c, ref_r, DPO_BETA, "sigmoid", 0.0)
+        loss = dpo_loss(
+            sequence_logprob(policy, chosen),
+            sequence_logprob(policy, rejected),
+            ref_c,
+            ref_r,
+            DPO_BETA,
+            "sigmoid",
+            0.0,
+        )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
         return float(loss)
 
-    tokens = [int(encode(tokenizer, data.prompts[i * B : (i + 1) * B], data.chosen[i * B : (i + 1) * B]).attention_mask.sum()
-                  + encode(tokenizer, data.prompts[i * B : (i + 1) * B], data.rejected[i * B : (i + 1) * B]).attention_mask.sum()) for i in range(n_steps)]
+    tokens = [
+        int(
+            encode(
+                tokenizer, data.prompts[i * B : (i + 1) * B], data.chosen[i * B : (i + 1) * B]
+            ).attention_mask.sum()
+            + encode(
+                tokenizer, data.prompts[i * B : (i + 1) * B], data.rejected[i * B : (i + 1) * B]
+            ).attention_mask.sum()
+        )
+        for i in range(n_steps)
+    ]
     return Side("DPO", step, flop_params(policy), 2 * B, float(np.mean(tokens)))
 
 
-def ours_ppo(path: str, data: Data, n_prompts: int, minibatches: int, epochs: int, seq_len: int, warmup: int, steps: int, seed: int) -> tuple[Measurement, Measurement, dict]:
+def ours_ppo(
+    path: str,
+    data: Data,
+    n_prompts: int,
+    minibatches: int,
+    epochs: int,
+    seq_len: int,
+    warmup: int,
+    steps: int,
+    seed: int,
+) -> tuple[Measurement, Measurement, dict]:
     """TextPPO.step, with generation and the update phase timed by wrapping (not changing) its parts."""
     import rlhflab.policy.text as text_ppo
 
@@ -349,7 +438,16 @@ def ours_ppo(path: str, data: Data, n_prompts: int, minibatches: int, epochs: in
     cfg = TextPPOConfig(batch_size=n_prompts, minibatches=minibatches, epochs=epochs)
     # the reward model re-encodes the decoded response and appends EOS, so one token is left for it within seq_len
     max_new = seq_len - prompt_len - 1
-    ppo = TextPPO(policy, reference, tokenizer, lambda p, t: rm.score(p, t), cfg, max_new_tokens=max_new, temperature=1.0, seed=seed)
+    ppo = TextPPO(
+        policy,
+        reference,
+        tokenizer,
+        lambda p, t: rm.score(p, t),
+        cfg,
+        max_new_tokens=max_new,
+        temperature=1.0,
+        seed=seed,
+    )
 
     rec: dict = {}
     original_generate = text_ppo.generate
@@ -373,16 +471,23 @@ def ours_ppo(path: str, data: Data, n_prompts: int, minibatches: int, epochs: in
     text_ppo.generate = timed_generate
     parts = []
     try:
+
         def step(i):
             rec.clear()
             t0 = time.perf_counter()
             record = ppo.step(data.ppo_prompts[i * n_prompts : (i + 1) * n_prompts])
             t1 = time.perf_counter()
-            parts.append({
-                "total": t1 - t0, "generate": rec["generate"], "rollout": rec["update_start"] - t0 - rec["generate"],
-                "update": t1 - rec["update_start"], "trained_tokens": epochs * rec["tokens"], "response_tokens": rec["response_tokens"],
-                "padded_tokens": epochs * rec["padded_tokens"],
-            })
+            parts.append(
+                {
+                    "total": t1 - t0,
+                    "generate": rec["generate"],
+                    "rollout": rec["update_start"] - t0 - rec["generate"],
+                    "update": t1 - rec["update_start"],
+                    "trained_tokens": epochs * rec["tokens"],
+                    "response_tokens": rec["response_tokens"],
+                    "padded_tokens": epochs * rec["padded_tokens"],
+                }
+            )
             return record
 
         time_steps(step, warmup, steps)
@@ -392,14 +497,45 @@ def ours_ppo(path: str, data: Data, n_prompts: int, minibatches: int, epochs: in
     n = flop_params(policy)
     tokens = float(np.mean([p["trained_tokens"] for p in timed]))
     # median of per-iteration tokens/s, expressed as tokens/step ÷ s/step with the same median
-    upd = Measurement("", "PPO (update)", "rlhflab", n, n_prompts, tokens, [p["update"] * tokens / p["trained_tokens"] for p in timed])
-    e2e = Measurement("", "PPO (end-to-end)", "rlhflab", n, n_prompts, tokens, [p["total"] * tokens / p["trained_tokens"] for p in timed])
-    breakdown = {k: statistics.median(p[k] for p in timed) for k in ("generate", "rollout", "update", "total", "response_tokens", "trained_tokens", "padded_tokens")}
-    breakdown.update(prompts=n_prompts, minibatches=minibatches, epochs=epochs, max_new_tokens=max_new)
+    upd = Measurement(
+        "",
+        "PPO (update)",
+        "rlhflab",
+        n,
+        n_prompts,
+        tokens,
+        [p["update"] * tokens / p["trained_tokens"] for p in timed],
+    )
+    e2e = Measurement(
+        "",
+        "PPO (end-to-end)",
+        "rlhflab",
+        n,
+        n_prompts,
+        tokens,
+        [p["total"] * tokens / p["trained_tokens"] for p in timed],
+    )
+    breakdown = {
+        k: statistics.median(p[k] for p in timed)
+        for k in (
+            "generate",
+            "rollout",
+            "update",
+            "total",
+            "response_tokens",
+            "trained_tokens",
+            "padded_tokens",
+        )
+    }
+    breakdown.update(
+        prompts=n_prompts, minibatches=minibatches, epochs=epochs, max_new_tokens=max_new
+    )
     return upd, e2e, breakdown
 
 
-def check_loops(path: str, data: Data, B: int, n_steps: int, seed: int, ours: dict[str, Measurement]) -> dict:
+def check_loops(
+    path: str, data: Data, B: int, n_steps: int, seed: int, ours: dict[str, Measurement]
+) -> dict:
     """Run rlhflab's own train_sft / train_dpo for one epoch over the same batches (the examples are laid out so that
     their shuffle yields our order) and compare their epoch-mean loss and time per step with our timed loop's."""
     n = n_steps * B
@@ -415,17 +551,36 @@ def check_loops(path: str, data: Data, B: int, n_steps: int, seed: int, ours: di
     if "SFT" in ours:
         model = load_causal_lm(path)
         t = time.perf_counter()
-        hist = train_sft(model, tokenizer, laid_out(data.prompts[:n]), laid_out(data.responses[:n]), 1, LR["sft"], B, seed)
-        out["SFT"] = {"train_fn": "train_sft", "epoch_mean_loss": hist[0], "our_loop_mean_loss": float(np.mean(ours["SFT"].losses[:n_steps])),
-                      "s_per_step": (time.perf_counter() - t) / n_steps}
+        hist = train_sft(
+            model,
+            tokenizer,
+            laid_out(data.prompts[:n]),
+            laid_out(data.responses[:n]),
+            1,
+            LR["sft"],
+            B,
+            seed,
+        )
+        out["SFT"] = {
+            "train_fn": "train_sft",
+            "epoch_mean_loss": hist[0],
+            "our_loop_mean_loss": float(np.mean(ours["SFT"].losses[:n_steps])),
+            "s_per_step": (time.perf_counter() - t) / n_steps,
+        }
     if "DPO" in ours:
         policy = load_causal_lm(path)
-        pairs = list(zip(laid_out(data.prompts[:n]), laid_out(data.chosen[:n]), laid_out(data.rejected[:n])))
+        pairs = list(
+            zip(laid_out(data.prompts[:n]), laid_out(data.chosen[:n]), laid_out(data.rejected[:n]))
+        )
         cfg = TextDPOConfig(epochs=1, lr=LR["dpo"], batch_size=B, beta=DPO_BETA)
         t = time.perf_counter()
         hist = train_dpo(policy, frozen_copy(policy), tokenizer, pairs, cfg, seed)
-        out["DPO"] = {"train_fn": "train_dpo", "epoch_mean_loss": hist[0], "our_loop_mean_loss": float(np.mean(ours["DPO"].losses[:n_steps])),
-                      "s_per_step": (time.perf_counter() - t) / n_steps}
+        out["DPO"] = {
+            "train_fn": "train_dpo",
+            "epoch_mean_loss": hist[0],
+            "our_loop_mean_loss": float(np.mean(ours["DPO"].losses[:n_steps])),
+            "s_per_step": (time.perf_counter() - t) / n_steps,
+        }
     return out
 
 
@@ -454,11 +609,28 @@ def trl_has_ppo() -> str | None:
 
 def _trl_common(out_dir: str, B: int, max_steps: int, lr: float, seed: int) -> dict:
     return dict(
-        output_dir=out_dir, per_device_train_batch_size=B, gradient_accumulation_steps=1, max_steps=max_steps,
-        learning_rate=lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=WEIGHT_DECAY, max_grad_norm=1.0,
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, train_sampling_strategy="sequential",
-        logging_steps=max_steps, save_strategy="no", report_to="none", disable_tqdm=True, log_level="error",
-        dataloader_num_workers=0, seed=seed, data_seed=seed,
+        output_dir=out_dir,
+        per_device_train_batch_size=B,
+        gradient_accumulation_steps=1,
+        max_steps=max_steps,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=WEIGHT_DECAY,
+        max_grad_norm=1.0,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        train_sampling_strategy="sequential",
+        logging_steps=max_steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        log_level="error",
+        dataloader_num_workers=0,
+        seed=seed,
+        data_seed=seed,
     )
 
 
@@ -467,7 +639,9 @@ def _recording(trainer_cls):
 
     class Recording(trainer_cls):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            out = super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
             if model.training:
                 self.bench_losses.append(float((out[0] if return_outputs else out).detach()))
                 self.bench_tokens.append(int(inputs["attention_mask"].sum()))
@@ -478,7 +652,9 @@ def _recording(trainer_cls):
     return Recording
 
 
-def _run_trl(trainer, warmup: int, steps: int, method: str, n_params: int, threads: int, ours: Side | None) -> tuple[Measurement, Measurement | None]:
+def _run_trl(
+    trainer, warmup: int, steps: int, method: str, n_params: int, threads: int, ours: Side | None
+) -> tuple[Measurement, Measurement | None]:
     """Train with TRL; with `ours`, take one of our steps right after each TRL step (paired, interleaved steps),
     timing each side's steps separately, so that both sides see the same machine load."""
     from transformers import TrainerCallback
@@ -486,7 +662,13 @@ def _run_trl(trainer, warmup: int, steps: int, method: str, n_params: int, threa
 
     class PairedSteps(TrainerCallback):
         def __init__(self):
-            self.trl_times, self.our_times, self.our_losses, self.threads, self.mark = [], [], [], None, 0.0
+            self.trl_times, self.our_times, self.our_losses, self.threads, self.mark = (
+                [],
+                [],
+                [],
+                None,
+                0.0,
+            )
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.threads = torch.get_num_threads()
@@ -507,52 +689,139 @@ def _run_trl(trainer, warmup: int, steps: int, method: str, n_params: int, threa
     trainer.bench_losses, trainer.bench_tokens, trainer.bench_seqs = [], [], []
     trainer.train()
     if timer.threads != threads or torch.get_num_threads() != threads:
-        console.print(f"[yellow]warning: TRL ran with {timer.threads} torch threads (asked {threads})[/yellow]")
-    trl = Measurement("", method, "TRL", n_params, trainer.bench_seqs[-1], float(np.mean(trainer.bench_tokens)), timer.trl_times[warmup:], trainer.bench_losses)
+        console.print(
+            f"[yellow]warning: TRL ran with {timer.threads} torch threads (asked {threads})[/yellow]"
+        )
+    trl = Measurement(
+        "",
+        method,
+        "TRL",
+        n_params,
+        trainer.bench_seqs[-1],
+        float(np.mean(trainer.bench_tokens)),
+        timer.trl_times[warmup:],
+        trainer.bench_losses,
+    )
     if ours is None:
         return trl, None
-    our = Measurement("", method, "rlhflab", ours.n_params, ours.seqs_per_step, ours.tokens_per_step, timer.our_times[warmup:], timer.our_losses)
+    our = Measurement(
+        "",
+        method,
+        "rlhflab",
+        ours.n_params,
+        ours.seqs_per_step,
+        ours.tokens_per_step,
+        timer.our_times[warmup:],
+        timer.our_losses,
+    )
     return trl, our
 
 
-def trl_sft(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, ours: Side | None) -> tuple[Measurement, Measurement | None]:
+def trl_sft(
+    path: str,
+    data: Data,
+    B: int,
+    warmup: int,
+    steps: int,
+    seed: int,
+    threads: int,
+    ours: Side | None,
+) -> tuple[Measurement, Measurement | None]:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     n = (warmup + steps) * B
-    ds = Dataset.from_dict({"prompt": data.prompts[:n], "completion": [" " + r for r in data.responses[:n]]})
+    ds = Dataset.from_dict(
+        {"prompt": data.prompts[:n], "completion": [" " + r for r in data.responses[:n]]}
+    )
     with tempfile.TemporaryDirectory() as out:
-        args = SFTConfig(**_trl_common(out, B, warmup + steps, LR["sft"], seed), max_length=None, packing=False, completion_only_loss=True)
-        trainer = _recording(SFTTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
+        args = SFTConfig(
+            **_trl_common(out, B, warmup + steps, LR["sft"], seed),
+            max_length=None,
+            packing=False,
+            completion_only_loss=True,
+        )
+        trainer = _recording(SFTTrainer)(
+            model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path)
+        )
         _check_same_tokens(trainer, data, B, "sft")
         return _run_trl(trainer, warmup, steps, "SFT", flop_params(trainer.model), threads, ours)
 
 
-def trl_rm(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, head_init: torch.Tensor, ours: Side | None) -> tuple[Measurement, Measurement | None]:
+def trl_rm(
+    path: str,
+    data: Data,
+    B: int,
+    warmup: int,
+    steps: int,
+    seed: int,
+    threads: int,
+    head_init: torch.Tensor,
+    ours: Side | None,
+) -> tuple[Measurement, Measurement | None]:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
     n = (warmup + steps) * B
-    ds = Dataset.from_dict({"prompt": data.prompts[:n], "chosen": [" " + c for c in data.chosen[:n]], "rejected": [" " + r for r in data.rejected[:n]]})
+    ds = Dataset.from_dict(
+        {
+            "prompt": data.prompts[:n],
+            "chosen": [" " + c for c in data.chosen[:n]],
+            "rejected": [" " + r for r in data.rejected[:n]],
+        }
+    )
     with tempfile.TemporaryDirectory() as out:
-        args = RewardConfig(**_trl_common(out, B, warmup + steps, LR["rm"], seed), max_length=None, disable_dropout=True)
-        trainer = _recording(RewardTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
-        with torch.no_grad():  # the same head init as ours (our head's bias starts at 0 and cancels in r_w − r_l)
+        args = RewardConfig(
+            **_trl_common(out, B, warmup + steps, LR["rm"], seed),
+            max_length=None,
+            disable_dropout=True,
+        )
+        trainer = _recording(RewardTrainer)(
+            model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path)
+        )
+        with (
+            torch.no_grad()
+        ):  # the same head init as ours (our head's bias starts at 0 and cancels in r_w − r_l)
             trainer.model.score.weight.copy_(head_init)
         _check_same_tokens(trainer, data, B, "rm")
-        return _run_trl(trainer, warmup, steps, "reward model", flop_params(trainer.model), threads, ours)
+        return _run_trl(
+            trainer, warmup, steps, "reward model", flop_params(trainer.model), threads, ours
+        )
 
 
-def trl_dpo(path: str, data: Data, B: int, warmup: int, steps: int, seed: int, threads: int, ours: Side | None) -> tuple[Measurement, Measurement | None]:
+def trl_dpo(
+    path: str,
+    data: Data,
+    B: int,
+    warmup: int,
+    steps: int,
+    seed: int,
+    threads: int,
+    ours: Side | None,
+) -> tuple[Measurement, Measurement | None]:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     n = (warmup + steps) * B
-    ds = Dataset.from_dict({"prompt": data.prompts[:n], "chosen": [" " + c for c in data.chosen[:n]], "rejected": [" " + r for r in data.rejected[:n]]})
+    ds = Dataset.from_dict(
+        {
+            "prompt": data.prompts[:n],
+            "chosen": [" " + c for c in data.chosen[:n]],
+            "rejected": [" " + r for r in data.rejected[:n]],
+        }
+    )
     with tempfile.TemporaryDirectory() as out:
-        args = DPOConfig(**_trl_common(out, B, warmup + steps, LR["dpo"], seed), max_length=None, beta=DPO_BETA, loss_type=["sigmoid"],
-                         precompute_ref_log_probs=False, disable_dropout=True)
-        trainer = _recording(DPOTrainer)(model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path))
+        args = DPOConfig(
+            **_trl_common(out, B, warmup + steps, LR["dpo"], seed),
+            max_length=None,
+            beta=DPO_BETA,
+            loss_type=["sigmoid"],
+            precompute_ref_log_probs=False,
+            disable_dropout=True,
+        )
+        trainer = _recording(DPOTrainer)(
+            model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path)
+        )
         _check_same_tokens(trainer, data, B, "dpo")
         return _run_trl(trainer, warmup, steps, "DPO", flop_params(trainer.model), threads, ours)
 
@@ -563,15 +832,21 @@ def _check_same_tokens(trainer, data: Data, B: int, kind: str) -> None:
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(B)])
     if kind == "sft":
         ours = encode(tokenizer, data.prompts[:B], data.responses[:B])
-        same = torch.equal(batch["input_ids"], ours.input_ids) and torch.equal((batch["labels"] != -100).float()[:, 1:], ours.response_mask[:, 1:])
+        same = torch.equal(batch["input_ids"], ours.input_ids) and torch.equal(
+            (batch["labels"] != -100).float()[:, 1:], ours.response_mask[:, 1:]
+        )
     else:
         c = encode(tokenizer, data.prompts[:B], data.chosen[:B])
         r = encode(tokenizer, data.prompts[:B], data.rejected[:B])
         same = torch.equal(batch["input_ids"], torch.cat([c.input_ids, r.input_ids]))
         if kind == "dpo":
-            same = same and torch.equal(batch["completion_mask"].float(), torch.cat([c.response_mask, r.response_mask]))
+            same = same and torch.equal(
+                batch["completion_mask"].float(), torch.cat([c.response_mask, r.response_mask])
+            )
     if not same:
-        raise SystemExit(f"TRL's {kind} batch differs from ours: the comparison would not be on the same data")
+        raise SystemExit(
+            f"TRL's {kind} batch differs from ours: the comparison would not be on the same data"
+        )
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -588,17 +863,41 @@ def results_rows(results: list[Measurement], peak: float) -> list[list[str]]:
         t = trl.get((m.point, m.method))
         ratio = (m.ratio_vs_trl or m.tokens_per_second / t.tokens_per_second) if t else None
         for impl in (m, t) if t else (m,):
-            rows.append([
-                impl.point, impl.method, impl.impl, f"{impl.n_params / 1e6:.3f}M", str(impl.seqs_per_step), f"{impl.tokens_per_step:,.0f}",
-                f"{impl.seconds_per_step:.3f}", f"{impl.min_seconds_per_step:.3f}", fmt_rate(impl.tokens_per_second), f"{100 * impl.mfu(peak):.1f}%",
-                f"{100 * impl.best_mfu(peak):.1f}%",
-                (f"{ratio:.2f}×" + (" ✓" if ratio >= SPEED_TARGET else " ✗")) if impl is m and t else ("" if t else (m.note or "n/a")),
-            ])
+            rows.append(
+                [
+                    impl.point,
+                    impl.method,
+                    impl.impl,
+                    f"{impl.n_params / 1e6:.3f}M",
+                    str(impl.seqs_per_step),
+                    f"{impl.tokens_per_step:,.0f}",
+                    f"{impl.seconds_per_step:.3f}",
+                    f"{impl.min_seconds_per_step:.3f}",
+                    fmt_rate(impl.tokens_per_second),
+                    f"{100 * impl.mfu(peak):.1f}%",
+                    f"{100 * impl.best_mfu(peak):.1f}%",
+                    (f"{ratio:.2f}×" + (" ✓" if ratio >= SPEED_TARGET else " ✗"))
+                    if impl is m and t
+                    else ("" if t else (m.note or "n/a")),
+                ]
+            )
     return rows
 
 
-HEADERS = ["point", "method", "impl", "N", "seqs/step", "tokens/step", "s/step (median)", "s/step (min)", "tokens/s (median)", "MFU (median)",
-           "MFU (best step)", f"ours/TRL (target ≥ {SPEED_TARGET}×)"]
+HEADERS = [
+    "point",
+    "method",
+    "impl",
+    "N",
+    "seqs/step",
+    "tokens/step",
+    "s/step (median)",
+    "s/step (min)",
+    "tokens/s (median)",
+    "MFU (median)",
+    "MFU (best step)",
+    f"ours/TRL (target ≥ {SPEED_TARGET}×)",
+]
 
 
 def loss_rows(results: list[Measurement], n_show: int) -> tuple[list[str], list[list[str]], dict]:
@@ -607,7 +906,14 @@ def loss_rows(results: list[Measurement], n_show: int) -> tuple[list[str], list[
     pairs = []
     for m in results:
         if m.impl == "rlhflab" and m.method in ("SFT", "reward model", "DPO"):
-            t = next((x for x in results if x.impl == "TRL" and x.point == m.point and x.method == m.method), None)
+            t = next(
+                (
+                    x
+                    for x in results
+                    if x.impl == "TRL" and x.point == m.point and x.method == m.method
+                ),
+                None,
+            )
             if t:
                 pairs.append((m, t))
     methods = list(dict.fromkeys(m.method for m, _ in pairs))
@@ -628,8 +934,13 @@ def loss_rows(results: list[Measurement], n_show: int) -> tuple[list[str], list[
         for meth, (m, t) in by.items():
             k = min(n_show, len(m.losses), len(t.losses))
             d = [abs(m.losses[s] - t.losses[s]) for s in range(k)]
-            verdict[f"{point}/{meth}"] = {"step1_abs_diff": d[0], "max_abs_diff_first_steps": max(d), "steps": k,
-                                          "step1_ours": m.losses[0], "step1_trl": t.losses[0]}
+            verdict[f"{point}/{meth}"] = {
+                "step1_abs_diff": d[0],
+                "max_abs_diff_first_steps": max(d),
+                "steps": k,
+                "step1_ours": m.losses[0],
+                "step1_trl": t.losses[0],
+            }
     return headers, rows, verdict
 
 
@@ -649,31 +960,60 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 # -- main -------------------------------------------------------------------------------------
-def run_point(name: str, args, trl_version: str | None, ppo_where: str | None, checks: dict) -> tuple[list[Measurement], dict]:
+def run_point(
+    name: str, args, trl_version: str | None, ppo_where: str | None, checks: dict
+) -> tuple[list[Measurement], dict]:
     n_layer, n_embd, n_head = POINTS[name]
     task = ReviewsTask()
     B, W, S = args.batch, args.warmup, args.steps
     tokenizer = build_word_tokenizer(task.vocabulary)
-    model = tiny_gpt2(len(tokenizer), n_layer, n_embd, n_head=n_head, n_positions=args.seq_len, seed=args.seed)
+    model = tiny_gpt2(
+        len(tokenizer), n_layer, n_embd, n_head=n_head, n_positions=args.seq_len, seed=args.seed
+    )
     # token ids the tokenizer really has (tiny_gpt2 leaves GPT-2's 50256 in the config)
-    model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id = (
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
     n_ppo = args.ppo_prompts or 2 * B
     results: list[Measurement] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = str(save_model(model, tokenizer, Path(tmp) / "model"))
         tokenizer = load_tokenizer(path)
         data = build_data(task, tokenizer, (W + S) * B, (W + S) * n_ppo, args.seq_len, args.seed)
-        console.print(f"[bold]{name}[/bold]: GPT-2 {n_layer} layers × {n_embd} wide, {n_head} heads, vocab {len(tokenizer)}, "
-                      f"N = {flop_params(model):,}, sequences of {args.seq_len} tokens, batch {B}  (load {load_avg()})")
+        console.print(
+            f"[bold]{name}[/bold]: GPT-2 {n_layer} layers × {n_embd} wide, {n_head} heads, vocab {len(tokenizer)}, "
+            f"N = {flop_params(model):,}, sequences of {args.seq_len} tokens, batch {B}  (load {load_avg()})"
+        )
         methods, R = args.methods, args.rounds
         n_steps = W + S
         runners = {  # (label, our side factory, TRL runner)
-            "sft": ("SFT", lambda: ours_sft(path, data, B, n_steps),
-                    lambda side: trl_sft(path, data, B, W, S, args.seed, args.threads, side)),
-            "rm": ("reward model", lambda: ours_rm(path, data, B, n_steps, args.seed)[0],
-                   lambda side: trl_rm(path, data, B, W, S, args.seed, args.threads, ours_rm(path, data, B, 0, args.seed)[1], side)),
-            "dpo": ("DPO", lambda: ours_dpo(path, data, B, n_steps),
-                    lambda side: trl_dpo(path, data, B, W, S, args.seed, args.threads, side)),
+            "sft": (
+                "SFT",
+                lambda: ours_sft(path, data, B, n_steps),
+                lambda side: trl_sft(path, data, B, W, S, args.seed, args.threads, side),
+            ),
+            "rm": (
+                "reward model",
+                lambda: ours_rm(path, data, B, n_steps, args.seed)[0],
+                lambda side: trl_rm(
+                    path,
+                    data,
+                    B,
+                    W,
+                    S,
+                    args.seed,
+                    args.threads,
+                    ours_rm(path, data, B, 0, args.seed)[1],
+                    side,
+                ),
+            ),
+            "dpo": (
+                "DPO",
+                lambda: ours_dpo(path, data, B, n_steps),
+                lambda side: trl_dpo(path, data, B, W, S, args.seed, args.threads, side),
+            ),
         }
         for key, (label, make_ours, run_trl) in runners.items():
             if key not in methods:
@@ -681,31 +1021,58 @@ def run_point(name: str, args, trl_version: str | None, ppo_where: str | None, c
             pairs: list[tuple[Measurement | None, Measurement]] = []
             for r in range(R):
                 sample_peak(2)
-                console.print(f"  {label}: {'rlhflab and TRL, interleaved steps' if trl_version else 'rlhflab'}, round {r + 1}/{R}  (load {load_avg()})")
+                console.print(
+                    f"  {label}: {'rlhflab and TRL, interleaved steps' if trl_version else 'rlhflab'}, round {r + 1}/{R}  (load {load_avg()})"
+                )
                 side = make_ours()
                 pairs.append(run_trl(side) if trl_version else (None, side.alone(W, S)))
             ours_m = pooled([o for _, o in pairs])
             if trl_version:
                 trl_m = pooled([t for t, _ in pairs])
-                ours_m.paired_ratios = [t_ / o_ for t, o in pairs for t_, o_ in zip(t.step_times, o.step_times)]
+                ours_m.paired_ratios = [
+                    t_ / o_ for t, o in pairs for t_, o_ in zip(t.step_times, o.step_times)
+                ]
                 results += [ours_m, trl_m]
             else:
                 results.append(ours_m)
         if args.check_loops:
             console.print("  checking our loops against train_sft / train_dpo …")
-            checks[name] = check_loops(path, data, B, W + S, args.seed, {m.method: m for m in results if m.impl == "rlhflab"})
+            checks[name] = check_loops(
+                path,
+                data,
+                B,
+                W + S,
+                args.seed,
+                {m.method: m for m in results if m.impl == "rlhflab"},
+            )
         breakdown = {}
         if "ppo" in methods:
             rounds = []
             for r in range(R):
                 sample_peak(2)
                 console.print(f"  PPO: rlhflab, round {r + 1}/{R}  (load {load_avg()})")
-                rounds.append(ours_ppo(path, data, n_ppo, args.ppo_minibatches, args.ppo_epochs, args.seq_len, W, S, args.seed))
+                rounds.append(
+                    ours_ppo(
+                        path,
+                        data,
+                        n_ppo,
+                        args.ppo_minibatches,
+                        args.ppo_epochs,
+                        args.seq_len,
+                        W,
+                        S,
+                        args.seed,
+                    )
+                )
             upd = best_round([x[0] for x in rounds])
             i_e2e = min(range(R), key=lambda i: rounds[i][1].seconds_per_step)
             e2e = best_round([x[1] for x in rounds])
             breakdown = rounds[i_e2e][2]
-            why = "n/a: no PPO trainer in TRL " + (trl_version or "(not installed)") if not ppo_where else "n/a: not run"
+            why = (
+                "n/a: no PPO trainer in TRL " + (trl_version or "(not installed)")
+                if not ppo_where
+                else "n/a: not run"
+            )
             upd.note = e2e.note = why
             results += [upd, e2e]
     for m in results:
@@ -714,25 +1081,68 @@ def run_point(name: str, args, trl_version: str | None, ppo_where: str | None, c
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--points", default="small,main", help=f"model sizes to measure, from {', '.join(POINTS)}")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--points", default="small,main", help=f"model sizes to measure, from {', '.join(POINTS)}"
+    )
     p.add_argument("--methods", default="sft,rm,dpo,ppo", help="any of sft, rm, dpo, ppo")
-    p.add_argument("--steps", type=int, default=20, help="timed optimiser steps (PPO: iterations) per method and side")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=20,
+        help="timed optimiser steps (PPO: iterations) per method and side",
+    )
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    p.add_argument("--rounds", type=int, default=1, help="repeat each measurement on a fresh model (ours vs TRL: steps of all rounds pooled; PPO: the fastest round counts)")
-    p.add_argument("--batch", type=int, default=16, help="sequences per SFT step; pairs per reward-model and DPO step")
-    p.add_argument("--seq-len", type=int, default=64, help="tokens per sequence ([prompt | response | EOS])")
-    p.add_argument("--ppo-prompts", type=int, default=0, help="prompts per PPO iteration (default: 2 × --batch, the sequences of a pair batch)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat each measurement on a fresh model (ours vs TRL: steps of all rounds pooled; PPO: the fastest round counts)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=16,
+        help="sequences per SFT step; pairs per reward-model and DPO step",
+    )
+    p.add_argument(
+        "--seq-len", type=int, default=64, help="tokens per sequence ([prompt | response | EOS])"
+    )
+    p.add_argument(
+        "--ppo-prompts",
+        type=int,
+        default=0,
+        help="prompts per PPO iteration (default: 2 × --batch, the sequences of a pair batch)",
+    )
     p.add_argument("--ppo-minibatches", type=int, default=2, help="PPO minibatches per epoch")
     p.add_argument("--ppo-epochs", type=int, default=2, help="PPO epochs per iteration")
-    p.add_argument("--threads", type=int, default=2, help="torch threads, for both sides and the peak")
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch threads, for both sides and the peak"
+    )
     p.add_argument("--peak-repeats", type=int, default=5, help="torch.mm repeats for the peak")
-    p.add_argument("--show-losses", type=int, default=5, help="first step losses to print side by side")
-    p.add_argument("--loss-tol", type=float, default=1e-4, help="|ours − TRL| at step 1 that counts as matching")
+    p.add_argument(
+        "--show-losses", type=int, default=5, help="first step losses to print side by side"
+    )
+    p.add_argument(
+        "--loss-tol",
+        type=float,
+        default=1e-4,
+        help="|ours − TRL| at step 1 that counts as matching",
+    )
     p.add_argument("--no-trl", action="store_true", help="measure our side only")
-    p.add_argument("--check-loops", action="store_true", help="also run train_sft / train_dpo themselves on the same batches and compare")
+    p.add_argument(
+        "--check-loops",
+        action="store_true",
+        help="also run train_sft / train_dpo themselves on the same batches and compare",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="smoke run: the small point, 3 timed steps after 1 warm-up")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: the small point, 3 timed steps after 1 warm-up",
+    )
     p.add_argument("--json", type=Path, help="write the raw results here")
     p.add_argument("--markdown", type=Path, help="write the tables as Markdown here")
     args = p.parse_args(argv)
@@ -740,7 +1150,9 @@ def main(argv: list[str] | None = None) -> int:
         args.points, args.steps, args.warmup, args.peak_repeats, args.rounds = "small", 3, 1, 3, 1
     args.points = [x.strip() for x in args.points.split(",") if x.strip()]
     args.methods = [x.strip() for x in args.methods.split(",") if x.strip()]
-    unknown = [x for x in args.points if x not in POINTS] + [x for x in args.methods if x not in ("sft", "rm", "dpo", "ppo")]
+    unknown = [x for x in args.points if x not in POINTS] + [
+        x for x in args.methods if x not in ("sft", "rm", "dpo", "ppo")
+    ]
     if unknown:
         p.error(f"unknown point or method: {', '.join(unknown)}")
     warnings.filterwarnings("ignore")
@@ -761,8 +1173,10 @@ def main(argv: list[str] | None = None) -> int:
     uptime_before = load_avg()
     started = time.time()
     peak_before = sample_peak(args.peak_repeats)
-    console.print(f"threads {torch.get_num_threads()}, fp32 matmul peak {peak_before / 1e9:.1f} GFLOP/s, load average {uptime_before}, "
-                  f"TRL {trl_version or 'not used'}" + (f" (PPO: {ppo_where})" if trl_version else ""))
+    console.print(
+        f"threads {torch.get_num_threads()}, fp32 matmul peak {peak_before / 1e9:.1f} GFLOP/s, load average {uptime_before}, "
+        f"TRL {trl_version or 'not used'}" + (f" (PPO: {ppo_where})" if trl_version else "")
+    )
     results, breakdowns, checks = [], {}, {}
     for point in args.points:
         r, b = run_point(point, args, trl_version, ppo_where, checks)
@@ -774,10 +1188,40 @@ def main(argv: list[str] | None = None) -> int:
     uptime_after = load_avg()
 
     rows = results_rows(results, peak)
-    console.print(rich_table(f"Training throughput (fp32, {args.threads} threads, peak {peak / 1e9:.1f} GFLOP/s)", HEADERS, rows))
-    b_headers = ["point", "prompts", "max new tokens", "response tokens (mean)", "trained tokens/iter", "incl. padding", "generate s", "rollout s", "update s", "total s/iter"]
-    b_rows = [[pt, str(b["prompts"]), str(b["max_new_tokens"]), f"{b['response_tokens']:.1f}", f"{b['trained_tokens']:,.0f}", f"{b['padded_tokens']:,.0f}",
-               f"{b['generate']:.2f}", f"{b['rollout']:.2f}", f"{b['update']:.2f}", f"{b['total']:.2f}"] for pt, b in breakdowns.items()]
+    console.print(
+        rich_table(
+            f"Training throughput (fp32, {args.threads} threads, peak {peak / 1e9:.1f} GFLOP/s)",
+            HEADERS,
+            rows,
+        )
+    )
+    b_headers = [
+        "point",
+        "prompts",
+        "max new tokens",
+        "response tokens (mean)",
+        "trained tokens/iter",
+        "incl. padding",
+        "generate s",
+        "rollout s",
+        "update s",
+        "total s/iter",
+    ]
+    b_rows = [
+        [
+            pt,
+            str(b["prompts"]),
+            str(b["max_new_tokens"]),
+            f"{b['response_tokens']:.1f}",
+            f"{b['trained_tokens']:,.0f}",
+            f"{b['padded_tokens']:,.0f}",
+            f"{b['generate']:.2f}",
+            f"{b['rollout']:.2f}",
+            f"{b['update']:.2f}",
+            f"{b['total']:.2f}",
+        ]
+        for pt, b in breakdowns.items()
+    ]
     if b_rows:
         console.print(rich_table("PPO iteration (TextPPO.step), medians", b_headers, b_rows))
     l_headers, l_rows, verdict = loss_rows(results, args.show_losses)
@@ -785,37 +1229,83 @@ def main(argv: list[str] | None = None) -> int:
         console.print(rich_table("First step losses, same init and batches", l_headers, l_rows))
         for key, v in verdict.items():
             ok = v["step1_abs_diff"] <= args.loss_tol
-            console.print(f"  {key}: step 1 {'matches' if ok else 'DIFFERS'} (|Δ| = {v['step1_abs_diff']:.1e}); "
-                          f"max |Δ| over the first {v['steps']} steps {v['max_abs_diff_first_steps']:.1e}")
+            console.print(
+                f"  {key}: step 1 {'matches' if ok else 'DIFFERS'} (|Δ| = {v['step1_abs_diff']:.1e}); "
+                f"max |Δ| over the first {v['steps']} steps {v['max_abs_diff_first_steps']:.1e}"
+            )
             if key.endswith("/DPO"):
-                console.print(f"    DPO step 1: ours {v['step1_ours']:.6f}, TRL {v['step1_trl']:.6f}, log 2 = {math.log(2):.6f}")
+                console.print(
+                    f"    DPO step 1: ours {v['step1_ours']:.6f}, TRL {v['step1_trl']:.6f}, log 2 = {math.log(2):.6f}"
+                )
     for point, c in checks.items():
         for meth, v in c.items():
-            console.print(f"  {point}/{meth}: {v['train_fn']} epoch-mean loss {v['epoch_mean_loss']:.6f} vs our loop's {v['our_loop_mean_loss']:.6f}; "
-                          f"{v['train_fn']} {v['s_per_step']:.3f} s/step (all steps, warm-up included)")
+            console.print(
+                f"  {point}/{meth}: {v['train_fn']} epoch-mean loss {v['epoch_mean_loss']:.6f} vs our loop's {v['our_loop_mean_loss']:.6f}; "
+                f"{v['train_fn']} {v['s_per_step']:.3f} s/step (all steps, warm-up included)"
+            )
     if trl_version and not ppo_where:
-        console.print(f"PPO vs TRL: n/a — TRL {trl_version} has no PPO trainer (neither trl.PPOTrainer nor trl.experimental.ppo; "
-                      "it was moved to trl.experimental.ppo and later removed, huggingface/trl#7020).")
-    ratios = {f"{m.point}/{m.method}": (m.ratio_vs_trl or m.tokens_per_second / t.tokens_per_second) for m in results if m.impl == "rlhflab"
-              for t in results if t.impl == "TRL" and t.point == m.point and t.method == m.method}
+        console.print(
+            f"PPO vs TRL: n/a — TRL {trl_version} has no PPO trainer (neither trl.PPOTrainer nor trl.experimental.ppo; "
+            "it was moved to trl.experimental.ppo and later removed, huggingface/trl#7020)."
+        )
+    ratios = {
+        f"{m.point}/{m.method}": (m.ratio_vs_trl or m.tokens_per_second / t.tokens_per_second)
+        for m in results
+        if m.impl == "rlhflab"
+        for t in results
+        if t.impl == "TRL" and t.point == m.point and t.method == m.method
+    }
     if ratios:
         met = [k for k, v in ratios.items() if v >= SPEED_TARGET]
-        console.print(f"speed target ≥ {SPEED_TARGET}× TRL: met for {', '.join(met) or 'none'}; "
-                      f"not met for {', '.join(k for k in ratios if k not in met) or 'none'}")
-    console.print(f"load average before {uptime_before}, after {uptime_after}; peak samples {min(PEAKS) / 1e9:.1f}–{peak / 1e9:.1f} GFLOP/s "
-                  f"(median {statistics.median(PEAKS) / 1e9:.1f}, {len(PEAKS)} samples; MFU uses the best); "
-                  f"wall {time.time() - started:.0f}s")
+        console.print(
+            f"speed target ≥ {SPEED_TARGET}× TRL: met for {', '.join(met) or 'none'}; "
+            f"not met for {', '.join(k for k in ratios if k not in met) or 'none'}"
+        )
+    console.print(
+        f"load average before {uptime_before}, after {uptime_after}; peak samples {min(PEAKS) / 1e9:.1f}–{peak / 1e9:.1f} GFLOP/s "
+        f"(median {statistics.median(PEAKS) / 1e9:.1f}, {len(PEAKS)} samples; MFU uses the best); "
+        f"wall {time.time() - started:.0f}s"
+    )
 
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "python bench/text_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "threads": args.threads, "peak_flops": peak, "peak_before": peak_before, "peak_after": peak_after, "peak_samples": PEAKS, "load_before": uptime_before,
-        "load_after": uptime_after, "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl_version,
-        "trl_ppo": ppo_where, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "steps": args.steps, "warmup": args.warmup, "batch": args.batch, "seq_len": args.seq_len,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python bench/text_throughput.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "threads": args.threads,
+        "peak_flops": peak,
+        "peak_before": peak_before,
+        "peak_after": peak_after,
+        "peak_samples": PEAKS,
+        "load_before": uptime_before,
+        "load_after": uptime_after,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl_version,
+        "trl_ppo": ppo_where,
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "batch": args.batch,
+        "seq_len": args.seq_len,
     }
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": [{**asdict(m), "tokens_per_second": m.tokens_per_second, "mfu": m.mfu(peak)} for m in results],
-                                         "ppo": breakdowns, "losses": verdict, "ratios": ratios, "loop_checks": checks}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "results": [
+                        {**asdict(m), "tokens_per_second": m.tokens_per_second, "mfu": m.mfu(peak)}
+                        for m in results
+                    ],
+                    "ppo": breakdowns,
+                    "losses": verdict,
+                    "ratios": ratios,
+                    "loop_checks": checks,
+                },
+                indent=2,
+            )
+        )
     if args.markdown:
         md = [markdown_table(HEADERS, rows)]
         if b_rows:

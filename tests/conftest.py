@@ -14,6 +14,14 @@ def cli():
 
     def run(*args, timeout=300, **kw):
         env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
-        return subprocess.run([sys.executable, "-m", "rlhflab.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, **kw)
+        return subprocess.run(
+            [sys.executable, "-m", "rlhflab.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            **kw,
+        )
 
     return run

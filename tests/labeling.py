@@ -33,8 +33,22 @@ class AppProcess:
     def start(self) -> "AppProcess":
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rlhflab.cli", "label", str(self.run_dir), "--port", str(self.port), "--lease-seconds", str(self.lease_seconds)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True,
+            [
+                sys.executable,
+                "-m",
+                "rlhflab.cli",
+                "label",
+                str(self.run_dir),
+                "--port",
+                str(self.port),
+                "--lease-seconds",
+                str(self.lease_seconds),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -57,7 +71,9 @@ class AppProcess:
         return httpx.Client(base_url=self.url, headers=headers, timeout=20)
 
 
-def make_run(tmp_path: Path, names=("alice", "bob")) -> tuple[RunDir, FeedbackStore, dict[str, str]]:
+def make_run(
+    tmp_path: Path, names=("alice", "bob")
+) -> tuple[RunDir, FeedbackStore, dict[str, str]]:
     run = RunDir(tmp_path / "run")
     store = FeedbackStore(run.store_url)
     tokens = {name: store.add_annotator(name) for name in names}

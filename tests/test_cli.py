@@ -3,20 +3,38 @@ import json
 
 def test_help_lists_every_config_key_with_short_names(cli):
     out = cli("run", "--help").stdout
-    for key in ("env.id", "feedback.labels", "env_steps", "seed", "baseline", "feedback.annotator.temperature", "feedback.annotator.error_rate", "policy.lr"):
+    for key in (
+        "env.id",
+        "feedback.labels",
+        "env_steps",
+        "seed",
+        "baseline",
+        "feedback.annotator.temperature",
+        "feedback.annotator.error_rate",
+        "policy.lr",
+    ):
         assert key in out
     assert "short: labels" in out and "short: env" in out
 
 
 def test_config_show_applies_short_and_dotted_overrides(cli):
-    out = cli("config", "show", "env=Pendulum-v1", "labels=350", "temperature=0.5", "policy.lr=0.01").stdout
-    assert "id: Pendulum-v1" in out and "labels: 350" in out and "temperature: 0.5" in out and "lr: 0.01" in out
+    out = cli(
+        "config", "show", "env=Pendulum-v1", "labels=350", "temperature=0.5", "policy.lr=0.01"
+    ).stdout
+    assert (
+        "id: Pendulum-v1" in out
+        and "labels: 350" in out
+        and "temperature: 0.5" in out
+        and "lr: 0.01" in out
+    )
 
 
 def test_unknown_env_id_is_named(cli):
     r = cli("run", "env=CartPol-v1")
     assert r.returncode != 0
-    assert "unknown env id 'CartPol-v1'" in r.stderr and "CartPole-v1" in r.stderr  # with a suggestion
+    assert (
+        "unknown env id 'CartPol-v1'" in r.stderr and "CartPole-v1" in r.stderr
+    )  # with a suggestion
 
 
 def test_unknown_config_key_is_named(cli):
@@ -60,8 +78,14 @@ def test_a_small_run_writes_the_run_directory(cli, tmp_path):
     assert {"task", "labels", "env_steps", "seed", "wall_seconds"} <= summary.keys()
     assert set(summary["true_return"]) == {"rlhf", "true_reward_baseline", "random"}
     assert summary["labels"] == 30
-    assert (out / "config.yaml").exists() and (out / "checkpoints" / "latest.pt").exists() and (out / "feedback.db").exists()
-    phases = {json.loads(line)["phase"] for line in (out / "metrics.jsonl").read_text().splitlines()}
+    assert (
+        (out / "config.yaml").exists()
+        and (out / "checkpoints" / "latest.pt").exists()
+        and (out / "feedback.db").exists()
+    )
+    phases = {
+        json.loads(line)["phase"] for line in (out / "metrics.jsonl").read_text().splitlines()
+    }
     assert phases == {"rlhf", "baseline"}
 
 
@@ -77,11 +101,16 @@ def test_annotators_and_feedback_commands(cli, tmp_path):
     good.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n')
     assert cli("feedback", "import", str(run), str(good), "--format", "trl").returncode == 0
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": 3, "rejected": "r"}\n')
+    bad.write_text(
+        '{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": 3, "rejected": "r"}\n'
+    )
     r = cli("feedback", "import", str(run), str(bad), "--format", "trl")
     assert r.returncode != 0 and f"{bad}:2: field 'chosen' must be a string" in r.stderr
     out = cli("feedback", "export", str(run), "--format", "hh")
     assert out.returncode == 0
-    assert json.loads(out.stdout) == {"chosen": "\n\nHuman: p\n\nAssistant: c", "rejected": "\n\nHuman: p\n\nAssistant: r"}
+    assert json.loads(out.stdout) == {
+        "chosen": "\n\nHuman: p\n\nAssistant: c",
+        "rejected": "\n\nHuman: p\n\nAssistant: r",
+    }
     missing = cli("label", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "no such run directory" in missing.stderr

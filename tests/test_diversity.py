@@ -19,6 +19,10 @@ def test_token_entropy_of_a_uniform_vocabulary_is_log_k():
 def test_self_bleu_is_one_for_collapsed_responses_and_low_for_varied_ones():
     same = [["the", "cat", "sat", "on", "the", "mat"]] * 4
     assert self_bleu(same) == pytest.approx(1.0)
-    varied = [["the", "cat", "sat", "on", "the", "mat"], ["dogs", "run", "fast", "in", "green", "parks"], ["a", "bird", "sings", "at", "dawn", "today"]]
+    varied = [
+        ["the", "cat", "sat", "on", "the", "mat"],
+        ["dogs", "run", "fast", "in", "green", "parks"],
+        ["a", "bird", "sings", "at", "dawn", "today"],
+    ]
     assert self_bleu(varied) < 0.2
     assert bleu(["x"], []) == 0.0

@@ -11,7 +11,9 @@ def test_fixed_horizon_turns_termination_into_an_absorbing_state():
     obs, _ = env.reset(seed=0)
     steps, absorbing_since, rewards = 0, None, []
     while True:
-        obs, r, terminated, truncated, info = env.step(0)  # always push left: falls within ~10 steps
+        obs, r, terminated, truncated, info = env.step(
+            0
+        )  # always push left: falls within ~10 steps
         steps += 1
         rewards.append(r)
         assert not terminated  # termination never leaks
@@ -23,7 +25,9 @@ def test_fixed_horizon_turns_termination_into_an_absorbing_state():
             break
     assert steps == 60
     assert 2 < absorbing_since < 30
-    assert sum(rewards) == absorbing_since - 1  # true reward only while alive; 0 in the absorbing state
+    assert (
+        sum(rewards) == absorbing_since - 1
+    )  # true reward only while alive; 0 in the absorbing state
 
 
 class DictObsEnv(gym.Env):

@@ -40,12 +40,16 @@ def test_epic_is_clearly_positive_for_a_different_reward(data):
         return s[:, 2] - a[:, 0] ** 2
 
     assert epic_distance(reward, different, *data, GAMMA) > 0.4
-    assert epic_distance(reward, lambda *x: -reward(*x), *data, GAMMA) == pytest.approx(1.0, abs=1e-6)
+    assert epic_distance(reward, lambda *x: -reward(*x), *data, GAMMA) == pytest.approx(
+        1.0, abs=1e-6
+    )
 
 
 def test_canonicalisation_removes_a_potential_entirely(data):
     s, a, s2, states, actions = data
-    only_shaping = canonicalize(lambda s, a, s2: GAMMA * potential(s2) - potential(s), s, a, s2, states, actions, GAMMA)
+    only_shaping = canonicalize(
+        lambda s, a, s2: GAMMA * potential(s2) - potential(s), s, a, s2, states, actions, GAMMA
+    )
     assert np.abs(only_shaping).max() < 1e-9
 
 
@@ -57,4 +61,6 @@ def test_epic_on_tables_indexed_by_state_and_action():
     lookup = lambda si, ai, s2: table[si, ai]  # noqa: E731
     shaped_lookup = lambda si, ai, s2: 3 * table[si, ai] + GAMMA * phi[s2] - phi[si] + 1  # noqa: E731
     i = np.arange(59)
-    assert epic_distance(lookup, shaped_lookup, i, np.zeros_like(i), i + 1, np.arange(60), np.arange(1, 4), GAMMA) == pytest.approx(0.0, abs=1e-6)
+    assert epic_distance(
+        lookup, shaped_lookup, i, np.zeros_like(i), i + 1, np.arange(60), np.arange(1, 4), GAMMA
+    ) == pytest.approx(0.0, abs=1e-6)

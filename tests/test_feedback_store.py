@@ -13,7 +13,12 @@ from rlhflab.types import Judgement, Segment
 
 
 def seg(value, k=5):
-    return Segment(obs=np.full((k, 3), value, np.float32), actions=np.arange(k), true_rewards=np.full(k, value, np.float32), env_steps=7)
+    return Segment(
+        obs=np.full((k, 3), value, np.float32),
+        actions=np.arange(k),
+        true_rewards=np.full(k, value, np.float32),
+        env_steps=7,
+    )
 
 
 def test_round_trip_of_queries_and_judgements(tmp_path):
@@ -25,7 +30,10 @@ def test_round_trip_of_queries_and_judgements(tmp_path):
     store.add_judgement(q1, "equal")
     assert [q.id for q in store.pending_queries()] == []
     comps = store.comparisons()
-    assert [(c.query_id, c.judgement, c.annotator) for c in comps] == [(q2, Judgement.RIGHT, "alice"), (q1, Judgement.EQUAL, "synthetic")]
+    assert [(c.query_id, c.judgement, c.annotator) for c in comps] == [
+        (q2, Judgement.RIGHT, "alice"),
+        (q1, Judgement.EQUAL, "synthetic"),
+    ]
     np.testing.assert_array_equal(comps[0].left.obs, seg(3.0).obs)
     np.testing.assert_array_equal(comps[0].right.actions, np.arange(5))
     assert comps[0].left.env_steps == 7 and comps[0].extra["seconds"] == 1.5
@@ -68,7 +76,9 @@ def test_every_acknowledged_judgement_survives_sigkill(tmp_path):
         acknowledged.append(int(proc.stdout.readline()))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    acknowledged += [int(line) for line in proc.stdout.read().split()]  # anything printed before the kill
+    acknowledged += [
+        int(line) for line in proc.stdout.read().split()
+    ]  # anything printed before the kill
     assert len(acknowledged) >= 200
     store = FeedbackStore(url)
     stored = {j for j, *_ in store.judgements()}

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from rlhflab.diagnostics.goodhart import best_of_n_estimate, best_of_n_kl, best_of_n_weights, fit_goodhart, goodhart_form
+from rlhflab.diagnostics.goodhart import (
+    best_of_n_estimate,
+    best_of_n_kl,
+    best_of_n_weights,
+    fit_goodhart,
+    goodhart_form,
+)
 
 
 def exact_best_of_n_kl(p: np.ndarray, n: int) -> float:
@@ -22,7 +28,9 @@ def exact_best_of_n_kl(p: np.ndarray, n: int) -> float:
 def test_best_of_n_kl_formula_is_the_continuous_limit_of_exact_enumeration(n):
     fine = np.full(20_000, 1 / 20_000)  # many equally likely outcomes: close to a continuous proxy
     assert exact_best_of_n_kl(fine, n) == pytest.approx(best_of_n_kl(n), abs=2e-3)
-    coarse = np.random.default_rng(n).dirichlet(np.ones(6))  # a small discrete distribution: the formula bounds it
+    coarse = np.random.default_rng(n).dirichlet(
+        np.ones(6)
+    )  # a small discrete distribution: the formula bounds it
     assert exact_best_of_n_kl(coarse, n) <= best_of_n_kl(n) + 1e-12
 
 
@@ -37,37 +45,69 @@ def test_estimator_is_the_average_over_all_n_subsets():
 
 def test_estimator_is_unbiased_over_every_sample_of_a_small_distribution():
     # outcomes (proxy, gold) with probabilities p; exact E[gold of best of n] against E[estimate from N samples]
-    proxy, gold, p = np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, -2.0]), np.array([0.5, 0.3, 0.2])
+    proxy, gold, p = (
+        np.array([0.0, 1.0, 2.0]),
+        np.array([1.0, 3.0, -2.0]),
+        np.array([0.5, 0.3, 0.2]),
+    )
     N = 4
     for n in (1, 2, 3, 4):
-        truth = sum(np.prod(p[list(t)]) * gold[max(t, key=lambda k: proxy[k])] for t in itertools.product(range(3), repeat=n))
-        expected = sum(np.prod(p[list(t)]) * best_of_n_estimate(proxy[list(t)], gold[list(t)], n) for t in itertools.product(range(3), repeat=N))
+        truth = sum(
+            np.prod(p[list(t)]) * gold[max(t, key=lambda k: proxy[k])]
+            for t in itertools.product(range(3), repeat=n)
+        )
+        expected = sum(
+            np.prod(p[list(t)]) * best_of_n_estimate(proxy[list(t)], gold[list(t)], n)
+            for t in itertools.product(range(3), repeat=N)
+        )
         assert expected == pytest.approx(truth)
 
 
 @pytest.mark.parametrize("kind,alpha,beta", [("best_of_n", 1.2, 0.3), ("rl", 0.8, 0.25)])
 def test_fit_recovers_alpha_and_beta_from_noisy_points(kind, alpha, beta):
     rng = np.random.default_rng(1)
-    d = np.sqrt([best_of_n_kl(2**k) for k in range(11)]) if kind == "best_of_n" else np.linspace(0.05, 6, 30)
+    d = (
+        np.sqrt([best_of_n_kl(2**k) for k in range(11)])
+        if kind == "best_of_n"
+        else np.linspace(0.05, 6, 30)
+    )
     gain = goodhart_form(d, alpha, beta, kind) + rng.normal(scale=0.02, size=len(d))
     fit = fit_goodhart(d, gain, kind)
     assert fit.alpha == pytest.approx(alpha, rel=0.05) and fit.beta == pytest.approx(beta, rel=0.05)
     assert fit.r2 > 0.98
     grid = np.linspace(1e-3, 20, 200_001)  # the reported peak is where the fitted curve is highest
-    assert fit.d_star == pytest.approx(grid[np.argmax(goodhart_form(grid, fit.alpha, fit.beta, kind))], abs=1e-3)
-    assert fit.gold_star == pytest.approx(float(goodhart_form(np.array(fit.d_star), fit.alpha, fit.beta, kind)))
+    assert fit.d_star == pytest.approx(
+        grid[np.argmax(goodhart_form(grid, fit.alpha, fit.beta, kind))], abs=1e-3
+    )
+    assert fit.gold_star == pytest.approx(
+        float(goodhart_form(np.array(fit.d_star), fit.alpha, fit.beta, kind))
+    )
 
 
 def test_best_of_n_asks_for_enough_samples():
     with pytest.raises(ValueError, match="n ≤ N"):
         best_of_n_weights(4, 8)
-    assert math.isinf(fit_goodhart(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.0]), "best_of_n").d_star)  # still rising: no peak
+    assert math.isinf(
+        fit_goodhart(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.0]), "best_of_n").d_star
+    )  # still rising: no peak
 
 
 def test_goodhart_command_on_a_small_rlhf_run(tmp_path, cli):
     run = tmp_path / "run"
-    made = cli("run", "--out", str(run), "env=rlhflab/CoastRunners-v0", "horizon=20", "env_steps=3000", "labels=20",
-               "feedback.segment_length=10", "env.num_envs=4", "policy.n_steps=64", "baseline=false", "checkpoint_every=3")
+    made = cli(
+        "run",
+        "--out",
+        str(run),
+        "env=rlhflab/CoastRunners-v0",
+        "horizon=20",
+        "env_steps=3000",
+        "labels=20",
+        "feedback.segment_length=10",
+        "env.num_envs=4",
+        "policy.n_steps=64",
+        "baseline=false",
+        "checkpoint_every=3",
+    )
     assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in (run / "checkpoints").glob("policy_*.pt"))[0] == "policy_0000.pt"
     out = cli("goodhart", str(run), "--samples", "32", "--episodes", "4")

@@ -13,7 +13,9 @@ from rlhflab.types import Segment
 
 
 def seg(value, k=4):
-    return Segment(np.full((k, 2), value, np.float32), np.zeros(k, np.int64), np.full(k, value, np.float32))
+    return Segment(
+        np.full((k, 2), value, np.float32), np.zeros(k, np.int64), np.full(k, value, np.float32)
+    )
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ def test_next_answer_and_orientation(app):
     q1 = alice.post("/api/next").json()
     assert q1["query_id"] == ids[0] and q1["kind"] == "segments" and len(q1["items"]) == 2
     assert alice.post("/api/next").json()["query_id"] == ids[0]  # the live lease is returned again
-    jid = alice.post("/api/answer", json={"query_id": ids[0], "choice": "left"}).json()["judgement_id"]
+    jid = alice.post("/api/answer", json={"query_id": ids[0], "choice": "left"}).json()[
+        "judgement_id"
+    ]
     row = store.judgement_row(jid)
     # "left" was the side shown on the left: stored as right when the pair was shown swapped
     assert row.label == ("right" if row.shown_swapped else "left")
@@ -50,7 +54,9 @@ def test_next_answer_and_orientation(app):
         answer(alice, "equal")
     assert alice.post("/api/next").status_code == 204
     mine = alice.get("/api/judgements").json()
-    assert [j["label"] for j in mine] == [row.label, "equal", "equal"] and alice.get("/api/me").json()["done"] == 3
+    assert [j["label"] for j in mine] == [row.label, "equal", "equal"] and alice.get(
+        "/api/me"
+    ).json()["done"] == 3
 
 
 def test_display_order_is_randomised_and_recorded(app):
@@ -77,8 +83,13 @@ def test_auth_401_and_403(app):
     assert alice.patch(f"/api/judgements/{bobs}", json={"choice": "right"}).status_code == 403
     assert alice.get("/api/admin/stats").status_code == 403
     bobs_query = store.query(store.judgement_row(bobs).query_id)
-    assert alice.get(f"/api/clips/{bobs_query.left_id}").status_code == 403  # not a query alice leases or judged
-    assert alice.post("/api/admin/annotators", json={"name": "mallory", "admin": True}).status_code == 403
+    assert (
+        alice.get(f"/api/clips/{bobs_query.left_id}").status_code == 403
+    )  # not a query alice leases or judged
+    assert (
+        alice.post("/api/admin/annotators", json={"name": "mallory", "admin": True}).status_code
+        == 403
+    )
     assert bob.get(f"/api/judgements/{bobs}").status_code == 200
     assert all(j["annotator"] == "alice" for j in alice.get("/api/judgements").json())
     assert admin.get("/api/admin/stats").status_code == 200
@@ -93,20 +104,34 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
     alice = server.client(tokens["alice"])
     alice.post("/api/next")
     bad = [
-        b"{not json", b"[]", b"null", b'"text"', json.dumps({"query_id": "x", "choice": "left"}).encode(),
-        json.dumps({"query_id": qid, "choice": "upwards"}).encode(), json.dumps({"query_id": qid}).encode(),
-        json.dumps({"query_id": qid, "choice": "left", "extra": 1}).encode(), json.dumps({"query_id": 10**30, "choice": "left"}).encode(),
-        json.dumps({"query_id": 999999, "choice": "left"}).encode(), json.dumps({"query_id": qid, "rating": 9}).encode(),
-        json.dumps({"query_id": qid, "text": "x" * 30_000}).encode(), b"\xff\xfe\x00garbage",
+        b"{not json",
+        b"[]",
+        b"null",
+        b'"text"',
+        json.dumps({"query_id": "x", "choice": "left"}).encode(),
+        json.dumps({"query_id": qid, "choice": "upwards"}).encode(),
+        json.dumps({"query_id": qid}).encode(),
+        json.dumps({"query_id": qid, "choice": "left", "extra": 1}).encode(),
+        json.dumps({"query_id": 10**30, "choice": "left"}).encode(),
+        json.dumps({"query_id": 999999, "choice": "left"}).encode(),
+        json.dumps({"query_id": qid, "rating": 9}).encode(),
+        json.dumps({"query_id": qid, "text": "x" * 30_000}).encode(),
+        b"\xff\xfe\x00garbage",
     ]
     for body in bad:
         r = alice.post("/api/answer", content=body, headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500, (body[:40], r.status_code, r.text)
         assert r.json()["detail"]
-    huge = alice.post("/api/answer", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"})
+    huge = alice.post(
+        "/api/answer",
+        content=b"{" + b" " * 200_000 + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert huge.status_code == 413 and "larger than" in huge.json()["detail"]
     assert alice.get("/api/judgements/notanumber").status_code == 422
-    assert alice.get("/api/clips/12345").status_code == 403  # unknown and foreign segments look the same
+    assert (
+        alice.get("/api/clips/12345").status_code == 403
+    )  # unknown and foreign segments look the same
     assert store.count_judgements() == 0  # nothing stored by any of it
     assert alice.post("/api/answer", json={"query_id": qid, "choice": "left"}).status_code == 201
 
@@ -121,9 +146,16 @@ def test_an_answer_to_a_re_leased_query_is_refused(tmp_path):
         time.sleep(0.7)  # the lease expires; asking again re-leases it, maybe in the other order
         second = alice.post("/api/next").json()
         assert first["query_id"] == second["query_id"] == qid and first["lease"] != second["lease"]
-        stale = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": first["lease"]})
+        stale = alice.post(
+            "/api/answer", json={"query_id": qid, "choice": "left", "lease": first["lease"]}
+        )
         assert stale.status_code == 409 and "leased again" in stale.json()["detail"]
-        assert alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": second["lease"]}).status_code == 201
+        assert (
+            alice.post(
+                "/api/answer", json={"query_id": qid, "choice": "left", "lease": second["lease"]}
+            ).status_code
+            == 201
+        )
     finally:
         server.kill()
 
@@ -155,11 +187,15 @@ def test_overlap_and_agreement_stats(app):
     for _ in range(6):
         answer(alice, "left")
         answer(bob, "equal")
-    assert alice.post("/api/next").status_code == 204 and admin.post("/api/next").status_code == 204  # overlap reached
+    assert (
+        alice.post("/api/next").status_code == 204 and admin.post("/api/next").status_code == 204
+    )  # overlap reached
     stats = admin.get("/api/admin/stats").json()
     assert stats["overlapping_queries"] == 6 and stats["judgements"] == 12
     assert stats["annotators"]["bob"]["tie_rate"] == 1.0
-    assert stats["annotators"]["alice"]["agreement_with_consensus"] == 0.0  # bob said equal where alice chose a side
+    assert (
+        stats["annotators"]["alice"]["agreement_with_consensus"] == 0.0
+    )  # bob said equal where alice chose a side
     assert stats["krippendorff_alpha"] is not None and stats["krippendorff_alpha"] < 0.5
 
 
@@ -194,11 +230,22 @@ def test_text_queries_rank_rate_critique_correct_and_export(app, tmp_path):
         else:
             body = {"text": "cat"}
         texts[q["kind"]] = q["prompt"]
-        assert alice.post("/api/answer", json={"query_id": q["query_id"], **body}).status_code == 201
+        assert (
+            alice.post("/api/answer", json={"query_id": q["query_id"], **body}).status_code == 201
+        )
     assert set(texts) == {"text_pair", "ranking", "rating", "critique", "correction"}
-    assert export_records(store, "trl") == [{"prompt": "Say hi", "chosen": "Hello!", "rejected": "Go away."}]
-    assert export_records(store, "hh") == [{"chosen": "\n\nHuman: Say hi\n\nAssistant: Hello!", "rejected": "\n\nHuman: Say hi\n\nAssistant: Go away."}]
-    assert export_records(store, "rankings") == [{"prompt": "Count", "responses": ["one two three", "one three two", "three"]}]
+    assert export_records(store, "trl") == [
+        {"prompt": "Say hi", "chosen": "Hello!", "rejected": "Go away."}
+    ]
+    assert export_records(store, "hh") == [
+        {
+            "chosen": "\n\nHuman: Say hi\n\nAssistant: Hello!",
+            "rejected": "\n\nHuman: Say hi\n\nAssistant: Go away.",
+        }
+    ]
+    assert export_records(store, "rankings") == [
+        {"prompt": "Count", "responses": ["one two three", "one three two", "three"]}
+    ]
     assert export_records(store, "ratings") == [{"prompt": "Sum 2+2", "response": "4", "rating": 7}]
     assert export_records(store, "critiques")[0]["critique"] == "Wrong: it is Paris."
     assert export_records(store, "corrections")[0]["correction"] == "cat"
@@ -223,7 +270,9 @@ def test_twenty_concurrent_annotators(tmp_path):
             if nxt.status_code != 200:
                 errors.append((name, nxt.status_code))
                 return
-            r = client.post("/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "left"})
+            r = client.post(
+                "/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "left"}
+            )
             if r.status_code == 201:
                 acknowledged.append(r.json()["judgement_id"])
                 done += 1
@@ -261,7 +310,9 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
         while not stop.is_set():
             try:
                 nxt = client.post("/api/next")
-                r = client.post("/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "right"})
+                r = client.post(
+                    "/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "right"}
+                )
                 if 200 <= r.status_code < 300:
                     acknowledged.append(r.json()["judgement_id"])
             except Exception:  # the server died mid-request: that answer was never acknowledged
@@ -287,10 +338,26 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
 def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path):
     run, store, _ = make_run(tmp_path)
     good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n" + json.dumps({"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}) + "\n")
+    good.write_text(
+        json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"})
+        + "\n"
+        + json.dumps(
+            {
+                "prompt": [{"role": "user", "content": "q"}],
+                "chosen": [{"role": "assistant", "content": "a"}],
+                "rejected": [{"role": "assistant", "content": "b"}],
+            }
+        )
+        + "\n"
+    )
     assert import_jsonl(store, good, "trl") == 2
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n" + json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"})
+        + "\n"
+        + json.dumps({"prompt": "p", "chosen": "c"})
+        + "\n"
+    )
     with pytest.raises(ValueError, match=r"bad.jsonl:2: field 'rejected' is missing"):
         import_jsonl(store, bad, "trl")
     broken = tmp_path / "broken.jsonl"
@@ -299,10 +366,24 @@ def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path):
         import_jsonl(store, broken, "hh")
     assert store.count_judgements() == 2  # the failed imports wrote nothing
     hh = tmp_path / "hh.jsonl"
-    hh.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go"}) + "\n")
+    hh.write_text(
+        json.dumps(
+            {
+                "chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                "rejected": "\n\nHuman: hi\n\nAssistant: go",
+            }
+        )
+        + "\n"
+    )
     import_jsonl(store, hh, "hh")
-    assert export_records(store, "trl")[-1] == {"prompt": "\n\nHuman: hi", "chosen": "hello", "rejected": "go"}
+    assert export_records(store, "trl")[-1] == {
+        "prompt": "\n\nHuman: hi",
+        "chosen": "hello",
+        "rejected": "go",
+    }
     ratings = tmp_path / "r.jsonl"
     ratings.write_text(json.dumps({"prompt": "p", "response": "r", "rating": 8}) + "\n")
-    with pytest.raises(ValueError, match=r"r.jsonl:1: field 'rating' must be an integer from 1 to 7"):
+    with pytest.raises(
+        ValueError, match=r"r.jsonl:1: field 'rating' must be an integer from 1 to 7"
+    ):
         import_jsonl(store, ratings, "ratings")

@@ -10,7 +10,15 @@ from rlhflab.feedback.clips import encode_gif
 from rlhflab.types import Segment
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -43,11 +51,17 @@ def test_new_annotator_answers_five_queries_by_keyboard(tmp_path, browser):
         page.goto(f"{server.url}/login?token={token}")
         page.wait_for_selector("img[alt=Left]")
         assert page.text_content("#who") == "newcomer"
-        assert page.evaluate("document.querySelector('img[alt=Left]').naturalWidth") == 32  # the clip loaded
+        assert (
+            page.evaluate("document.querySelector('img[alt=Left]').naturalWidth") == 32
+        )  # the clip loaded
         for i in range(5):
-            page.wait_for_function(f"document.getElementById('progress').textContent.startsWith('{i} done')")
+            page.wait_for_function(
+                f"document.getElementById('progress').textContent.startsWith('{i} done')"
+            )
             page.keyboard.press("ArrowLeft")
-        page.wait_for_function("document.getElementById('progress').textContent.startsWith('5 done')")
+        page.wait_for_function(
+            "document.getElementById('progress').textContent.startsWith('5 done')"
+        )
         assert errors == []
     finally:
         server.kill()
@@ -60,9 +74,12 @@ def test_new_annotator_answers_five_queries_by_keyboard(tmp_path, browser):
 
 def test_model_output_is_shown_as_text_and_never_runs(tmp_path, browser):
     run, store, tokens = make_run(tmp_path, names=("alice",))
-    evil = ["<script>window.pwned = 1</script>", "<img src=x onerror=\"window.pwned = 2\">"]
+    evil = ["<script>window.pwned = 1</script>", '<img src=x onerror="window.pwned = 2">']
     store.add_text_query("text_pair", "<b>prompt</b><script>window.pwned = 3</script>", evil)
-    store.set_setting("guidelines", "# Rules\n\n<script>window.pwned = 4</script>\n\n[click](javascript:window.pwned=5)")
+    store.set_setting(
+        "guidelines",
+        "# Rules\n\n<script>window.pwned = 4</script>\n\n[click](javascript:window.pwned=5)",
+    )
     server = AppProcess(run.path).start()
     try:
         page = browser.new_page()
@@ -73,7 +90,10 @@ def test_model_output_is_shown_as_text_and_never_runs(tmp_path, browser):
         shown = page.eval_on_selector_all("pre.text", "els => els.map(e => e.textContent)")
         assert shown[0] == "<b>prompt</b><script>window.pwned = 3</script>"
         assert sorted(shown[1:]) == sorted(evil)
-        assert page.eval_on_selector_all(".item img, .item script, .prompt b", "els => els.length") == 0
+        assert (
+            page.eval_on_selector_all(".item img, .item script, .prompt b", "els => els.length")
+            == 0
+        )
         page.goto(f"{server.url}/guidelines")
         assert "<script>window.pwned = 4</script>" in page.text_content("main")
         page.click("text=click")

@@ -35,20 +35,33 @@ def test_rlhf_on_a_tiny_budget_beats_a_random_policy(tmp_path):
     rlhf = policy.evaluate(cfg.eval_episodes)
     random = evaluate_true_return(cfg.env, cfg.eval_episodes)
     assert random < 40
-    assert rlhf > 2 * random, (rlhf, random)  # ~65-80 over seeds 0-3 at this budget; 200 is the maximum
+    assert rlhf > 2 * random, (
+        rlhf,
+        random,
+    )  # ~65-80 over seeds 0-3 at this budget; 200 is the maximum
     metrics = run.metrics()
     assert metrics[-1]["labels"] == 300 and FeedbackStore(run.store_url).count_judgements() == 300
-    assert {"env_steps", "labels", "rm_val_acc", "proxy_return", "true_return"} <= metrics[-1].keys()
+    assert {"env_steps", "labels", "rm_val_acc", "proxy_return", "true_return"} <= metrics[
+        -1
+    ].keys()
     assert metrics[-1]["rm_val_acc"] > 0.7
 
 
-@pytest.mark.parametrize("overrides", [["env=Pendulum-v1", "feedback.segment_length=20"], ["algo=a2c", "policy.n_steps=32", "feedback.segment_length=16"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["env=Pendulum-v1", "feedback.segment_length=20"],
+        ["algo=a2c", "policy.n_steps=32", "feedback.segment_length=16"],
+    ],
+)
 def test_continuous_actions_and_a2c_run_end_to_end(tmp_path, overrides):
     cfg = build_config(None, ["env_steps=4000", "labels=40", "env.num_envs=4", *overrides])
     run = RunDir(tmp_path)
     run_rlhf(cfg, run)
     metrics = run.metrics()
-    assert metrics and all(np.isfinite(m["policy_loss"]) and np.isfinite(m["proxy_return"]) for m in metrics)
+    assert metrics and all(
+        np.isfinite(m["policy_loss"]) and np.isfinite(m["proxy_return"]) for m in metrics
+    )
     assert metrics[-1]["labels"] == 40
 
 
@@ -74,12 +87,27 @@ def test_nan_from_the_reward_model_stops_the_run_cleanly(tmp_path, monkeypatch):
 
 def test_resume_after_sigkill_keeps_every_label(tmp_path, cli):
     out = tmp_path / "run"
-    args = ["run", "--out", str(out), "env_steps=30000", "labels=200", "baseline=false", "checkpoint_every=2"]
+    args = [
+        "run",
+        "--out",
+        str(out),
+        "env_steps=30000",
+        "labels=200",
+        "baseline=false",
+        "checkpoint_every=2",
+    ]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, "-m", "rlhflab.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlhflab.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     deadline = time.time() + 120
     metrics = out / "metrics.jsonl"
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 7):
+    while time.time() < deadline and (
+        not metrics.exists() or len(metrics.read_text().splitlines()) < 7
+    ):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

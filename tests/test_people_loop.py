@@ -26,22 +26,40 @@ def scripted_annotator(client, stop: threading.Event, answered: list):
             time.sleep(0.05)
             continue
         q = nxt.json()
-        left, right = (alive_steps(item["obs"]) for item in client.get(f"/api/queries/{q['query_id']}/segments").json()["items"])
+        left, right = (
+            alive_steps(item["obs"])
+            for item in client.get(f"/api/queries/{q['query_id']}/segments").json()["items"]
+        )
         choice = "left" if left > right else "right" if right > left else "equal"
-        if client.post("/api/answer", json={"query_id": q["query_id"], "choice": choice}).status_code == 201:
+        if (
+            client.post(
+                "/api/answer", json={"query_id": q["query_id"], "choice": choice}
+            ).status_code
+            == 201
+        ):
             answered.append(q["query_id"])
 
 
 def test_loop_learns_from_labels_given_over_http(tmp_path):
     run, store, tokens = make_run(tmp_path, names=("script",))
-    cfg = build_config(None, [
-        "feedback.annotator.kind=people", "feedback.render_envs=0", "env_steps=60000", "labels=400",
-        "feedback.min_labels_before_rl=60", "feedback.wait_timeout=120", "baseline=false",
-    ])
+    cfg = build_config(
+        None,
+        [
+            "feedback.annotator.kind=people",
+            "feedback.render_envs=0",
+            "env_steps=60000",
+            "labels=400",
+            "feedback.min_labels_before_rl=60",
+            "feedback.wait_timeout=120",
+            "baseline=false",
+        ],
+    )
     run.write_config(cfg)
     server = AppProcess(run.path).start()
     stop, answered = threading.Event(), []
-    worker = threading.Thread(target=scripted_annotator, args=(server.client(tokens["script"]), stop, answered))
+    worker = threading.Thread(
+        target=scripted_annotator, args=(server.client(tokens["script"]), stop, answered)
+    )
     worker.start()
     try:
         policy = run_rlhf(cfg, run)
@@ -50,7 +68,9 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
         worker.join(timeout=30)
         server.kill()
     rows = store.judgement_rows()
-    assert len(rows) >= 200 and {r.annotator for r in rows} == {"script"}  # every label came through the app
+    assert len(rows) >= 200 and {r.annotator for r in rows} == {
+        "script"
+    }  # every label came through the app
     assert len(answered) == len(rows)
     metrics = run.metrics()
     assert metrics[0]["labels"] >= 60  # RL waited for the required labels
@@ -62,10 +82,20 @@ def test_people_mode_renders_clips_of_the_queried_segments(tmp_path):
     iio = pytest.importorskip("imageio.v3")
     pytest.importorskip("pygame")
     run, store, _ = make_run(tmp_path, names=())
-    cfg = build_config(None, [
-        "feedback.annotator.kind=people", "feedback.render_envs=1", "feedback.clip_stride=4", "env_steps=1024", "labels=8",
-        "feedback.min_labels_before_rl=0", "env.num_envs=2", "policy.n_steps=64", "feedback.segment_length=10",
-    ])
+    cfg = build_config(
+        None,
+        [
+            "feedback.annotator.kind=people",
+            "feedback.render_envs=1",
+            "feedback.clip_stride=4",
+            "env_steps=1024",
+            "labels=8",
+            "feedback.min_labels_before_rl=0",
+            "env.num_envs=2",
+            "policy.n_steps=64",
+            "feedback.segment_length=10",
+        ],
+    )
     run_rlhf(cfg, run)
     lengths = []
     for qid in range(1, store.count_queries() + 1):
@@ -73,7 +103,10 @@ def test_people_mode_renders_clips_of_the_queried_segments(tmp_path):
         for sid in (q.left_id, q.right_id):
             mime, data = store.clip(sid)
             frames = iio.imread(io.BytesIO(data), index=None)
-            assert mime == "image/gif" and frames.shape[1:3] == (100, 150)  # 400×600 rendered, every 4th pixel
+            assert mime == "image/gif" and frames.shape[1:3] == (
+                100,
+                150,
+            )  # 400×600 rendered, every 4th pixel
             lengths.append(frames.shape[0])
     # one frame per step (the GIF encoder merges identical frames, e.g. a pole lying still after a fall)
     assert max(lengths) == 10 and min(lengths) >= 1
@@ -82,6 +115,16 @@ def test_people_mode_renders_clips_of_the_queried_segments(tmp_path):
 
 def test_waiting_for_people_times_out_with_a_clear_message(tmp_path):
     run, _, _ = make_run(tmp_path, names=())
-    cfg = build_config(None, ["feedback.annotator.kind=people", "feedback.render_envs=0", "feedback.wait_timeout=1", "labels=40"])
-    with pytest.raises(RunError, match=r"waited 1 s for 8 labels; 0 arrived \(required before RL\).*rlhflab label"):
+    cfg = build_config(
+        None,
+        [
+            "feedback.annotator.kind=people",
+            "feedback.render_envs=0",
+            "feedback.wait_timeout=1",
+            "labels=40",
+        ],
+    )
+    with pytest.raises(
+        RunError, match=r"waited 1 s for 8 labels; 0 arrived \(required before RL\).*rlhflab label"
+    ):
         run_rlhf(cfg, run)

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from rlhflab.policy.ppo import AdaptiveKLController, clipped_policy_loss, gae, kl_estimate, value_loss, whiten
+from rlhflab.policy.ppo import (
+    AdaptiveKLController,
+    clipped_policy_loss,
+    gae,
+    kl_estimate,
+    value_loss,
+    whiten,
+)
 
 
 def test_gae_with_a_terminal_and_a_truncation():
@@ -15,7 +22,13 @@ def test_gae_with_a_terminal_and_a_truncation():
     end = torch.tensor([0, 1, 0, 1, 0])
     adv, ret = gae(r, v, nv, term, end, gamma, lam)
     # δ = r + γ·(1−term)·nv − v
-    d = [1 + 0.9 * 1.0 - 0.5, 2.0 - 1.0, 0.5 + 0.9 * 1.5 - 2.0, 1.0 + 0.9 * 4.0 - 1.5, 3.0 + 0.9 * 2.0 - 1.0]
+    d = [
+        1 + 0.9 * 1.0 - 0.5,
+        2.0 - 1.0,
+        0.5 + 0.9 * 1.5 - 2.0,
+        1.0 + 0.9 * 4.0 - 1.5,
+        3.0 + 0.9 * 2.0 - 1.0,
+    ]
     # = [1.4, 1.0, -0.15, 3.1, 3.8]
     a4 = d[4]
     a3 = d[3]  # truncation: the trace stops, but δ₃ bootstrapped from the final observation

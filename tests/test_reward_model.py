@@ -14,7 +14,9 @@ ACTIONS = spaces.Discrete(2)
 def random_segment(rng, k=10):
     obs = rng.normal(size=(k, 3)).astype(np.float32)
     actions = rng.integers(2, size=k)
-    true = obs[:, 0] + 0.5 * (actions == 1)  # true reward: first coordinate, plus a bonus for action 1
+    true = obs[:, 0] + 0.5 * (
+        actions == 1
+    )  # true reward: first coordinate, plus a bonus for action 1
     return Segment(obs, actions, true.astype(np.float32))
 
 
@@ -52,8 +54,17 @@ def test_cant_tell_is_excluded_and_the_split_is_stable():
 def test_disagreement_selection_keeps_the_most_disputed_pairs():
     rng = np.random.default_rng(0)
     segs = [random_segment(rng) for _ in range(20)]
-    score = {id(s): i for i, s in enumerate(segs)}  # a fake disagreement: larger index, more disputed
-    picked = select_pairs(segs, 5, "disagreement", rng, k=4, disagreement=lambda pairs: np.array([score[id(a)] + score[id(b)] for a, b in pairs], float))
+    score = {
+        id(s): i for i, s in enumerate(segs)
+    }  # a fake disagreement: larger index, more disputed
+    picked = select_pairs(
+        segs,
+        5,
+        "disagreement",
+        rng,
+        k=4,
+        disagreement=lambda pairs: np.array([score[id(a)] + score[id(b)] for a, b in pairs], float),
+    )
     assert len(picked) == 5
     picked_scores = sorted(score[id(a)] + score[id(b)] for a, b in picked)
     assert picked_scores[0] >= 19  # top 5 of 20 random candidate pairs all have a high summed index
@@ -66,4 +77,6 @@ def test_checkpoint_round_trip_reproduces_predictions():
     other = RewardEnsemble(3, ACTIONS, RewardConfig(max_epochs=5), seed=123)
     other.load_state_dict(model.state_dict())
     seg = random_segment(np.random.default_rng(1))
-    np.testing.assert_allclose(model.predict(seg.obs, seg.actions), other.predict(seg.obs, seg.actions))
+    np.testing.assert_allclose(
+        model.predict(seg.obs, seg.actions), other.predict(seg.obs, seg.actions)
+    )

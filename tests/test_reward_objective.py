@@ -24,7 +24,9 @@ def test_members_are_standardised_over_the_labelled_steps(fitted):
     actions = np.concatenate([s.actions for c in data for s in (c.left, c.right)])
     members = model._member_rewards(model.features(obs, actions)).detach()
     z = (members - model.member_scale[0]) / model.member_scale[1]
-    assert z.mean().abs() < 0.3 and 0.7 < z.std() < 1.3  # the scale comes from the training split, a subset of these steps
+    assert (
+        z.mean().abs() < 0.3 and 0.7 < z.std() < 1.3
+    )  # the scale comes from the training split, a subset of these steps
 
 
 def test_objectives_order_mean_conservative_worst(fitted):
@@ -34,7 +36,9 @@ def test_objectives_order_mean_conservative_worst(fitted):
     z = ((members - model.member_scale[0]) / model.member_scale[1]).numpy()
     cfg = model.cfg
     try:
-        assert np.allclose(model.predict(seg.obs, seg.actions), members.mean(0).numpy(), atol=1e-6)  # default: the plain mean
+        assert np.allclose(
+            model.predict(seg.obs, seg.actions), members.mean(0).numpy(), atol=1e-6
+        )  # default: the plain mean
         cfg.objective, cfg.conservative_lambda = "conservative", 0.0
         np.testing.assert_allclose(model.predict(seg.obs, seg.actions), z.mean(0), atol=1e-5)
         cfg.conservative_lambda = 2.0
@@ -44,7 +48,10 @@ def test_objectives_order_mean_conservative_worst(fitted):
         worst = model.predict(seg.obs, seg.actions)
         np.testing.assert_allclose(worst, z.min(0), atol=1e-5)
         assert np.all(worst <= z.mean(0) + 1e-6) and np.all(conservative <= z.mean(0) + 1e-6)
-        assert model.predict(seg.obs[:4].reshape(2, 2, 3), seg.actions[:4].reshape(2, 2)).shape == (2, 2)  # any batch shape
+        assert model.predict(seg.obs[:4].reshape(2, 2, 3), seg.actions[:4].reshape(2, 2)).shape == (
+            2,
+            2,
+        )  # any batch shape
     finally:
         cfg.objective, cfg.conservative_lambda = "mean", 1.0
 

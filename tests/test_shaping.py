@@ -44,7 +44,9 @@ def test_potential_shaping_shifts_q_by_minus_phi_for_any_potential(seed):
     _, Q_shaped = value_iteration(potential_shaping(mdp, phi))
     phi[mdp.terminal] = 0.0
     live = ~mdp.terminal
-    np.testing.assert_allclose(Q_shaped[live], (Q - phi[:, None])[live], atol=1e-7)  # Ng et al.'s Q' = Q − Φ
+    np.testing.assert_allclose(
+        Q_shaped[live], (Q - phi[:, None])[live], atol=1e-7
+    )  # Ng et al.'s Q' = Q − Φ
     assert optimal_actions(Q_shaped, mdp.terminal) == optimal_actions(Q, mdp.terminal)
 
 
@@ -83,13 +85,17 @@ def test_potential_wrapper_telescopes_and_keeps_the_true_reward(gamma):
         shaped.append(r)
     discounted = sum(gamma**t * r for t, r in enumerate(shaped))
     undiscounted = sum(gamma**t * 1.0 for t in range(4))
-    assert discounted == pytest.approx(undiscounted + gamma**4 * 10.0 * positions[-1] - 10.0 * positions[0])
+    assert discounted == pytest.approx(
+        undiscounted + gamma**4 * 10.0 * positions[-1] - 10.0 * positions[0]
+    )
     _, r, terminated, _, _ = env.step(1)  # reaches 3 and terminates: Φ(terminal) = 0
     assert terminated and r == pytest.approx(1.0 - 10.0 * 2)
 
 
 def test_naive_wrapper_adds_its_bonus():
-    env = NaiveShaping(Walk(), bonus=lambda obs, action, next_obs: 0.5 if next_obs[0] > obs[0] else 0.0)
+    env = NaiveShaping(
+        Walk(), bonus=lambda obs, action, next_obs: 0.5 if next_obs[0] > obs[0] else 0.0
+    )
     env.reset()
     rewards = [env.step(a)[1] for a in [1, 0, 1, 0]]
     assert rewards == [1.5, 1.0, 1.5, 1.0]  # back and forth earns the bonus again and again

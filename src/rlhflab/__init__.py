@@ -1,4 +1,5 @@
 """rlhflab: reinforcement learning from human feedback."""
+
 __version__ = "0.1.0"
 
 import rlhflab.envs  # noqa: E402,F401 — registers the rlhflab/* gymnasium env ids

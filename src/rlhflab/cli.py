@@ -27,42 +27,77 @@ def _keys_epilog() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rlhflab", description="Reinforcement learning from human feedback.")
+    p = argparse.ArgumentParser(
+        prog="rlhflab", description="Reinforcement learning from human feedback."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
-        "run", help="run an experiment (default: preferences on fixed-horizon CartPole)",
-        epilog=_keys_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run",
+        help="run an experiment (default: preferences on fixed-horizon CartPole)",
+        epilog=_keys_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", help="YAML config file")
     run.add_argument("--out", help="run directory (default: runs/<task>-<time>)")
-    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. env=Pendulum-v1 labels=350 seed=1")
+    run.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
+    )
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. env=Pendulum-v1 labels=350 seed=1",
+    )
     label = sub.add_parser("label", help="serve the labeling web app for a run's feedback store")
     label.add_argument("run_dir", help="run directory (its feedback.db and guidelines)")
-    label.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db (e.g. postgresql://…)")
-    label.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    label.add_argument(
+        "--store", help="feedback store URL instead of RUN_DIR/feedback.db (e.g. postgresql://…)"
+    )
+    label.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
+    )
     label.add_argument("--port", type=int, default=8000)
-    label.add_argument("--lease-seconds", type=float, default=300.0, help="a query not answered in this time goes to someone else")
+    label.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=300.0,
+        help="a query not answered in this time goes to someone else",
+    )
     ann = sub.add_parser("annotators", help="manage the people who give feedback")
     ann_sub = ann.add_subparsers(dest="annotators_command", required=True)
     add = ann_sub.add_parser("add", help="create an annotator and print their personal login link")
     add.add_argument("name")
     add.add_argument("run_dir")
     add.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
-    add.add_argument("--admin", action="store_true", help="may see the agreement page and add annotators")
-    add.add_argument("--url", default="http://127.0.0.1:8000", help="the app's base URL, for the link")
+    add.add_argument(
+        "--admin", action="store_true", help="may see the agreement page and add annotators"
+    )
+    add.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the app's base URL, for the link"
+    )
     ann_sub.add_parser("list", help="list annotators").add_argument("run_dir")
     fb = sub.add_parser("feedback", help="export or import feedback as JSONL")
     fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
     exp = fb_sub.add_parser("export", help="write judgements as JSONL")
     exp.add_argument("run_dir")
-    exp.add_argument("--format", required=True, choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"])
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"],
+    )
     exp.add_argument("--out", help="output file (default: standard output)")
     exp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
-    imp = fb_sub.add_parser("import", help="read judgements from JSONL (validated: the bad line is named, nothing half-written)")
+    imp = fb_sub.add_parser(
+        "import",
+        help="read judgements from JSONL (validated: the bad line is named, nothing half-written)",
+    )
     imp.add_argument("run_dir")
     imp.add_argument("file")
-    imp.add_argument("--format", required=True, choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"])
+    imp.add_argument(
+        "--format",
+        required=True,
+        choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"],
+    )
     imp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
     cfg = sub.add_parser("config", help="show configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -122,7 +157,9 @@ def _cmd_label(args) -> int:
     base = f"http://{args.host}:{args.port}"
     if not any(a.is_admin for a in store.annotators()):
         token = store.add_annotator("admin", is_admin=True)
-        print(f"admin link (keep it private): {base}/login?token={token}\nagreement page: {base}/admin")
+        print(
+            f"admin link (keep it private): {base}/login?token={token}\nagreement page: {base}/admin"
+        )
     print(f"add annotators with: rlhflab annotators add NAME {args.run_dir} --url {base}")
     app = create_app(store.url, lease_seconds=args.lease_seconds)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -139,7 +176,9 @@ def _cmd_annotators(args) -> int:
         print(f"{args.url.rstrip('/')}/login?token={token}")
     else:
         for a in store.annotators():
-            print(f"{a.name}\t{'admin' if a.is_admin else 'annotator'}\t{store.count_judgements(a.name)} judgements")
+            print(
+                f"{a.name}\t{'admin' if a.is_admin else 'annotator'}\t{store.count_judgements(a.name)} judgements"
+            )
     return 0
 
 
@@ -150,7 +189,9 @@ def _cmd_feedback(args) -> int:
 
     store = _store(args)
     if args.feedback_command == "export":
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in export_records(store, args.format))
+        lines = "".join(
+            json.dumps(r, ensure_ascii=False) + "\n" for r in export_records(store, args.format)
+        )
         if args.out:
             Path(args.out).write_text(lines, encoding="utf-8")
             print(f"wrote {lines.count(chr(10))} records to {args.out}", file=sys.stderr)
@@ -183,12 +224,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(to_yaml(build_config(args.config, args.overrides)), end="")
             return 0
-        return {"label": _cmd_label, "annotators": _cmd_annotators, "feedback": _cmd_feedback, "goodhart": cmd_goodhart}[args.command](args)
+        return {
+            "label": _cmd_label,
+            "annotators": _cmd_annotators,
+            "feedback": _cmd_feedback,
+            "goodhart": cmd_goodhart,
+        }[args.command](args)
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the run directory holds a checkpoint — continue with `rlhflab run --resume DIR`", file=sys.stderr)
+        print(
+            "interrupted; the run directory holds a checkpoint — continue with `rlhflab run --resume DIR`",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:  # noqa: BLE001 - shown, not swallowed: the traceback is one flag away
         from rlhflab.envs.wrappers import UnsupportedEnvError

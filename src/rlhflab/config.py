@@ -27,9 +27,15 @@ class _Section(BaseModel):
 
 class EnvConfig(_Section):
     id: str = Field("CartPole-v1", description="gymnasium env id")
-    horizon: int = Field(200, ge=1, description="fixed episode length; after termination the env stays in an absorbing state")
+    horizon: int = Field(
+        200,
+        ge=1,
+        description="fixed episode length; after termination the env stays in an absorbing state",
+    )
     num_envs: int = Field(8, ge=1, description="parallel envs in the policy's vector env")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for gymnasium.make")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments for gymnasium.make"
+    )
 
     @field_validator("id")
     @classmethod
@@ -46,14 +52,33 @@ class EnvConfig(_Section):
 
 
 class AnnotatorConfig(_Section):
-    kind: Literal["synthetic", "people"] = Field("synthetic", description="who answers queries: a simulated Boltzmann-rational person, or people in the labeling app")
-    temperature: float = Field(1.0, ge=0, description="Boltzmann rationality temperature τ over segment returns (0 = always picks the better)")
-    error_rate: float = Field(0.1, ge=0, le=1, description="probability ε of answering left/right uniformly at random")
-    discount: float = Field(1.0, gt=0, le=1, description="myopia γ: segment value Σ γ^(k-1-t) r_t weights late steps more")
-    tie_threshold: float = Field(0.0, ge=0, description="answer 'equal' when the two values differ by at most this")
-    cant_tell_below: float | None = Field(None, description="answer 'can't tell' when both values are below this (None: never)")
+    kind: Literal["synthetic", "people"] = Field(
+        "synthetic",
+        description="who answers queries: a simulated Boltzmann-rational person, or people in the labeling app",
+    )
+    temperature: float = Field(
+        1.0,
+        ge=0,
+        description="Boltzmann rationality temperature τ over segment returns (0 = always picks the better)",
+    )
+    error_rate: float = Field(
+        0.1, ge=0, le=1, description="probability ε of answering left/right uniformly at random"
+    )
+    discount: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="myopia γ: segment value Σ γ^(k-1-t) r_t weights late steps more",
+    )
+    tie_threshold: float = Field(
+        0.0, ge=0, description="answer 'equal' when the two values differ by at most this"
+    )
+    cant_tell_below: float | None = Field(
+        None, description="answer 'can't tell' when both values are below this (None: never)"
+    )
     judge: Literal["true_reward", "reward", "apparent_reward"] = Field(
-        "true_reward", description="what the synthetic annotator judges: the gold reward, the env's returned reward (a misspecified env's proxy), or info['apparent_reward'] (what a camera shows)"
+        "true_reward",
+        description="what the synthetic annotator judges: the gold reward, the env's returned reward (a misspecified env's proxy), or info['apparent_reward'] (what a camera shows)",
     )
 
 
@@ -70,18 +95,48 @@ Keys: ← left better · → right better · ↑ equal · ↓ can't tell.
 class FeedbackConfig(_Section):
     labels: int = Field(700, ge=1, description="total number of judgements over the run")
     segment_length: int = Field(25, ge=1, description="steps per segment shown in a query")
-    initial_share: float = Field(0.25, ge=0, le=1, description="share of labels gathered before RL starts")
-    t0: float = Field(0.1, gt=0, description="label rate ∝ T₀/(T+T₀); T₀ as a fraction of env_steps")
-    selection: Literal["random", "disagreement"] = Field("disagreement", description="query selection: random pairs, or the most disputed of k× more candidates")
-    candidates: int = Field(4, ge=1, description="k: candidate pairs sampled per query kept (disagreement selection)")
+    initial_share: float = Field(
+        0.25, ge=0, le=1, description="share of labels gathered before RL starts"
+    )
+    t0: float = Field(
+        0.1, gt=0, description="label rate ∝ T₀/(T+T₀); T₀ as a fraction of env_steps"
+    )
+    selection: Literal["random", "disagreement"] = Field(
+        "disagreement",
+        description="query selection: random pairs, or the most disputed of k× more candidates",
+    )
+    candidates: int = Field(
+        4, ge=1, description="k: candidate pairs sampled per query kept (disagreement selection)"
+    )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
-    guidelines: str = Field(DEFAULT_GUIDELINES, description="markdown shown to people on the labeling app's guidelines page")
-    overlap: int = Field(1, ge=1, description="people: distinct annotators asked per query (>1 measures agreement)")
-    min_labels_before_rl: int | None = Field(None, ge=0, description="people: labels required before RL starts (None: 75% of the initial share, as rl-teacher)")
-    wait_timeout: float = Field(3600.0, gt=0, description="people: seconds to wait for the labels required before RL, then stop with a message")
-    max_pending: int = Field(100, ge=1, description="people: at most this many unanswered queries queued at once")
-    render_envs: int = Field(2, ge=0, description="people: envs whose frames are rendered as clips; queries come from their segments (0: no clips)")
-    clip_stride: int = Field(2, ge=1, description="people: keep every n-th pixel of rendered frames (smaller clips)")
+    guidelines: str = Field(
+        DEFAULT_GUIDELINES,
+        description="markdown shown to people on the labeling app's guidelines page",
+    )
+    overlap: int = Field(
+        1, ge=1, description="people: distinct annotators asked per query (>1 measures agreement)"
+    )
+    min_labels_before_rl: int | None = Field(
+        None,
+        ge=0,
+        description="people: labels required before RL starts (None: 75% of the initial share, as rl-teacher)",
+    )
+    wait_timeout: float = Field(
+        3600.0,
+        gt=0,
+        description="people: seconds to wait for the labels required before RL, then stop with a message",
+    )
+    max_pending: int = Field(
+        100, ge=1, description="people: at most this many unanswered queries queued at once"
+    )
+    render_envs: int = Field(
+        2,
+        ge=0,
+        description="people: envs whose frames are rendered as clips; queries come from their segments (0: no clips)",
+    )
+    clip_stride: int = Field(
+        2, ge=1, description="people: keep every n-th pixel of rendered frames (smaller clips)"
+    )
     clip_fps: float = Field(20.0, gt=0, description="people: frames per second of the clips")
 
 
@@ -92,15 +147,28 @@ class RewardConfig(_Section):
     lr: float = Field(1e-3, gt=0, description="reward-model learning rate (Adam)")
     weight_decay: float = Field(1e-4, ge=0, description="L2 regularisation (AdamW)")
     batch_size: int = Field(64, ge=1, description="comparisons per reward-model gradient step")
-    max_epochs: int = Field(30, ge=1, description="epochs per refit at most (early stopping on validation loss)")
-    patience: int = Field(3, ge=1, description="epochs without validation improvement before stopping")
-    val_fraction: float = Field(0.368, ge=0, lt=1, description="held-out share of comparisons (1/e as in Christiano et al.)")
-    label_noise: float = Field(0.1, ge=0, lt=1, description="ε in P = (1-ε)·σ(R₁-R₂) + ε/2: assumed annotator error")
-    refit_growth: float = Field(0.05, ge=0, description="refit once the labels have grown by this share since the last fit")
-    objective: Literal["mean", "conservative", "worst"] = Field(
-        "mean", description="reward the policy optimises: ensemble mean, mean − λ·std, or the worst member (Coste et al. 2023)"
+    max_epochs: int = Field(
+        30, ge=1, description="epochs per refit at most (early stopping on validation loss)"
     )
-    conservative_lambda: float = Field(1.0, ge=0, description="λ in mean − λ·std (reward.objective=conservative)")
+    patience: int = Field(
+        3, ge=1, description="epochs without validation improvement before stopping"
+    )
+    val_fraction: float = Field(
+        0.368, ge=0, lt=1, description="held-out share of comparisons (1/e as in Christiano et al.)"
+    )
+    label_noise: float = Field(
+        0.1, ge=0, lt=1, description="ε in P = (1-ε)·σ(R₁-R₂) + ε/2: assumed annotator error"
+    )
+    refit_growth: float = Field(
+        0.05, ge=0, description="refit once the labels have grown by this share since the last fit"
+    )
+    objective: Literal["mean", "conservative", "worst"] = Field(
+        "mean",
+        description="reward the policy optimises: ensemble mean, mean − λ·std, or the worst member (Coste et al. 2023)",
+    )
+    conservative_lambda: float = Field(
+        1.0, ge=0, description="λ in mean − λ·std (reward.objective=conservative)"
+    )
 
 
 class PolicyConfig(_Section):
@@ -118,20 +186,32 @@ class PolicyConfig(_Section):
     max_grad_norm: float = Field(0.5, gt=0, description="gradient-norm clip")
     hidden: int = Field(64, ge=1, description="hidden units per layer of actor and critic")
     normalize_obs: bool = Field(True, description="running mean/std observation normalisation")
-    normalize_rewards: bool = Field(True, description="running mean/std reward normalisation before the policy sees rewards")
+    normalize_rewards: bool = Field(
+        True, description="running mean/std reward normalisation before the policy sees rewards"
+    )
 
 
 class TextSFTConfig(_Section):
-    demonstrations: int = Field(2000, ge=1, description="(prompt, response) demonstrations for SFT (built-in task: reviews of every mood)")
+    demonstrations: int = Field(
+        2000,
+        ge=1,
+        description="(prompt, response) demonstrations for SFT (built-in task: reviews of every mood)",
+    )
     epochs: int = Field(2, ge=1, description="SFT epochs")
     lr: float = Field(1e-3, gt=0, description="SFT learning rate (AdamW)")
     batch_size: int = Field(32, ge=1, description="sequences per SFT step")
 
 
 class TextRewardConfig(_Section):
-    model: str | None = Field(None, description="reward-model backbone (hub name or path); None: the base model")
-    pooling: Literal["auto", "last", "mean"] = Field("auto", description="read the score at the last token (causal) or mean-pool (encoder)")
-    ensemble: int = Field(1, ge=1, description="reward models, each on a bootstrap of the comparisons")
+    model: str | None = Field(
+        None, description="reward-model backbone (hub name or path); None: the base model"
+    )
+    pooling: Literal["auto", "last", "mean"] = Field(
+        "auto", description="read the score at the last token (causal) or mean-pool (encoder)"
+    )
+    ensemble: int = Field(
+        1, ge=1, description="reward models, each on a bootstrap of the comparisons"
+    )
     epochs: int = Field(3, ge=1, description="reward-model epochs")
     lr: float = Field(5e-4, gt=0, description="reward-model learning rate (AdamW)")
     batch_size: int = Field(16, ge=1, description="prompts (groups of K responses) per step")
@@ -145,21 +225,33 @@ class TextPPOConfig(_Section):
     minibatches: int = Field(4, ge=1, description="minibatches per epoch")
     epochs: int = Field(2, ge=1, description="PPO epochs per batch")
     lr: float = Field(3e-4, gt=0, description="policy and value learning rate")
-    beta: float = Field(0.05, ge=0, description="KL penalty coefficient β (initial β when adaptive)")
-    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (Ziegler et al.); None: fixed β")
-    kl_estimator: Literal["k1", "k3"] = Field("k1", description="per-token KL estimator in the reward")
+    beta: float = Field(
+        0.05, ge=0, description="KL penalty coefficient β (initial β when adaptive)"
+    )
+    kl_target: float | None = Field(
+        None, gt=0, description="adaptive KL controller target (Ziegler et al.); None: fixed β"
+    )
+    kl_estimator: Literal["k1", "k3"] = Field(
+        "k1", description="per-token KL estimator in the reward"
+    )
     clip: float = Field(0.2, gt=0, description="policy ratio clip ε")
     clip_value: float | None = Field(0.2, description="value-loss clip (None: unclipped)")
     vf_coef: float = Field(0.5, ge=0, description="value-loss coefficient")
     gamma: float = Field(1.0, gt=0, le=1, description="discount over tokens")
     lam: float = Field(0.95, ge=0, le=1, description="GAE λ over tokens")
-    eos_penalty: float = Field(-1.0, description="added to the score of a response that never emits EOS")
+    eos_penalty: float = Field(
+        -1.0, description="added to the score of a response that never emits EOS"
+    )
 
 
 class TextDPOConfig(_Section):
-    loss: Literal["sigmoid", "ipo"] = Field("sigmoid", description="DPO (sigmoid) or IPO (squared) loss")
+    loss: Literal["sigmoid", "ipo"] = Field(
+        "sigmoid", description="DPO (sigmoid) or IPO (squared) loss"
+    )
     beta: float = Field(0.1, gt=0, description="β of DPO / IPO")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO: assumed label-flip rate")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="conservative DPO: assumed label-flip rate"
+    )
     epochs: int = Field(2, ge=1, description="DPO epochs over the preference pairs")
     lr: float = Field(5e-4, gt=0, description="DPO learning rate")
     batch_size: int = Field(16, ge=1, description="pairs per DPO step")
@@ -167,21 +259,43 @@ class TextDPOConfig(_Section):
 
 class TextConfig(_Section):
     task: Literal["reviews"] = Field("reviews", description="built-in task with a gold reward")
-    model: str = Field("builtin", description="policy model: 'builtin' (Step 0 pretrains a tiny GPT-2) or a hub name / local path")
-    dataset: str | None = Field(None, description="prompts and demonstrations: None (the task's own), a JSONL file or a hub dataset")
+    model: str = Field(
+        "builtin",
+        description="policy model: 'builtin' (Step 0 pretrains a tiny GPT-2) or a hub name / local path",
+    )
+    dataset: str | None = Field(
+        None,
+        description="prompts and demonstrations: None (the task's own), a JSONL file or a hub dataset",
+    )
     lora_r: int = Field(0, ge=0, description="LoRA rank for the policy (0: full fine-tuning)")
-    pretrain_sequences: int = Field(6000, ge=1, description="Step 0: corpus size for the built-in model")
+    pretrain_sequences: int = Field(
+        6000, ge=1, description="Step 0: corpus size for the built-in model"
+    )
     pretrain_epochs: int = Field(3, ge=1, description="Step 0: epochs over the corpus")
     n_layer: int = Field(2, ge=1, description="Step 0: transformer layers of the built-in GPT-2")
     n_embd: int = Field(64, ge=8, description="Step 0: width of the built-in GPT-2")
-    labels: int = Field(400, ge=1, description="comparisons from the annotator (pairs, or rankings when ranking_k > 2)")
-    ranking_k: int = Field(2, ge=2, description="responses per comparison: 2 = pairs, K > 2 = K-wise rankings")
+    labels: int = Field(
+        400,
+        ge=1,
+        description="comparisons from the annotator (pairs, or rankings when ranking_k > 2)",
+    )
+    ranking_k: int = Field(
+        2, ge=2, description="responses per comparison: 2 = pairs, K > 2 = K-wise rankings"
+    )
     max_new_tokens: int = Field(24, ge=1, description="longest response")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature, also used for the log-probabilities")
+    temperature: float = Field(
+        1.0, gt=0, description="sampling temperature, also used for the log-probabilities"
+    )
     eval_prompts: int = Field(128, ge=1, description="held-out prompts for the final table")
     best_of_n: int = Field(16, ge=1, description="n of best-of-n sampling against the reward model")
-    goodhart_samples: int = Field(256, ge=0, description="SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n Goodhart curves (0: off)")
-    methods: list[Literal["ppo", "dpo", "best_of_n"]] = Field(["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling")
+    goodhart_samples: int = Field(
+        256,
+        ge=0,
+        description="SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n Goodhart curves (0: off)",
+    )
+    methods: list[Literal["ppo", "dpo", "best_of_n"]] = Field(
+        ["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling"
+    )
     sft: TextSFTConfig = Field(default_factory=TextSFTConfig)
     reward: TextRewardConfig = Field(default_factory=TextRewardConfig)
     ppo: TextPPOConfig = Field(default_factory=TextPPOConfig)
@@ -189,22 +303,59 @@ class TextConfig(_Section):
 
 
 class AlarmConfig(_Section):
-    stop: bool = Field(False, description="stop the run (checkpoint, summary and report kept) when any alarm fires")
-    patience: int = Field(3, ge=1, description="consecutive iterations a condition must hold before its alarm fires")
-    early_iterations: int = Field(5, ge=2, description="first RL iterations that set the early band of ensemble disagreement on policy samples")
-    band_width: float = Field(3.0, gt=0, description="disagreement leaves its early band above early mean + this many early standard deviations")
-    trend_window: int = Field(5, ge=2, description="iterations over which 'proxy return rising' is a positive least-squares slope")
-    disagreement_pairs: int = Field(32, ge=1, description="pairs of fresh policy segments scored for ensemble disagreement each iteration")
-    kl_budget: float | None = Field(None, gt=0, description="alarm when KL(π‖π_ref) per step exceeds this many nats (None: off)")
-    entropy_collapse: float = Field(0.1, ge=0, lt=1, description="alarm when policy entropy falls below this share of its first value")
-    rm_acc_drop: float = Field(0.1, ge=0, description="alarm when held-out reward-model accuracy falls this far (and 2 s.e.) below its best")
+    stop: bool = Field(
+        False, description="stop the run (checkpoint, summary and report kept) when any alarm fires"
+    )
+    patience: int = Field(
+        3, ge=1, description="consecutive iterations a condition must hold before its alarm fires"
+    )
+    early_iterations: int = Field(
+        5,
+        ge=2,
+        description="first RL iterations that set the early band of ensemble disagreement on policy samples",
+    )
+    band_width: float = Field(
+        3.0,
+        gt=0,
+        description="disagreement leaves its early band above early mean + this many early standard deviations",
+    )
+    trend_window: int = Field(
+        5,
+        ge=2,
+        description="iterations over which 'proxy return rising' is a positive least-squares slope",
+    )
+    disagreement_pairs: int = Field(
+        32,
+        ge=1,
+        description="pairs of fresh policy segments scored for ensemble disagreement each iteration",
+    )
+    kl_budget: float | None = Field(
+        None, gt=0, description="alarm when KL(π‖π_ref) per step exceeds this many nats (None: off)"
+    )
+    entropy_collapse: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="alarm when policy entropy falls below this share of its first value",
+    )
+    rm_acc_drop: float = Field(
+        0.1,
+        ge=0,
+        description="alarm when held-out reward-model accuracy falls this far (and 2 s.e.) below its best",
+    )
 
 
 class RunConfig(_Section):
     task: str = Field("cartpole-preferences", description="name of this experiment")
     seed: int = Field(0, description="seed for envs, networks, annotator and query selection")
-    env_steps: int = Field(100_000, ge=1, description="policy env steps in all, the rollouts that pre-RL labels come from included")
-    baseline: bool = Field(True, description="also train PPO on the true reward with the same env steps")
+    env_steps: int = Field(
+        100_000,
+        ge=1,
+        description="policy env steps in all, the rollouts that pre-RL labels come from included",
+    )
+    baseline: bool = Field(
+        True, description="also train PPO on the true reward with the same env steps"
+    )
     eval_episodes: int = Field(16, ge=1, description="episodes for each true-return evaluation")
     checkpoint_every: int = Field(10, ge=1, description="iterations between checkpoints")
     threads: int = Field(1, ge=1, description="torch CPU threads (small nets run fastest on one)")
@@ -212,7 +363,10 @@ class RunConfig(_Section):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    text: TextConfig | None = Field(None, description="language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control")
+    text: TextConfig | None = Field(
+        None,
+        description="language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control",
+    )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
 
     @model_validator(mode="after")
@@ -241,7 +395,9 @@ def field_help(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tup
     for name, info in model.model_fields.items():
         key = prefix + name
         ann = info.annotation
-        members = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        members = [
+            a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         ann = members[0] if members else ann  # an optional section (text: TextConfig | None)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows += field_help(ann, key + ".")
@@ -263,7 +419,16 @@ def _format_validation(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(loc, _known_keys(), n=3)
             msg = "unknown config key" + (f" (did you mean {', '.join(close)}?)" if close else "")
-        lines.append(f"{source}: {loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "input" in err and not isinstance(err["input"], dict) else ""))
+        lines.append(
+            f"{source}: {loc}: {msg}"
+            + (
+                f" (got {err['input']!r})"
+                if err["type"] != "extra_forbidden"
+                and "input" in err
+                and not isinstance(err["input"], dict)
+                else ""
+            )
+        )
     return "\n".join(lines)
 
 
@@ -284,7 +449,9 @@ def load_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: config must be a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: config must be a mapping of keys to values, got {type(data).__name__}"
+        )
     return data
 
 
@@ -296,7 +463,10 @@ def apply_override(data: dict, item: str) -> None:
     key = SHORT_NAMES.get(key.strip(), key.strip())
     if key not in _known_keys() and not key.startswith("env.kwargs."):
         close = difflib.get_close_matches(key, _known_keys() + list(SHORT_NAMES), n=3)
-        raise ConfigError(f"override '{item}': unknown config key '{key}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        raise ConfigError(
+            f"override '{item}': unknown config key '{key}'"
+            + (f" (did you mean {', '.join(close)}?)" if close else "")
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -310,7 +480,9 @@ def apply_override(data: dict, item: str) -> None:
     node[parts[-1]] = value
 
 
-def build_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+def build_config(
+    path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
+) -> RunConfig:
     """Config from (an optional base dict, then) a YAML file, then key=value overrides."""
     data = dict(base or {})
     source = "config"
@@ -322,7 +494,9 @@ def build_config(path: str | Path | None = None, overrides: list[str] = (), base
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, source if not overrides else f"{source} + overrides")) from None
+        raise ConfigError(
+            _format_validation(exc, source if not overrides else f"{source} + overrides")
+        ) from None
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -336,8 +510,13 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
-_Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+_Dumper.add_representer(
+    str,
+    lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None),
+)
 
 
 def to_yaml(cfg: RunConfig) -> str:
-    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    return yaml.dump(
+        cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, allow_unicode=True
+    )

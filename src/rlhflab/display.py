@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 
@@ -26,8 +33,13 @@ class RunDisplay(_ProgressDisplay):
         self.console = console or Console()
         self.total = total_steps
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[phase]:<8}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+            TextColumn("[bold]{task.fields[phase]:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
         )
         self.tasks: dict[str, int] = {}
         self.alarms_seen: set[str] = set()
@@ -37,8 +49,12 @@ class RunDisplay(_ProgressDisplay):
         if phase not in self.tasks:
             self.tasks[phase] = self.progress.add_task("", total=self.total, phase=phase, info="")
         if phase == "waiting":
-            self.progress.update(self.tasks[phase], completed=record["labels"], total=record["waiting_for"],
-                                 info=f"waiting for people: {record['labels']}/{record['waiting_for']} labels before RL")
+            self.progress.update(
+                self.tasks[phase],
+                completed=record["labels"],
+                total=record["waiting_for"],
+                info=f"waiting for people: {record['labels']}/{record['waiting_for']} labels before RL",
+            )
             return
         parts = []
         if "labels" in record:
@@ -54,15 +70,26 @@ class RunDisplay(_ProgressDisplay):
         for a in record.get("alarms") or []:
             if a["alarm"] not in self.alarms_seen:  # say each alarm once in full, above the bars
                 self.alarms_seen.add(a["alarm"])
-                self.console.print(f"[bold red]alarm[/] at {record['env_steps']} env steps — {escape(a['message'])}")
-        self.progress.update(self.tasks[phase], completed=record["env_steps"], info=" · ".join(parts))
+                self.console.print(
+                    f"[bold red]alarm[/] at {record['env_steps']} env steps — {escape(a['message'])}"
+                )
+        self.progress.update(
+            self.tasks[phase], completed=record["env_steps"], info=" · ".join(parts)
+        )
 
 
 def summary_table(summary: dict) -> Table:
-    table = Table(title=f"{summary['task']}: {summary['env']} · {summary['labels']} labels · {summary['env_steps']} env steps · seed {summary['seed']}", min_width=60)
+    table = Table(
+        title=f"{summary['task']}: {summary['env']} · {summary['labels']} labels · {summary['env_steps']} env steps · seed {summary['seed']}",
+        min_width=60,
+    )
     table.add_column("policy")
     table.add_column("true return", justify="right")
-    names = {"rlhf": "RLHF (learned reward)", "true_reward_baseline": "PPO on the true reward", "random": "random"}
+    names = {
+        "rlhf": "RLHF (learned reward)",
+        "true_reward_baseline": "PPO on the true reward",
+        "random": "random",
+    }
     for key, value in summary["true_return"].items():
         table.add_row(names.get(key, key), f"{value:.1f}")
     if summary.get("normalised_score") is not None:
@@ -75,7 +102,12 @@ class TextDisplay(_ProgressDisplay):
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
-        self.progress = Progress(TextColumn("[bold]{task.fields[phase]:<12}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console)
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[phase]:<12}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
         self.tasks: dict[str, int] = {}
 
     def __call__(self, record: dict) -> None:
@@ -84,16 +116,35 @@ class TextDisplay(_ProgressDisplay):
             phase = f"eval {record['method']}"
         if phase not in self.tasks:
             self.tasks[phase] = self.progress.add_task("", total=None, phase=phase, info="")
-        shown = {k: v for k, v in record.items() if k not in ("phase", "method") and isinstance(v, (int, float))}
-        self.progress.update(self.tasks[phase], info=" · ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()))
+        shown = {
+            k: v
+            for k, v in record.items()
+            if k not in ("phase", "method") and isinstance(v, (int, float))
+        }
+        self.progress.update(
+            self.tasks[phase],
+            info=" · ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
+            ),
+        )
 
 
 def text_table(summary: dict) -> Table:
-    table = Table(title=f"{summary['task']}: {summary['labels']} labels · seed {summary['seed']} · {summary['wall_seconds']:.0f} s", min_width=60)
+    table = Table(
+        title=f"{summary['task']}: {summary['labels']} labels · seed {summary['seed']} · {summary['wall_seconds']:.0f} s",
+        min_width=60,
+    )
     for col in ("method", "gold ↑", "proxy (r̂)", "KL from SFT", "distinct-2", "words"):
         table.add_column(col, justify="right")
     for name, m in summary["methods"].items():
-        table.add_row(name, f"{m['gold']:.3f}", f"{m['proxy']:.3f}", f"{m['kl']:.2f}", f"{m['distinct_2']:.3f}", f"{m['response_words']:.1f}")
+        table.add_row(
+            name,
+            f"{m['gold']:.3f}",
+            f"{m['proxy']:.3f}",
+            f"{m['kl']:.2f}",
+            f"{m['distinct_2']:.3f}",
+            f"{m['response_words']:.1f}",
+        )
     rm = summary.get("reward_model", {})
     if "rm_val_acc" in rm:
         table.caption = f"reward model: held-out accuracy {rm['rm_val_acc']:.2f} on {rm['rm_val_pairs']} pairs, ECE {rm.get('rm_val_ece', float('nan')):.3f}"

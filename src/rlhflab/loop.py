@@ -65,19 +65,33 @@ class LabelSchedule:
 
     def wanted(self, env_steps: int) -> int:
         """Labels that should exist once the policy has taken `env_steps` steps."""
-        frac = math.log1p(min(env_steps, self.env_steps) / self.t0) / math.log1p(self.env_steps / self.t0)
+        frac = math.log1p(min(env_steps, self.env_steps) / self.t0) / math.log1p(
+            self.env_steps / self.t0
+        )
         return min(self.total, self.initial + round((self.total - self.initial) * frac))
 
 
-def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False) -> ControlPolicy:
+def run_rlhf(
+    cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+) -> ControlPolicy:
     """Train a policy from preferences; returns the trained policy."""
     on_log = on_log or (lambda record: None)
     torch.set_num_threads(cfg.threads)
     fb = cfg.feedback
-    people = fb.annotator.kind == "people"  # judgements arrive through the labeling app, at people's pace
-    policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed, render_envs=fb.render_envs if people else 0, render_stride=fb.clip_stride)
+    people = (
+        fb.annotator.kind == "people"
+    )  # judgements arrive through the labeling app, at people's pace
+    policy = ControlPolicy(
+        cfg.env,
+        cfg.policy,
+        cfg.seed,
+        render_envs=fb.render_envs if people else 0,
+        render_stride=fb.clip_stride,
+    )
     reward_model = RewardEnsemble(policy.obs_dim, policy.action_space, cfg.reward, cfg.seed + 1)
-    probe = Probe(cfg, run, policy, reward_model)  # KL, disagreement on policy samples, samples/ and clips/
+    probe = Probe(
+        cfg, run, policy, reward_model
+    )  # KL, disagreement on policy samples, samples/ and clips/
     annotator = SyntheticAnnotator(fb.annotator, cfg.seed + 2)
     store = FeedbackStore(run.store_url)
     store.set_setting("guidelines", fb.guidelines)
@@ -90,39 +104,76 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
         reward_model.load_state_dict(ckpt["reward_model"])
         annotator.load_state_dict(ckpt["annotator"])
         rng.bit_generator.state = ckpt["rng"]
-        iteration, labels_at_fit, rm_metrics = ckpt["iteration"], ckpt["labels_at_fit"], ckpt["rm_metrics"]
-        run.drop_metrics(lambda r: r.get("phase") == "rlhf" and r.get("iteration", 0) > iteration)  # logged after the checkpoint: redone now
+        iteration, labels_at_fit, rm_metrics = (
+            ckpt["iteration"],
+            ckpt["labels_at_fit"],
+            ckpt["rm_metrics"],
+        )
+        run.drop_metrics(
+            lambda r: r.get("phase") == "rlhf" and r.get("iteration", 0) > iteration
+        )  # logged after the checkpoint: redone now
         if ckpt.get("done"):
             return policy
-    monitor = AlarmMonitor(cfg.alarms, [m for m in run.metrics() if m.get("phase") == "rlhf" and m["iteration"] <= iteration])
+    monitor = AlarmMonitor(
+        cfg.alarms,
+        [m for m in run.metrics() if m.get("phase") == "rlhf" and m["iteration"] <= iteration],
+    )
 
     def checkpoint(done: bool = False) -> None:
-        run.save_checkpoint({
-            "policy": policy.state_dict(), "reward_model": reward_model.state_dict(), "annotator": annotator.state_dict(),
-            "rng": rng.bit_generator.state, "iteration": iteration, "labels_at_fit": labels_at_fit, "rm_metrics": rm_metrics, "done": done,
-        })
+        run.save_checkpoint(
+            {
+                "policy": policy.state_dict(),
+                "reward_model": reward_model.state_dict(),
+                "annotator": annotator.state_dict(),
+                "rng": rng.bit_generator.state,
+                "iteration": iteration,
+                "labels_at_fit": labels_at_fit,
+                "rm_metrics": rm_metrics,
+                "done": done,
+            }
+        )
 
     def ask(rollout, n: int) -> None:
         """Select n queries from the rollout's segments and store them; a synthetic annotator answers at once."""
         pairs = select_pairs(
-            rollout.sample_segments(max(2, 2 * n * fb.candidates), fb.segment_length, rng, judge=fb.annotator.judge),
-            n, fb.selection if reward_model.fits else "random", rng, fb.candidates, reward_model.disagreement,
+            rollout.sample_segments(
+                max(2, 2 * n * fb.candidates), fb.segment_length, rng, judge=fb.annotator.judge
+            ),
+            n,
+            fb.selection if reward_model.fits else "random",
+            rng,
+            fb.candidates,
+            reward_model.disagreement,
         )
-        clips = [(encode_gif(a.frames, fb.clip_fps), encode_gif(b.frames, fb.clip_fps)) for a, b in pairs] if pairs and pairs[0][0].frames is not None else None
+        clips = (
+            [
+                (encode_gif(a.frames, fb.clip_fps), encode_gif(b.frames, fb.clip_fps))
+                for a, b in pairs
+            ]
+            if pairs and pairs[0][0].frames is not None
+            else None
+        )
         ids = store.add_queries(pairs, clips, overlap=fb.overlap if people else 1)
         if not people:
-            store.add_judgements([(qid, annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)], annotator.name)
+            store.add_judgements(
+                [(qid, annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)], annotator.name
+            )
 
     def answer_pending() -> None:
         if not people:
-            store.add_judgements([(q.id, annotator.judge(q.left, q.right)) for q in store.pending_queries()], annotator.name)
+            store.add_judgements(
+                [(q.id, annotator.judge(q.left, q.right)) for q in store.pending_queries()],
+                annotator.name,
+            )
 
     known: list = []  # every judged segment comparison, read from the store once and then incrementally
 
     relabels = [store.setting("relabels", "0")]
 
     def sync() -> list:
-        if store.setting("relabels", "0") != relabels[0]:  # someone corrected a label: read everything again
+        if (
+            store.setting("relabels", "0") != relabels[0]
+        ):  # someone corrected a label: read everything again
             relabels[0] = store.setting("relabels", "0")
             known.clear()
         known.extend(store.comparisons(after=known[-1].judgement_id if known else 0))
@@ -130,20 +181,39 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
 
     def wait_for_people() -> None:
         """Block (visibly, and at most wait_timeout) until the labels required before RL have arrived."""
-        need = fb.min_labels_before_rl if fb.min_labels_before_rl is not None else round(0.75 * schedule.initial)
+        need = (
+            fb.min_labels_before_rl
+            if fb.min_labels_before_rl is not None
+            else round(0.75 * schedule.initial)
+        )
         try:
-            wait_for_labels(store, need, fb.wait_timeout, lambda have, need: on_log(
-                {"phase": "waiting", "env_steps": policy.env_steps, "labels": have, "waiting_for": need}))
+            wait_for_labels(
+                store,
+                need,
+                fb.wait_timeout,
+                lambda have, need: on_log(
+                    {
+                        "phase": "waiting",
+                        "env_steps": policy.env_steps,
+                        "labels": have,
+                        "waiting_for": need,
+                    }
+                ),
+            )
         except LabelTimeout as exc:
             raise RunError(f"{exc} (required before RL). {people_hint(run.path)}") from None
 
     def refit() -> None:
         nonlocal labels_at_fit, rm_metrics
         labels = len(sync())
-        if labels > labels_at_fit * (1 + cfg.reward.refit_growth) or (labels and not reward_model.fits):
+        if labels > labels_at_fit * (1 + cfg.reward.refit_growth) or (
+            labels and not reward_model.fits
+        ):
             rm_metrics = reward_model.fit(known)
             labels_at_fit = labels
-            policy.reward_rms = RunningMeanStd(())  # a refit changes r̂'s offset and scale: normalise the new r̂ afresh
+            policy.reward_rms = RunningMeanStd(
+                ()
+            )  # a refit changes r̂'s offset and scale: normalise the new r̂ afresh
 
     answer_pending()  # a crash may have left queries unanswered
     try:
@@ -166,7 +236,9 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
                 r_hat = reward_model.predict(rollout.raw_obs, rollout.actions)
             except NonFiniteRewardError as exc:
                 checkpoint()
-                raise RunError(f"{exc} at env step {policy.env_steps} (iteration {iteration}); checkpoint saved in {run.checkpoint_path}") from None
+                raise RunError(
+                    f"{exc} at env step {policy.env_steps} (iteration {iteration}); checkpoint saved in {run.checkpoint_path}"
+                ) from None
             stats = policy.update(rollout, r_hat)
 
             missing = schedule.wanted(policy.env_steps) - store.count_queries()
@@ -178,10 +250,16 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
 
             iteration += 1
             record = {
-                "phase": "rlhf", "iteration": iteration, "env_steps": policy.env_steps, "labels": store.count_judgements(),
+                "phase": "rlhf",
+                "iteration": iteration,
+                "env_steps": policy.env_steps,
+                "labels": store.count_judgements(),
                 "true_return": float(rollout.true_rewards.mean() * cfg.env.horizon),
                 "proxy_return": float(r_hat.mean() * cfg.env.horizon),
-                **rm_metrics, **stats, **probe.measure(rollout, iteration), "steps_per_second": rollout.true_rewards.size / (time.perf_counter() - started),
+                **rm_metrics,
+                **stats,
+                **probe.measure(rollout, iteration),
+                "steps_per_second": rollout.true_rewards.size / (time.perf_counter() - started),
             }
             record["alarms"] = monitor.check(record)
             stop = bool(record["alarms"]) and cfg.alarms.stop
@@ -202,7 +280,12 @@ def run_rlhf(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: b
     return policy
 
 
-def train_true_reward(cfg: RunConfig, run: RunDir | None = None, on_log: OnLog | None = None, optimise: str = "true_reward") -> ControlPolicy:
+def train_true_reward(
+    cfg: RunConfig,
+    run: RunDir | None = None,
+    on_log: OnLog | None = None,
+    optimise: str = "true_reward",
+) -> ControlPolicy:
     """The baseline: the same PPO on the env's true reward, with the same env-step budget.
 
     `optimise="reward"` trains on the env's returned reward instead — for a misspecified env,
@@ -215,8 +298,13 @@ def train_true_reward(cfg: RunConfig, run: RunDir | None = None, on_log: OnLog |
         rollout = policy.collect()
         stats = policy.update(rollout, rollout.rewards(optimise))
         iteration += 1
-        record = {"phase": "baseline" if optimise == "true_reward" else f"ppo_on_{optimise}", "iteration": iteration, "env_steps": policy.env_steps,
-                  "true_return": float(rollout.true_rewards.mean() * cfg.env.horizon), **stats}
+        record = {
+            "phase": "baseline" if optimise == "true_reward" else f"ppo_on_{optimise}",
+            "iteration": iteration,
+            "env_steps": policy.env_steps,
+            "true_return": float(rollout.true_rewards.mean() * cfg.env.horizon),
+            **stats,
+        }
         if iteration % cfg.checkpoint_every == 0 or policy.env_steps >= cfg.env_steps:
             record["eval_true_return"] = policy.evaluate(cfg.eval_episodes)
         if run is not None:
@@ -225,7 +313,9 @@ def train_true_reward(cfg: RunConfig, run: RunDir | None = None, on_log: OnLog |
     return policy
 
 
-def run_experiment(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False) -> dict:
+def run_experiment(
+    cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+) -> dict:
     """RLHF, the true-reward baseline and a random policy, compared on the true return."""
     started = time.time()
     if not resume:
@@ -243,10 +333,15 @@ def run_experiment(cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, res
     store.close()
     last = next((m for m in reversed(run.metrics()) if m.get("phase") == "rlhf"), {})
     summary = {
-        "task": cfg.task, "env": cfg.env.id, "labels": labels, "env_steps": cfg.env_steps, "seed": cfg.seed,
+        "task": cfg.task,
+        "env": cfg.env.id,
+        "labels": labels,
+        "env_steps": cfg.env_steps,
+        "seed": cfg.seed,
         "true_return": true_return,
         "normalised_score": normalised_score(true_return),
-        "proxy_return": last.get("proxy_return"), "rm_val_acc": last.get("rm_val_acc"),
+        "proxy_return": last.get("proxy_return"),
+        "rm_val_acc": last.get("rm_val_acc"),
         "wall_seconds": round(time.time() - started, 2),
     }
     run.write_summary(summary)

@@ -1,12 +1,12 @@
 """The run directory: everything a run produces, in one place, enough to resume it.
 
-    RUN_DIR/
-      config.yaml        the resolved config
-      metrics.jsonl      one JSON object per log step
-      feedback.db        the feedback store (SQLite)
-      checkpoints/latest.pt
-      checkpoints/policy_XXXX.pt   policy snapshots at iteration XXXX (0: before RL), for Goodhart curves
-      summary.json       the final results
+RUN_DIR/
+  config.yaml        the resolved config
+  metrics.jsonl      one JSON object per log step
+  feedback.db        the feedback store (SQLite)
+  checkpoints/latest.pt
+  checkpoints/policy_XXXX.pt   policy snapshots at iteration XXXX (0: before RL), for Goodhart curves
+  summary.json       the final results
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class RunDir:
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return [
+            json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()
+        ]
 
     def drop_metrics(self, drop) -> None:
         """Rewrite metrics.jsonl without the records for which `drop(record)` is true."""
@@ -86,7 +88,10 @@ class RunDir:
 
     def policy_snapshots(self) -> dict[int, Path]:
         """Iteration → snapshot path, in order."""
-        return {int(p.stem.split("_")[1]): p for p in sorted((self.path / "checkpoints").glob("policy_[0-9]*.pt"))}
+        return {
+            int(p.stem.split("_")[1]): p
+            for p in sorted((self.path / "checkpoints").glob("policy_[0-9]*.pt"))
+        }
 
     def write_summary(self, summary: dict) -> None:
         self.summary_path.write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")

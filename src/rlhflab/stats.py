@@ -37,4 +37,8 @@ class RunningMeanStd:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+        self.mean, self.var, self.count = (
+            np.asarray(state["mean"]),
+            np.asarray(state["var"]),
+            float(state["count"]),
+        )

@@ -36,7 +36,9 @@ class Segment:
     actions: np.ndarray  # [k] int64 (discrete) or [k, act_dim] float32 (continuous)
     true_rewards: np.ndarray  # [k] float32 — what the annotator judges (gold unless feedback.annotator.judge says otherwise); never shown to the reward model
     env_steps: int = 0  # policy env steps when the segment was collected
-    frames: np.ndarray | None = field(default=None, repr=False, compare=False)  # [k, H, W, 3] rendered, for people
+    frames: np.ndarray | None = field(
+        default=None, repr=False, compare=False
+    )  # [k, H, W, 3] rendered, for people
 
     def __len__(self) -> int:
         return len(self.true_rewards)

@@ -40,7 +40,11 @@ ALARMS = {
 
 def no_acting_steps(record: dict) -> bool:
     """A rollout spent wholly in absorbing states: the update had no acting step and reports zeros."""
-    return record.get("entropy") == 0.0 and record.get("policy_loss") == 0.0 and record.get("approx_kl") == 0.0
+    return (
+        record.get("entropy") == 0.0
+        and record.get("policy_loss") == 0.0
+        and record.get("approx_kl") == 0.0
+    )
 
 
 def _num(value) -> float | None:
@@ -96,14 +100,27 @@ class AlarmMonitor:
 
     def _entropy_collapse(self, record: dict) -> str | None:
         entropy = None if no_acting_steps(record) else _num(record.get("entropy"))
-        series = [v for r in self.history if not no_acting_steps(r) and (v := _num(r.get("entropy"))) is not None]
-        if entropy is None or not series or series[0] <= 0 or entropy >= self.cfg.entropy_collapse * series[0]:
+        series = [
+            v
+            for r in self.history
+            if not no_acting_steps(r) and (v := _num(r.get("entropy"))) is not None
+        ]
+        if (
+            entropy is None
+            or not series
+            or series[0] <= 0
+            or entropy >= self.cfg.entropy_collapse * series[0]
+        ):
             return None
         return f"policy entropy {entropy:.3g} is below {self.cfg.entropy_collapse:.0%} of its first value {series[0]:.3g}"
 
     def _rm_accuracy_drop(self, record: dict) -> str | None:
         acc = _num(record.get("rm_val_acc"))
-        earlier = [(v, _num(r.get("rm_val_pairs"))) for r in self.history[:-1] if (v := _num(r.get("rm_val_acc"))) is not None]
+        earlier = [
+            (v, _num(r.get("rm_val_pairs")))
+            for r in self.history[:-1]
+            if (v := _num(r.get("rm_val_acc"))) is not None
+        ]
         if acc is None or not earlier:
             return None
         best, n_best = max(earlier, key=lambda e: e[0])
@@ -120,5 +137,12 @@ def first_firings(records: list[dict]) -> dict[str, dict]:
     first = {}
     for r in records:
         for a in r.get("alarms") or []:
-            first.setdefault(a["alarm"], {"env_steps": r.get("env_steps"), "iteration": r.get("iteration"), "message": a["message"]})
+            first.setdefault(
+                a["alarm"],
+                {
+                    "env_steps": r.get("env_steps"),
+                    "iteration": r.get("iteration"),
+                    "message": a["message"],
+                },
+            )
     return first

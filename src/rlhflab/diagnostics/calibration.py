@@ -32,7 +32,9 @@ def reliability(predictions: np.ndarray, outcomes: np.ndarray, bins: int = 10) -
     """Reliability-diagram data and ECE for probabilities `predictions` of binary `outcomes`."""
     p, y = np.asarray(predictions, float), np.asarray(outcomes, float)
     if p.shape != y.shape or p.ndim != 1:
-        raise ValueError(f"predictions and outcomes must be 1-d and the same length, got {p.shape} and {y.shape}")
+        raise ValueError(
+            f"predictions and outcomes must be 1-d and the same length, got {p.shape} and {y.shape}"
+        )
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
     count = np.bincount(which, minlength=bins)
@@ -40,9 +42,15 @@ def reliability(predictions: np.ndarray, outcomes: np.ndarray, bins: int = 10) -
         mean_p = np.bincount(which, p, bins) / count
         freq = np.bincount(which, y, bins) / count
     filled = count > 0
-    ece = float(np.sum(count[filled] / max(len(p), 1) * np.abs(freq[filled] - mean_p[filled]))) if len(p) else float("nan")
+    ece = (
+        float(np.sum(count[filled] / max(len(p), 1) * np.abs(freq[filled] - mean_p[filled])))
+        if len(p)
+        else float("nan")
+    )
     return Reliability(edges, mean_p, freq, count, ece)
 
 
-def expected_calibration_error(predictions: np.ndarray, outcomes: np.ndarray, bins: int = 10) -> float:
+def expected_calibration_error(
+    predictions: np.ndarray, outcomes: np.ndarray, bins: int = 10
+) -> float:
     return reliability(predictions, outcomes, bins).ece

@@ -37,14 +37,27 @@ def build_comparison(run_dirs: list[str | Path], out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
 
     head = "<tr><th>run</th><th>env</th><th>labels</th><th>env steps</th><th>seed</th><th>RLHF</th><th>true-reward PPO</th><th>random</th><th>normalised score</th><th>alarms</th></tr>"
-    rows, md = [], "| run | env | labels | env steps | seed | RLHF | true-reward PPO | random | normalised score | alarms |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    rows, md = (
+        [],
+        "| run | env | labels | env steps | seed | RLHF | true-reward PPO | random | normalised score | alarms |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    )
     for name, run in zip(names, runs):
         s, cfg = run.summary or {}, run.cfg
         tr = s.get("true_return", {})
         alarms = sorted({a["alarm"] for r in run.metrics for a in r.get("alarms") or []})
-        cells = [name, cfg.env.id, s.get("labels", cfg.feedback.labels), cfg.env_steps, cfg.seed,
-                 *(f"{tr[k]:.1f}" if k in tr else "–" for k in ("rlhf", "true_reward_baseline", "random")),
-                 "–" if s.get("normalised_score") is None else f"{s['normalised_score']:.2f}", ", ".join(alarms) or "none"]
+        cells = [
+            name,
+            cfg.env.id,
+            s.get("labels", cfg.feedback.labels),
+            cfg.env_steps,
+            cfg.seed,
+            *(
+                f"{tr[k]:.1f}" if k in tr else "–"
+                for k in ("rlhf", "true_reward_baseline", "random")
+            ),
+            "–" if s.get("normalised_score") is None else f"{s['normalised_score']:.2f}",
+            ", ".join(alarms) or "none",
+        ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         md += "| " + " | ".join(md_escape(c) for c in cells) + " |\n"
 
@@ -57,13 +70,17 @@ def build_comparison(run_dirs: list[str | Path], out: str | Path) -> Path:
             a.plot(x, y, "o-" if key == "eval_true_return" else "-", ms=3, label=name)
         a.set_title(CURVES[key])
         a.set_xlabel("env steps")
-    for a in ax[len(keys):]:
+    for a in ax[len(keys) :]:
         a.set_axis_off()
     if keys:
         ax[0].legend(fontsize=7)
     sections = [
         Section("Results", f"<table>{head}{''.join(rows)}</table>", md),
-        Section("Learning curves", img(png(fig), "learning curves of every run") + "<p class='note'>RLHF phase of each run. Proxy scales differ between runs and refits.</p>"),
+        Section(
+            "Learning curves",
+            img(png(fig), "learning curves of every run")
+            + "<p class='note'>RLHF phase of each run. Proxy scales differ between runs and refits.</p>",
+        ),
     ]
     title = f"rlhflab comparison of {len(runs)} runs"
     path = out / "compare.html"

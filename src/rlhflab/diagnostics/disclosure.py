@@ -36,69 +36,162 @@ def _pct(x: float | None) -> str:
 
 
 def disclosure_sheet(
-    cfg: RunConfig, summary: dict | None, alarms: dict[str, dict], stats: list[AnnotatorStats],
-    inter_rater: tuple[float | None, int], rm_eval: dict,
+    cfg: RunConfig,
+    summary: dict | None,
+    alarms: dict[str, dict],
+    stats: list[AnnotatorStats],
+    inter_rater: tuple[float | None, int],
+    rm_eval: dict,
 ) -> list[Item]:
     fb, rm, pol, ann = cfg.feedback, cfg.reward, cfg.policy, cfg.feedback.annotator
     humans = [s for s in stats if s.annotator != "synthetic"]
     counts = {j.value: sum(s.counts.get(j.value, 0) for s in stats) for j in Judgement}
     items = [
-        Item("Pretraining", "the pretraining process and data, to make possible biases apparent",
-             [f"None: the policy (actor-critic MLPs, {pol.hidden} hidden units) and the reward model ({rm.ensemble} MLPs, "
-              f"{rm.layers}×{rm.hidden}) start from random initialisation (seed {cfg.seed}); no pretrained weights or data."]),
-        Item("Annotators: selection and training", "how evaluators were selected and trained (risks: malicious, unrepresentative or incapable evaluators)",
-             [f"{s.annotator}: {s.labels} judgements" for s in stats]
-             + ([f"'synthetic' is a simulated, Boltzmann-rational annotator judging segments by the env's true reward: temperature τ = {ann.temperature}, "
-                 f"error rate ε = {ann.error_rate}, myopia γ = {ann.discount}, tie threshold {ann.tie_threshold}, can't tell {'never' if ann.cant_tell_below is None else f'below {ann.cant_tell_below}'}."]
-                if any(s.annotator == "synthetic" for s in stats) else []),
-             f"{OWNER}: how the people named above were recruited, selected, trained and paid, and the instructions they were given." if humans else None),
-        Item("Selection of examples", "how examples were selected for feedback (representativeness, adversarial examples, data poisoning)",
-             [f"Pairs of {fb.segment_length}-step segments cut from the policy's own rollouts on {cfg.env.id} (fixed horizon {cfg.env.horizon}).",
-              f"{fb.initial_share:.0%} of the {fb.labels} labels before RL, then a rate ∝ T₀/(T+T₀) with T₀ = {fb.t0:g}·env_steps.",
-              "Query selection: " + ("random pairs." if fb.selection == "random" else
-                                     f"ensemble disagreement — {fb.candidates}× candidate pairs, the most disputed kept (Christiano et al. 2017 §2.2.4).")],
-             f"{OWNER}: measures against data poisoning if examples or labels came from outside this run." if humans else None),
-        Item("Types of feedback", "the feedback types used (risks of too little or too poor feedback)",
-             ["Pairwise comparisons of two segments with four answers: "
-              + ", ".join(f"{LABELS[k]} {v}" for k, v in counts.items()) + "."]),
-        Item("Quality assurance and inter-rater consistency", "measures for quality control in feedback collection and inter-rater consistency",
-             [f"{s.annotator}: agrees with the gold (true-return) preference on {_pct(s.gold_agreement)} of {s.gold_pairs} strict answers; "
-              f"says left on {_pct(s.left_share)} of strict answers (position bias; 50% expected)." for s in stats]
-             + [f"Inter-rater agreement: {_pct(inter_rater[0])} over {inter_rater[1]} pairs of judgements of the same query." if inter_rater[1]
-                else "No query was judged twice, so inter-rater consistency cannot be measured."],
-             f"{OWNER}: the quality-assurance procedure for human feedback (gold questions, re-labelling, removal of annotators)." if humans else None),
-        Item("Reward-model loss and disagreement", "the loss used to fit the reward model and how disagreement was modelled (misspecification)",
-             [f"Bradley–Terry over segment sums, P̂ = (1−ε)·σ(R̂₁ − R̂₂) + ε/2 with ε = {rm.label_noise} (Christiano et al. 2017 §2.2.3); "
-              "'equal' is the target ½; 'can't tell' is dropped.",
-              f"An ensemble of {rm.ensemble} members, each fit on a bootstrap of the training split; {rm.val_fraction:.1%} of queries held out; "
-              f"weight decay {rm.weight_decay}, early stopping after {rm.patience} epochs.",
-              "Disagreement between annotators is modelled only as noise (ε), not as distinct preferences."]),
-        Item("Reward-model evaluation", "reward-model evaluation and results, with red teaming",
-             [f"Held-out accuracy {_pct(rm_eval.get('val_acc'))} (strict judgements of the {rm_eval.get('val_pairs', 'n/a')} held-out queries) at the last refit; "
-              f"expected calibration error {rm_eval['ece']:.3f}." if rm_eval.get("ece") is not None else
-              f"Held-out accuracy {_pct(rm_eval.get('val_acc'))}; calibration not available.",
-              f"EPIC distance to the true reward at the last checkpoint: {rm_eval['epic']:.3f} (0 = equivalent up to shaping and scale, 1 = opposite)."
-              if rm_eval.get("epic") is not None else "EPIC distance to the true reward: not available."],
-             f"{OWNER}: red teaming of the reward model."),
-        Item("Policy optimisation", "how the policy was optimised against the reward model",
-             [f"{pol.algo.upper()} for {cfg.env_steps} env steps: lr {pol.lr}, {pol.n_steps} steps × {cfg.env.num_envs} envs per rollout, "
-              f"{pol.epochs} epochs × {pol.minibatches} minibatches, clip {pol.clip}, γ = {pol.gamma}, GAE λ = {pol.gae_lambda}, entropy bonus {pol.ent_coef}; "
-              f"r̂ {'normalised by running mean/std' if pol.normalize_rewards else 'used as is'}; no KL penalty to a reference policy."]),
-        Item("Policy evaluation", "policy evaluation and results, with red teaming and assessment of risky capabilities",
-             [f"True return over {cfg.eval_episodes} episodes: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in summary["true_return"].items())
-              + (f"; normalised score {summary['normalised_score']:.2f}." if summary.get("normalised_score") is not None else ".")]
-             if summary else ["The run has no summary.json: it did not finish."],
-             f"{OWNER}: red teaming of the policy and assessment of risky capabilities."),
-        Item("Audits and red teaming", "internal and external audits and red teaming", [], f"{OWNER}: audits and red teaming of this run, and their findings."),
-        Item("Expected risks and failure modes", "expected risks and anticipated failure modes",
-             [f"Alarm '{name}' fired first at {a['env_steps']} env steps: {a['message']}." for name, a in alarms.items()]
-             or ["No over-optimisation alarm fired during training."],
-             f"{OWNER}: the risks and failure modes expected where the policy is used."),
-        Item("Monitoring and correcting failures", "plans for monitoring and correcting failures",
-             [f"During training: proxy-vs-disagreement band {cfg.alarms.band_width}σ over the first {cfg.alarms.early_iterations} iterations; "
-              f"KL budget {cfg.alarms.kl_budget or 'off'}; entropy collapse below {cfg.alarms.entropy_collapse:.0%}; reward-model accuracy drop {cfg.alarms.rm_acc_drop}; "
-              f"patience {cfg.alarms.patience}; the run {'stops' if cfg.alarms.stop else 'does not stop'} on an alarm."],
-             f"{OWNER}: monitoring and correction after deployment."),
+        Item(
+            "Pretraining",
+            "the pretraining process and data, to make possible biases apparent",
+            [
+                f"None: the policy (actor-critic MLPs, {pol.hidden} hidden units) and the reward model ({rm.ensemble} MLPs, "
+                f"{rm.layers}×{rm.hidden}) start from random initialisation (seed {cfg.seed}); no pretrained weights or data."
+            ],
+        ),
+        Item(
+            "Annotators: selection and training",
+            "how evaluators were selected and trained (risks: malicious, unrepresentative or incapable evaluators)",
+            [f"{s.annotator}: {s.labels} judgements" for s in stats]
+            + (
+                [
+                    f"'synthetic' is a simulated, Boltzmann-rational annotator judging segments by the env's true reward: temperature τ = {ann.temperature}, "
+                    f"error rate ε = {ann.error_rate}, myopia γ = {ann.discount}, tie threshold {ann.tie_threshold}, can't tell {'never' if ann.cant_tell_below is None else f'below {ann.cant_tell_below}'}."
+                ]
+                if any(s.annotator == "synthetic" for s in stats)
+                else []
+            ),
+            f"{OWNER}: how the people named above were recruited, selected, trained and paid, and the instructions they were given."
+            if humans
+            else None,
+        ),
+        Item(
+            "Selection of examples",
+            "how examples were selected for feedback (representativeness, adversarial examples, data poisoning)",
+            [
+                f"Pairs of {fb.segment_length}-step segments cut from the policy's own rollouts on {cfg.env.id} (fixed horizon {cfg.env.horizon}).",
+                f"{fb.initial_share:.0%} of the {fb.labels} labels before RL, then a rate ∝ T₀/(T+T₀) with T₀ = {fb.t0:g}·env_steps.",
+                "Query selection: "
+                + (
+                    "random pairs."
+                    if fb.selection == "random"
+                    else f"ensemble disagreement — {fb.candidates}× candidate pairs, the most disputed kept (Christiano et al. 2017 §2.2.4)."
+                ),
+            ],
+            f"{OWNER}: measures against data poisoning if examples or labels came from outside this run."
+            if humans
+            else None,
+        ),
+        Item(
+            "Types of feedback",
+            "the feedback types used (risks of too little or too poor feedback)",
+            [
+                "Pairwise comparisons of two segments with four answers: "
+                + ", ".join(f"{LABELS[k]} {v}" for k, v in counts.items())
+                + "."
+            ],
+        ),
+        Item(
+            "Quality assurance and inter-rater consistency",
+            "measures for quality control in feedback collection and inter-rater consistency",
+            [
+                f"{s.annotator}: agrees with the gold (true-return) preference on {_pct(s.gold_agreement)} of {s.gold_pairs} strict answers; "
+                f"says left on {_pct(s.left_share)} of strict answers (position bias; 50% expected)."
+                for s in stats
+            ]
+            + [
+                f"Inter-rater agreement: {_pct(inter_rater[0])} over {inter_rater[1]} pairs of judgements of the same query."
+                if inter_rater[1]
+                else "No query was judged twice, so inter-rater consistency cannot be measured."
+            ],
+            f"{OWNER}: the quality-assurance procedure for human feedback (gold questions, re-labelling, removal of annotators)."
+            if humans
+            else None,
+        ),
+        Item(
+            "Reward-model loss and disagreement",
+            "the loss used to fit the reward model and how disagreement was modelled (misspecification)",
+            [
+                f"Bradley–Terry over segment sums, P̂ = (1−ε)·σ(R̂₁ − R̂₂) + ε/2 with ε = {rm.label_noise} (Christiano et al. 2017 §2.2.3); "
+                "'equal' is the target ½; 'can't tell' is dropped.",
+                f"An ensemble of {rm.ensemble} members, each fit on a bootstrap of the training split; {rm.val_fraction:.1%} of queries held out; "
+                f"weight decay {rm.weight_decay}, early stopping after {rm.patience} epochs.",
+                "Disagreement between annotators is modelled only as noise (ε), not as distinct preferences.",
+            ],
+        ),
+        Item(
+            "Reward-model evaluation",
+            "reward-model evaluation and results, with red teaming",
+            [
+                f"Held-out accuracy {_pct(rm_eval.get('val_acc'))} (strict judgements of the {rm_eval.get('val_pairs', 'n/a')} held-out queries) at the last refit; "
+                f"expected calibration error {rm_eval['ece']:.3f}."
+                if rm_eval.get("ece") is not None
+                else f"Held-out accuracy {_pct(rm_eval.get('val_acc'))}; calibration not available.",
+                f"EPIC distance to the true reward at the last checkpoint: {rm_eval['epic']:.3f} (0 = equivalent up to shaping and scale, 1 = opposite)."
+                if rm_eval.get("epic") is not None
+                else "EPIC distance to the true reward: not available.",
+            ],
+            f"{OWNER}: red teaming of the reward model.",
+        ),
+        Item(
+            "Policy optimisation",
+            "how the policy was optimised against the reward model",
+            [
+                f"{pol.algo.upper()} for {cfg.env_steps} env steps: lr {pol.lr}, {pol.n_steps} steps × {cfg.env.num_envs} envs per rollout, "
+                f"{pol.epochs} epochs × {pol.minibatches} minibatches, clip {pol.clip}, γ = {pol.gamma}, GAE λ = {pol.gae_lambda}, entropy bonus {pol.ent_coef}; "
+                f"r̂ {'normalised by running mean/std' if pol.normalize_rewards else 'used as is'}; no KL penalty to a reference policy."
+            ],
+        ),
+        Item(
+            "Policy evaluation",
+            "policy evaluation and results, with red teaming and assessment of risky capabilities",
+            [
+                f"True return over {cfg.eval_episodes} episodes: "
+                + ", ".join(
+                    f"{k.replace('_', ' ')} {v:.1f}" for k, v in summary["true_return"].items()
+                )
+                + (
+                    f"; normalised score {summary['normalised_score']:.2f}."
+                    if summary.get("normalised_score") is not None
+                    else "."
+                )
+            ]
+            if summary
+            else ["The run has no summary.json: it did not finish."],
+            f"{OWNER}: red teaming of the policy and assessment of risky capabilities.",
+        ),
+        Item(
+            "Audits and red teaming",
+            "internal and external audits and red teaming",
+            [],
+            f"{OWNER}: audits and red teaming of this run, and their findings.",
+        ),
+        Item(
+            "Expected risks and failure modes",
+            "expected risks and anticipated failure modes",
+            [
+                f"Alarm '{name}' fired first at {a['env_steps']} env steps: {a['message']}."
+                for name, a in alarms.items()
+            ]
+            or ["No over-optimisation alarm fired during training."],
+            f"{OWNER}: the risks and failure modes expected where the policy is used.",
+        ),
+        Item(
+            "Monitoring and correcting failures",
+            "plans for monitoring and correcting failures",
+            [
+                f"During training: proxy-vs-disagreement band {cfg.alarms.band_width}σ over the first {cfg.alarms.early_iterations} iterations; "
+                f"KL budget {cfg.alarms.kl_budget or 'off'}; entropy collapse below {cfg.alarms.entropy_collapse:.0%}; reward-model accuracy drop {cfg.alarms.rm_acc_drop}; "
+                f"patience {cfg.alarms.patience}; the run {'stops' if cfg.alarms.stop else 'does not stop'} on an alarm."
+            ],
+            f"{OWNER}: monitoring and correction after deployment.",
+        ),
     ]
     return items
 
@@ -109,7 +202,12 @@ def md_escape(text) -> str:
 
 
 def to_markdown(items: list[Item]) -> str:
-    lines = ["# Disclosure sheet", "", "After Casper et al. 2023, §5. Filled from the run; **⚠** marks what its owner must complete.", ""]
+    lines = [
+        "# Disclosure sheet",
+        "",
+        "After Casper et al. 2023, §5. Filled from the run; **⚠** marks what its owner must complete.",
+        "",
+    ]
     for i, item in enumerate(items, 1):
         lines += [f"## {i}. {item.topic}", "", f"*Asked for: {md_escape(item.asks)}.*", ""]
         lines += [f"- {md_escape(f)}" for f in item.facts]
@@ -123,6 +221,10 @@ def to_html(items: list[Item]) -> str:
     rows = []
     for i, item in enumerate(items, 1):
         facts = "".join(f"<li>{html.escape(f)}</li>" for f in item.facts)
-        todo = f'<li class="todo">⚠ {html.escape(item.to_complete)}</li>' if item.to_complete else ""
-        rows.append(f"<tr><th>{i}. {html.escape(item.topic)}<div class='asks'>{html.escape(item.asks)}</div></th><td><ul>{facts}{todo}</ul></td></tr>")
+        todo = (
+            f'<li class="todo">⚠ {html.escape(item.to_complete)}</li>' if item.to_complete else ""
+        )
+        rows.append(
+            f"<tr><th>{i}. {html.escape(item.topic)}<div class='asks'>{html.escape(item.asks)}</div></th><td><ul>{facts}{todo}</ul></td></tr>"
+        )
     return f"<table class='disclosure'>{''.join(rows)}</table>"

@@ -58,4 +58,6 @@ def bleu(hypothesis: Tokens, references: list[Tokens], max_n: int = 4) -> float:
 def self_bleu(responses: list[Tokens], max_n: int = 4) -> float:
     if len(responses) < 2:
         return 0.0
-    return sum(bleu(r, responses[:i] + responses[i + 1 :], max_n) for i, r in enumerate(responses)) / len(responses)
+    return sum(
+        bleu(r, responses[:i] + responses[i + 1 :], max_n) for i, r in enumerate(responses)
+    ) / len(responses)

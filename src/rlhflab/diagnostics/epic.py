@@ -27,7 +27,9 @@ import numpy as np
 Reward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def _expected_from(reward: Reward, states: np.ndarray, action_samples: np.ndarray, state_samples: np.ndarray) -> np.ndarray:
+def _expected_from(
+    reward: Reward, states: np.ndarray, action_samples: np.ndarray, state_samples: np.ndarray
+) -> np.ndarray:
     """E_{A, S'}[R(s, A, S')] for every s in `states`, over all pairs of action and state samples."""
     k, m = len(action_samples), len(state_samples)
     a = np.repeat(action_samples, m, axis=0)  # [k·m]: every A with every S'
@@ -39,7 +41,13 @@ def _expected_from(reward: Reward, states: np.ndarray, action_samples: np.ndarra
 
 
 def canonicalize(
-    reward: Reward, s: np.ndarray, a: np.ndarray, s_next: np.ndarray, state_samples: np.ndarray, action_samples: np.ndarray, gamma: float
+    reward: Reward,
+    s: np.ndarray,
+    a: np.ndarray,
+    s_next: np.ndarray,
+    state_samples: np.ndarray,
+    action_samples: np.ndarray,
+    gamma: float,
 ) -> np.ndarray:
     """C(R)(s, a, s') for each transition (s[i], a[i], s_next[i])."""
     at_next = _expected_from(reward, s_next, action_samples, state_samples)
@@ -58,9 +66,18 @@ def pearson_distance(u: np.ndarray, v: np.ndarray) -> float:
 
 
 def epic_distance(
-    reward_a: Reward, reward_b: Reward, s: np.ndarray, a: np.ndarray, s_next: np.ndarray,
-    state_samples: np.ndarray, action_samples: np.ndarray, gamma: float,
+    reward_a: Reward,
+    reward_b: Reward,
+    s: np.ndarray,
+    a: np.ndarray,
+    s_next: np.ndarray,
+    state_samples: np.ndarray,
+    action_samples: np.ndarray,
+    gamma: float,
 ) -> float:
     """D_EPIC between two rewards over the coverage transitions (s, a, s_next)."""
-    canon = [canonicalize(r, s, a, s_next, state_samples, action_samples, gamma) for r in (reward_a, reward_b)]
+    canon = [
+        canonicalize(r, s, a, s_next, state_samples, action_samples, gamma)
+        for r in (reward_a, reward_b)
+    ]
     return pearson_distance(*canon)

@@ -61,7 +61,9 @@ def best_of_n_estimate(proxy: np.ndarray, gold: np.ndarray, n: int) -> float:
     """Unbiased estimate of E[gold of the proxy's favourite among n samples], from N ≥ n samples."""
     proxy, gold = np.asarray(proxy, dtype=np.float64), np.asarray(gold, dtype=np.float64)
     if proxy.shape != gold.shape or proxy.ndim != 1:
-        raise ValueError(f"proxy and gold must be 1-d arrays of equal length, got {proxy.shape} and {gold.shape}")
+        raise ValueError(
+            f"proxy and gold must be 1-d arrays of equal length, got {proxy.shape} and {gold.shape}"
+        )
     order = np.argsort(proxy, kind="stable")
     return float(best_of_n_weights(len(proxy), n) @ gold[order])
 
@@ -100,7 +102,9 @@ def fit_goodhart(d: np.ndarray, gain: np.ndarray, kind: str) -> GoodhartFit:
     """Least-squares α, β of R(d) for gold gains `gain` over the initial policy at d = √KL."""
     d, gain = np.asarray(d, dtype=np.float64), np.asarray(gain, dtype=np.float64)
     if d.shape != gain.shape or len(d) < 2:
-        raise ValueError(f"a fit needs at least 2 points with d and gain of equal length, got {d.shape} and {gain.shape}")
+        raise ValueError(
+            f"a fit needs at least 2 points with d and gain of equal length, got {d.shape} and {gain.shape}"
+        )
     X = np.stack([d, -d * _shape(d, kind)], axis=1)
     (alpha, beta), *_ = np.linalg.lstsq(X, gain, rcond=None)
     residual = gain - X @ np.array([alpha, beta])
@@ -111,7 +115,11 @@ def fit_goodhart(d: np.ndarray, gain: np.ndarray, kind: str) -> GoodhartFit:
     else:
         d_star = math.inf
     d_star = max(d_star, 0.0)
-    gold_star = float(goodhart_form(np.array(d_star), alpha, beta, kind)) if math.isfinite(d_star) else math.inf
+    gold_star = (
+        float(goodhart_form(np.array(d_star), alpha, beta, kind))
+        if math.isfinite(d_star)
+        else math.inf
+    )
     return GoodhartFit(kind, float(alpha), float(beta), float(d_star), gold_star, r2, len(d))
 
 
@@ -133,7 +141,16 @@ def best_of_n_points(proxy: np.ndarray, gold: np.ndarray, max_n: int = 256) -> l
     """Best-of-n for n = 1, 2, 4, … ≤ min(max_n, N) from N samples of the base policy scored by proxy and gold."""
     N = len(proxy)
     ns = [2**k for k in range(int(math.log2(min(max_n, N))) + 1)]
-    return [Point("best_of_n", f"n={n}", best_of_n_kl(n), best_of_n_estimate(proxy, proxy, n), best_of_n_estimate(proxy, gold, n)) for n in ns]
+    return [
+        Point(
+            "best_of_n",
+            f"n={n}",
+            best_of_n_kl(n),
+            best_of_n_estimate(proxy, proxy, n),
+            best_of_n_estimate(proxy, gold, n),
+        )
+        for n in ns
+    ]
 
 
 def fits(points: list[Point]) -> dict[str, GoodhartFit]:
@@ -142,7 +159,9 @@ def fits(points: list[Point]) -> dict[str, GoodhartFit]:
     for kind in KINDS:
         pts = [p for p in points if p.kind == kind]
         if len(pts) >= 2:
-            out[kind] = fit_goodhart(np.array([p.d for p in pts]), np.array([p.gold - pts[0].gold for p in pts]), kind)
+            out[kind] = fit_goodhart(
+                np.array([p.d for p in pts]), np.array([p.gold - pts[0].gold for p in pts]), kind
+            )
     return out
 
 
@@ -168,9 +187,13 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
     snapshots = run.policy_snapshots()
     ckpt = run.load_checkpoint()
     if ckpt is None or "reward_model" not in ckpt:
-        raise FileNotFoundError(f"{run.path}: no reward model in checkpoints/latest.pt (Goodhart curves need an RLHF run)")
+        raise FileNotFoundError(
+            f"{run.path}: no reward model in checkpoints/latest.pt (Goodhart curves need an RLHF run)"
+        )
     if 0 not in snapshots:
-        raise FileNotFoundError(f"{run.path}: no checkpoints/policy_0000.pt (π₀); runs made before policy snapshots existed cannot be analysed")
+        raise FileNotFoundError(
+            f"{run.path}: no checkpoints/policy_0000.pt (π₀); runs made before policy snapshots existed cannot be analysed"
+        )
     torch.set_num_threads(cfg.threads)
     env_cfg = cfg.env.model_copy(update={"num_envs": 1})
 
@@ -191,17 +214,31 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
 
     _, proxy, gold = play(base, opts.samples, opts.seed)
     points = best_of_n_points(proxy, gold, opts.max_n)
-    points.append(Point("rl", "iteration 0 (0 env steps)", 0.0, float(proxy.mean()), float(gold.mean())))  # π₀ from all N samples
+    points.append(
+        Point("rl", "iteration 0 (0 env steps)", 0.0, float(proxy.mean()), float(gold.mean()))
+    )  # π₀ from all N samples
     for iteration, path in snapshots.items():
         if iteration == 0:
             continue
         policy = load(path)
         eps, proxy, gold = play(policy, opts.episodes, opts.seed + iteration)
         with torch.no_grad():
-            kl = torch.distributions.kl_divergence(policy.distribution(eps.obs), base.distribution(eps.obs))
-        kl = kl.numpy() if kl.dim() == 2 else kl.sum(-1).numpy()  # [T, E]; Gaussian actions: summed over dimensions
+            kl = torch.distributions.kl_divergence(
+                policy.distribution(eps.obs), base.distribution(eps.obs)
+            )
+        kl = (
+            kl.numpy() if kl.dim() == 2 else kl.sum(-1).numpy()
+        )  # [T, E]; Gaussian actions: summed over dimensions
         kl = float((kl * ~eps.absorbing).sum(0).mean())
-        points.append(Point("rl", f"iteration {iteration} ({policy.env_steps} env steps)", kl, float(proxy.mean()), float(gold.mean())))
+        points.append(
+            Point(
+                "rl",
+                f"iteration {iteration} ({policy.env_steps} env steps)",
+                kl,
+                float(proxy.mean()),
+                float(gold.mean()),
+            )
+        )
     return points
 
 
@@ -215,18 +252,30 @@ def text_points(run_dir: Path, opts: Options) -> list[Point]:
     run = RunDir(run_dir)
     samples = run.path / "goodhart_samples.npz"
     if not samples.exists():
-        raise FileNotFoundError(f"{run.path}: no goodhart_samples.npz (set text.goodhart_samples > 0)")
+        raise FileNotFoundError(
+            f"{run.path}: no goodhart_samples.npz (set text.goodhart_samples > 0)"
+        )
     with np.load(samples) as f:
         proxy, gold = f["proxy"], f["gold"]
     per_prompt = [best_of_n_points(p, g, opts.max_n) for p, g in zip(proxy, gold)]
-    points = [Point("best_of_n", pts[0].label, pts[0].kl, float(np.mean([q.proxy for q in pts])), float(np.mean([q.gold for q in pts])))
-              for pts in zip(*per_prompt)]
+    points = [
+        Point(
+            "best_of_n",
+            pts[0].label,
+            pts[0].kl,
+            float(np.mean([q.proxy for q in pts])),
+            float(np.mean([q.gold for q in pts])),
+        )
+        for pts in zip(*per_prompt)
+    ]
     metrics = run.metrics()
     sft = next((r for r in metrics if r.get("phase") == "eval" and r.get("method") == "sft"), None)
     ppo = [r for r in metrics if r.get("phase") == "ppo" and r.get("gold") is not None]
     if sft and ppo:
         points.append(Point("rl", "SFT (iteration 0)", 0.0, sft["proxy"], sft["gold"]))
-        points += [Point("rl", f"iteration {r['iteration']}", r["kl"], r["proxy"], r["gold"]) for r in ppo]
+        points += [
+            Point("rl", f"iteration {r['iteration']}", r["kl"], r["proxy"], r["gold"]) for r in ppo
+        ]
     return points
 
 
@@ -237,7 +286,9 @@ POINT_SOURCES: list[tuple[Callable[[dict], bool], Callable[[Path, Options], list
 ]
 
 
-def goodhart(run_dir: str | Path, opts: Options | None = None) -> tuple[list[Point], dict[str, GoodhartFit]]:
+def goodhart(
+    run_dir: str | Path, opts: Options | None = None
+) -> tuple[list[Point], dict[str, GoodhartFit]]:
     """Points and fits for a run directory, from the point source that handles its config."""
     import yaml
 
@@ -254,13 +305,22 @@ def goodhart(run_dir: str | Path, opts: Options | None = None) -> tuple[list[Poi
 
 
 # -- outputs ----------------------------------------------------------------------------
-def write_outputs(out: Path, points: list[Point], fitted: dict[str, GoodhartFit], title: str = "") -> None:
+def write_outputs(
+    out: Path, points: list[Point], fitted: dict[str, GoodhartFit], title: str = ""
+) -> None:
     """goodhart.json, goodhart.md (tables) and goodhart.png (gold and proxy against √KL, with the fits)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "goodhart.json").write_text(json.dumps({
-        "points": [asdict(p) | {"d": p.d} for p in points],
-        "fits": {k: asdict(f) | {"kl_star": f.kl_star} for k, f in fitted.items()},
-    }, indent=2, default=lambda v: None) + "\n")
+    (out / "goodhart.json").write_text(
+        json.dumps(
+            {
+                "points": [asdict(p) | {"d": p.d} for p in points],
+                "fits": {k: asdict(f) | {"kl_star": f.kl_star} for k, f in fitted.items()},
+            },
+            indent=2,
+            default=lambda v: None,
+        )
+        + "\n"
+    )
     (out / "goodhart.md").write_text(markdown_tables(points, fitted, title))
     _plot(out / "goodhart.png", points, fitted, title)
 
@@ -270,13 +330,25 @@ def _num(v: float, spec: str = ".3g") -> str:
 
 
 def markdown_tables(points: list[Point], fitted: dict[str, GoodhartFit], title: str = "") -> str:
-    lines = [f"# Goodhart curves{': ' + title if title else ''}", "",
-             "| method | α | β | peak d* = √KL* | KL* | peak gold gain | R² | points |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Goodhart curves{': ' + title if title else ''}",
+        "",
+        "| method | α | β | peak d* = √KL* | KL* | peak gold gain | R² | points |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for kind, f in fitted.items():
-        lines.append(f"| {kind} | {_num(f.alpha)} | {_num(f.beta)} | {_num(f.d_star)} | {_num(f.kl_star)} | {_num(f.gold_star)} | {_num(f.r2, '.3f')} | {f.points} |")
-    lines += ["", "| method | point | KL | d = √KL | proxy (r̂) | gold |", "|---|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {kind} | {_num(f.alpha)} | {_num(f.beta)} | {_num(f.d_star)} | {_num(f.kl_star)} | {_num(f.gold_star)} | {_num(f.r2, '.3f')} | {f.points} |"
+        )
+    lines += [
+        "",
+        "| method | point | KL | d = √KL | proxy (r̂) | gold |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for p in points:
-        lines.append(f"| {p.kind} | {p.label} | {p.kl:.3f} | {p.d:.3f} | {p.proxy:.3f} | {p.gold:.3f} |")
+        lines.append(
+            f"| {p.kind} | {p.label} | {p.kl:.3f} | {p.d:.3f} | {p.proxy:.3f} | {p.gold:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -296,12 +368,25 @@ def _plot(path: Path, points: list[Point], fitted: dict[str, GoodhartFit], title
         if kind in fitted:
             f = fitted[kind]
             grid = np.linspace(0, max(d.max(), 1e-6) * 1.1, 200)
-            ax.plot(grid, goodhart_form(grid, f.alpha, f.beta, kind), "-", color="tab:orange", alpha=0.6,
-                    label=f"fit α={f.alpha:.3g} β={f.beta:.3g} R²={_num(f.r2, '.2f')}")
+            ax.plot(
+                grid,
+                goodhart_form(grid, f.alpha, f.beta, kind),
+                "-",
+                color="tab:orange",
+                alpha=0.6,
+                label=f"fit α={f.alpha:.3g} β={f.beta:.3g} R²={_num(f.r2, '.2f')}",
+            )
             if math.isfinite(f.d_star) and f.d_star <= grid[-1]:
                 ax.axvline(f.d_star, color="grey", ls=":", label=f"peak d*={f.d_star:.3g}")
         twin = ax.twinx()
-        twin.plot(d, [p.proxy - pts[0].proxy for p in pts], "s", color="tab:blue", alpha=0.5, label="proxy r̂ (gain)")
+        twin.plot(
+            d,
+            [p.proxy - pts[0].proxy for p in pts],
+            "s",
+            color="tab:blue",
+            alpha=0.5,
+            label="proxy r̂ (gain)",
+        )
         twin.set_ylabel("proxy gain", color="tab:blue")
         ax.set_xlabel("d = √KL(π ‖ π₀)")
         ax.set_ylabel("gold gain")
@@ -330,11 +415,23 @@ def _positive(text: str) -> int:
 
 def add_goodhart_command(sub) -> None:
     """Register `rlhflab goodhart RUN_DIR` on the CLI's subparsers."""
-    p = sub.add_parser("goodhart", help="Goodhart curves of a run: gold against √KL for best-of-n and RL checkpoints, with Gao et al.'s fits")
+    p = sub.add_parser(
+        "goodhart",
+        help="Goodhart curves of a run: gold against √KL for best-of-n and RL checkpoints, with Gao et al.'s fits",
+    )
     p.add_argument("run_dir")
-    p.add_argument("--samples", type=_positive, default=Options.samples, help="N: episodes of the initial policy for best-of-n (N ≥ n)")
-    p.add_argument("--episodes", type=_positive, default=Options.episodes, help="episodes per RL checkpoint")
-    p.add_argument("--max-n", type=_positive, default=Options.max_n, help="largest n (powers of two up to it)")
+    p.add_argument(
+        "--samples",
+        type=_positive,
+        default=Options.samples,
+        help="N: episodes of the initial policy for best-of-n (N ≥ n)",
+    )
+    p.add_argument(
+        "--episodes", type=_positive, default=Options.episodes, help="episodes per RL checkpoint"
+    )
+    p.add_argument(
+        "--max-n", type=_positive, default=Options.max_n, help="largest n (powers of two up to it)"
+    )
     p.add_argument("--seed", type=int, default=Options.seed)
     p.add_argument("--out", help="output directory (default: RUN_DIR/goodhart)")
 
@@ -343,14 +440,25 @@ def cmd_goodhart(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    points, fitted = goodhart(args.run_dir, Options(args.samples, args.episodes, args.max_n, args.seed))
+    points, fitted = goodhart(
+        args.run_dir, Options(args.samples, args.episodes, args.max_n, args.seed)
+    )
     out = Path(args.out) if args.out else Path(args.run_dir) / "goodhart"
     write_outputs(out, points, fitted, title=str(args.run_dir))
     table = Table(title=f"Goodhart fits: {args.run_dir}")
     for column in ("method", "α", "β", "peak d*", "KL*", "peak gold gain", "R²", "points"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for kind, f in fitted.items():
-        table.add_row(kind, _num(f.alpha), _num(f.beta), _num(f.d_star), _num(f.kl_star), _num(f.gold_star), _num(f.r2, ".3f"), str(f.points))
+        table.add_row(
+            kind,
+            _num(f.alpha),
+            _num(f.beta),
+            _num(f.d_star),
+            _num(f.kl_star),
+            _num(f.gold_star),
+            _num(f.r2, ".3f"),
+            str(f.points),
+        )
     Console().print(table)
     print(f"wrote {out / 'goodhart.png'}, {out / 'goodhart.md'}, {out / 'goodhart.json'}")
     return 0

@@ -44,17 +44,28 @@ FRAME_STRIDE = 2
 class Probe:
     def __init__(self, cfg: RunConfig, run, policy, reward_model):
         self.cfg, self.run, self.policy, self.reward_model = cfg, run, policy, reward_model
-        self.reference = copy.deepcopy(policy.net).requires_grad_(False)  # π_ref, taken before any checkpoint is loaded
+        self.reference = copy.deepcopy(policy.net).requires_grad_(
+            False
+        )  # π_ref, taken before any checkpoint is loaded
 
     def measure(self, rollout, iteration: int) -> dict:
-        return {"rm_disagreement": self.disagreement(rollout, iteration), "kl": self.kl_to_reference(rollout)}
+        return {
+            "rm_disagreement": self.disagreement(rollout, iteration),
+            "kl": self.kl_to_reference(rollout),
+        }
 
     def disagreement(self, rollout, iteration: int) -> float | None:
         if not self.reward_model.fits:
             return None
-        rng = np.random.default_rng([self.cfg.seed, 4, iteration])  # its own stream: query selection is unchanged
-        segments = rollout.sample_segments(2 * self.cfg.alarms.disagreement_pairs, self.cfg.feedback.segment_length, rng)
-        return float(np.mean(self.reward_model.disagreement(list(zip(segments[::2], segments[1::2])))))
+        rng = np.random.default_rng(
+            [self.cfg.seed, 4, iteration]
+        )  # its own stream: query selection is unchanged
+        segments = rollout.sample_segments(
+            2 * self.cfg.alarms.disagreement_pairs, self.cfg.feedback.segment_length, rng
+        )
+        return float(
+            np.mean(self.reward_model.disagreement(list(zip(segments[::2], segments[1::2]))))
+        )
 
     @torch.no_grad()
     def kl_to_reference(self, rollout) -> float | None:
@@ -70,40 +81,64 @@ class Probe:
             return np.arange(space.start, space.start + space.n)
         space = copy.deepcopy(space)
         space.seed(seed)
-        return np.stack([space.sample() for _ in range(CONTINUOUS_ACTION_SAMPLES)]).astype(np.float32)
+        return np.stack([space.sample() for _ in range(CONTINUOUS_ACTION_SAMPLES)]).astype(
+            np.float32
+        )
 
     def save_samples(self, iteration: int, clip: bool = False) -> None:
         seed = self.cfg.seed + 30_000 + iteration
-        with torch.random.fork_rng():  # sampling actions here leaves the training run's random stream alone
+        with (
+            torch.random.fork_rng()
+        ):  # sampling actions here leaves the training run's random stream alone
             torch.manual_seed(seed)
             samples = self.action_samples(self.policy.action_space, seed)
-            episodes = [self._episode(self.policy.act_fn(deterministic=False), seed, samples), self._episode(None, seed + 1, samples)]
+            episodes = [
+                self._episode(self.policy.act_fn(deterministic=False), seed, samples),
+                self._episode(None, seed + 1, samples),
+            ]
         actions = np.concatenate([e["actions"] for e in episodes])
-        grid_actions = np.concatenate([actions[:, None], np.broadcast_to(samples, (len(actions), *samples.shape))], axis=1)
+        grid_actions = np.concatenate(
+            [actions[:, None], np.broadcast_to(samples, (len(actions), *samples.shape))], axis=1
+        )
         obs = np.concatenate([e["obs"] for e in episodes])
         out = self.run.path / "samples"
         out.mkdir(exist_ok=True)
         np.savez_compressed(
             out / f"iter_{iteration:04d}.npz",
-            obs=obs, actions=actions, action_samples=samples,
-            true=np.concatenate([e["true"] for e in episodes]), r_hat=self._predict(np.repeat(obs[:, None], grid_actions.shape[1], 1), grid_actions),
-            episode=np.repeat(np.arange(len(episodes)), [len(e["obs"]) for e in episodes]), source=np.array(["policy", "random"]),
+            obs=obs,
+            actions=actions,
+            action_samples=samples,
+            true=np.concatenate([e["true"] for e in episodes]),
+            r_hat=self._predict(np.repeat(obs[:, None], grid_actions.shape[1], 1), grid_actions),
+            episode=np.repeat(np.arange(len(episodes)), [len(e["obs"]) for e in episodes]),
+            source=np.array(["policy", "random"]),
             absorbing=np.concatenate([e["absorbing"] for e in episodes]),
-            gamma=self.cfg.policy.gamma, iteration=iteration, env_steps=self.policy.env_steps,
+            gamma=self.cfg.policy.gamma,
+            iteration=iteration,
+            env_steps=self.policy.env_steps,
         )
         if clip:
             self.save_clip(iteration)
 
     def save_clip(self, iteration: int) -> None:
-        episode = self._episode(self.policy.act_fn(deterministic=True), self.cfg.seed + 40_000, None, render=True)
+        episode = self._episode(
+            self.policy.act_fn(deterministic=True), self.cfg.seed + 40_000, None, render=True
+        )
         out = self.run.path / "clips"
         out.mkdir(exist_ok=True)
         if episode["frames"]:
-            (out / f"iter_{iteration:04d}.gif").write_bytes(encode_gif(episode["frames"], fps=1000 / (20 * FRAME_STRIDE)))
+            (out / f"iter_{iteration:04d}.gif").write_bytes(
+                encode_gif(episode["frames"], fps=1000 / (20 * FRAME_STRIDE))
+            )
         np.savez_compressed(
-            out / f"iter_{iteration:04d}.npz", obs=episode["obs"], actions=episode["actions"], true=episode["true"][:, 0],
-            r_hat=self._predict(episode["obs"], episode["actions"]), render_error=np.array(episode["render_error"]),
-            iteration=iteration, env_steps=self.policy.env_steps,
+            out / f"iter_{iteration:04d}.npz",
+            obs=episode["obs"],
+            actions=episode["actions"],
+            true=episode["true"][:, 0],
+            r_hat=self._predict(episode["obs"], episode["actions"]),
+            render_error=np.array(episode["render_error"]),
+            iteration=iteration,
+            env_steps=self.policy.env_steps,
         )
 
     def _predict(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -113,24 +148,38 @@ class Probe:
             return np.full(obs.shape[:-1], np.nan, np.float32)
 
     @torch.no_grad()
-    def _episode(self, act, seed: int, action_samples: np.ndarray | None, render: bool = False) -> dict:
+    def _episode(
+        self, act, seed: int, action_samples: np.ndarray | None, render: bool = False
+    ) -> dict:
         """One fixed-horizon episode; act = None is the uniformly random policy."""
         env_cfg, render_error = self.cfg.env, ""
         if render:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no display or sound
             os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-        env = make_env(env_cfg.id, env_cfg.horizon, env_cfg.kwargs, render_mode="rgb_array" if render else None)
+        env = make_env(
+            env_cfg.id, env_cfg.horizon, env_cfg.kwargs, render_mode="rgb_array" if render else None
+        )
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
         copyable = action_samples is not None
-        rows: dict[str, list] = {"obs": [], "actions": [], "true": [], "absorbing": [], "frames": []}
+        rows: dict[str, list] = {
+            "obs": [],
+            "actions": [],
+            "true": [],
+            "absorbing": [],
+            "frames": [],
+        }
         for t in range(env_cfg.horizon):
             if render and not render_error and t % FRAME_STRIDE == 0:
                 try:
                     rows["frames"].append(env.render()[::2, ::2])
                 except Exception as exc:  # noqa: BLE001 - no renderer (pygame missing, no GL): numbers only
                     render_error, rows["frames"] = f"{type(exc).__name__}: {exc}", []
-            action = env.action_space.sample() if act is None else act(np.asarray(obs, np.float32)[None])[0]
+            action = (
+                env.action_space.sample()
+                if act is None
+                else act(np.asarray(obs, np.float32)[None])[0]
+            )
             counterfactual = [np.nan] * (0 if action_samples is None else len(action_samples))
             if copyable:
                 try:
@@ -138,9 +187,16 @@ class Probe:
                 except Exception:  # noqa: BLE001 - an env that cannot be copied: taken actions only
                     copyable = False
             next_obs, reward, _, _, info = env.step(action)
-            for key, value in zip(("obs", "actions", "true", "absorbing"), (obs, action, [reward, *counterfactual], info.get("absorbing", False))):
+            for key, value in zip(
+                ("obs", "actions", "true", "absorbing"),
+                (obs, action, [reward, *counterfactual], info.get("absorbing", False)),
+            ):
                 rows[key].append(value)
             obs = next_obs
         env.close()
-        arrays = {k: np.asarray(v, np.float32 if k in ("obs", "true") else None) for k, v in rows.items() if k != "frames"}
+        arrays = {
+            k: np.asarray(v, np.float32 if k in ("obs", "true") else None)
+            for k, v in rows.items()
+            if k != "frames"
+        }
         return {**arrays, "frames": rows["frames"], "render_error": render_error}

@@ -18,22 +18,42 @@ from rlhflab.runs import RunDir
 
 class TextReport(Report):
     def sections(self) -> list[Section]:
-        return self._build((self.methods, self.training, self.samples, self.text_feedback, self.config))
+        return self._build(
+            (self.methods, self.training, self.samples, self.text_feedback, self.config)
+        )
 
     def methods(self) -> Section:
         s = self.data.summary
         if not s:
-            return Section("Methods", "<p class='error'>No summary.json: the run did not finish.</p>", "No summary.json.\n")
+            return Section(
+                "Methods",
+                "<p class='error'>No summary.json: the run did not finish.</p>",
+                "No summary.json.\n",
+            )
         cols = ("gold", "proxy", "kl", "distinct_2", "response_words")
         head = "<tr><th>method</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
-        rows = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td class='num'>{_fmt(m.get(c))}</td>" for c in cols) + "</tr>" for name, m in s["methods"].items())
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td>"
+            + "".join(f"<td class='num'>{_fmt(m.get(c))}</td>" for c in cols)
+            + "</tr>"
+            for name, m in s["methods"].items()
+        )
         md = "| method | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1) + "\n"
-        md += "".join(f"| {md_escape(name)} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |\n" for name, m in s["methods"].items())
+        md += "".join(
+            f"| {md_escape(name)} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |\n"
+            for name, m in s["methods"].items()
+        )
         rm = s.get("reward_model", {})
-        note = (f"Reward model: held-out accuracy {_fmt(rm.get('rm_val_acc'), '.2f')} on {rm.get('rm_val_pairs', 0)} pairs, "
-                f"ECE {_fmt(rm.get('rm_val_ece'), '.3f')}. {s.get('labels')} labels · {_fmt(s.get('wall_seconds'), '.0f')} s. "
-                "Gold is the task's own reward; proxy is the reward model's; KL is from the SFT policy.")
-        return Section("Methods", f"<table>{head}{rows}</table><p class='note'>{html.escape(note)}</p>", md + "\n" + md_escape(note) + "\n")
+        note = (
+            f"Reward model: held-out accuracy {_fmt(rm.get('rm_val_acc'), '.2f')} on {rm.get('rm_val_pairs', 0)} pairs, "
+            f"ECE {_fmt(rm.get('rm_val_ece'), '.3f')}. {s.get('labels')} labels · {_fmt(s.get('wall_seconds'), '.0f')} s. "
+            "Gold is the task's own reward; proxy is the reward model's; KL is from the SFT policy."
+        )
+        return Section(
+            "Methods",
+            f"<table>{head}{rows}</table><p class='note'>{html.escape(note)}</p>",
+            md + "\n" + md_escape(note) + "\n",
+        )
 
     def training(self) -> Section | None:
         ppo = [r for r in self.data.metrics if r.get("phase") == "ppo"]
@@ -68,18 +88,42 @@ class TextReport(Report):
         for name, m in s["methods"].items():
             items = "".join(f"<li><code>{html.escape(t)}</code></li>" for t in m.get("samples", []))
             parts.append(f"<h3>{html.escape(name)}</h3><ul>{items}</ul>")
-            md += f"**{md_escape(name)}**\n\n" + "".join(f"- {md_escape(t)}\n" for t in m.get("samples", [])) + "\n"
+            md += (
+                f"**{md_escape(name)}**\n\n"
+                + "".join(f"- {md_escape(t)}\n" for t in m.get("samples", []))
+                + "\n"
+            )
         return Section("Samples", "".join(parts), md)
 
     def text_feedback(self) -> Section:
         store = FeedbackStore(RunDir(self.data.path).store_url)
-        rows = [{"query_id": r.query_id, "annotator": r.annotator, "label": r.label, "shown_swapped": r.shown_swapped, "seconds": r.seconds}
-                for r in store.judgement_rows() if r.query.kind in PAIR_KINDS]
+        rows = [
+            {
+                "query_id": r.query_id,
+                "annotator": r.annotator,
+                "label": r.label,
+                "shown_swapped": r.shown_swapped,
+                "seconds": r.seconds,
+            }
+            for r in store.judgement_rows()
+            if r.query.kind in PAIR_KINDS
+        ]
         store.close()
         if not rows:
-            return Section("Feedback", "<p>No pairwise judgements (rankings only, or none).</p>", "No pairwise judgements.\n")
+            return Section(
+                "Feedback",
+                "<p>No pairwise judgements (rankings only, or none).</p>",
+                "No pairwise judgements.\n",
+            )
         rep = annotator_report(rows)
-        md = "".join(f"- {md_escape(n)}: {a['count']} labels, ties {_fmt(a['tie_rate'], '.0%')}, can't tell {_fmt(a['cant_tell_rate'], '.0%')}, "
-                     f"shown-left wins {_fmt(a['left_shown_win_rate'], '.0%')}, median {_fmt(a['median_seconds'])} s\n" for n, a in rep["annotators"].items())
+        md = "".join(
+            f"- {md_escape(n)}: {a['count']} labels, ties {_fmt(a['tie_rate'], '.0%')}, can't tell {_fmt(a['cant_tell_rate'], '.0%')}, "
+            f"shown-left wins {_fmt(a['left_shown_win_rate'], '.0%')}, median {_fmt(a['median_seconds'])} s\n"
+            for n, a in rep["annotators"].items()
+        )
         md += f"- queries judged more than once: {rep['overlapping_queries']} · Krippendorff's α {_fmt(rep['krippendorff_alpha'])}\n"
-        return Section("Feedback", "<ul>" + "".join(f"<li>{line[2:]}</li>" for line in md.splitlines()) + "</ul>", md)
+        return Section(
+            "Feedback",
+            "<ul>" + "".join(f"<li>{line[2:]}</li>" for line in md.splitlines()) + "</ul>",
+            md,
+        )

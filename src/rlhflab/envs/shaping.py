@@ -62,7 +62,9 @@ class PotentialShaping(_Shaping):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         phi = 0.0 if terminated else float(self.potential(obs))
-        shaped, info = self._report(float(reward), float(reward) + self.gamma * phi - self._phi, info)
+        shaped, info = self._report(
+            float(reward), float(reward) + self.gamma * phi - self._phi, info
+        )
         self._phi = phi
         return obs, shaped, terminated, truncated, info
 
@@ -80,6 +82,8 @@ class NaiveShaping(_Shaping):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        shaped, info = self._report(float(reward), float(reward) + float(self.bonus(self._obs, action, obs)), info)
+        shaped, info = self._report(
+            float(reward), float(reward) + float(self.bonus(self._obs, action, obs)), info
+        )
         self._obs = obs
         return obs, shaped, terminated, truncated, info

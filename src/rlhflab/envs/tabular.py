@@ -28,7 +28,9 @@ class TabularMDP:
     def __post_init__(self):
         S, A, S2 = self.transitions.shape
         if S != S2 or self.rewards.shape != (S, A, S) or self.terminal.shape != (S,):
-            raise ValueError(f"transitions and rewards must be [S, A, S] and terminal [S]; got {self.transitions.shape}, {self.rewards.shape}, {self.terminal.shape}")
+            raise ValueError(
+                f"transitions and rewards must be [S, A, S] and terminal [S]; got {self.transitions.shape}, {self.rewards.shape}, {self.terminal.shape}"
+            )
         if not np.allclose(self.transitions.sum(-1), 1.0):
             raise ValueError("transitions: each P(·|s, a) must sum to 1")
         if not 0 <= self.gamma < 1:
@@ -38,7 +40,9 @@ class TabularMDP:
         return replace(self, rewards=np.asarray(rewards, dtype=np.float64))
 
 
-def value_iteration(mdp: TabularMDP, tol: float = 1e-10, max_iter: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+def value_iteration(
+    mdp: TabularMDP, tol: float = 1e-10, max_iter: int = 100_000
+) -> tuple[np.ndarray, np.ndarray]:
     """The optimal values V* [S] and action values Q* [S, A]."""
     V = np.zeros(len(mdp.terminal))
     for _ in range(max_iter):
@@ -50,7 +54,9 @@ def value_iteration(mdp: TabularMDP, tol: float = 1e-10, max_iter: int = 100_000
     raise RuntimeError(f"value iteration did not converge in {max_iter} iterations")
 
 
-def optimal_actions(Q: np.ndarray, terminal: np.ndarray | None = None, tol: float = 1e-7) -> list[frozenset[int]]:
+def optimal_actions(
+    Q: np.ndarray, terminal: np.ndarray | None = None, tol: float = 1e-7
+) -> list[frozenset[int]]:
     """The set of optimal actions in each state (ties kept; empty for terminal states)."""
     sets = [frozenset(np.flatnonzero(q >= q.max() - tol).tolist()) for q in Q]
     return [frozenset() if terminal is not None and terminal[s] else a for s, a in enumerate(sets)]

@@ -47,29 +47,48 @@ class FixedHorizon(gym.Wrapper):
         return obs, float(reward), False, truncated, info
 
 
-def make_env(env_id: str, horizon: int, kwargs: dict | None = None, render_mode: str | None = None) -> gym.Env:
+def make_env(
+    env_id: str, horizon: int, kwargs: dict | None = None, render_mode: str | None = None
+) -> gym.Env:
     """One env: observations flattened to a vector, a Discrete or Box action, a fixed horizon."""
     extra = {"render_mode": render_mode} if render_mode else {}
-    if render_mode and not os.environ.get("DISPLAY"):  # MuJoCo renders offscreen through OSMesa (Debian's libosmesa6)
+    if render_mode and not os.environ.get(
+        "DISPLAY"
+    ):  # MuJoCo renders offscreen through OSMesa (Debian's libosmesa6)
         os.environ.setdefault("MUJOCO_GL", "osmesa")
         os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
     env = gym.make(env_id, max_episode_steps=horizon, **extra, **(kwargs or {}))
     obs_space = env.observation_space
-    if isinstance(obs_space, (spaces.Dict, spaces.Tuple, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)) or (
-        isinstance(obs_space, spaces.Box) and len(obs_space.shape) != 1
-    ):
+    if isinstance(
+        obs_space,
+        (spaces.Dict, spaces.Tuple, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
+    ) or (isinstance(obs_space, spaces.Box) and len(obs_space.shape) != 1):
         try:
-            env = gym.wrappers.FlattenObservation(env)  # Dict/Tuple/images → one flat vector (one-hot for discrete parts)
+            env = gym.wrappers.FlattenObservation(
+                env
+            )  # Dict/Tuple/images → one flat vector (one-hot for discrete parts)
         except NotImplementedError as exc:
-            raise UnsupportedEnvError(f"{env_id}: observation space {obs_space} cannot be flattened: {exc}") from None
+            raise UnsupportedEnvError(
+                f"{env_id}: observation space {obs_space} cannot be flattened: {exc}"
+            ) from None
     elif not isinstance(obs_space, spaces.Box):
-        raise UnsupportedEnvError(f"{env_id}: unsupported observation space {obs_space}; rlhflab needs a Box, Discrete, Dict or Tuple space")
+        raise UnsupportedEnvError(
+            f"{env_id}: unsupported observation space {obs_space}; rlhflab needs a Box, Discrete, Dict or Tuple space"
+        )
     if not isinstance(env.action_space, (spaces.Discrete, spaces.Box)):
-        raise UnsupportedEnvError(f"{env_id}: unsupported action space {env.action_space}; rlhflab supports Discrete and Box actions")
+        raise UnsupportedEnvError(
+            f"{env_id}: unsupported action space {env.action_space}; rlhflab supports Discrete and Box actions"
+        )
     return FixedHorizon(env, horizon)
 
 
-def make_vec_env(env_id: str, horizon: int, num_envs: int, kwargs: dict | None = None, render_mode: str | None = None) -> SyncVectorEnv:
+def make_vec_env(
+    env_id: str,
+    horizon: int,
+    num_envs: int,
+    kwargs: dict | None = None,
+    render_mode: str | None = None,
+) -> SyncVectorEnv:
     """Vector env that resets finished envs in the same step (final obs in info['final_obs'])."""
     return SyncVectorEnv(
         [lambda: make_env(env_id, horizon, kwargs, render_mode) for _ in range(num_envs)],
@@ -80,10 +99,16 @@ def make_vec_env(env_id: str, horizon: int, num_envs: int, kwargs: dict | None =
 def action_features(action_space: gym.Space, actions: np.ndarray) -> np.ndarray:
     """Actions as reward-model inputs: one-hot for Discrete, the (clipped) vector for Box."""
     if isinstance(action_space, spaces.Discrete):
-        return np.eye(action_space.n, dtype=np.float32)[np.asarray(actions, dtype=np.int64) - action_space.start]
+        return np.eye(action_space.n, dtype=np.float32)[
+            np.asarray(actions, dtype=np.int64) - action_space.start
+        ]
     a = np.asarray(actions, dtype=np.float32)
     return np.clip(a, action_space.low, action_space.high)
 
 
 def action_dim(action_space: gym.Space) -> int:
-    return int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
+    return (
+        int(action_space.n)
+        if isinstance(action_space, spaces.Discrete)
+        else int(np.prod(action_space.shape))
+    )

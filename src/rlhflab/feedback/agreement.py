@@ -33,7 +33,9 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     counts = np.asarray(counts, dtype=float)
     m = counts.sum(1)
     if len(counts) == 0 or not np.all(m == m[0]) or m[0] < 2:
-        raise ValueError("Fleiss' κ needs at least one item and the same number (≥ 2) of raters per item")
+        raise ValueError(
+            "Fleiss' κ needs at least one item and the same number (≥ 2) of raters per item"
+        )
     m = m[0]
     p_i = ((counts**2).sum(1) - m) / (m * (m - 1))
     p_c = counts.sum(0) / counts.sum()
@@ -92,7 +94,9 @@ def annotator_report(rows: list[dict]) -> dict:
             "tie_rate": labels["equal"] / len(mine),
             "cant_tell_rate": labels["cant_tell"] / len(mine),
             "left_shown_win_rate": p_left,
-            "left_shown_halfwidth": 1.96 * math.sqrt(p_left * (1 - p_left) / len(shown_left)) if shown_left else None,
+            "left_shown_halfwidth": 1.96 * math.sqrt(p_left * (1 - p_left) / len(shown_left))
+            if shown_left
+            else None,
             "gold_agreement": float(np.mean(gold_agree)) if gold_agree else None,
             "gold_pairs": len(golden),
             "median_seconds": median(seconds) if seconds else None,
@@ -123,8 +127,14 @@ def _finite(x: float) -> float | None:
 def comparison_rows(comparisons: list[Comparison]) -> list[dict]:
     """Segment comparisons as `annotator_report` rows, with the gold side from the true returns."""
     return [
-        {"query_id": c.query_id, "annotator": c.annotator, "label": c.judgement.value, "shown_swapped": c.extra.get("shown_swapped"),
-         "seconds": c.extra.get("seconds"), "gold": float(np.sign(c.left.true_return - c.right.true_return))}
+        {
+            "query_id": c.query_id,
+            "annotator": c.annotator,
+            "label": c.judgement.value,
+            "shown_swapped": c.extra.get("shown_swapped"),
+            "seconds": c.extra.get("seconds"),
+            "gold": float(np.sign(c.left.true_return - c.right.true_return)),
+        }
         for c in comparisons
     ]
 
@@ -148,8 +158,19 @@ class AnnotatorStats:
 
 def annotator_stats(comparisons: list[Comparison]) -> list[AnnotatorStats]:
     per = annotator_report(comparison_rows(comparisons))["annotators"]
-    return [AnnotatorStats(name, a["count"], a["counts"], a["gold_agreement"], a["gold_pairs"], a["left_shown_win_rate"],
-                           a["left_shown_halfwidth"], a["median_seconds"]) for name, a in per.items()]
+    return [
+        AnnotatorStats(
+            name,
+            a["count"],
+            a["counts"],
+            a["gold_agreement"],
+            a["gold_pairs"],
+            a["left_shown_win_rate"],
+            a["left_shown_halfwidth"],
+            a["median_seconds"],
+        )
+        for name, a in per.items()
+    ]
 
 
 def inter_annotator_agreement(comparisons: list[Comparison]) -> tuple[float | None, int]:

@@ -53,8 +53,14 @@ def split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
         raise ValueError(f"'chosen' has no '{ASSISTANT.strip()}' turn")
     prompt = chosen[:cut]
     if not rejected.startswith(prompt + ASSISTANT):
-        raise ValueError("'chosen' and 'rejected' do not share the same conversation before the last Assistant turn")
-    return prompt, chosen[cut + len(ASSISTANT) :].lstrip(), rejected[cut + len(ASSISTANT) :].lstrip()
+        raise ValueError(
+            "'chosen' and 'rejected' do not share the same conversation before the last Assistant turn"
+        )
+    return (
+        prompt,
+        chosen[cut + len(ASSISTANT) :].lstrip(),
+        rejected[cut + len(ASSISTANT) :].lstrip(),
+    )
 
 
 def _field(record: dict, name: str, kind=str):
@@ -71,25 +77,49 @@ def parse_record(record: dict, fmt: str) -> TextFeedback:
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     if fmt == "trl":
-        prompt, chosen, rejected = (_message_text(record, k) for k in ("prompt", "chosen", "rejected"))
+        prompt, chosen, rejected = (
+            _message_text(record, k) for k in ("prompt", "chosen", "rejected")
+        )
         return TextFeedback("text_pair", prompt, [chosen, rejected], "left", {})
     if fmt == "hh":
         prompt, chosen, rejected = split_hh(_field(record, "chosen"), _field(record, "rejected"))
         return TextFeedback("text_pair", prompt, [chosen, rejected], "left", {})
     if fmt == "rankings":
         responses = _field(record, "responses", list)
-        if not isinstance(responses, list) or len(responses) < 2 or not all(isinstance(r, str) for r in responses):
+        if (
+            not isinstance(responses, list)
+            or len(responses) < 2
+            or not all(isinstance(r, str) for r in responses)
+        ):
             raise ValueError("field 'responses' must be a list of at least two strings, best first")
-        return TextFeedback("ranking", _field(record, "prompt"), responses, "ranking", {"order": list(range(len(responses)))})
+        return TextFeedback(
+            "ranking",
+            _field(record, "prompt"),
+            responses,
+            "ranking",
+            {"order": list(range(len(responses)))},
+        )
     if fmt == "ratings":
         rating = _field(record, "rating", int)
         if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 7:
             raise ValueError(f"field 'rating' must be an integer from 1 to 7, got {rating!r}")
-        return TextFeedback("rating", _field(record, "prompt"), [_field(record, "response")], "rating", {"rating": rating})
+        return TextFeedback(
+            "rating",
+            _field(record, "prompt"),
+            [_field(record, "response")],
+            "rating",
+            {"rating": rating},
+        )
     if fmt in ("critiques", "corrections"):
         key = fmt[:-1]
         kind = "critique" if fmt == "critiques" else "correction"
-        return TextFeedback(kind, _field(record, "prompt"), [_field(record, "response")], kind, {"text": _field(record, key)})
+        return TextFeedback(
+            kind,
+            _field(record, "prompt"),
+            [_field(record, "response")],
+            kind,
+            {"text": _field(record, key)},
+        )
     raise ValueError(f"unknown format '{fmt}' (use {', '.join(FORMATS)})")
 
 
@@ -98,11 +128,16 @@ def _message_text(record: dict, name: str) -> str:
     value = _field(record, name, object)
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in value):
+    if isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in value
+    ):
         names = {"user": "Human", "assistant": "Assistant", "system": "System"}
         if name == "prompt":
             return "".join(f"\n\n{names.get(m['role'], m['role'])}: {m['content']}" for m in value)
-        return " ".join(m["content"] for m in value if m["role"] == "assistant") or value[-1]["content"]
+        return (
+            " ".join(m["content"] for m in value if m["role"] == "assistant")
+            or value[-1]["content"]
+        )
     raise ValueError(f"field '{name}' must be a string or a list of {{role, content}} messages")
 
 
@@ -120,13 +155,17 @@ def read_jsonl(path: str | Path, fmt: str) -> list[TextFeedback]:
         try:
             out.append(parse_record(json.loads(line), fmt))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+            raise DataError(
+                f"{path}:{number}: not valid JSON: {exc.msg} (column {exc.colno})"
+            ) from None
         except ValueError as exc:
             raise DataError(f"{path}:{number}: {exc}") from None
     return out
 
 
-def import_jsonl(store: FeedbackStore, path: str | Path, fmt: str, annotator: str | None = None) -> int:
+def import_jsonl(
+    store: FeedbackStore, path: str | Path, fmt: str, annotator: str | None = None
+) -> int:
     """Validate the whole file, then store every record as a judged query in one transaction."""
     records = read_jsonl(path, fmt)
     return store.add_text_feedback(records, annotator or f"import:{Path(path).name}")
@@ -141,11 +180,18 @@ def export_records(store: FeedbackStore, fmt: str) -> list[dict]:
         q, prompt = r.query, r.query.payload.get("prompt", "")
         responses = q.payload.get("responses", [])
         if fmt in ("trl", "hh") and q.kind == "text_pair" and r.label in ("left", "right"):
-            chosen, rejected = (responses[0], responses[1]) if r.label == "left" else (responses[1], responses[0])
+            chosen, rejected = (
+                (responses[0], responses[1]) if r.label == "left" else (responses[1], responses[0])
+            )
             if fmt == "trl":
                 out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
             else:
-                out.append({"chosen": hh_transcript(prompt, chosen), "rejected": hh_transcript(prompt, rejected)})
+                out.append(
+                    {
+                        "chosen": hh_transcript(prompt, chosen),
+                        "rejected": hh_transcript(prompt, rejected),
+                    }
+                )
         elif fmt == "rankings" and q.kind == "ranking":
             out.append({"prompt": prompt, "responses": [responses[i] for i in r.payload["order"]]})
         elif fmt == "ratings" and q.kind == "rating":

@@ -12,7 +12,13 @@ class LabelTimeout(TimeoutError):
     pass
 
 
-def wait_for_labels(store: FeedbackStore, need: int, timeout: float, on_wait: Callable[[int, int], None] | None = None, poll: float = 0.5) -> int:
+def wait_for_labels(
+    store: FeedbackStore,
+    need: int,
+    timeout: float,
+    on_wait: Callable[[int, int], None] | None = None,
+    poll: float = 0.5,
+) -> int:
     """Return the number of judgements once it reaches `need`; LabelTimeout after `timeout` seconds."""
     started = time.monotonic()
     while (have := store.count_judgements()) < need:
@@ -25,5 +31,7 @@ def wait_for_labels(store: FeedbackStore, need: int, timeout: float, on_wait: Ca
 
 
 def people_hint(run_path) -> str:
-    return (f"Serve the labeling app with `rlhflab label {run_path}`, add people with "
-            f"`rlhflab annotators add NAME {run_path}`, then `rlhflab run --resume {run_path}`")
+    return (
+        f"Serve the labeling app with `rlhflab label {run_path}`, add people with "
+        f"`rlhflab annotators add NAME {run_path}`, then `rlhflab run --resume {run_path}`"
+    )

@@ -12,7 +12,14 @@ import numpy as np
 from rlhflab.types import Segment
 
 
-def select_pairs(segments: list[Segment], n: int, method: str, rng: np.random.Generator, k: int = 4, disagreement=None) -> list[tuple[Segment, Segment]]:
+def select_pairs(
+    segments: list[Segment],
+    n: int,
+    method: str,
+    rng: np.random.Generator,
+    k: int = 4,
+    disagreement=None,
+) -> list[tuple[Segment, Segment]]:
     """Choose n pairs from `segments`; `disagreement(pairs) -> scores` is needed for method 'disagreement'."""
     if n <= 0:
         return []

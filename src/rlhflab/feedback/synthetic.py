@@ -36,7 +36,9 @@ class SyntheticAnnotator:
         """P[left] among strict answers, before the error term."""
         if self.cfg.temperature == 0:
             return 1.0 if v_left > v_right else 0.0 if v_left < v_right else 0.5
-        return 1.0 / (1.0 + math.exp(-max(min((v_left - v_right) / self.cfg.temperature, 700), -700)))
+        return 1.0 / (
+            1.0 + math.exp(-max(min((v_left - v_right) / self.cfg.temperature, 700), -700))
+        )
 
     def judge(self, left: Segment, right: Segment) -> Judgement:
         return self.prefer(self.value(left), self.value(right))
@@ -50,7 +52,9 @@ class SyntheticAnnotator:
             return Judgement.CANT_TELL
         if abs(v1 - v2) <= cfg.tie_threshold:
             return Judgement.EQUAL
-        return Judgement.LEFT if self.rng.random() < self.boltzmann_left(v1, v2) else Judgement.RIGHT
+        return (
+            Judgement.LEFT if self.rng.random() < self.boltzmann_left(v1, v2) else Judgement.RIGHT
+        )
 
     def rank(self, values: list[float]) -> list[int]:
         """A K-wise ranking (indices, best first): with probability ε a uniformly random order, else a

@@ -22,11 +22,22 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def best_of_n(model, tokenizer, prompts: list[str], n: int, score, max_new_tokens: int, temperature: float, seed: int = 0) -> tuple[list[str], torch.Tensor]:
+def best_of_n(
+    model,
+    tokenizer,
+    prompts: list[str],
+    n: int,
+    score,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int = 0,
+) -> tuple[list[str], torch.Tensor]:
     """The highest-scoring of n samples for each prompt, and its score. `score(prompts, texts) -> [N]`."""
     candidates, scores = [], []
     for k in range(n):
-        _, texts, ended = generate(model, tokenizer, prompts, max_new_tokens, temperature, seed=seed + k)
+        _, texts, ended = generate(
+            model, tokenizer, prompts, max_new_tokens, temperature, seed=seed + k
+        )
         candidates.append(texts)
         scores.append(score(prompts, texts))
     scores = torch.stack(scores)  # [n, P]

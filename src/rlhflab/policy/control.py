@@ -31,7 +31,15 @@ from torch.distributions import Categorical, Normal
 from rlhflab.config import EnvConfig, PolicyConfig
 from rlhflab.envs.wrappers import action_dim, make_vec_env
 from rlhflab.feedback.clips import downsample
-from rlhflab.policy.ppo import clipped_policy_loss, gae, kl_estimate, masked_mean, policy_gradient_loss, value_loss, whiten
+from rlhflab.policy.ppo import (
+    clipped_policy_loss,
+    gae,
+    kl_estimate,
+    masked_mean,
+    policy_gradient_loss,
+    value_loss,
+    whiten,
+)
 from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Segment
 
@@ -43,7 +51,9 @@ def _layer(inp: int, out: int, gain: float = np.sqrt(2)) -> nn.Linear:
     return layer
 
 
-def mlp(inp: int, hidden: int, out: int, layers: int = 2, out_gain: float = 1.0, act=nn.Tanh) -> nn.Sequential:
+def mlp(
+    inp: int, hidden: int, out: int, layers: int = 2, out_gain: float = 1.0, act=nn.Tanh
+) -> nn.Sequential:
     mods, width = [], inp
     for _ in range(layers):
         mods += [_layer(width, hidden), act()]
@@ -69,7 +79,9 @@ class ActorCritic(nn.Module):
             return Categorical(logits=out)
         return Normal(out, self.log_std.exp().expand_as(out))
 
-    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob_entropy(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         dist = self.distribution(obs)
         logp, ent = dist.log_prob(actions), dist.entropy()
         return (logp, ent) if self.discrete else (logp.sum(-1), ent.sum(-1))
@@ -96,27 +108,41 @@ class Rollout:
     episode_end: np.ndarray
     absorbing: np.ndarray  # [T, N] steps taken in an absorbing state, where actions change nothing
     env_steps: int  # policy env steps at the end of this rollout
-    episode_returns: list[float] = field(default_factory=list)  # true returns of episodes that ended
-    frames: np.ndarray | None = None  # [T, R, H, W, 3] rendered frames of the first R envs, when rendering
-    reward_channels: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N] per channel: 'reward', 'true_reward', …
+    episode_returns: list[float] = field(
+        default_factory=list
+    )  # true returns of episodes that ended
+    frames: np.ndarray | None = (
+        None  # [T, R, H, W, 3] rendered frames of the first R envs, when rendering
+    )
+    reward_channels: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # [T, N] per channel: 'reward', 'true_reward', …
 
     def rewards(self, channel: str = "true_reward") -> np.ndarray:
         """[T, N] rewards of one channel; an error names the channels the env reports."""
         if channel == "true_reward":
             return self.true_rewards
         if channel not in self.reward_channels:
-            raise ValueError(f"reward channel '{channel}': the env reports no info['{channel}'] (it reports {', '.join(sorted(self.reward_channels))})")
+            raise ValueError(
+                f"reward channel '{channel}': the env reports no info['{channel}'] (it reports {', '.join(sorted(self.reward_channels))})"
+            )
         return self.reward_channels[channel]
 
-    def sample_segments(self, n: int, length: int, rng: np.random.Generator, judge: str = "true_reward") -> list[Segment]:
+    def sample_segments(
+        self, n: int, length: int, rng: np.random.Generator, judge: str = "true_reward"
+    ) -> list[Segment]:
         """n random windows of `length` steps that stay inside one episode; segments carry the `judge` channel's rewards."""
         judged = self.rewards(judge)
         T, N = self.true_rewards.shape
         if length > T:
-            raise ValueError(f"segment_length {length} is longer than a rollout ({T} steps per env)")
+            raise ValueError(
+                f"segment_length {length} is longer than a rollout ({T} steps per env)"
+            )
         # a window [t, t+length) is valid when no episode ends before its last step
         ends = self.episode_end[:-1].astype(np.int64)  # [T-1, N]
-        cum = np.concatenate([np.zeros((1, N), np.int64), np.cumsum(ends, 0)])  # ends strictly before t
+        cum = np.concatenate(
+            [np.zeros((1, N), np.int64), np.cumsum(ends, 0)]
+        )  # ends strictly before t
         starts = np.arange(T - length + 1)
         valid = cum[starts + length - 1] - cum[starts] == 0  # [S, N]
         if self.frames is not None:  # only rendered envs can be shown to people
@@ -138,11 +164,24 @@ class Rollout:
 class ControlPolicy:
     """Rollout collection and policy updates for one actor-critic on a vector env."""
 
-    def __init__(self, env_cfg: EnvConfig, cfg: PolicyConfig, seed: int = 0, render_envs: int = 0, render_stride: int = 1):
+    def __init__(
+        self,
+        env_cfg: EnvConfig,
+        cfg: PolicyConfig,
+        seed: int = 0,
+        render_envs: int = 0,
+        render_stride: int = 1,
+    ):
         self.env_cfg, self.cfg, self.seed = env_cfg, cfg, seed
         self.render_envs, self.render_stride = min(render_envs, env_cfg.num_envs), render_stride
         torch.manual_seed(seed)
-        self.envs = make_vec_env(env_cfg.id, env_cfg.horizon, env_cfg.num_envs, env_cfg.kwargs, "rgb_array" if self.render_envs else None)
+        self.envs = make_vec_env(
+            env_cfg.id,
+            env_cfg.horizon,
+            env_cfg.num_envs,
+            env_cfg.kwargs,
+            "rgb_array" if self.render_envs else None,
+        )
         self.action_space = self.envs.single_action_space
         self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
         self.net = ActorCritic(self.obs_dim, self.action_space, cfg.hidden)
@@ -170,14 +209,36 @@ class ControlPolicy:
     @torch.no_grad()
     def collect(self) -> Rollout:
         T, N = self.cfg.n_steps, self.env_cfg.num_envs
-        buf = {k: [] for k in ("raw_obs", "obs", "actions", "logp", "values", "true_rewards", "terminated", "episode_end", "absorbing")}
-        final_values = np.full((T, N), np.nan, dtype=np.float32)  # V(final observation) where an episode ended
+        buf = {
+            k: []
+            for k in (
+                "raw_obs",
+                "obs",
+                "actions",
+                "logp",
+                "values",
+                "true_rewards",
+                "terminated",
+                "episode_end",
+                "absorbing",
+            )
+        }
+        final_values = np.full(
+            (T, N), np.nan, dtype=np.float32
+        )  # V(final observation) where an episode ended
         episode_returns, frames, channels = [], [], []
         raw = self._obs
         obs = self._normalize(raw, update=True)
         for _ in range(T):
             if self.render_envs:  # the frame shows s_t, the state the action is taken in
-                frames.append(np.stack([downsample(self.envs.envs[i].render(), self.render_stride) for i in range(self.render_envs)]))
+                frames.append(
+                    np.stack(
+                        [
+                            downsample(self.envs.envs[i].render(), self.render_stride)
+                            for i in range(self.render_envs)
+                        ]
+                    )
+                )
             obs_t = torch.as_tensor(obs)
             dist = self.net.distribution(obs_t)
             action = dist.sample()
@@ -193,9 +254,24 @@ class ControlPolicy:
             if end.any():  # the true next state of an ended episode is its final observation, not the reset one
                 ended = np.flatnonzero(end)
                 final = np.stack([info["final_obs"][i] for i in ended]).astype(np.float32)
-                final_values[len(buf["values"]), ended] = self.net.value(torch.as_tensor(self._normalize(final, update=False))).numpy()
+                final_values[len(buf["values"]), ended] = self.net.value(
+                    torch.as_tensor(self._normalize(final, update=False))
+                ).numpy()
             channels.append(step_rewards(reward, info, end))
-            for k, v in zip(buf, (raw, obs, a, logp.numpy(), value.numpy(), channels[-1]["true_reward"], terminated, end, absorbing)):
+            for k, v in zip(
+                buf,
+                (
+                    raw,
+                    obs,
+                    a,
+                    logp.numpy(),
+                    value.numpy(),
+                    channels[-1]["true_reward"],
+                    terminated,
+                    end,
+                    absorbing,
+                ),
+            ):
                 buf[k].append(v)
             self._episode_return += channels[-1]["true_reward"]
             for i in np.flatnonzero(end):
@@ -211,8 +287,13 @@ class ControlPolicy:
         arrays["next_values"] = np.where(np.isnan(final_values), next_values, final_values)
         arrays["raw_obs"] = arrays["raw_obs"].astype(np.float32)
         arrays["true_rewards"] = arrays["true_rewards"].astype(np.float32)
-        return Rollout(**arrays, env_steps=self.env_steps, episode_returns=episode_returns, frames=np.stack(frames) if frames else None,
-                       reward_channels=_stack_channels(channels))
+        return Rollout(
+            **arrays,
+            env_steps=self.env_steps,
+            episode_returns=episode_returns,
+            frames=np.stack(frames) if frames else None,
+            reward_channels=_stack_channels(channels),
+        )
 
     # -- updates ----------------------------------------------------------------------
     def update(self, rollout: Rollout, rewards: np.ndarray) -> dict:
@@ -222,7 +303,15 @@ class ControlPolicy:
             self.reward_rms.update(rewards)
             rewards = self.reward_rms.normalize(rewards)
         t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731
-        adv, ret = gae(t(rewards), t(rollout.values), t(rollout.next_values), t(rollout.terminated), t(rollout.episode_end), cfg.gamma, cfg.gae_lambda)
+        adv, ret = gae(
+            t(rewards),
+            t(rollout.values),
+            t(rollout.next_values),
+            t(rollout.terminated),
+            t(rollout.episode_end),
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
         obs, logp_old, v_old = t(flat(rollout.obs)), t(flat(rollout.logp)), t(flat(rollout.values))
         actions = torch.as_tensor(flat(rollout.actions))
@@ -235,7 +324,13 @@ class ControlPolicy:
         epochs, minibatches = (cfg.epochs, cfg.minibatches) if ppo else (1, 1)
         n = len(obs)
         size = n // minibatches
-        stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clip_frac": []}
+        stats = {
+            "policy_loss": [],
+            "value_loss": [],
+            "entropy": [],
+            "approx_kl": [],
+            "clip_frac": [],
+        }
         for _ in range(epochs):
             perm = torch.randperm(n)
             for start in range(0, size * minibatches, size):
@@ -254,7 +349,9 @@ class ControlPolicy:
                 nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
-                    kl = masked_mean(kl_estimate(logp_old[idx], logp, "k3"), mask)  # KL(π_old‖π) from samples of π_old
+                    kl = masked_mean(
+                        kl_estimate(logp_old[idx], logp, "k3"), mask
+                    )  # KL(π_old‖π) from samples of π_old
                 for k, v in zip(stats, (pg, vl, masked_mean(entropy, mask), kl, clip_frac)):
                     stats[k].append(float(v.detach()))
         return {k: float(np.mean(v)) for k, v in stats.items()}
@@ -266,7 +363,13 @@ class ControlPolicy:
         return evaluate_true_return(self.env_cfg, episodes, self.act_fn(deterministic), seed)
 
     @torch.no_grad()
-    def evaluate_returns(self, episodes: int, deterministic: bool = True, seed: int = 10_000, env_cfg: EnvConfig | None = None) -> dict[str, float]:
+    def evaluate_returns(
+        self,
+        episodes: int,
+        deterministic: bool = True,
+        seed: int = 10_000,
+        env_cfg: EnvConfig | None = None,
+    ) -> dict[str, float]:
         """Mean return per reward channel (see `evaluate_returns`), optionally on another env config (e.g. a test distribution)."""
         return evaluate_returns(env_cfg or self.env_cfg, episodes, self.act_fn(deterministic), seed)
 
@@ -306,7 +409,9 @@ def _info_flag(info: dict, key: str, n: int) -> np.ndarray:
     """A boolean per-env flag from a vector env's info dict (False where absent)."""
     if key not in info:
         return np.zeros(n, dtype=bool)
-    return np.asarray(info[key], dtype=bool) & np.asarray(info.get("_" + key, np.ones(n, bool)), dtype=bool)
+    return np.asarray(info[key], dtype=bool) & np.asarray(
+        info.get("_" + key, np.ones(n, bool)), dtype=bool
+    )
 
 
 def step_rewards(reward: np.ndarray, info: dict, end: np.ndarray) -> dict[str, np.ndarray]:
@@ -317,12 +422,16 @@ def step_rewards(reward: np.ndarray, info: dict, end: np.ndarray) -> dict[str, n
     """
     reward = np.asarray(reward, dtype=np.float64)
     out = {"reward": reward}
-    sources = [(info, ~end)] + ([(info["final_info"], end)] if end.any() and "final_info" in info else [])
+    sources = [(info, ~end)] + (
+        [(info["final_info"], end)] if end.any() and "final_info" in info else []
+    )
     for src, rows in sources:
         for key in src:
             if key.endswith("_reward") and not key.startswith("_"):
                 mask = rows & np.asarray(src.get("_" + key, np.ones(len(reward), bool)), dtype=bool)
-                out.setdefault(key, reward.copy())[mask] = np.asarray(src[key], dtype=np.float64)[mask]
+                out.setdefault(key, reward.copy())[mask] = np.asarray(src[key], dtype=np.float64)[
+                    mask
+                ]
     out.setdefault("true_reward", reward)
     return out
 
@@ -372,9 +481,13 @@ def play_episodes(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_00
     return Episodes(**{k: np.stack(v) for k, v in buf.items()}, rewards=_stack_channels(channels))
 
 
-def evaluate_returns(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> dict[str, float]:
+def evaluate_returns(
+    env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000
+) -> dict[str, float]:
     """Mean return per reward channel ('reward', 'true_reward', and any other the env reports) of `act`."""
-    return {k: float(v.mean()) for k, v in play_episodes(env_cfg, episodes, act, seed).returns().items()}
+    return {
+        k: float(v.mean()) for k, v in play_episodes(env_cfg, episodes, act, seed).returns().items()
+    }
 
 
 def evaluate_true_return(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> float:

@@ -20,13 +20,20 @@ from rlhflab.text.sequences import encode, token_logprobs
 
 
 def dpo_loss(
-    policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
-    beta: float, kind: str = "sigmoid", label_smoothing: float = 0.0,
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+    kind: str = "sigmoid",
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Mean loss over pairs; inputs are summed response log-probabilities, shape [B]."""
     chosen, rejected = policy_chosen - ref_chosen, policy_rejected - ref_rejected
     if kind == "sigmoid":
-        return bradley_terry_loss(beta * chosen, beta * rejected, torch.full_like(chosen, 1.0 - label_smoothing))
+        return bradley_terry_loss(
+            beta * chosen, beta * rejected, torch.full_like(chosen, 1.0 - label_smoothing)
+        )
     if kind == "ipo":
         return ((chosen - rejected - 1.0 / (2.0 * beta)) ** 2).mean()
     raise ValueError(f"unknown DPO loss '{kind}' (use sigmoid or ipo)")
@@ -37,23 +44,41 @@ def sequence_logprob(model, batch) -> torch.Tensor:
     return token_logprobs(model, batch).sum(1)
 
 
-def train_dpo(policy, reference, tokenizer, pairs: list[tuple[str, str, str]], cfg, seed: int = 0, on_log=None) -> list[float]:
+def train_dpo(
+    policy, reference, tokenizer, pairs: list[tuple[str, str, str]], cfg, seed: int = 0, on_log=None
+) -> list[float]:
     """Fine-tune `policy` in place on (prompt, chosen, rejected) triples; `reference` stays frozen,
     so its log-probabilities are computed once, before training."""
+
     def encoded(idx):
         prompts = [pairs[i][0] for i in idx]
-        return encode(tokenizer, prompts, [pairs[i][1] for i in idx]), encode(tokenizer, prompts, [pairs[i][2] for i in idx])
+        return encode(tokenizer, prompts, [pairs[i][1] for i in idx]), encode(
+            tokenizer, prompts, [pairs[i][2] for i in idx]
+        )
 
     ref_c, ref_r = torch.zeros(len(pairs)), torch.zeros(len(pairs))
     with torch.no_grad():
         for start in range(0, len(pairs), 64):
             idx = list(range(start, min(start + 64, len(pairs))))
             chosen, rejected = encoded(idx)
-            ref_c[idx], ref_r[idx] = sequence_logprob(reference, chosen), sequence_logprob(reference, rejected)
+            ref_c[idx], ref_r[idx] = (
+                sequence_logprob(reference, chosen),
+                sequence_logprob(reference, rejected),
+            )
 
     def loss(idx) -> torch.Tensor:
         chosen, rejected = encoded(idx)
         idx = torch.as_tensor(idx)
-        return dpo_loss(sequence_logprob(policy, chosen), sequence_logprob(policy, rejected), ref_c[idx], ref_r[idx], cfg.beta, cfg.loss, cfg.label_smoothing)
+        return dpo_loss(
+            sequence_logprob(policy, chosen),
+            sequence_logprob(policy, rejected),
+            ref_c[idx],
+            ref_r[idx],
+            cfg.beta,
+            cfg.loss,
+            cfg.label_smoothing,
+        )
 
-    return fit_epochs(policy, loss, len(pairs), cfg.epochs, cfg.lr, cfg.batch_size, seed, "dpo", on_log)
+    return fit_epochs(
+        policy, loss, len(pairs), cfg.epochs, cfg.lr, cfg.batch_size, seed, "dpo", on_log
+    )

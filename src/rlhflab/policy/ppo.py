@@ -49,7 +49,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
     return x.mean() if mask is None else (x * mask).sum() / mask.sum().clamp_min(1)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True) -> torch.Tensor:
+def whiten(
+    x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True
+) -> torch.Tensor:
     """(x − mean)/std over the (masked) entries."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
@@ -58,7 +60,11 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool =
 
 
 def clipped_policy_loss(
-    logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, clip: float, mask: torch.Tensor | None = None
+    logp: torch.Tensor,
+    logp_old: torch.Tensor,
+    advantages: torch.Tensor,
+    clip: float,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate loss and the fraction of samples where the clip was active."""
     ratio = torch.exp(logp - logp_old)
@@ -69,13 +75,19 @@ def clipped_policy_loss(
     return loss, clip_frac
 
 
-def policy_gradient_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def policy_gradient_loss(
+    logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """The vanilla actor-critic (A2C) loss −E[log π(a|s)·Â]."""
     return -masked_mean(logp * advantages, mask)
 
 
 def value_loss(
-    values: torch.Tensor, values_old: torch.Tensor, returns: torch.Tensor, clip: float | None, mask: torch.Tensor | None = None
+    values: torch.Tensor,
+    values_old: torch.Tensor,
+    returns: torch.Tensor,
+    clip: float | None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """½·(V − R̂)², or with clip: ½·max((V − R̂)², (V_old + clip(V − V_old, ±c) − R̂)²)."""
     err = (values - returns) ** 2

@@ -19,15 +19,38 @@ def sft_loss(model, batch: SeqBatch) -> torch.Tensor:
     return -logp.sum() / batch.response_mask.sum().clamp_min(1)
 
 
-def train_sft(model, tokenizer, prompts: list[str], responses: list[str], epochs: int, lr: float, batch_size: int, seed: int = 0, on_log=None) -> list[float]:
+def train_sft(
+    model,
+    tokenizer,
+    prompts: list[str],
+    responses: list[str],
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+    on_log=None,
+) -> list[float]:
     """Fine-tune in place; returns the mean loss of each epoch."""
+
     def loss(idx) -> torch.Tensor:
-        return sft_loss(model, encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx]))
+        return sft_loss(
+            model, encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+        )
 
     return fit_epochs(model, loss, len(prompts), epochs, lr, batch_size, seed, "sft", on_log)
 
 
-def fit_epochs(model, loss_fn, n: int, epochs: int, lr: float, batch_size: int, seed: int, phase: str, on_log=None) -> list[float]:
+def fit_epochs(
+    model,
+    loss_fn,
+    n: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    phase: str,
+    on_log=None,
+) -> list[float]:
     """AdamW over shuffled minibatches of n examples (`loss_fn(indices) -> loss`), gradient norm clipped
     at 1; logs and returns the mean loss of each epoch. Shared by SFT, DPO and text reward models."""
     rng = np.random.default_rng(seed)

@@ -21,12 +21,28 @@ import torch
 
 from rlhflab.config import TextPPOConfig
 from rlhflab.diagnostics.diversity import distinct_n, self_bleu, token_entropy
-from rlhflab.policy.ppo import AdaptiveKLController, FixedKLController, clipped_policy_loss, gae, kl_estimate, masked_mean, value_loss, whiten
+from rlhflab.policy.ppo import (
+    AdaptiveKLController,
+    FixedKLController,
+    clipped_policy_loss,
+    gae,
+    kl_estimate,
+    masked_mean,
+    value_loss,
+    whiten,
+)
 from rlhflab.text.models import ValueHead, hidden_size
 from rlhflab.text.sequences import SeqBatch, generate, token_logprobs
 
 
-def per_token_rewards(scores: torch.Tensor, logp: torch.Tensor, logp_ref: torch.Tensor, batch: SeqBatch, beta: float, estimator: str = "k1") -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_rewards(
+    scores: torch.Tensor,
+    logp: torch.Tensor,
+    logp_ref: torch.Tensor,
+    batch: SeqBatch,
+    beta: float,
+    estimator: str = "k1",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """([B, T] rewards, [B, T] per-token KL): −β·KL on every response token, the score on the last one."""
     mask = batch.response_mask
     kl = kl_estimate(logp, logp_ref, estimator) * mask
@@ -35,7 +51,9 @@ def per_token_rewards(scores: torch.Tensor, logp: torch.Tensor, logp_ref: torch.
     return rewards, kl
 
 
-def token_advantages(rewards: torch.Tensor, values: torch.Tensor, batch: SeqBatch, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def token_advantages(
+    rewards: torch.Tensor, values: torch.Tensor, batch: SeqBatch, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE over each response's tokens ([B, T] in, [B, T] out): the episode ends at the last response
     token (no bootstrap after it); advantages are whitened over response tokens and zero elsewhere."""
     mask = batch.response_mask
@@ -54,25 +72,62 @@ def reference_logprobs(policy, reference, batch: SeqBatch, temperature: float) -
 
 
 class TextPPO:
-    def __init__(self, policy, reference, tokenizer, score, cfg: TextPPOConfig, max_new_tokens: int, temperature: float, gold=None, seed: int = 0):
+    def __init__(
+        self,
+        policy,
+        reference,
+        tokenizer,
+        score,
+        cfg: TextPPOConfig,
+        max_new_tokens: int,
+        temperature: float,
+        gold=None,
+        seed: int = 0,
+    ):
         """`score(prompts, texts) -> [N]` is the proxy reward; `gold(texts) -> [N]`, when known, is only logged."""
-        self.policy, self.reference, self.tokenizer, self.score, self.gold = policy, reference, tokenizer, score, gold
-        self.cfg, self.max_new_tokens, self.temperature, self.seed = cfg, max_new_tokens, temperature, seed
+        self.policy, self.reference, self.tokenizer, self.score, self.gold = (
+            policy,
+            reference,
+            tokenizer,
+            score,
+            gold,
+        )
+        self.cfg, self.max_new_tokens, self.temperature, self.seed = (
+            cfg,
+            max_new_tokens,
+            temperature,
+            seed,
+        )
         torch.manual_seed(seed)
         self.value_head = ValueHead(hidden_size(policy.config))
-        params = [p for p in policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        params = [p for p in policy.parameters() if p.requires_grad] + list(
+            self.value_head.parameters()
+        )
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
-        self.kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target) if cfg.kl_target else FixedKLController(cfg.beta)
+        self.kl_ctl = (
+            AdaptiveKLController(cfg.beta, cfg.kl_target)
+            if cfg.kl_target
+            else FixedKLController(cfg.beta)
+        )
         self.iteration = 0
 
     def _logprobs_values(self, batch: SeqBatch):
-        logp, entropy, hidden = token_logprobs(self.policy, batch, self.temperature, return_entropy=True, return_hidden=True)
+        logp, entropy, hidden = token_logprobs(
+            self.policy, batch, self.temperature, return_entropy=True, return_hidden=True
+        )
         return logp, entropy, self.value_head(hidden) * batch.response_mask
 
     def step(self, prompts: list[str]) -> dict:
         """Sample responses to `prompts`, score them, and take one PPO update."""
         cfg = self.cfg
-        batch, texts, ended = generate(self.policy, self.tokenizer, prompts, self.max_new_tokens, self.temperature, seed=self.seed + 7919 * self.iteration)
+        batch, texts, ended = generate(
+            self.policy,
+            self.tokenizer,
+            prompts,
+            self.max_new_tokens,
+            self.temperature,
+            seed=self.seed + 7919 * self.iteration,
+        )
         self.iteration += 1
         with torch.no_grad():
             self.policy.eval()
@@ -80,10 +135,14 @@ class TextPPO:
             logp_ref = reference_logprobs(self.policy, self.reference, batch, self.temperature)
             proxy = self.score(prompts, texts)
             scores = proxy + cfg.eos_penalty * (~ended).float()
-            rewards, kl = per_token_rewards(scores, logp_old, logp_ref, batch, self.kl_ctl.beta, cfg.kl_estimator)
+            rewards, kl = per_token_rewards(
+                scores, logp_old, logp_ref, batch, self.kl_ctl.beta, cfg.kl_estimator
+            )
             mask = batch.response_mask
             adv, ret = token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
-        n = len(prompts)  # updates stay in eval mode: dropout would move the ratio away from 1 before any step
+        n = len(
+            prompts
+        )  # updates stay in eval mode: dropout would move the ratio away from 1 before any step
         stats = {"policy_loss": [], "value_loss": [], "clip_frac": []}
         rng = np.random.default_rng(self.iteration)
         for _ in range(cfg.epochs):
@@ -96,7 +155,9 @@ class TextPPO:
                 loss = pg + cfg.vf_coef * vl
                 self.optimizer.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in self.optimizer.param_groups for p in g["params"]], 1.0
+                )
                 self.optimizer.step()
                 for k, v in zip(stats, (pg, vl, clip_frac)):
                     stats[k].append(float(v.detach()))
@@ -104,12 +165,22 @@ class TextPPO:
         beta = self.kl_ctl.beta
         self.kl_ctl.update(float(seq_kl.mean()), n)
         record = {
-            "phase": "ppo", "iteration": self.iteration, "proxy": float(proxy.mean()), "kl": float(seq_kl.mean()), "beta": beta,
-            "entropy": float(masked_mean(entropy, mask)), "response_length": float(mask.sum(1).mean()), "ended": float(ended.float().mean()),
+            "phase": "ppo",
+            "iteration": self.iteration,
+            "proxy": float(proxy.mean()),
+            "kl": float(seq_kl.mean()),
+            "beta": beta,
+            "entropy": float(masked_mean(entropy, mask)),
+            "response_length": float(mask.sum(1).mean()),
+            "ended": float(ended.float().mean()),
             **{k: float(np.mean(v)) for k, v in stats.items()},
         }
         words = [t.split() for t in texts]
-        record |= {"distinct_2": distinct_n(words, 2), "self_bleu": self_bleu(words), "token_entropy": token_entropy(words)}
+        record |= {
+            "distinct_2": distinct_n(words, 2),
+            "self_bleu": self_bleu(words),
+            "token_entropy": token_entropy(words),
+        }
         if self.gold is not None:
             record["gold"] = float(np.mean(self.gold(texts)))
         return record

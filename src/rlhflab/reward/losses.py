@@ -21,16 +21,25 @@ def _log_prob(logits: torch.Tensor, label_noise: float) -> torch.Tensor:
     """log((1 − ε)·σ(x) + ε/2), computed stably."""
     if label_noise == 0.0:
         return F.logsigmoid(logits)
-    return torch.logaddexp(math.log1p(-label_noise) + F.logsigmoid(logits), torch.full_like(logits, math.log(label_noise / 2)))
+    return torch.logaddexp(
+        math.log1p(-label_noise) + F.logsigmoid(logits),
+        torch.full_like(logits, math.log(label_noise / 2)),
+    )
 
 
-def preference_probability(returns_left: torch.Tensor, returns_right: torch.Tensor, label_noise: float = 0.0) -> torch.Tensor:
+def preference_probability(
+    returns_left: torch.Tensor, returns_right: torch.Tensor, label_noise: float = 0.0
+) -> torch.Tensor:
     """P̂[left ≻ right] under Bradley–Terry with annotator error ε."""
     return _log_prob(returns_left - returns_right, label_noise).exp()
 
 
 def bradley_terry_loss(
-    returns_left: torch.Tensor, returns_right: torch.Tensor, target: torch.Tensor, label_noise: float = 0.0, reduction: str = "mean"
+    returns_left: torch.Tensor,
+    returns_right: torch.Tensor,
+    target: torch.Tensor,
+    label_noise: float = 0.0,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Cross-entropy of P̂[left ≻ right] against targets in [0, 1]."""
     x = returns_left - returns_right
@@ -38,7 +47,9 @@ def bradley_terry_loss(
     return loss.mean() if reduction == "mean" else loss
 
 
-def ranking_loss(scores: torch.Tensor, margin: float = 0.0, label_noise: float = 0.0) -> torch.Tensor:
+def ranking_loss(
+    scores: torch.Tensor, margin: float = 0.0, label_noise: float = 0.0
+) -> torch.Tensor:
     """InstructGPT's K-wise loss: all C(K,2) pairs of one prompt's ranking together.
 
     scores: [B, K] reward-model scores of each prompt's K responses, best first.

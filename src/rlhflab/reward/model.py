@@ -60,20 +60,30 @@ class RewardEnsemble:
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():
             torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
-            self.members = nn.ModuleList(mlp(self.feature_dim, cfg.hidden, 1, cfg.layers, act=nn.LeakyReLU) for _ in range(cfg.ensemble))
-        self.optimizers = [torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for m in self.members]
+            self.members = nn.ModuleList(
+                mlp(self.feature_dim, cfg.hidden, 1, cfg.layers, act=nn.LeakyReLU)
+                for _ in range(cfg.ensemble)
+            )
+        self.optimizers = [
+            torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            for m in self.members
+        ]
         self.feature_rms = RunningMeanStd((self.feature_dim,))
         self.rng = np.random.default_rng(seed)
         self.seen_queries: set[int] = set()
         self._raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.fits = 0
-        self.member_scale = torch.zeros(2, cfg.ensemble, 1)  # per-member mean and std of r̂ over the labelled steps
+        self.member_scale = torch.zeros(
+            2, cfg.ensemble, 1
+        )  # per-member mean and std of r̂ over the labelled steps
         self.member_scale[1] = 1.0
 
     # -- features ---------------------------------------------------------------------
     def raw_features(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """(obs, action) concatenated per step, [..., F]; actions one-hot when discrete."""
-        return np.concatenate([np.asarray(obs, np.float32), action_features(self.action_space, actions)], axis=-1)
+        return np.concatenate(
+            [np.asarray(obs, np.float32), action_features(self.action_space, actions)], axis=-1
+        )
 
     def features(self, obs: np.ndarray, actions: np.ndarray) -> torch.Tensor:
         """Standardised features, [..., F]."""
@@ -83,8 +93,13 @@ class RewardEnsemble:
         """Standardised features of both sides; raw features are computed once per query and cached."""
         for c in comparisons:
             if c.query_id not in self._raw:
-                self._raw[c.query_id] = (self.raw_features(c.left.obs, c.left.actions), self.raw_features(c.right.obs, c.right.actions))
-        norm = lambda side: torch.as_tensor(self.feature_rms.normalize(np.stack([self._raw[c.query_id][side] for c in comparisons])))  # noqa: E731
+                self._raw[c.query_id] = (
+                    self.raw_features(c.left.obs, c.left.actions),
+                    self.raw_features(c.right.obs, c.right.actions),
+                )
+        norm = lambda side: torch.as_tensor(
+            self.feature_rms.normalize(np.stack([self._raw[c.query_id][side] for c in comparisons]))
+        )  # noqa: E731
         target = torch.tensor([c.judgement.target for c in comparisons], dtype=torch.float32)
         return PairBatch(norm(0), norm(1), target)
 
@@ -101,19 +116,31 @@ class RewardEnsemble:
             r = members.mean(0)
         else:
             z = (members.reshape(len(members), -1) - self.member_scale[0]) / self.member_scale[1]
-            z = z.mean(0) - self.cfg.conservative_lambda * z.std(0, correction=0) if self.cfg.objective == "conservative" else z.min(0).values
+            z = (
+                z.mean(0) - self.cfg.conservative_lambda * z.std(0, correction=0)
+                if self.cfg.objective == "conservative"
+                else z.min(0).values
+            )
             r = z.reshape(members.shape[1:])
         r = r.numpy()
         if not np.all(np.isfinite(r)):
-            raise NonFiniteRewardError(f"reward model produced {int(np.sum(~np.isfinite(r)))} non-finite rewards")
+            raise NonFiniteRewardError(
+                f"reward model produced {int(np.sum(~np.isfinite(r)))} non-finite rewards"
+            )
         return r
 
     @torch.no_grad()
     def disagreement(self, pairs: list[tuple[Segment, Segment]]) -> np.ndarray:
         """Std across members of P̂[left ≻ right], one value per pair."""
-        left = self.features(np.stack([a.obs for a, _ in pairs]), np.stack([a.actions for a, _ in pairs]))
-        right = self.features(np.stack([b.obs for _, b in pairs]), np.stack([b.actions for _, b in pairs]))
-        p = preference_probability(self._member_rewards(left).sum(-1), self._member_rewards(right).sum(-1))
+        left = self.features(
+            np.stack([a.obs for a, _ in pairs]), np.stack([a.actions for a, _ in pairs])
+        )
+        right = self.features(
+            np.stack([b.obs for _, b in pairs]), np.stack([b.actions for _, b in pairs])
+        )
+        p = preference_probability(
+            self._member_rewards(left).sum(-1), self._member_rewards(right).sum(-1)
+        )
         return p.std(0).numpy() if len(self.members) > 1 else np.zeros(len(pairs))
 
     # -- fitting ----------------------------------------------------------------------
@@ -123,7 +150,11 @@ class RewardEnsemble:
         new = [c for c in usable if c.query_id not in self.seen_queries]
         if new:  # standardise inputs by the segments that have been labelled
             segs = [s for c in new for s in (c.left, c.right)]
-            self.feature_rms.update(self.raw_features(np.concatenate([s.obs for s in segs]), np.concatenate([s.actions for s in segs])))
+            self.feature_rms.update(
+                self.raw_features(
+                    np.concatenate([s.obs for s in segs]), np.concatenate([s.actions for s in segs])
+                )
+            )
             self.seen_queries.update(c.query_id for c in new)
         train = [c for c in usable if not is_validation(c.query_id, self.cfg.val_fraction)]
         val = [c for c in usable if is_validation(c.query_id, self.cfg.val_fraction)]
@@ -133,17 +164,38 @@ class RewardEnsemble:
         val_batch = self._batch(val) if val else None
         for member, opt in zip(self.members, self.optimizers):
             boot = torch.as_tensor(self.rng.integers(len(train), size=len(train)))
-            self._fit_member(member, opt, PairBatch(train_batch.left[boot], train_batch.right[boot], train_batch.target[boot]), val_batch)
+            self._fit_member(
+                member,
+                opt,
+                PairBatch(
+                    train_batch.left[boot], train_batch.right[boot], train_batch.target[boot]
+                ),
+                val_batch,
+            )
         self.fits += 1
         with torch.no_grad():
-            steps = self._member_rewards(torch.cat([train_batch.left, train_batch.right])).flatten(1)
-            self.member_scale = torch.stack([steps.mean(1, keepdim=True), steps.std(1, keepdim=True).clamp_min(1e-6)])
-        metrics = {"rm_fits": self.fits, "rm_val_pairs": len(val), "rm_train_loss": self._loss(train_batch), "rm_train_acc": self._accuracy(train_batch)}
+            steps = self._member_rewards(torch.cat([train_batch.left, train_batch.right])).flatten(
+                1
+            )
+            self.member_scale = torch.stack(
+                [steps.mean(1, keepdim=True), steps.std(1, keepdim=True).clamp_min(1e-6)]
+            )
+        metrics = {
+            "rm_fits": self.fits,
+            "rm_val_pairs": len(val),
+            "rm_train_loss": self._loss(train_batch),
+            "rm_train_acc": self._accuracy(train_batch),
+        }
         if val_batch is not None:
-            metrics |= {"rm_val_loss": self._loss(val_batch), "rm_val_acc": self._accuracy(val_batch)}
+            metrics |= {
+                "rm_val_loss": self._loss(val_batch),
+                "rm_val_acc": self._accuracy(val_batch),
+            }
         return metrics
 
-    def _fit_member(self, member: nn.Module, opt: torch.optim.Optimizer, train: PairBatch, val: PairBatch | None) -> None:
+    def _fit_member(
+        self, member: nn.Module, opt: torch.optim.Optimizer, train: PairBatch, val: PairBatch | None
+    ) -> None:
         cfg = self.cfg
         best, best_state, waited = float("inf"), None, 0
         n = len(train.target)
@@ -152,7 +204,10 @@ class RewardEnsemble:
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start : start + cfg.batch_size]
                 loss = bradley_terry_loss(
-                    member(train.left[idx]).squeeze(-1).sum(-1), member(train.right[idx]).squeeze(-1).sum(-1), train.target[idx], cfg.label_noise
+                    member(train.left[idx]).squeeze(-1).sum(-1),
+                    member(train.right[idx]).squeeze(-1).sum(-1),
+                    train.target[idx],
+                    cfg.label_noise,
                 )
                 opt.zero_grad()
                 loss.backward()
@@ -160,9 +215,20 @@ class RewardEnsemble:
             if val is None:
                 continue
             with torch.no_grad():
-                v = float(bradley_terry_loss(member(val.left).squeeze(-1).sum(-1), member(val.right).squeeze(-1).sum(-1), val.target, cfg.label_noise))
+                v = float(
+                    bradley_terry_loss(
+                        member(val.left).squeeze(-1).sum(-1),
+                        member(val.right).squeeze(-1).sum(-1),
+                        val.target,
+                        cfg.label_noise,
+                    )
+                )
             if v < best - 1e-4:
-                best, best_state, waited = v, {k: p.clone() for k, p in member.state_dict().items()}, 0
+                best, best_state, waited = (
+                    v,
+                    {k: p.clone() for k, p in member.state_dict().items()},
+                    0,
+                )
             else:
                 waited += 1
                 if waited >= cfg.patience:
@@ -172,7 +238,9 @@ class RewardEnsemble:
 
     @torch.no_grad()
     def _returns(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._member_rewards(batch.left).mean(0).sum(-1), self._member_rewards(batch.right).mean(0).sum(-1)
+        return self._member_rewards(batch.left).mean(0).sum(-1), self._member_rewards(
+            batch.right
+        ).mean(0).sum(-1)
 
     def _loss(self, batch: PairBatch) -> float:
         left, right = self._returns(batch)

@@ -50,42 +50,80 @@ class TextRewardEnsemble:
         return torch.stack([m(batch.input_ids, batch.attention_mask) for m in self.members])
 
     @torch.no_grad()
-    def score(self, prompts: list[str], responses: list[str], batch_size: int = 256) -> torch.Tensor:
+    def score(
+        self, prompts: list[str], responses: list[str], batch_size: int = 256
+    ) -> torch.Tensor:
         """Ensemble-mean r̂ for each (prompt, response)."""
         for m in self.members:
             m.eval()
-        out = [self.member_scores(prompts[i : i + batch_size], responses[i : i + batch_size]).mean(0) for i in range(0, len(prompts), batch_size)]
+        out = [
+            self.member_scores(prompts[i : i + batch_size], responses[i : i + batch_size]).mean(0)
+            for i in range(0, len(prompts), batch_size)
+        ]
         return torch.cat(out) if out else torch.zeros(0)
 
-    def _group_loss(self, member, groups: list[RankedResponses], margin: float, label_noise: float) -> torch.Tensor:
+    def _group_loss(
+        self, member, groups: list[RankedResponses], margin: float, label_noise: float
+    ) -> torch.Tensor:
         K = len(groups[0].responses)
-        batch = encode(self.tokenizer, [g.prompt for g in groups for _ in range(K)], [r for g in groups for r in g.responses])
+        batch = encode(
+            self.tokenizer,
+            [g.prompt for g in groups for _ in range(K)],
+            [r for g in groups for r in g.responses],
+        )
         scores = member(batch.input_ids, batch.attention_mask).view(len(groups), K)
         if K == 2:  # pairs may be ties
             target = torch.tensor([g.target for g in groups])
-            return bradley_terry_loss(scores[:, 0] - margin * (target == 1), scores[:, 1], target, label_noise)
+            return bradley_terry_loss(
+                scores[:, 0] - margin * (target == 1), scores[:, 1], target, label_noise
+            )
         return ranking_loss(scores, margin, label_noise)
 
-    def fit(self, comparisons: list[RankedResponses], epochs: int, lr: float, batch_size: int, margin: float = 0.0, label_noise: float = 0.0, on_log=None) -> dict:
+    def fit(
+        self,
+        comparisons: list[RankedResponses],
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        margin: float = 0.0,
+        label_noise: float = 0.0,
+        on_log=None,
+    ) -> dict:
         """Fit every member on a bootstrap of the training split; returns held-out accuracy and calibration."""
         train = [c for i, c in enumerate(comparisons) if not is_validation(i, 0.2)]
         val = [c for i, c in enumerate(comparisons) if is_validation(i, 0.2)]
         for k, member in enumerate(self.members):
             member.train()
             opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=0.01)
-            boot = self.rng.integers(len(train), size=len(train)) if len(self.members) > 1 else np.arange(len(train))
+            boot = (
+                self.rng.integers(len(train), size=len(train))
+                if len(self.members) > 1
+                else np.arange(len(train))
+            )
             for epoch in range(epochs):
                 order = self.rng.permutation(boot)
                 losses = []
                 for start in range(0, len(order), batch_size):
-                    loss = self._group_loss(member, [train[i] for i in order[start : start + batch_size]], margin, label_noise)
+                    loss = self._group_loss(
+                        member,
+                        [train[i] for i in order[start : start + batch_size]],
+                        margin,
+                        label_noise,
+                    )
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
                     opt.step()
                     losses.append(float(loss))
                 if on_log:
-                    on_log({"phase": "reward_model", "member": k, "epoch": epoch + 1, "rm_train_loss": float(np.mean(losses))})
+                    on_log(
+                        {
+                            "phase": "reward_model",
+                            "member": k,
+                            "epoch": epoch + 1,
+                            "rm_train_loss": float(np.mean(losses)),
+                        }
+                    )
             member.eval()
         return self.evaluate(val)
 
@@ -105,4 +143,9 @@ class TextRewardEnsemble:
         if not prob:
             return {"rm_val_pairs": 0}
         prob, outcome = np.array(prob), np.array(outcome)
-        return {"rm_val_pairs": len(prob), "rm_val_acc": float(np.mean((prob > 0.5) == (outcome == 1))), "rm_val_probs": prob.tolist(), "rm_val_outcomes": outcome.tolist()}
+        return {
+            "rm_val_pairs": len(prob),
+            "rm_val_acc": float(np.mean((prob > 0.5) == (outcome == 1))),
+            "rm_val_probs": prob.tolist(),
+            "rm_val_outcomes": outcome.tolist(),
+        }

@@ -13,10 +13,14 @@ from pathlib import Path
 from rlhflab.feedback.exchange import DataError, parse_record, read_jsonl
 
 
-def load_prompts_and_demos(tc, task, seed: int) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+def load_prompts_and_demos(
+    tc, task, seed: int
+) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """(training prompts, held-out evaluation prompts, (prompt, response) demonstrations)."""
     if tc.dataset is None:
-        demos = task.corpus(tc.sft.demonstrations, seed + 21)  # reviews of every mood: SFT leaves room for RLHF
+        demos = task.corpus(
+            tc.sft.demonstrations, seed + 21
+        )  # reviews of every mood: SFT leaves room for RLHF
         return task.prompts(4096, seed + 31), task.prompts(tc.eval_prompts, seed + 41), demos
     records = _read_dataset(tc.dataset)
     pairs = [(r.prompt, r.responses[0]) for r in records]

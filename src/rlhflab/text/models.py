@@ -20,7 +20,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "mpnet", "xlm-roberta", "albert"}
+ENCODER_TYPES = {
+    "bert",
+    "roberta",
+    "distilbert",
+    "deberta",
+    "deberta-v2",
+    "electra",
+    "mpnet",
+    "xlm-roberta",
+    "albert",
+}
 
 
 def build_word_tokenizer(vocabulary: list[str]):
@@ -32,17 +42,48 @@ def build_word_tokenizer(vocabulary: list[str]):
     vocab = {tok: i for i, tok in enumerate(specials + list(vocabulary))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+    )
 
 
-def tiny_gpt2(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 64, seed: int = 0, tokenizer=None):
+def tiny_gpt2(
+    vocab_size: int,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_positions: int = 64,
+    seed: int = 0,
+    tokenizer=None,
+):
     """A small GPT-2 (no dropout); with `tokenizer`, its BOS/EOS/pad ids go into the config."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    ids = {} if tokenizer is None else {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **ids)
+    ids = (
+        {}
+        if tokenizer is None
+        else {
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+    )
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        **ids,
+    )
     return GPT2LMHeadModel(config)
 
 
@@ -52,7 +93,9 @@ def load_tokenizer(name_or_path: str):
     tok = AutoTokenizer.from_pretrained(name_or_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    tok.padding_side = "left"  # prompts are left-padded so that generation continues from the real last token
+    tok.padding_side = (
+        "left"  # prompts are left-padded so that generation continues from the real last token
+    )
     return tok
 
 
@@ -68,13 +111,17 @@ def add_lora(model, r: int, alpha: int = 16):
     """Fresh LoRA adapters (peft) on a causal LM; with the adapter disabled it is the model itself."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM"))
+    return get_peft_model(
+        model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM")
+    )
 
 
 def format_prompt(tokenizer, prompt: str) -> str:
     """The prompt as the model expects it: through its chat template when it has one."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
     return prompt
 
 
@@ -85,7 +132,9 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def forward_kwargs(model, input_ids, attention_mask) -> dict:
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper hides the signature
+    base = (
+        model.get_base_model() if hasattr(model, "get_base_model") else model
+    )  # a peft wrapper hides the signature
     if "position_ids" in inspect.signature(base.forward).parameters:
         kwargs["position_ids"] = position_ids(attention_mask)
     return kwargs
@@ -115,7 +164,9 @@ class TextRewardModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         model_type = getattr(backbone.config, "model_type", "")
-        self.pooling = ("mean" if model_type in ENCODER_TYPES else "last") if pooling == "auto" else pooling
+        self.pooling = (
+            ("mean" if model_type in ENCODER_TYPES else "last") if pooling == "auto" else pooling
+        )
         self.head = nn.Linear(hidden_size(backbone.config), 1)
 
     @classmethod

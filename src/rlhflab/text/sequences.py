@@ -36,12 +36,16 @@ class SeqBatch:
         return T - 1 - self.response_mask.flip(-1).float().argmax(-1)
 
 
-def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int = 256, add_eos: bool = True) -> SeqBatch:
+def encode(
+    tokenizer, prompts: list[str], responses: list[str], max_length: int = 256, add_eos: bool = True
+) -> SeqBatch:
     """[formatted prompt | response (+ EOS)] per row, right-padded; the prompt is cut from the left if too long."""
     rows, masks = [], []
     for prompt, response in zip(prompts, responses):
         p = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        r = tokenizer(" " + response if not response.startswith(" ") else response, add_special_tokens=False)["input_ids"]
+        r = tokenizer(
+            " " + response if not response.startswith(" ") else response, add_special_tokens=False
+        )["input_ids"]
         if add_eos:
             r = r + [tokenizer.eos_token_id]
         r = r[:max_length]
@@ -61,12 +65,21 @@ def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int 
     return SeqBatch(ids, att, resp)
 
 
-def token_logprobs(model, batch: SeqBatch, temperature: float = 1.0, return_entropy: bool = False, return_hidden: bool = False):
+def token_logprobs(
+    model,
+    batch: SeqBatch,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    return_hidden: bool = False,
+):
     """log π(token_t | tokens_<t) at every position t ≥ 1 ([B, T], position 0 is 0), masked to the response.
 
     Also the entropy of π(· | tokens_<t) at each position and the last hidden state that predicts
     token t (for a value head), when asked."""
-    out = model(**forward_kwargs(model, batch.input_ids, batch.attention_mask), output_hidden_states=return_hidden)
+    out = model(
+        **forward_kwargs(model, batch.input_ids, batch.attention_mask),
+        output_hidden_states=return_hidden,
+    )
     logits = out.logits[:, :-1].float() / temperature
     logp_all = F.log_softmax(logits, -1)
     logp = logp_all.gather(-1, batch.input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
@@ -82,28 +95,55 @@ def token_logprobs(model, batch: SeqBatch, temperature: float = 1.0, return_entr
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0, seed: int | None = None) -> tuple[SeqBatch, list[str], torch.Tensor]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    seed: int | None = None,
+) -> tuple[SeqBatch, list[str], torch.Tensor]:
     """Sample one response per prompt. Returns the [prompt | response] batch, the response texts, and
     whether each response ended with EOS within max_new_tokens."""
     if seed is not None:
         torch.manual_seed(seed)
     tokenizer.padding_side = "left"
-    enc = tokenizer([format_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tokenizer(
+        [format_prompt(tokenizer, p) for p in prompts],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,
+    )
     was_training = model.training
     model.eval()
     out = model.generate(
-        **enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        **enc,
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     model.train(was_training)
     Q = enc["input_ids"].shape[1]
     response = out[:, Q:]
     is_eos = response == tokenizer.eos_token_id
     ended = is_eos.any(-1)
-    first_eos = torch.where(ended, is_eos.float().argmax(-1), torch.full_like(ended, response.shape[1] - 1, dtype=torch.long))
+    first_eos = torch.where(
+        ended,
+        is_eos.float().argmax(-1),
+        torch.full_like(ended, response.shape[1] - 1, dtype=torch.long),
+    )
     keep = (torch.arange(response.shape[1]).unsqueeze(0) <= first_eos.unsqueeze(1)).long()
-    texts = [tokenizer.decode(r[: int(k.sum())], skip_special_tokens=True).strip() for r, k in zip(response, keep)]
-    input_ids = torch.cat([enc["input_ids"], torch.where(keep.bool(), response, tokenizer.pad_token_id)], 1)
+    texts = [
+        tokenizer.decode(r[: int(k.sum())], skip_special_tokens=True).strip()
+        for r, k in zip(response, keep)
+    ]
+    input_ids = torch.cat(
+        [enc["input_ids"], torch.where(keep.bool(), response, tokenizer.pad_token_id)], 1
+    )
     attention = torch.cat([enc["attention_mask"], keep], 1)
     resp_mask = torch.cat([torch.zeros_like(enc["attention_mask"]), keep], 1).float()
     return SeqBatch(input_ids, attention, resp_mask), texts, ended

@@ -24,7 +24,20 @@ from dataclasses import dataclass
 import numpy as np
 
 NOUNS = ["film", "movie", "show", "play", "series", "sequel"]
-ASPECTS = ["plot", "acting", "music", "ending", "story", "cast", "script", "pacing", "camera", "sound", "dialogue", "humour"]
+ASPECTS = [
+    "plot",
+    "acting",
+    "music",
+    "ending",
+    "story",
+    "cast",
+    "script",
+    "pacing",
+    "camera",
+    "sound",
+    "dialogue",
+    "humour",
+]
 POSITIVE = ["great", "good", "wonderful", "superb", "lovely", "brilliant", "moving", "clever"]
 NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak", "clumsy", "bland"]
 NEUTRAL = ["fine", "okay", "long", "short", "loud", "quiet", "simple", "strange"]
@@ -40,7 +53,18 @@ class ReviewsTask:
 
     @property
     def vocabulary(self) -> list[str]:
-        return sorted(set(["review", "of", "the", ":", "was", "."] + NOUNS + ASPECTS + POSITIVE + NEGATIVE + NEUTRAL + ADVERBS + JOINS))
+        return sorted(
+            set(
+                ["review", "of", "the", ":", "was", "."]
+                + NOUNS
+                + ASPECTS
+                + POSITIVE
+                + NEGATIVE
+                + NEUTRAL
+                + ADVERBS
+                + JOINS
+            )
+        )
 
     def prompts(self, n: int, seed: int) -> list[str]:
         rng = np.random.default_rng(seed)
@@ -52,9 +76,21 @@ class ReviewsTask:
         clauses = []
         for _ in range(1 + int(rng.uniform() < 0.6)):
             u = rng.uniform()
-            adj_pool = POSITIVE if u < mood else NEGATIVE if u < mood + (1 - mood) * 0.7 else NEUTRAL
+            adj_pool = (
+                POSITIVE if u < mood else NEGATIVE if u < mood + (1 - mood) * 0.7 else NEUTRAL
+            )
             adv = [ADVERBS[rng.integers(len(ADVERBS))]] if rng.uniform() < 0.4 else []
-            clauses.append(" ".join(["the", ASPECTS[rng.integers(len(ASPECTS))], "was", *adv, adj_pool[rng.integers(len(adj_pool))]]))
+            clauses.append(
+                " ".join(
+                    [
+                        "the",
+                        ASPECTS[rng.integers(len(ASPECTS))],
+                        "was",
+                        *adv,
+                        adj_pool[rng.integers(len(adj_pool))],
+                    ]
+                )
+            )
         join = f" {JOINS[rng.integers(len(JOINS))]} "
         return join.join(clauses) + " ."
 
@@ -76,14 +112,20 @@ class ReviewsTask:
         grammatical = sum(_allowed(a, b) for a, b in pairs) / len(pairs) if pairs else 0.0
         content = [w for w in words if w not in ("the", "was", ".")]
         repeated = 1 - len(set(content)) / len(content) if content else 0.0
-        fluency = -(1 - grammatical) - repeated - 0.1 * max(0, len(words) - 14) - 0.5 * (words[-1] != ".")
+        fluency = (
+            -(1 - grammatical) - repeated - 0.1 * max(0, len(words) - 14) - 0.5 * (words[-1] != ".")
+        )
         return sentiment + fluency
 
 
 _ADJ = set(POSITIVE + NEGATIVE + NEUTRAL)
 _NEXT = {
-    "the": set(ASPECTS), "was": set(ADVERBS) | _ADJ, **{a: {"was"} for a in ASPECTS}, **{a: _ADJ for a in ADVERBS},
-    **{a: set(JOINS) | {"."} for a in _ADJ}, **{j: {"the"} for j in JOINS},
+    "the": set(ASPECTS),
+    "was": set(ADVERBS) | _ADJ,
+    **{a: {"was"} for a in ASPECTS},
+    **{a: _ADJ for a in ADVERBS},
+    **{a: set(JOINS) | {"."} for a in _ADJ},
+    **{j: {"the"} for j in JOINS},
 }
 
 

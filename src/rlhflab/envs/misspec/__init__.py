@@ -37,5 +37,7 @@ def register() -> None:
 def scripted_act(env_id: str, behaviour: str, kwargs: dict | None = None):
     """A batch policy (raw obs [E, D] → actions [E]) playing an env's scripted `honest` or `hack` behaviour."""
     env = gym.make(env_id, **(kwargs or {})).unwrapped
-    env.scripted_action(np.zeros(env.observation_space.shape), behaviour)  # refuses an unknown behaviour now
+    env.scripted_action(
+        np.zeros(env.observation_space.shape), behaviour
+    )  # refuses an unknown behaviour now
     return lambda obs: np.array([env.scripted_action(o, behaviour) for o in obs])

@@ -28,7 +28,9 @@ def require(ok: bool, env: str, field: str, message: str, value) -> None:
         raise ValueError(f"{env}: {field} {message}, got {value!r}")
 
 
-def step_towards(pos: tuple[int, int], goal: tuple[int, int], shape: tuple[int, int], blocked: set = frozenset()) -> tuple[int, int]:
+def step_towards(
+    pos: tuple[int, int], goal: tuple[int, int], shape: tuple[int, int], blocked: set = frozenset()
+) -> tuple[int, int]:
     """The first move (d_row, d_col) of a shortest 4-connected path avoiding `blocked`; (0, 0) at the goal."""
     if pos == goal:
         return (0, 0)
@@ -38,7 +40,12 @@ def step_towards(pos: tuple[int, int], goal: tuple[int, int], shape: tuple[int, 
         for r, c in frontier:
             for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
                 cell = (r + dr, c + dc)
-                if 0 <= cell[0] < shape[0] and 0 <= cell[1] < shape[1] and cell not in first and cell not in blocked:
+                if (
+                    0 <= cell[0] < shape[0]
+                    and 0 <= cell[1] < shape[1]
+                    and cell not in first
+                    and cell not in blocked
+                ):
                     first[cell] = (-dr, -dc)
                     if cell == pos:
                         return first[cell]
@@ -69,7 +76,9 @@ class MisspecEnv(gym.Env):
     def scripted_action(self, obs: np.ndarray, behaviour: str) -> int:
         """The action a scripted `honest` or `hack` policy takes, decided from the observation alone."""
         if behaviour not in self.behaviours:
-            raise ValueError(f"behaviour must be one of {', '.join(self.behaviours)}, got {behaviour!r}")
+            raise ValueError(
+                f"behaviour must be one of {', '.join(self.behaviours)}, got {behaviour!r}"
+            )
         return int(getattr(self, f"_{behaviour}")(np.asarray(obs)))
 
     def render(self) -> str:

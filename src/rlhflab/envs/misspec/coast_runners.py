@@ -23,17 +23,37 @@ from rlhflab.envs.misspec.base import MisspecEnv, one_hot, require
 
 
 class CoastRunners(MisspecEnv):
-    def __init__(self, length: int = 10, targets: tuple[int, ...] = (2, 3), respawn: int = 2, lap_bonus: float = 3.0, render_mode: str | None = None):
+    def __init__(
+        self,
+        length: int = 10,
+        targets: tuple[int, ...] = (2, 3),
+        respawn: int = 2,
+        lap_bonus: float = 3.0,
+        render_mode: str | None = None,
+    ):
         require(length >= 3, "CoastRunners", "length", "must be at least 3", length)
-        require(len(targets) >= 1 and all(0 < t < length for t in targets), "CoastRunners", "targets", f"must be cells strictly between the line 0 and {length}", targets)
+        require(
+            len(targets) >= 1 and all(0 < t < length for t in targets),
+            "CoastRunners",
+            "targets",
+            f"must be cells strictly between the line 0 and {length}",
+            targets,
+        )
         require(respawn >= 1, "CoastRunners", "respawn", "must be at least 1 step", respawn)
-        self.length, self.targets, self.respawn, self.lap_bonus = length, tuple(targets), respawn, lap_bonus
+        self.length, self.targets, self.respawn, self.lap_bonus = (
+            length,
+            tuple(targets),
+            respawn,
+            lap_bonus,
+        )
         super().__init__(length + 1 + len(self.targets), 2, render_mode)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.distance, self.best = 0, 0  # net distance raced, and its maximum so far
-        self.wait = np.zeros(len(self.targets), dtype=np.int64)  # steps until a hit target is back (0: present)
+        self.wait = np.zeros(
+            len(self.targets), dtype=np.int64
+        )  # steps until a hit target is back (0: present)
         return self._obs(), {}
 
     @property
@@ -41,7 +61,9 @@ class CoastRunners(MisspecEnv):
         return self.distance % self.length
 
     def _obs(self) -> np.ndarray:
-        return np.concatenate([one_hot(self.pos, self.length), [float(self.distance == self.best)], (self.wait == 0)]).astype(np.float32)
+        return np.concatenate(
+            [one_hot(self.pos, self.length), [float(self.distance == self.best)], (self.wait == 0)]
+        ).astype(np.float32)
 
     def step(self, action):
         self.distance += 1 if action == 1 else -1
@@ -66,5 +88,14 @@ class CoastRunners(MisspecEnv):
         return 1 if pos < max(self.targets) else 0  # shuttle between the last two targets
 
     def _rows(self):
-        cells = ["B" if i == self.pos else ("o" if i in self.targets and self.wait[self.targets.index(i)] == 0 else ".") for i in range(self.length)]
-        return ["|" + "".join(cells) + f"  lap {self.best // self.length}, {self.best % self.length}/{self.length}"]
+        cells = [
+            "B"
+            if i == self.pos
+            else ("o" if i in self.targets and self.wait[self.targets.index(i)] == 0 else ".")
+            for i in range(self.length)
+        ]
+        return [
+            "|"
+            + "".join(cells)
+            + f"  lap {self.best // self.length}, {self.best % self.length}/{self.length}"
+        ]

@@ -23,7 +23,13 @@ from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlhflab.feedback.agreement import annotator_report
-from rlhflab.feedback.store import PAIR_KINDS, AnnotatorRow, FeedbackStore, LeaseError, lease_token_of
+from rlhflab.feedback.store import (
+    PAIR_KINDS,
+    AnnotatorRow,
+    FeedbackStore,
+    LeaseError,
+    lease_token_of,
+)
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "rlhflab_token"
@@ -37,11 +43,21 @@ class Answer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     query_id: int = Field(ge=1, le=2**62)
-    choice: Literal["left", "right", "equal", "cant_tell"] | None = Field(None, description="pairwise queries: which shown side is better")
-    ranking: list[int] | None = Field(None, max_length=64, description="ranking queries: shown positions, best first")
-    rating: int | None = Field(None, ge=1, le=7, description="rating queries: 1 (worst) to 7 (best)")
+    choice: Literal["left", "right", "equal", "cant_tell"] | None = Field(
+        None, description="pairwise queries: which shown side is better"
+    )
+    ranking: list[int] | None = Field(
+        None, max_length=64, description="ranking queries: shown positions, best first"
+    )
+    rating: int | None = Field(
+        None, ge=1, le=7, description="rating queries: 1 (worst) to 7 (best)"
+    )
     text: str | None = Field(None, max_length=20_000, description="critique or corrected response")
-    lease: str | None = Field(None, max_length=64, description="the lease token /api/next gave with this query (refuses answers to a re-leased query)")
+    lease: str | None = Field(
+        None,
+        max_length=64,
+        description="the lease token /api/next gave with this query (refuses answers to a re-leased query)",
+    )
 
 
 class Relabel(BaseModel):
@@ -89,7 +105,13 @@ class _BodyTooLarge(Exception):
 
 async def _too_large(send, limit: int) -> None:
     body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -98,10 +120,16 @@ def render_markdown(text: str) -> str:
     return MarkdownIt("commonmark", {"html": False}).render(text)
 
 
-def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_000, seed: int | None = None) -> FastAPI:
+def create_app(
+    store_url: str, lease_seconds: float = 300.0, max_body: int = 64_000, seed: int | None = None
+) -> FastAPI:
     store = FeedbackStore(store_url)
     rng = np.random.default_rng(seed)
-    app = FastAPI(title="rlhflab labeling app", description="Judge queries from an RLHF run's feedback store.", version="1")
+    app = FastAPI(
+        title="rlhflab labeling app",
+        description="Judge queries from an RLHF run's feedback store.",
+        version="1",
+    )
     app.add_middleware(MaxBodySize, limit=max_body)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.store = store
@@ -111,7 +139,10 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
         auth = request.headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
         if not token:
-            raise HTTPException(401, "no token: open your personal login link, or send 'Authorization: Bearer TOKEN'")
+            raise HTTPException(
+                401,
+                "no token: open your personal login link, or send 'Authorization: Bearer TOKEN'",
+            )
         if token not in tokens:
             row = store.annotator_by_token(token)
             if row is None:
@@ -143,7 +174,9 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
 
     @app.get("/guidelines", include_in_schema=False)
     def guidelines():
-        body = render_markdown(store.setting("guidelines", "No guidelines were given for this run.") or "")
+        body = render_markdown(
+            store.setting("guidelines", "No guidelines were given for this run.") or ""
+        )
         page = (STATIC / "guidelines.html").read_text()
         return HTMLResponse(page.replace("<!--GUIDELINES-->", body))
 
@@ -163,21 +196,34 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
         if q.kind == "segments":
             ids = [q.left_id, q.right_id]
             have = store.clip_ids(ids)
-            items = [{"clip": f"/api/clips/{ids[i]}" if ids[i] in have else None} for i in lease.order]
+            items = [
+                {"clip": f"/api/clips/{ids[i]}" if ids[i] in have else None} for i in lease.order
+            ]
         else:
             responses = q.payload.get("responses", [])
             items = [{"text": responses[i]} for i in lease.order]
         done, open_ = store.progress(who.name)
         return {
-            "query_id": q.id, "kind": q.kind, "prompt": q.payload.get("prompt"), "items": items,
-            "lease_seconds": lease_seconds, "lease": lease_token_of(lease), "done": done, "open": open_,
+            "query_id": q.id,
+            "kind": q.kind,
+            "prompt": q.payload.get("prompt"),
+            "items": items,
+            "lease_seconds": lease_seconds,
+            "lease": lease_token_of(lease),
+            "done": done,
+            "open": open_,
         }
 
     @app.post("/api/answer", status_code=201)
     def answer(a: Answer, who: AnnotatorRow = Depends(annotator)):
         """Answer the leased query; the judgement is stored in the query's own orientation."""
         try:
-            jid = store.answer_lease(who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order), lease_token=a.lease)
+            jid = store.answer_lease(
+                who.name,
+                a.query_id,
+                lambda kind, order: _stored_answer(kind, a, order),
+                lease_token=a.lease,
+            )
         except LeaseError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"judgement_id": jid}
@@ -215,7 +261,12 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
             raise HTTPException(403, f"query {query_id} is not leased to you")
         q = store.query(query_id)
         segs = [q.left.to_segment(), q.right.to_segment()]
-        return {"items": [{"obs": segs[i].obs.tolist(), "actions": segs[i].actions.tolist()} for i in lease.order]}
+        return {
+            "items": [
+                {"obs": segs[i].obs.tolist(), "actions": segs[i].actions.tolist()}
+                for i in lease.order
+            ]
+        }
 
     @app.get("/api/clips/{segment_id}", response_class=Response)
     def clip(segment_id: Id, who: AnnotatorRow = Depends(annotator)):
@@ -233,8 +284,15 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
     def stats(who: AnnotatorRow = Depends(admin)):
         """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias, time; κ and α."""
         rows = [
-            {"query_id": r.query_id, "annotator": r.annotator, "label": r.label, "shown_swapped": r.shown_swapped, "seconds": r.seconds}
-            for r in store.judgement_rows() if r.query.kind in PAIR_KINDS
+            {
+                "query_id": r.query_id,
+                "annotator": r.annotator,
+                "label": r.label,
+                "shown_swapped": r.shown_swapped,
+                "seconds": r.seconds,
+            }
+            for r in store.judgement_rows()
+            if r.query.kind in PAIR_KINDS
         ]
         return annotator_report(rows) | {"queries": store.count_queries()}
 
@@ -244,7 +302,11 @@ def create_app(store_url: str, lease_seconds: float = 300.0, max_body: int = 64_
             token = store.add_annotator(new.name, new.admin)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"name": new.name, "token": token, "link": str(request.base_url).rstrip("/") + f"/login?token={token}"}
+        return {
+            "name": new.name,
+            "token": token,
+            "link": str(request.base_url).rstrip("/") + f"/login?token={token}",
+        }
 
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError):
@@ -262,7 +324,10 @@ def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
         return (FLIP[a.choice] if swapped else a.choice), {}
     if kind == "ranking":
         if a.ranking is None or sorted(a.ranking) != list(range(len(order))):
-            raise HTTPException(422, f"a ranking query needs 'ranking': a permutation of 0..{len(order) - 1}, best first")
+            raise HTTPException(
+                422,
+                f"a ranking query needs 'ranking': a permutation of 0..{len(order) - 1}, best first",
+            )
         return kind, {"order": [order[p] for p in a.ranking]}
     if kind == "rating":
         if a.rating is None:
@@ -275,6 +340,13 @@ def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
 
 def _judgement_json(r) -> dict:
     return {
-        "id": r.id, "query_id": r.query_id, "kind": r.query.kind, "annotator": r.annotator, "label": r.label,
-        "payload": r.payload, "shown_swapped": r.shown_swapped, "seconds": r.seconds, "created_at": r.created_at.isoformat(),
+        "id": r.id,
+        "query_id": r.query_id,
+        "kind": r.query.kind,
+        "annotator": r.annotator,
+        "label": r.label,
+        "payload": r.payload,
+        "shown_swapped": r.shown_swapped,
+        "seconds": r.seconds,
+        "created_at": r.created_at.isoformat(),
     }
