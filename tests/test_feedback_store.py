@@ -16,7 +16,7 @@ def seg(value, k=5):
     return Segment(
         obs=np.full((k, 3), value, np.float32),
         actions=np.arange(k),
-        true_rewards=np.full(k, value, np.float32),
+        judged_rewards=np.full(k, value, np.float32),
         env_steps=7,
     )
 

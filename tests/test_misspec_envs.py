@@ -108,15 +108,15 @@ def test_rollouts_record_every_reward_channel_and_segments_carry_the_judged_one(
     assert {"reward", "true_reward", "proxy_reward", "apparent_reward"} <= set(
         rollout.reward_channels
     )
-    np.testing.assert_array_equal(rollout.true_rewards, rollout.reward_channels["true_reward"])
+    np.testing.assert_array_equal(rollout.judged_rewards, rollout.reward_channels["true_reward"])
     np.testing.assert_array_equal(rollout.rewards("reward"), rollout.rewards("apparent_reward"))
-    T, N = rollout.true_rewards.shape
+    T, N = rollout.judged_rewards.shape
     rollout.reward_channels["apparent_reward"] = marker = np.arange(
         T * N, dtype=np.float32
     ).reshape(T, N)  # each step's value names it
     for seg in rollout.sample_segments(20, 10, np.random.default_rng(0), judge="apparent_reward"):
-        t, e = divmod(int(seg.true_rewards[0]), N)
-        np.testing.assert_array_equal(seg.true_rewards, marker[t : t + 10, e])
+        t, e = divmod(int(seg.judged_rewards[0]), N)
+        np.testing.assert_array_equal(seg.judged_rewards, marker[t : t + 10, e])
         np.testing.assert_array_equal(seg.obs, rollout.raw_obs[t : t + 10, e])
     rng = np.random.default_rng(0)
     policy.close()

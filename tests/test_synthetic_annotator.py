@@ -11,7 +11,7 @@ from rlhflab.types import Judgement, Segment
 def seg(rewards):
     r = np.asarray(rewards, dtype=np.float32)
     return Segment(
-        obs=np.zeros((len(r), 2), np.float32), actions=np.zeros(len(r), np.int64), true_rewards=r
+        obs=np.zeros((len(r), 2), np.float32), actions=np.zeros(len(r), np.int64), judged_rewards=r
     )
 
 

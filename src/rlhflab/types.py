@@ -30,11 +30,13 @@ class Judgement(str, Enum):
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of one trajectory: observations, actions, and the env's own (true) rewards."""
+    """A piece of one trajectory: observations, actions, and the rewards the annotator judges."""
 
     obs: np.ndarray  # [k, obs_dim] float32
     actions: np.ndarray  # [k] int64 (discrete) or [k, act_dim] float32 (continuous)
-    true_rewards: np.ndarray  # [k] float32 — what the annotator judges (gold unless feedback.annotator.judge says otherwise); never shown to the reward model
+    # [k] float32: the reward channel the annotator judges (the gold reward unless
+    # feedback.annotator.judge says otherwise); never shown to the reward model
+    judged_rewards: np.ndarray
     env_steps: int = 0  # policy env steps when the segment was collected
     frames: np.ndarray | None = field(
         default=None, repr=False, compare=False

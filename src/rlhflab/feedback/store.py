@@ -77,13 +77,15 @@ class SegmentRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     obs: Mapped[bytes] = mapped_column(LargeBinary)
     actions: Mapped[bytes] = mapped_column(LargeBinary)
-    true_rewards: Mapped[bytes] = mapped_column(LargeBinary)
+    judged_rewards: Mapped[bytes] = mapped_column(
+        "true_rewards", LargeBinary
+    )  # column name kept: older stores open
     env_steps: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
     def to_segment(self) -> Segment:
         return Segment(
-            _unpack(self.obs), _unpack(self.actions), _unpack(self.true_rewards), self.env_steps
+            _unpack(self.obs), _unpack(self.actions), _unpack(self.judged_rewards), self.env_steps
         )
 
 
@@ -249,7 +251,7 @@ class FeedbackStore:
                     SegmentRow(
                         obs=_pack(g.obs),
                         actions=_pack(g.actions),
-                        true_rewards=_pack(g.true_rewards),
+                        judged_rewards=_pack(g.judged_rewards),
                         env_steps=g.env_steps,
                     )
                     for g in (left, right)

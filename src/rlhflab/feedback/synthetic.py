@@ -28,7 +28,7 @@ class SyntheticAnnotator:
         self.rng = np.random.default_rng(seed)
 
     def value(self, segment: Segment) -> float:
-        r = np.asarray(segment.true_rewards, dtype=np.float64)
+        r = np.asarray(segment.judged_rewards, dtype=np.float64)
         weights = self.cfg.discount ** np.arange(len(r) - 1, -1, -1)
         return float(np.dot(weights, r))
 

@@ -153,7 +153,7 @@ class Rollout:
             Segment(
                 obs=self.raw_obs[t : t + length, e].copy(),
                 actions=self.actions[t : t + length, e].copy(),
-                true_rewards=judged[t : t + length, e].copy(),
+                judged_rewards=judged[t : t + length, e].copy(),
                 env_steps=self.env_steps,
                 frames=None if self.frames is None else self.frames[t : t + length, e],
             )
