@@ -133,7 +133,7 @@ def comparison_rows(comparisons: list[Comparison]) -> list[dict]:
             "label": c.judgement.value,
             "shown_swapped": c.extra.get("shown_swapped"),
             "seconds": c.extra.get("seconds"),
-            "gold": float(np.sign(c.left.true_return - c.right.true_return)),
+            "gold": float(np.sign(c.left.judged_return - c.right.judged_return)),
         }
         for c in comparisons
     ]
