@@ -48,7 +48,7 @@ from rich.progress import (
 from rich.table import Table
 
 from rlhflab.config import RunConfig, build_config
-from rlhflab.loop import run_rlhf, train_true_reward
+from rlhflab.control_loop import run_rlhf, train_true_reward
 from rlhflab.policy.control import evaluate_true_return
 from rlhflab.runs import RunDir
 

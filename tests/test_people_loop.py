@@ -9,7 +9,7 @@ import pytest
 
 from labeling import AppProcess, make_run
 from rlhflab.config import build_config
-from rlhflab.loop import RunError, run_rlhf
+from rlhflab.control_loop import RunError, run_rlhf
 from rlhflab.policy.control import evaluate_true_return
 
 

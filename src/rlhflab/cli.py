@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args) -> int:
     from rlhflab.display import RunDisplay, summary_table
-    from rlhflab.loop import run_experiment
+    from rlhflab.control_loop import run_experiment
     from rlhflab.runs import RunDir
 
     if args.resume:
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - shown, not swallowed: the traceback is one flag away
         from rlhflab.envs.wrappers import UnsupportedEnvError
-        from rlhflab.loop import RunError
+        from rlhflab.control_loop import RunError
 
         if isinstance(exc, (RunError, UnsupportedEnvError)):
             print(f"error: {exc}", file=sys.stderr)

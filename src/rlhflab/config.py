@@ -101,6 +101,15 @@ class FeedbackConfig(_Section):
     t0: float = Field(
         0.1, gt=0, description="label rate ∝ T₀/(T+T₀); T₀ as a fraction of env_steps"
     )
+    pool_rollouts: int = Field(
+        4, ge=1, description="queries are drawn from the segments of the last n rollouts"
+    )
+    initial_rollouts_max: int = Field(
+        8,
+        ge=1,
+        description="rollouts of the untrained policy at most for the initial labels (fewer "
+        "once every initial query can have segments of its own)",
+    )
     selection: Literal["random", "disagreement"] = Field(
         "disagreement",
         description="query selection: random pairs, or the most disputed of k× more candidates",
@@ -150,17 +159,33 @@ class RewardConfig(_Section):
     max_epochs: int = Field(
         30, ge=1, description="epochs per refit at most (early stopping on validation loss)"
     )
+    min_steps: int = Field(
+        200, ge=1, description="gradient steps per refit at least (a few labels are one batch)"
+    )
     patience: int = Field(
-        3, ge=1, description="epochs without validation improvement before stopping"
+        3, ge=1, description="validation checks without improvement before stopping"
+    )
+    validation: Literal["out_of_bag", "held_out"] = Field(
+        "out_of_bag",
+        description="validate each member on the labels its bootstrap left out, or on a fixed "
+        "held-out share (val_fraction) that no member trains on",
     )
     val_fraction: float = Field(
-        0.368, ge=0, lt=1, description="held-out share of comparisons (1/e as in Christiano et al.)"
+        0.368,
+        ge=0,
+        lt=1,
+        description="validation=held_out: held-out share (1/e, Christiano et al.)",
     )
     label_noise: float = Field(
         0.1, ge=0, lt=1, description="ε in P = (1-ε)·σ(R₁-R₂) + ε/2: assumed annotator error"
     )
     refit_growth: float = Field(
         0.05, ge=0, description="refit once the labels have grown by this share since the last fit"
+    )
+    normalise: Literal["refit", "running"] = Field(
+        "refit",
+        description="r̂ for the policy: standardised by its statistics over recent rollouts at "
+        "each refit and fixed until the next, or by the policy's running statistics",
     )
     objective: Literal["mean", "conservative", "worst"] = Field(
         "mean",

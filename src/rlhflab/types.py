@@ -38,12 +38,22 @@ class Segment:
     # feedback.annotator.judge says otherwise); never shown to the reward model
     judged_rewards: np.ndarray
     env_steps: int = 0  # policy env steps when the segment was collected
+    # [k] bool: steps taken after the episode ended (the absorbing state of a fixed-horizon
+    # episode, Kostrikov et al. 2019), where observation and action carry no information
+    absorbing: np.ndarray | None = field(default=None, compare=False)
     frames: np.ndarray | None = field(
         default=None, repr=False, compare=False
     )  # [k, H, W, 3] rendered, for people
 
     def __len__(self) -> int:
         return len(self.judged_rewards)
+
+    @property
+    def absorbing_mask(self) -> np.ndarray:
+        """[k] bool, all False where the segment records no absorbing steps."""
+        if self.absorbing is None:
+            return np.zeros(len(self), dtype=bool)
+        return np.asarray(self.absorbing, dtype=bool)
 
     @property
     def judged_return(self) -> float:

@@ -210,7 +210,11 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
     def play(policy: ControlPolicy, episodes: int, seed: int):
         torch.manual_seed(seed)
         eps = play_episodes(cfg.env, episodes, policy.act_fn(deterministic=False), seed)
-        return eps, reward_model.predict(eps.obs, eps.actions).sum(0), eps.returns()["true_reward"]
+        return (
+            eps,
+            reward_model.predict(eps.obs, eps.actions, eps.absorbing).sum(0),
+            eps.returns()["true_reward"],
+        )
 
     _, proxy, gold = play(base, opts.samples, opts.seed)
     points = best_of_n_points(proxy, gold, opts.max_n)

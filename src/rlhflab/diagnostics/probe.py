@@ -63,9 +63,10 @@ class Probe:
         segments = rollout.sample_segments(
             2 * self.cfg.alarms.disagreement_pairs, self.cfg.feedback.segment_length, rng
         )
-        return float(
-            np.mean(self.reward_model.disagreement(list(zip(segments[::2], segments[1::2]))))
-        )
+        if len(segments) < 2:  # no live windows: the policy spends its time after episode ends
+            return None
+        pairs = list(zip(segments[::2], segments[1::2]))
+        return float(np.mean(self.reward_model.disagreement(pairs)))
 
     @torch.no_grad()
     def kl_to_reference(self, rollout) -> float | None:
@@ -101,6 +102,7 @@ class Probe:
             [actions[:, None], np.broadcast_to(samples, (len(actions), *samples.shape))], axis=1
         )
         obs = np.concatenate([e["obs"] for e in episodes])
+        absorbing = np.concatenate([e["absorbing"] for e in episodes]).astype(bool)
         out = self.run.path / "samples"
         out.mkdir(exist_ok=True)
         np.savez_compressed(
@@ -109,10 +111,14 @@ class Probe:
             actions=actions,
             action_samples=samples,
             true=np.concatenate([e["true"] for e in episodes]),
-            r_hat=self._predict(np.repeat(obs[:, None], grid_actions.shape[1], 1), grid_actions),
+            r_hat=self._predict(
+                np.repeat(obs[:, None], grid_actions.shape[1], 1),
+                grid_actions,
+                np.repeat(absorbing[:, None], grid_actions.shape[1], 1),
+            ),
             episode=np.repeat(np.arange(len(episodes)), [len(e["obs"]) for e in episodes]),
             source=np.array(["policy", "random"]),
-            absorbing=np.concatenate([e["absorbing"] for e in episodes]),
+            absorbing=absorbing,
             gamma=self.cfg.policy.gamma,
             iteration=iteration,
             env_steps=self.policy.env_steps,
@@ -135,15 +141,15 @@ class Probe:
             obs=episode["obs"],
             actions=episode["actions"],
             true=episode["true"][:, 0],
-            r_hat=self._predict(episode["obs"], episode["actions"]),
+            r_hat=self._predict(episode["obs"], episode["actions"], episode["absorbing"]),
             render_error=np.array(episode["render_error"]),
             iteration=iteration,
             env_steps=self.policy.env_steps,
         )
 
-    def _predict(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    def _predict(self, obs: np.ndarray, actions: np.ndarray, absorbing: np.ndarray) -> np.ndarray:
         try:
-            return self.reward_model.predict(obs, actions)
+            return self.reward_model.predict(obs, actions, absorbing.astype(bool))
         except NonFiniteRewardError:
             return np.full(obs.shape[:-1], np.nan, np.float32)
 

@@ -146,14 +146,16 @@ def rm_calibration(data: RunData) -> tuple[Reliability | None, str]:
     import torch
 
     from rlhflab.envs.wrappers import make_env
-    from rlhflab.reward.losses import preference_probability
     from rlhflab.reward.model import RewardEnsemble, is_validation
 
     held_out = [
         c
         for c in data.comparisons
         if c.judgement in (Judgement.LEFT, Judgement.RIGHT)
-        and is_validation(c.query_id, data.cfg.reward.val_fraction)
+        and (
+            data.cfg.reward.validation == "out_of_bag"
+            or is_validation(c.query_id, data.cfg.reward.val_fraction)
+        )
     ]
     if not held_out:
         return None, "no held-out judgements"
@@ -163,12 +165,12 @@ def rm_calibration(data: RunData) -> tuple[Reliability | None, str]:
     )
     env.close()
     model.load_state_dict(torch.load(ckpt_path, weights_only=False)["reward_model"])
-    left = torch.tensor([model.predict(c.left.obs, c.left.actions).sum() for c in held_out])
-    right = torch.tensor([model.predict(c.right.obs, c.right.actions).sum() for c in held_out])
-    p = preference_probability(left, right, data.cfg.reward.label_noise).numpy()
-    return reliability(
-        p, np.array([c.judgement == Judgement.LEFT for c in held_out], float)
-    ), f"{len(held_out)} held-out judgements"
+    p = model.held_out_preferences(held_out)
+    keep = ~np.isnan(p)  # judgements every member trained on have no honest probability
+    if not keep.any():
+        return None, "no held-out judgements"
+    labels = np.array([c.judgement == Judgement.LEFT for c in held_out], float)
+    return reliability(p[keep], labels[keep]), f"{int(keep.sum())} held-out judgements"
 
 
 # -- figures -------------------------------------------------------------------------------

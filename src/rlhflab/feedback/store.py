@@ -36,6 +36,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -81,11 +82,16 @@ class SegmentRow(Base):
         "true_rewards", LargeBinary
     )  # column name kept: older stores open
     env_steps: Mapped[int] = mapped_column(Integer, default=0)
+    absorbing: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
     def to_segment(self) -> Segment:
         return Segment(
-            _unpack(self.obs), _unpack(self.actions), _unpack(self.judged_rewards), self.env_steps
+            _unpack(self.obs),
+            _unpack(self.actions),
+            _unpack(self.judged_rewards),
+            self.env_steps,
+            absorbing=None if self.absorbing is None else _unpack(self.absorbing),
         )
 
 
@@ -190,6 +196,25 @@ def _open_to(annotator: str, now: datetime) -> tuple:
     return judged < QueryRow.overlap, QueryRow.id.not_in(mine_done), QueryRow.id.not_in(busy)
 
 
+def _add_missing_columns(engine) -> None:
+    """Stores written by an older rlhflab lack newer nullable columns: add them in place."""
+    with engine.connect() as conn:
+        inspector = inspect(conn)
+        missing = [
+            (table.name, column)
+            for table in Base.metadata.sorted_tables
+            if inspector.has_table(table.name)
+            for have in [{c["name"] for c in inspector.get_columns(table.name)}]
+            for column in table.columns
+            if column.name not in have and column.nullable
+        ]
+    if missing:
+        with engine.begin() as conn:
+            for table, column in missing:
+                kind = column.type.compile(engine.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}')
+
+
 class FeedbackStore:
     def __init__(self, url: str):
         self.url = url
@@ -205,6 +230,7 @@ class FeedbackStore:
             self.reader = create_engine(url, future=True)
             event.listen(self.reader, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     @contextmanager
     def _write(self):
@@ -253,6 +279,7 @@ class FeedbackStore:
                         actions=_pack(g.actions),
                         judged_rewards=_pack(g.judged_rewards),
                         env_steps=g.env_steps,
+                        absorbing=None if g.absorbing is None else _pack(g.absorbing),
                     )
                     for g in (left, right)
                 ]

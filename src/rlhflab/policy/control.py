@@ -128,37 +128,60 @@ class Rollout:
             )
         return self.reward_channels[channel]
 
-    def sample_segments(
-        self, n: int, length: int, rng: np.random.Generator, judge: str = "true_reward"
-    ) -> list[Segment]:
-        """n random windows of `length` steps that stay inside one episode; segments carry the `judge` channel's rewards."""
-        judged = self.rewards(judge)
+    def segment_windows(self, length: int) -> np.ndarray:
+        """[W, 2] (t, env) starts of the windows of `length` steps that can become segments.
+
+        A window stays inside one episode and holds at least one step before the episode
+        ended: a segment entirely in the absorbing state shows nothing (a frozen clip).
+        Only rendered envs give windows when frames are recorded (people see clips)."""
         T, N = self.true_rewards.shape
         if length > T:
             raise ValueError(
                 f"segment_length {length} is longer than a rollout ({T} steps per env)"
             )
-        # a window [t, t+length) is valid when no episode ends before its last step
         ends = self.episode_end[:-1].astype(np.int64)  # [T-1, N]
-        cum = np.concatenate(
-            [np.zeros((1, N), np.int64), np.cumsum(ends, 0)]
-        )  # ends strictly before t
+        cum = np.concatenate([np.zeros((1, N), np.int64), np.cumsum(ends, 0)])  # ends before t
         starts = np.arange(T - length + 1)
         valid = cum[starts + length - 1] - cum[starts] == 0  # [S, N]
-        if self.frames is not None:  # only rendered envs can be shown to people
+        valid &= ~self.absorbing[starts]  # the first step is live, so some step is
+        if self.frames is not None:
             valid[:, self.frames.shape[1] :] = False
-        choices = np.argwhere(valid)
-        picks = choices[rng.integers(len(choices), size=n)]
-        return [
-            Segment(
-                obs=self.raw_obs[t : t + length, e].copy(),
-                actions=self.actions[t : t + length, e].copy(),
-                judged_rewards=judged[t : t + length, e].copy(),
-                env_steps=self.env_steps,
-                frames=None if self.frames is None else self.frames[t : t + length, e],
-            )
-            for t, e in picks
-        ]
+        return np.argwhere(valid)
+
+    def sample_segments(
+        self, n: int, length: int, rng: np.random.Generator, judge: str = "true_reward"
+    ) -> list[Segment]:
+        """n distinct random windows of this rollout (see `sample_segments`)."""
+        return sample_segments([self], n, length, rng, judge)
+
+    def segment(self, t: int, e: int, length: int, judge: str = "true_reward") -> Segment:
+        """Env e's steps t … t+length−1 as a segment carrying the `judge` channel's rewards."""
+        return Segment(
+            obs=self.raw_obs[t : t + length, e].copy(),
+            actions=self.actions[t : t + length, e].copy(),
+            judged_rewards=self.rewards(judge)[t : t + length, e].copy(),
+            env_steps=self.env_steps,
+            absorbing=self.absorbing[t : t + length, e].copy(),
+            frames=None if self.frames is None else self.frames[t : t + length, e],
+        )
+
+
+def sample_segments(
+    rollouts: list[Rollout],
+    n: int,
+    length: int,
+    rng: np.random.Generator,
+    judge: str = "true_reward",
+) -> list[Segment]:
+    """n random windows of `length` steps from the rollouts (see `Rollout.segment_windows`),
+    distinct while there are enough of them; segments carry the `judge` channel's rewards."""
+    windows = [
+        (i, int(t), int(e)) for i, r in enumerate(rollouts) for t, e in r.segment_windows(length)
+    ]
+    if not windows:
+        return []
+    picks = rng.choice(len(windows), size=n, replace=n > len(windows))
+    return [rollouts[i].segment(t, e, length, judge) for i, t, e in (windows[p] for p in picks)]
 
 
 class ControlPolicy:
@@ -296,10 +319,11 @@ class ControlPolicy:
         )
 
     # -- updates ----------------------------------------------------------------------
-    def update(self, rollout: Rollout, rewards: np.ndarray) -> dict:
-        """One PPO (or A2C) update on `rollout`, optimising `rewards` ([T, N], true or r̂)."""
+    def update(self, rollout: Rollout, rewards: np.ndarray, normalized: bool = False) -> dict:
+        """One PPO (or A2C) update on `rollout`, optimising `rewards` ([T, N], true or r̂);
+        `normalized`: the caller has put them on a fixed scale already (no running stats)."""
         cfg = self.cfg
-        if cfg.normalize_rewards:
+        if cfg.normalize_rewards and not normalized:
             self.reward_rms.update(rewards)
             rewards = self.reward_rms.normalize(rewards)
         t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731

@@ -1,0 +1,426 @@
+"""The RLHF loop for control tasks: deep RL from human preferences (Christiano et al. 2017).
+
+Three processes in a loop (Casper et al. 2023, Fig. 1):
+  1. feedback — pairs of trajectory segments are shown to an annotator, who says
+     which is better (or equal, or can't tell); judgements go to the feedback store;
+  2. reward model — an ensemble r̂ is fit so that the judgements are likely under
+     P̂[σ¹ ≻ σ²] = σ(Σ r̂(σ¹) − Σ r̂(σ²)) (Bradley–Terry, with an ε error term);
+  3. policy — PPO (or A2C) maximises the normalised r̂ on fresh rollouts.
+
+The label schedule is the paper's: a share of the labels (25%) before RL, then a
+rate ∝ T₀/(T + T₀) that decays with env steps T. Integrated, the number of labels
+wanted by step T is
+    N(T) = N₀ + (N − N₀)·log(1 + T/T₀) / log(1 + T_total/T₀).
+Departures: the reward model is refit synchronously between policy phases (the
+paper runs the three processes asynchronously) whenever the labels have grown by
+`reward.refit_growth`; the initial labels come from as many rollouts of the untrained
+policy as give every query its own segments (`feedback.initial_rollouts_max` caps
+them), and later queries from the segments of the last `feedback.pool_rollouts`
+rollouts, drawn without replacement.
+
+Wherever the env has its own reward, it is the gold standard: every log step
+reports the true return beside the proxy return r̂ the policy optimises.
+
+`ControlLoop.run()` reads top to bottom: restore → initial feedback → RL iterations
+(rollout, r̂, policy update, feedback, refit, measure) → done.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlhflab.config import RunConfig
+from rlhflab.diagnostics.alarms import AlarmMonitor
+from rlhflab.diagnostics.probe import Probe
+from rlhflab.diagnostics.report import build_report
+from rlhflab.feedback.clips import encode_gif
+from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
+from rlhflab.feedback.selection import select_pairs
+from rlhflab.feedback.store import FeedbackStore
+from rlhflab.feedback.synthetic import SyntheticAnnotator
+from rlhflab.policy.control import ControlPolicy, Rollout, evaluate_true_return, sample_segments
+from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
+from rlhflab.runs import RunDir
+from rlhflab.stats import RunningMeanStd
+from rlhflab.types import Comparison
+
+OnLog = Callable[[dict], None]
+
+
+def _ignore(record: dict) -> None:
+    """The default `on_log`: nothing to show."""
+
+
+class RunError(RuntimeError):
+    """A run that stopped cleanly (with a checkpoint) because something went wrong."""
+
+
+@dataclass
+class LabelSchedule:
+    total: int
+    initial: int
+    t0: float
+    env_steps: int
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> LabelSchedule:
+        fb = cfg.feedback
+        initial = max(2, round(fb.labels * fb.initial_share)) if fb.initial_share > 0 else 0
+        return cls(fb.labels, min(initial, fb.labels), fb.t0 * cfg.env_steps, cfg.env_steps)
+
+    def wanted(self, env_steps: int) -> int:
+        """Labels that should exist once the policy has taken `env_steps` steps."""
+        done = math.log1p(min(env_steps, self.env_steps) / self.t0)
+        frac = done / math.log1p(self.env_steps / self.t0)
+        return min(self.total, self.initial + round((self.total - self.initial) * frac))
+
+
+class ControlLoop:
+    """Feedback → reward model → policy, for one run directory."""
+
+    def __init__(
+        self, cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+    ):
+        self.cfg, self.run_dir, self.on_log, self.resume = cfg, run, on_log or _ignore, resume
+        torch.set_num_threads(cfg.threads)
+        fb = cfg.feedback
+        self.people = fb.annotator.kind == "people"  # judgements arrive at people's pace
+        self.policy = ControlPolicy(
+            cfg.env,
+            cfg.policy,
+            cfg.seed,
+            render_envs=fb.render_envs if self.people else 0,
+            render_stride=fb.clip_stride,
+        )
+        self.reward_model = RewardEnsemble(
+            self.policy.obs_dim, self.policy.action_space, cfg.reward, cfg.seed + 1
+        )
+        self.probe = Probe(cfg, run, self.policy, self.reward_model)
+        self.annotator = SyntheticAnnotator(fb.annotator, cfg.seed + 2)
+        self.store = FeedbackStore(run.store_url)
+        self.store.set_setting("guidelines", fb.guidelines)
+        self.rng = np.random.default_rng(cfg.seed + 3)
+        self.schedule = LabelSchedule.from_config(cfg)
+        self.recent: deque[Rollout] = deque(maxlen=fb.pool_rollouts)  # segments come from these
+        self.known: list[Comparison] = []  # judged comparisons, read from the store incrementally
+        self.relabels = self.store.setting("relabels", "0")
+        self.iteration, self.labels_at_fit, self.rm_metrics = 0, 0, {}
+        self.reward_scale = (0.0, 1.0)  # r̂'s mean and std at the last refit
+        self.done = False
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> ControlPolicy:
+        """Train a policy from preferences; returns the trained policy."""
+        self.restore()
+        if self.done:
+            return self.policy
+        monitor = AlarmMonitor(
+            self.cfg.alarms,
+            [m for m in self.run_dir.metrics() if m.get("phase") == "rlhf"],
+        )
+        self.answer_pending()  # a crash may have left queries unanswered
+        try:
+            if self.policy.env_steps == 0:
+                self.gather_initial_feedback()
+                self.fit_reward_model()
+            if self.iteration == 0:
+                self.probe.save_samples(0, clip=True)
+                self.run_dir.save_policy(0, self.policy.state_dict())  # π₀ of Goodhart curves
+            while self.policy.env_steps < self.cfg.env_steps:
+                record = self.rl_iteration()
+                record["alarms"] = monitor.check(record)
+                if self.end_of_iteration(record):
+                    break
+        except KeyboardInterrupt:
+            self.checkpoint()
+            raise
+        finally:
+            self.store.close()
+        return self.policy
+
+    def gather_initial_feedback(self) -> None:
+        """Before RL: the initial share of labels, on the untrained policy's behaviour, from
+        enough rollouts that the queries need not share segments."""
+        want = self.schedule.initial - self.store.count_queries()
+        if want > 0:
+            fb, cap = self.cfg.feedback, self.cfg.feedback.initial_rollouts_max
+            self.recent = deque(maxlen=max(cap, fb.pool_rollouts))
+            while len(self.recent) < cap and self.windows() < 2 * 2 * want:
+                self.recent.append(self.policy.collect())
+            self.ask(want)
+            self.recent = deque(self.recent, maxlen=fb.pool_rollouts)
+        if self.people:
+            self.wait_for_people()
+
+    def rl_iteration(self) -> dict:
+        """One policy phase on r̂, then the feedback the schedule wants, then a refit."""
+        started = time.perf_counter()
+        rollout = self.policy.collect()
+        try:
+            r_hat = self.reward_model.predict(rollout.raw_obs, rollout.actions, rollout.absorbing)
+        except NonFiniteRewardError as exc:
+            self.checkpoint()
+            raise RunError(
+                f"{exc} at env step {self.policy.env_steps} (iteration {self.iteration}); "
+                f"checkpoint saved in {self.run_dir.checkpoint_path}"
+            ) from None
+        stats = self.policy.update(rollout, self.normalise(r_hat), normalized=self.fixed_scale)
+        self.recent.append(rollout)
+        missing = self.schedule.wanted(self.policy.env_steps) - self.store.count_queries()
+        if self.people:  # keep a bounded queue of unanswered queries
+            missing = min(missing, self.cfg.feedback.max_pending - self.store.count_unanswered())
+        if missing > 0:
+            self.ask(missing)
+        self.fit_reward_model()  # on whatever labels have arrived
+        self.iteration += 1
+        horizon = self.cfg.env.horizon
+        return {
+            "phase": "rlhf",
+            "iteration": self.iteration,
+            "env_steps": self.policy.env_steps,
+            "labels": self.store.count_judgements(),
+            "true_return": float(rollout.true_rewards.mean() * horizon),
+            "proxy_return": float(r_hat.mean() * horizon),
+            **self.rm_metrics,
+            **stats,
+            **self.probe.measure(rollout, self.iteration),
+            "steps_per_second": rollout.true_rewards.size / (time.perf_counter() - started),
+        }
+
+    def end_of_iteration(self, record: dict) -> bool:
+        """Evaluate, save and checkpoint when due; log. True when the run must stop."""
+        finished = self.policy.env_steps >= self.cfg.env_steps
+        stop = bool(record["alarms"]) and self.cfg.alarms.stop
+        if self.iteration % self.cfg.checkpoint_every == 0 or finished or stop:
+            record["eval_true_return"] = self.policy.evaluate(self.cfg.eval_episodes)
+            self.probe.save_samples(self.iteration, clip=stop or finished)
+            self.checkpoint(done=finished)
+            self.run_dir.save_policy(self.iteration, self.policy.state_dict())
+        self.run_dir.log(record)
+        self.on_log(record)
+        return stop
+
+    # -- feedback -------------------------------------------------------------------------
+    def windows(self) -> int:
+        length = self.cfg.feedback.segment_length
+        return sum(len(r.segment_windows(length)) for r in self.recent)
+
+    def ask(self, n: int) -> None:
+        """Select n queries from recent segments and store them; a synthetic annotator
+        answers at once."""
+        fb = self.cfg.feedback
+        selection = fb.selection if self.reward_model.fits else "random"
+        k = fb.candidates if selection == "disagreement" else 1
+        segments = sample_segments(
+            list(self.recent), 2 * n * k, fb.segment_length, self.rng, judge=fb.annotator.judge
+        )
+        if len(segments) < 2:  # the policy spends its time after episode ends: ask later
+            return
+        pairs = select_pairs(
+            segments, n, selection, self.rng, fb.candidates, self.reward_model.disagreement
+        )
+        clips = None
+        if pairs and pairs[0][0].frames is not None:
+            clips = [(encode_gif(a.frames, fb.clip_fps), encode_gif(b.frames, fb.clip_fps))
+                     for a, b in pairs]  # fmt: skip
+        ids = self.store.add_queries(pairs, clips, overlap=fb.overlap if self.people else 1)
+        if not self.people:
+            answers = [(qid, self.annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)]
+            self.store.add_judgements(answers, self.annotator.name)
+
+    def answer_pending(self) -> None:
+        if not self.people:
+            pending = self.store.pending_queries()
+            answers = [(q.id, self.annotator.judge(q.left, q.right)) for q in pending]
+            self.store.add_judgements(answers, self.annotator.name)
+
+    def sync(self) -> list[Comparison]:
+        """Every judged comparison: read once, then incrementally; again after a relabel."""
+        relabels = self.store.setting("relabels", "0")
+        if relabels != self.relabels:  # someone corrected a label: read everything again
+            self.relabels = relabels
+            self.known.clear()
+        after = self.known[-1].judgement_id if self.known else 0
+        self.known.extend(self.store.comparisons(after=after))
+        return self.known
+
+    def wait_for_people(self) -> None:
+        """Block (visibly, at most wait_timeout) until the labels required before RL arrive."""
+        fb = self.cfg.feedback
+        need = fb.min_labels_before_rl
+        if need is None:
+            need = round(0.75 * self.schedule.initial)
+
+        def show(have: int, need: int) -> None:
+            steps = self.policy.env_steps
+            self.on_log(
+                {"phase": "waiting", "env_steps": steps, "labels": have, "waiting_for": need}
+            )
+
+        try:
+            wait_for_labels(self.store, need, fb.wait_timeout, show)
+        except LabelTimeout as exc:
+            hint = people_hint(self.run_dir.path)
+            raise RunError(f"{exc} (required before RL). {hint}") from None
+
+    # -- reward model ---------------------------------------------------------------------
+    def fit_reward_model(self) -> None:
+        """Refit once the labels have grown by `reward.refit_growth` (or never fit yet)."""
+        labels = len(self.sync())
+        grown = labels > self.labels_at_fit * (1 + self.cfg.reward.refit_growth)
+        if grown or (labels and not self.reward_model.fits):
+            self.rm_metrics = self.reward_model.fit(self.known)
+            self.labels_at_fit = labels
+            self.rescale()
+
+    @property
+    def fixed_scale(self) -> bool:
+        return self.cfg.reward.normalise == "refit"
+
+    def rescale(self) -> None:
+        """A refit changes r̂'s offset and scale. `reward.normalise=refit`: standardise the new
+        r̂ by its mean and std over the steps of the recent rollouts, fixed until the next
+        refit, so the policy optimises one stationary reward between refits; `running`: the
+        policy's running statistics, restarted."""
+        if not self.fixed_scale:
+            self.policy.reward_rms = RunningMeanStd(())
+            return
+        r = np.concatenate(
+            [
+                self.reward_model.predict(r.raw_obs, r.actions, r.absorbing).ravel()
+                for r in self.recent
+            ]
+        )
+        self.reward_scale = (float(r.mean()), float(r.std()) + 1e-8)
+
+    def normalise(self, r_hat: np.ndarray) -> np.ndarray:
+        if not self.fixed_scale or not self.cfg.policy.normalize_rewards:
+            return r_hat
+        mean, std = self.reward_scale
+        return ((r_hat - mean) / std).astype(np.float32)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self, done: bool = False) -> None:
+        self.run_dir.save_checkpoint(
+            {
+                "policy": self.policy.state_dict(),
+                "reward_model": self.reward_model.state_dict(),
+                "annotator": self.annotator.state_dict(),
+                "rng": self.rng.bit_generator.state,
+                "iteration": self.iteration,
+                "labels_at_fit": self.labels_at_fit,
+                "rm_metrics": self.rm_metrics,
+                "reward_scale": self.reward_scale,
+                "done": done,
+            }
+        )
+
+    def restore(self) -> None:
+        """Continue from the last checkpoint (with --resume); metrics logged after it are
+        dropped, to be logged again."""
+        if not self.resume or (ckpt := self.run_dir.load_checkpoint()) is None:
+            return
+        self.policy.load_state_dict(ckpt["policy"])
+        self.reward_model.load_state_dict(ckpt["reward_model"])
+        self.annotator.load_state_dict(ckpt["annotator"])
+        self.rng.bit_generator.state = ckpt["rng"]
+        self.iteration = ckpt["iteration"]
+        self.labels_at_fit, self.rm_metrics = ckpt["labels_at_fit"], ckpt["rm_metrics"]
+        self.reward_scale = tuple(ckpt["reward_scale"])
+        self.run_dir.drop_metrics(
+            lambda r: r.get("phase") == "rlhf" and r.get("iteration", 0) > self.iteration
+        )
+        self.done = bool(ckpt.get("done"))
+
+
+def run_rlhf(
+    cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+) -> ControlPolicy:
+    """Train a policy from preferences; returns the trained policy."""
+    return ControlLoop(cfg, run, on_log, resume).run()
+
+
+def train_true_reward(
+    cfg: RunConfig,
+    run: RunDir | None = None,
+    on_log: OnLog | None = None,
+    optimise: str = "true_reward",
+) -> ControlPolicy:
+    """The baseline: the same PPO on the env's true reward, with the same env-step budget.
+
+    `optimise="reward"` trains on the env's returned reward instead — for a misspecified env,
+    the hackable proxy — while the log still reports the true return."""
+    on_log = on_log or _ignore
+    torch.set_num_threads(cfg.threads)
+    policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed)
+    phase = "baseline" if optimise == "true_reward" else f"ppo_on_{optimise}"
+    iteration = 0
+    while policy.env_steps < cfg.env_steps:
+        rollout = policy.collect()
+        stats = policy.update(rollout, rollout.rewards(optimise))
+        iteration += 1
+        record = {
+            "phase": phase,
+            "iteration": iteration,
+            "env_steps": policy.env_steps,
+            "true_return": float(rollout.true_rewards.mean() * cfg.env.horizon),
+            **stats,
+        }
+        if iteration % cfg.checkpoint_every == 0 or policy.env_steps >= cfg.env_steps:
+            record["eval_true_return"] = policy.evaluate(cfg.eval_episodes)
+        if run is not None:
+            run.log(record)
+        on_log(record)
+    return policy
+
+
+def run_experiment(
+    cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+) -> dict:
+    """RLHF, the true-reward baseline and a random policy, compared on the true return."""
+    started = time.time()
+    if not resume:
+        run.write_config(cfg)
+    policy = run_rlhf(cfg, run, on_log, resume=resume)
+    true_return = {"rlhf": policy.evaluate(cfg.eval_episodes)}
+    policy.close()
+    if cfg.baseline:
+        baseline = train_true_reward(cfg, run, on_log)
+        true_return["true_reward_baseline"] = baseline.evaluate(cfg.eval_episodes)
+        baseline.close()
+    true_return["random"] = evaluate_true_return(cfg.env, cfg.eval_episodes)
+    store = FeedbackStore(run.store_url)
+    labels = store.count_judgements()
+    store.close()
+    last = next((m for m in reversed(run.metrics()) if m.get("phase") == "rlhf"), {})
+    summary = {
+        "task": cfg.task,
+        "env": cfg.env.id,
+        "labels": labels,
+        "env_steps": cfg.env_steps,
+        "seed": cfg.seed,
+        "true_return": true_return,
+        "normalised_score": normalised_score(true_return),
+        "proxy_return": last.get("proxy_return"),
+        "rm_val_acc": last.get("rm_val_acc"),
+        "wall_seconds": round(time.time() - started, 2),
+    }
+    run.write_summary(summary)
+    build_report(run.path)
+    return summary
+
+
+def normalised_score(true_return: dict) -> float | None:
+    """(RLHF − random) / (true-reward baseline − random): 1.0 is parity with RL on the
+    true reward."""
+    if "true_reward_baseline" not in true_return:
+        return None
+    gap = true_return["true_reward_baseline"] - true_return["random"]
+    return None if abs(gap) < 1e-9 else (true_return["rlhf"] - true_return["random"]) / gap
