@@ -21,7 +21,7 @@ import torch
 
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics.calibration import expected_calibration_error
-from rlhflab.diagnostics.diversity import distinct_n
+from rlhflab.diagnostics.diversity import distinct_n, diversity
 from rlhflab.diagnostics.report import build_report
 from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
 from rlhflab.feedback.store import FeedbackStore
@@ -219,14 +219,10 @@ def run_text(cfg: RunConfig, run: RunDir, on_log=None) -> dict:
         )
         rng = np.random.default_rng(cfg.seed + 5)
         for _ in range(tc.ppo.steps):
-            log(
-                ppo.step(
-                    [
-                        train_prompts[i]
-                        for i in rng.integers(len(train_prompts), size=tc.ppo.batch_size)
-                    ]
-                )
+            record = ppo.step(
+                [train_prompts[i] for i in rng.integers(len(train_prompts), size=tc.ppo.batch_size)]
             )
+            log(record | diversity(ppo.samples))
         methods["ppo"] = evaluate("ppo", policy)
     if "dpo" in tc.methods:
         pairs = [
