@@ -12,11 +12,13 @@ at /openapi.json.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from markdown_it import MarkdownIt
@@ -56,7 +58,8 @@ class Answer(BaseModel):
     lease: str | None = Field(
         None,
         max_length=64,
-        description="the lease token /api/next gave with this query (refuses answers to a re-leased query)",
+        description="the lease token /api/next gave with this query (refuses answers to a "
+        "re-leased query)",
     )
 
 
@@ -72,7 +75,8 @@ class NewAnnotator(BaseModel):
 
 
 class MaxBodySize:
-    """ASGI middleware: refuse request bodies over `limit` bytes with 413, before the app reads them."""
+    """ASGI middleware: refuse request bodies over `limit` bytes with 413, before the app reads
+    them."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -124,7 +128,6 @@ def create_app(
     store_url: str, lease_seconds: float = 300.0, max_body: int = 64_000, seed: int | None = None
 ) -> FastAPI:
     store = FeedbackStore(store_url)
-    rng = np.random.default_rng(seed)
     app = FastAPI(
         title="rlhflab labeling app",
         description="Judge queries from an RLHF run's feedback store.",
@@ -133,6 +136,22 @@ def create_app(
     app.add_middleware(MaxBodySize, limit=max_body)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.store = store
+    annotator, admin = _auth(store)
+    _page_routes(app, store)
+    _lease_routes(app, store, annotator, lease_seconds, np.random.default_rng(seed))
+    _judgement_routes(app, store, annotator)
+    _clip_routes(app, store, annotator)
+    _admin_routes(app, store, admin)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(request: Request, exc: ValueError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    return app
+
+
+def _auth(store: FeedbackStore) -> tuple[Callable, Callable]:
+    """FastAPI dependencies: the annotator a request's token names (cached), and admins only."""
     tokens: dict[str, AnnotatorRow] = {}
 
     def annotator(request: Request) -> AnnotatorRow:
@@ -155,7 +174,12 @@ def create_app(
             raise HTTPException(403, "admin only")
         return who
 
-    # -- pages --------------------------------------------------------------------------
+    return annotator, admin
+
+
+def _page_routes(app: FastAPI, store: FeedbackStore) -> None:
+    """The pages people open: login, labeling, agreement (admin), guidelines."""
+
     @app.get("/login", include_in_schema=False)
     def login(token: str):
         if store.annotator_by_token(token) is None:
@@ -180,7 +204,12 @@ def create_app(
         page = (STATIC / "guidelines.html").read_text()
         return HTMLResponse(page.replace("<!--GUIDELINES-->", body))
 
-    # -- annotator API ------------------------------------------------------------------
+
+def _lease_routes(
+    app: FastAPI, store: FeedbackStore, annotator: Callable, lease_seconds: float, rng
+) -> None:
+    """Who am I, lease the next query, answer it."""
+
     @app.get("/api/me")
     def me(who: AnnotatorRow = Depends(annotator)):
         done, open_ = store.progress(who.name)
@@ -188,14 +217,15 @@ def create_app(
 
     @app.post("/api/next", responses={204: {"description": "nothing to judge right now"}})
     def next_query(who: AnnotatorRow = Depends(annotator)):
-        """Lease the next query (or return the one already leased), in a randomised display order."""
+        """Lease the next query (or return the one already leased), in a randomised display
+        order."""
         leased = store.lease_next(who.name, lease_seconds, rng)
         if leased is None:
             return Response(status_code=204)
         q, lease = leased
         if q.kind == "segments":
             ids = [q.left_id, q.right_id]
-            have = store.clip_ids(ids)
+            have = store.clip_ids([i for i in ids if i is not None])
             items = [
                 {"clip": f"/api/clips/{ids[i]}" if ids[i] in have else None} for i in lease.order
             ]
@@ -228,6 +258,10 @@ def create_app(
             raise HTTPException(409, str(exc)) from None
         return {"judgement_id": jid}
 
+
+def _judgement_routes(app: FastAPI, store: FeedbackStore, annotator: Callable) -> None:
+    """An annotator's own judgements: list, read, relabel."""
+
     @app.get("/api/judgements")
     def my_judgements(who: AnnotatorRow = Depends(annotator)):
         return [_judgement_json(r) for r in store.judgement_rows(who.name)]
@@ -253,14 +287,21 @@ def create_app(
             raise HTTPException(403, "that judgement belongs to another annotator")
         return row
 
+
+def _clip_routes(app: FastAPI, store: FeedbackStore, annotator: Callable) -> None:
+    """What a leased segment query shows: its observations and actions, and its clips."""
+
     @app.get("/api/queries/{query_id}/segments")
     def segments(query_id: Id, who: AnnotatorRow = Depends(annotator)):
-        """Observations and actions of a leased segment query, in shown order (for scripted annotators)."""
+        """Observations and actions of a leased segment query, in shown order (for scripted
+        annotators)."""
         lease = store.lease(query_id)
         if lease is None or lease.annotator != who.name:
             raise HTTPException(403, f"query {query_id} is not leased to you")
         q = store.query(query_id)
-        segs = [q.left.to_segment(), q.right.to_segment()]
+        if q is None:
+            raise HTTPException(404, f"no query {query_id}")
+        segs = q.segments()
         return {
             "items": [
                 {"obs": segs[i].obs.tolist(), "actions": segs[i].actions.tolist()}
@@ -279,21 +320,15 @@ def create_app(
         mime, data = found
         return Response(data, media_type=mime, headers={"cache-control": "private, max-age=3600"})
 
-    # -- admin API ----------------------------------------------------------------------
+
+def _admin_routes(app: FastAPI, store: FeedbackStore, admin: Callable) -> None:
+    """Agreement statistics and new annotators, for admins."""
+
     @app.get("/api/admin/stats")
     def stats(who: AnnotatorRow = Depends(admin)):
-        """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias, time; κ and α."""
-        rows = [
-            {
-                "query_id": r.query_id,
-                "annotator": r.annotator,
-                "label": r.label,
-                "shown_swapped": r.shown_swapped,
-                "seconds": r.seconds,
-            }
-            for r in store.judgement_rows()
-            if r.query.kind in PAIR_KINDS
-        ]
+        """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias,
+        time; κ and α."""
+        rows = store.pair_judgement_records()
         return annotator_report(rows) | {"queries": store.count_queries()}
 
     @app.post("/api/admin/annotators", status_code=201)
@@ -308,15 +343,10 @@ def create_app(
             "link": str(request.base_url).rstrip("/") + f"/login?token={token}",
         }
 
-    @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    return app
-
 
 def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
-    """Map an answer in shown order to the stored (label, payload); 422 when it does not fit the query."""
+    """Map an answer in shown order to the stored (label, payload); 422 when it does not fit the
+    query."""
     if kind in PAIR_KINDS:
         if a.choice is None:
             raise HTTPException(422, f"a {kind} query needs 'choice' (one of {', '.join(CHOICES)})")
@@ -326,7 +356,8 @@ def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
         if a.ranking is None or sorted(a.ranking) != list(range(len(order))):
             raise HTTPException(
                 422,
-                f"a ranking query needs 'ranking': a permutation of 0..{len(order) - 1}, best first",
+                f"a ranking query needs 'ranking': a permutation of 0..{len(order) - 1}, best "
+                f"first",
             )
         return kind, {"order": [order[p] for p in a.ranking]}
     if kind == "rating":
