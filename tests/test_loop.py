@@ -72,8 +72,7 @@ def test_nan_from_the_reward_model_stops_the_run_cleanly(tmp_path, monkeypatch):
         out = fit(self, comparisons)
         if self.fits >= 2:
             with torch.no_grad():
-                for p in self.members[0].parameters():
-                    p.fill_(float("nan"))
+                self.net.weights[0][0].fill_(float("nan"))  # member 0's first layer
         return out
 
     monkeypatch.setattr(RewardEnsemble, "fit", poisoned_fit)

@@ -163,14 +163,7 @@ class ControlLoop:
         """One policy phase on r̂, then the feedback the schedule wants, then a refit."""
         started = time.perf_counter()
         rollout = self.policy.collect()
-        try:
-            r_hat = self.reward_model.predict(rollout.raw_obs, rollout.actions, rollout.absorbing)
-        except NonFiniteRewardError as exc:
-            self.checkpoint()
-            raise RunError(
-                f"{exc} at env step {self.policy.env_steps} (iteration {self.iteration}); "
-                f"checkpoint saved in {self.run_dir.checkpoint_path}"
-            ) from None
+        r_hat = self.r_hat(rollout)
         stats = self.policy.update(rollout, self.normalise(r_hat), normalized=self.fixed_scale)
         self.recent.append(rollout)
         missing = self.schedule.wanted(self.policy.env_steps) - self.store.count_queries()
@@ -292,13 +285,19 @@ class ControlLoop:
         if not self.fixed_scale:
             self.policy.reward_rms = RunningMeanStd(())
             return
-        r = np.concatenate(
-            [
-                self.reward_model.predict(r.raw_obs, r.actions, r.absorbing).ravel()
-                for r in self.recent
-            ]
-        )
+        r = np.concatenate([self.r_hat(rollout).ravel() for rollout in self.recent])
         self.reward_scale = (float(r.mean()), float(r.std()) + 1e-8)
+
+    def r_hat(self, rollout: Rollout) -> np.ndarray:
+        """r̂ of every step of the rollout; a non-finite r̂ stops the run with a checkpoint."""
+        try:
+            return self.reward_model.predict(rollout.raw_obs, rollout.actions, rollout.absorbing)
+        except NonFiniteRewardError as exc:
+            self.checkpoint()
+            raise RunError(
+                f"{exc} at env step {self.policy.env_steps} (iteration {self.iteration}); "
+                f"checkpoint saved in {self.run_dir.checkpoint_path}"
+            ) from None
 
     def normalise(self, r_hat: np.ndarray) -> np.ndarray:
         if not self.fixed_scale or not self.cfg.policy.normalize_rewards:
