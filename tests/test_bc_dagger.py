@@ -1,5 +1,7 @@
 """Behavioural cloning and DAgger on scripted experts."""
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 
@@ -41,7 +43,7 @@ def test_dagger_grows_the_dataset_with_expert_labels_on_learner_states():
     policy = make_policy(4, CARTPOLE)
     result = dagger(policy, demos, cartpole_expert, "CartPole-v1", 300, iterations=2, episodes=2)
     sizes = [demos.steps] + [h["dataset"] for h in result.history]
-    assert all(b > a for a, b in zip(sizes, sizes[1:]))
+    assert all(b > a for a, b in itertools.pairwise(sizes))
     new = result.obs[demos.steps :]
     np.testing.assert_array_equal(result.acts[demos.steps :], cartpole_expert(new))
     # the learner went where the expert's 50-step demonstrations never did

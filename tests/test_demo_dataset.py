@@ -113,7 +113,7 @@ def test_truncated_file_is_refused(tmp_path, demos):
     data = path.read_bytes()
     cut = tmp_path / "cut.npz"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DemonstrationError, match="cut.npz"):
+    with pytest.raises(DemonstrationError, match=r"cut\.npz"):
         load(cut)
 
 
