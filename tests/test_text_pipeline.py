@@ -5,8 +5,8 @@ import threading
 
 import pytest
 import torch
-
 from labeling import AppProcess, make_run
+
 from rlhflab.config import build_config
 from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.feedback.exchange import DataError
@@ -39,7 +39,7 @@ def tiny_path(tmp_path_factory):
 def test_tiny_model_loads_by_path_through_the_normal_code_path(tiny_path):
     tokenizer = load_tokenizer(tiny_path)
     policy = load_causal_lm(tiny_path)
-    batch, texts, ended = generate(
+    batch, texts, _ended = generate(
         policy, tokenizer, ["review of the film :"] * 4, max_new_tokens=6, seed=0
     )
     assert (
@@ -47,13 +47,14 @@ def test_tiny_model_loads_by_path_through_the_normal_code_path(tiny_path):
         and batch.response_mask.sum(1).min() >= 1
         and batch.response_mask.sum(1).max() <= 6
     )
-    again, texts2, _ = generate(
+    _again, texts2, _ = generate(
         policy, tokenizer, ["review of the film :"] * 4, max_new_tokens=6, seed=0
     )
     assert texts == texts2  # seeded sampling is reproducible
     rm = TextRewardModel.from_pretrained(tiny_path)
     assert rm.pooling == "last" and rm(batch.input_ids, batch.attention_mask).shape == (4,)
-    # LoRA: the reference is the policy with its adapter disabled; a fresh adapter changes nothing yet
+    # LoRA: the reference is the policy with its adapter disabled; a fresh adapter changes
+    # nothing yet
     lora = load_causal_lm(tiny_path, lora_r=4)
     assert (
         sum(p.numel() for p in lora.parameters() if p.requires_grad)
@@ -139,7 +140,8 @@ def test_dataset_lines_are_validated(tmp_path):
     cfg = build_config(None, [f"text.dataset={bad}"])
     with pytest.raises(
         DataError,
-        match=r"prefs.jsonl:3: field 'chosen' must be a string or a list of \{role, content\} messages",
+        match=r"prefs.jsonl:3: field 'chosen' must be a string or a list of \{role, "
+        r"content\} messages",
     ):
         load_prompts_and_demos(cfg.text, TASKS["reviews"], 0)
     hh = tmp_path / "hh.jsonl"
@@ -202,7 +204,8 @@ def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path)
 
 
 def test_lora_ppo_starts_at_the_sft_policy(tiny_path, tmp_path):
-    """With LoRA, SFT is merged and PPO's reference (its adapter disabled) is the SFT policy: KL starts at 0."""
+    """With LoRA, SFT is merged and PPO's reference (its adapter disabled) is the SFT policy:
+    KL starts at 0."""
     cfg = build_config(
         None,
         [

@@ -10,9 +10,9 @@ from pathlib import Path
 from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
+from rlhflab.diagnostics.commands import add_commands
 from rlhflab.diagnostics.goodhart import add_goodhart_command, cmd_goodhart
 from rlhflab.feedback.exchange import DataError
-from rlhflab.diagnostics.commands import add_commands
 
 console = Console()
 
@@ -158,7 +158,8 @@ def _cmd_label(args) -> int:
     if not any(a.is_admin for a in store.annotators()):
         token = store.add_annotator("admin", is_admin=True)
         print(
-            f"admin link (keep it private): {base}/login?token={token}\nagreement page: {base}/admin"
+            f"admin link (keep it private): {base}/login?token={token}\nagreement page: "
+            f"{base}/admin"
         )
     print(f"add annotators with: rlhflab annotators add NAME {args.run_dir} --url {base}")
     app = create_app(store.url, lease_seconds=args.lease_seconds)
@@ -176,9 +177,8 @@ def _cmd_annotators(args) -> int:
         print(f"{args.url.rstrip('/')}/login?token={token}")
     else:
         for a in store.annotators():
-            print(
-                f"{a.name}\t{'admin' if a.is_admin else 'annotator'}\t{store.count_judgements(a.name)} judgements"
-            )
+            role = "admin" if a.is_admin else "annotator"
+            print(f"{a.name}\t{role}\t{store.count_judgements(a.name)} judgements")
     return 0
 
 
@@ -235,11 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "interrupted; the run directory holds a checkpoint — continue with `rlhflab run --resume DIR`",
+            "interrupted; the run directory holds a checkpoint — continue with `rlhflab run "
+            "--resume DIR`",
             file=sys.stderr,
         )
         return 130
-    except Exception as exc:  # noqa: BLE001 - shown, not swallowed: the traceback is one flag away
+    except Exception as exc:  # the run's own errors are shown; anything else is re-raised
         from rlhflab.envs.wrappers import UnsupportedEnvError
         from rlhflab.loop import RunError
 

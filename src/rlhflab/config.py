@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,7 +196,9 @@ class TextSFTConfig(_Section):
     demonstrations: int = Field(
         2000,
         ge=1,
-        description="(prompt, response) demonstrations for SFT (built-in task: reviews of every mood)",
+        description=(
+            "(prompt, response) demonstrations for SFT (built-in task: reviews of every mood)"
+        ),
     )
     epochs: int = Field(2, ge=1, description="SFT epochs")
     lr: float = Field(1e-3, gt=0, description="SFT learning rate (AdamW)")
@@ -261,11 +264,15 @@ class TextConfig(_Section):
     task: Literal["reviews"] = Field("reviews", description="built-in task with a gold reward")
     model: str = Field(
         "builtin",
-        description="policy model: 'builtin' (Step 0 pretrains a tiny GPT-2) or a hub name / local path",
+        description=(
+            "policy model: 'builtin' (Step 0 pretrains a tiny GPT-2) or a hub name / local path"
+        ),
     )
     dataset: str | None = Field(
         None,
-        description="prompts and demonstrations: None (the task's own), a JSONL file or a hub dataset",
+        description=(
+            "prompts and demonstrations: None (the task's own), a JSONL file or a hub dataset"
+        ),
     )
     lora_r: int = Field(0, ge=0, description="LoRA rank for the policy (0: full fine-tuning)")
     pretrain_sequences: int = Field(
@@ -291,7 +298,10 @@ class TextConfig(_Section):
     goodhart_samples: int = Field(
         256,
         ge=0,
-        description="SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n Goodhart curves (0: off)",
+        description=(
+            "SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n "
+            "Goodhart curves (0: off)"
+        ),
     )
     methods: list[Literal["ppo", "dpo", "best_of_n"]] = Field(
         ["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling"
@@ -312,12 +322,17 @@ class AlarmConfig(_Section):
     early_iterations: int = Field(
         5,
         ge=2,
-        description="first RL iterations that set the early band of ensemble disagreement on policy samples",
+        description=(
+            "first RL iterations that set the early band of ensemble disagreement on policy samples"
+        ),
     )
     band_width: float = Field(
         3.0,
         gt=0,
-        description="disagreement leaves its early band above early mean + this many early standard deviations",
+        description=(
+            "disagreement leaves its early band above early mean + this many early "
+            "standard deviations"
+        ),
     )
     trend_window: int = Field(
         5,
@@ -327,7 +342,9 @@ class AlarmConfig(_Section):
     disagreement_pairs: int = Field(
         32,
         ge=1,
-        description="pairs of fresh policy segments scored for ensemble disagreement each iteration",
+        description=(
+            "pairs of fresh policy segments scored for ensemble disagreement each iteration"
+        ),
     )
     kl_budget: float | None = Field(
         None, gt=0, description="alarm when KL(π‖π_ref) per step exceeds this many nats (None: off)"
@@ -341,7 +358,9 @@ class AlarmConfig(_Section):
     rm_acc_drop: float = Field(
         0.1,
         ge=0,
-        description="alarm when held-out reward-model accuracy falls this far (and 2 s.e.) below its best",
+        description=(
+            "alarm when held-out reward-model accuracy falls this far (and 2 s.e.) below its best"
+        ),
     )
 
 
@@ -365,15 +384,19 @@ class RunConfig(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     text: TextConfig | None = Field(
         None,
-        description="language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control",
+        description=(
+            "language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control"
+        ),
     )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
 
     @model_validator(mode="after")
-    def _segments_fit_rollouts(self) -> "RunConfig":
-        if self.feedback.segment_length > min(self.policy.n_steps, self.env.horizon):
+    def _segments_fit_rollouts(self) -> RunConfig:
+        fb, n_steps, horizon = self.feedback, self.policy.n_steps, self.env.horizon
+        if fb.segment_length > min(n_steps, horizon):
             raise ValueError(
-                f"feedback.segment_length ({self.feedback.segment_length}) must not exceed policy.n_steps ({self.policy.n_steps}) or env.horizon ({self.env.horizon})"
+                f"feedback.segment_length ({fb.segment_length}) must not exceed "
+                f"policy.n_steps ({n_steps}) or env.horizon ({horizon})"
             )
         return self
 
@@ -481,7 +504,7 @@ def apply_override(data: dict, item: str) -> None:
 
 
 def build_config(
-    path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
+    path: str | Path | None = None, overrides: Sequence[str] = (), base: dict | None = None
 ) -> RunConfig:
     """Config from (an optional base dict, then) a YAML file, then key=value overrides."""
     data = dict(base or {})

@@ -24,7 +24,8 @@ class Judgement(str, Enum):
 
     @property
     def target(self) -> float | None:
-        """Probability mass on the left segment: 1, 0, ½ for equal, None (unusable) for can't tell."""
+        """Probability mass on the left segment: 1, 0, ½ for equal, None (unusable) for can't
+        tell."""
         return {"left": 1.0, "right": 0.0, "equal": 0.5, "cant_tell": None}[self.value]
 
 
@@ -43,11 +44,11 @@ class Segment:
     )  # [k, H, W, 3] rendered, for people
 
     def __len__(self) -> int:
-        return len(self.true_rewards)
+        return len(self.judged_rewards)
 
     @property
     def true_return(self) -> float:
-        return float(np.sum(self.true_rewards))
+        return float(np.sum(self.judged_rewards))
 
 
 @dataclass(frozen=True)

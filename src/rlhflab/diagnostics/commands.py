@@ -1,4 +1,5 @@
-"""The `rlhflab report` and `rlhflab compare` commands (wired into `rlhflab.cli` by `add_commands`)."""
+"""The `rlhflab report` and `rlhflab compare` commands (wired into `rlhflab.cli` by
+`add_commands`)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ def _cmd_report(args) -> int:
 def _cmd_compare(args) -> int:
     from rlhflab.diagnostics.compare import build_comparison
 
-    print(
-        f"comparison: {build_comparison(args.run_dirs, args.out or f'runs/compare-{datetime.now():%Y%m%d-%H%M%S}')}"
-    )
+    out = args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}"
+    print(f"comparison: {build_comparison(args.run_dirs, out)}")
     return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,9 @@ import numpy as np
 
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics import disclosure
-from rlhflab.diagnostics.disclosure import md_escape
 from rlhflab.diagnostics.alarms import ALARMS, AlarmMonitor, first_firings, no_acting_steps
 from rlhflab.diagnostics.calibration import Reliability, reliability
+from rlhflab.diagnostics.disclosure import md_escape
 from rlhflab.diagnostics.epic import epic_distance
 from rlhflab.feedback.agreement import annotator_stats, inter_annotator_agreement
 from rlhflab.runs import RunDir
@@ -111,7 +110,7 @@ def samples_epic(s: dict) -> float:
     t = idx[:-1][
         s["episode"][:-1] == s["episode"][1:]
     ]  # transitions (i, a_i, i+1) inside one episode
-    lookup = lambda table: lambda si, ai, _s2: table[si, ai]  # noqa: E731 - states and actions are indices into the saved table
+    lookup = lambda table: lambda si, ai, _s2: table[si, ai]
     return epic_distance(
         lookup(true),
         lookup(r_hat),

@@ -54,7 +54,8 @@ def split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
     prompt = chosen[:cut]
     if not rejected.startswith(prompt + ASSISTANT):
         raise ValueError(
-            "'chosen' and 'rejected' do not share the same conversation before the last Assistant turn"
+            "'chosen' and 'rejected' do not share the same conversation before the last "
+            "Assistant turn"
         )
     return (
         prompt,
@@ -124,7 +125,8 @@ def parse_record(record: dict, fmt: str) -> TextFeedback:
 
 
 def _message_text(record: dict, name: str) -> str:
-    """A plain string, or conversational messages [{role, content}, …] joined as an HH transcript."""
+    """A plain string, or conversational messages [{role, content}, …] joined as an HH
+    transcript."""
     value = _field(record, name, object)
     if isinstance(value, str):
         return value
@@ -172,7 +174,8 @@ def import_jsonl(
 
 
 def export_records(store: FeedbackStore, fmt: str) -> list[dict]:
-    """The store's text judgements in format `fmt` (pairs answered equal or can't tell are left out)."""
+    """The store's text judgements in format `fmt` (pairs answered equal or can't tell are left
+    out)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}' (use {', '.join(FORMATS)})")
     out = []

@@ -51,8 +51,10 @@ def fit_epochs(
     phase: str,
     on_log=None,
 ) -> list[float]:
-    """AdamW over shuffled minibatches of n examples (`loss_fn(indices) -> loss`), gradient norm clipped
-    at 1; logs and returns the mean loss of each epoch. Shared by SFT, DPO and text reward models."""
+    """AdamW over shuffled minibatches of n examples (`loss_fn(indices) -> loss`), gradient norm
+    clipped
+    at 1; logs and returns the mean loss of each epoch. Shared by SFT, DPO and text reward
+    models."""
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     history = []

@@ -1,4 +1,5 @@
-"""Goal misgeneralisation after CoinRun (Di Langosco et al. 2022, "Goal misgeneralization in deep RL").
+"""Goal misgeneralisation after CoinRun (Di Langosco et al. 2022, "Goal misgeneralization in deep
+RL").
 
 In training, the coin is always at the end of the level, so "get the coin" and "go
 to the end" are indistinguishable. At test the coin is elsewhere; a policy that

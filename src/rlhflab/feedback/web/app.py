@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from markdown_it import MarkdownIt
@@ -56,7 +57,8 @@ class Answer(BaseModel):
     lease: str | None = Field(
         None,
         max_length=64,
-        description="the lease token /api/next gave with this query (refuses answers to a re-leased query)",
+        description="the lease token /api/next gave with this query (refuses answers to a "
+        "re-leased query)",
     )
 
 
@@ -72,7 +74,8 @@ class NewAnnotator(BaseModel):
 
 
 class MaxBodySize:
-    """ASGI middleware: refuse request bodies over `limit` bytes with 413, before the app reads them."""
+    """ASGI middleware: refuse request bodies over `limit` bytes with 413, before the app reads
+    them."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -188,14 +191,15 @@ def create_app(
 
     @app.post("/api/next", responses={204: {"description": "nothing to judge right now"}})
     def next_query(who: AnnotatorRow = Depends(annotator)):
-        """Lease the next query (or return the one already leased), in a randomised display order."""
+        """Lease the next query (or return the one already leased), in a randomised display
+        order."""
         leased = store.lease_next(who.name, lease_seconds, rng)
         if leased is None:
             return Response(status_code=204)
         q, lease = leased
         if q.kind == "segments":
             ids = [q.left_id, q.right_id]
-            have = store.clip_ids(ids)
+            have = store.clip_ids([i for i in ids if i is not None])
             items = [
                 {"clip": f"/api/clips/{ids[i]}" if ids[i] in have else None} for i in lease.order
             ]
@@ -255,12 +259,15 @@ def create_app(
 
     @app.get("/api/queries/{query_id}/segments")
     def segments(query_id: Id, who: AnnotatorRow = Depends(annotator)):
-        """Observations and actions of a leased segment query, in shown order (for scripted annotators)."""
+        """Observations and actions of a leased segment query, in shown order (for scripted
+        annotators)."""
         lease = store.lease(query_id)
         if lease is None or lease.annotator != who.name:
             raise HTTPException(403, f"query {query_id} is not leased to you")
         q = store.query(query_id)
-        segs = [q.left.to_segment(), q.right.to_segment()]
+        if q is None:
+            raise HTTPException(404, f"no query {query_id}")
+        segs = q.segments()
         return {
             "items": [
                 {"obs": segs[i].obs.tolist(), "actions": segs[i].actions.tolist()}
@@ -282,7 +289,8 @@ def create_app(
     # -- admin API ----------------------------------------------------------------------
     @app.get("/api/admin/stats")
     def stats(who: AnnotatorRow = Depends(admin)):
-        """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias, time; κ and α."""
+        """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias,
+        time; κ and α."""
         rows = [
             {
                 "query_id": r.query_id,
@@ -316,7 +324,8 @@ def create_app(
 
 
 def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
-    """Map an answer in shown order to the stored (label, payload); 422 when it does not fit the query."""
+    """Map an answer in shown order to the stored (label, payload); 422 when it does not fit the
+    query."""
     if kind in PAIR_KINDS:
         if a.choice is None:
             raise HTTPException(422, f"a {kind} query needs 'choice' (one of {', '.join(CHOICES)})")
@@ -326,7 +335,8 @@ def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
         if a.ranking is None or sorted(a.ranking) != list(range(len(order))):
             raise HTTPException(
                 422,
-                f"a ranking query needs 'ranking': a permutation of 0..{len(order) - 1}, best first",
+                f"a ranking query needs 'ranking': a permutation of 0..{len(order) - 1}, best "
+                f"first",
             )
         return kind, {"order": [order[p] for p in a.ranking]}
     if kind == "rating":
