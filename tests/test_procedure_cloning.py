@@ -39,7 +39,7 @@ def test_expert_follows_the_recorded_moves():
 
 
 def test_procedure_pairs_end_with_a_finished_search():
-    walls, visited, targets = procedure_pairs([bfs_search(MAZE)])
+    walls, _, targets = procedure_pairs([bfs_search(MAZE)])
     assert len(walls) == 6 and targets[-1].max() == 0
     assert targets[0][1, 2] == 1 + 1 and targets[0][2, 1] == 1 + 3
 

@@ -16,6 +16,7 @@ O(εT) of a learner trained on its own states. `bench/demonstrations.py` measure
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -40,7 +41,8 @@ class ClonedPolicy(nn.Module):
 
     def __init__(self, net: nn.Module, action_space: gym.Space, obs_dim: int):
         super().__init__()
-        self.net, self.action_space = net, action_space
+        self.net = net
+        self.action_space: Any = action_space  # Discrete (start) or Box (low, high)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))

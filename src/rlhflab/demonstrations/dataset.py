@@ -116,7 +116,7 @@ def check_trajectory(traj: Trajectory, env: gym.Env | None, where: str) -> None:
 
 
 def _check_spaces(obs: np.ndarray, acts: np.ndarray, env: gym.Env, where: str) -> None:
-    dim = int(np.prod(env.observation_space.shape))
+    dim = int(np.prod(env.observation_space.shape or ()))
     if obs.shape[1] != dim:
         _fail(where, "obs", f"observations have {obs.shape[1]} features, the env has {dim}")
     space = env.action_space

@@ -126,7 +126,7 @@ def record(
     """Play `episodes` episodes with `act` and keep them as trajectories (with true rewards).
 
     An episode ends when the env terminates (terminal=True) or after `horizon` steps."""
-    env = make_env(env_id, horizon, kwargs).env  # below FixedHorizon: real terminations
+    env = make_env(env_id, horizon, kwargs).env  # type: ignore[attr-defined]  # real ends
     trajs = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)

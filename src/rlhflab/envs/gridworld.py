@@ -13,7 +13,6 @@ as a gymnasium env with a one-hot position observation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -81,7 +80,7 @@ def feature_gridworld(
 class GridworldEnv(gym.Env):
     """`feature_gridworld` as a gymnasium env: one-hot position in, r(s) = θ·φ(s) out."""
 
-    metadata: ClassVar[dict] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium's own attribute
 
     def __init__(self, size: int = 5, slip: float = 0.1, seed: int = 0, horizon: int = 12):
         self.world = feature_gridworld(size, slip=slip, seed=seed, horizon=horizon)
@@ -91,7 +90,7 @@ class GridworldEnv(gym.Env):
         self.state = 0
 
     def _obs(self) -> np.ndarray:
-        obs = np.zeros(self.observation_space.shape, np.float32)
+        obs = np.zeros(len(self.world.initial), np.float32)
         obs[self.state] = 1.0
         return obs
 

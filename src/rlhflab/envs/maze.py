@@ -14,7 +14,6 @@ start uniformly from the free cells other than the goal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -87,13 +86,12 @@ def observation_maze(obs: np.ndarray) -> tuple[Maze, tuple[int, int]]:
     """The maze and agent position an observation shows."""
     n = round(float(np.sqrt(obs.size / 3)))
     grid = np.asarray(obs).reshape(3, n, n)
-    goal = tuple(int(v) for v in np.argwhere(grid[1] > 0.5)[0])
-    pos = tuple(int(v) for v in np.argwhere(grid[2] > 0.5)[0])
-    return Maze(grid[0] > 0.5, goal), pos  # type: ignore[arg-type]
+    goal, pos = np.argwhere(grid[1] > 0.5)[0], np.argwhere(grid[2] > 0.5)[0]
+    return Maze(grid[0] > 0.5, (int(goal[0]), int(goal[1]))), (int(pos[0]), int(pos[1]))
 
 
 class MazeEnv(gym.Env):
-    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 8}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 8}  # noqa: RUF012 - gymnasium.s own attribute
 
     def __init__(
         self,
