@@ -22,7 +22,7 @@ from rich.table import Table
 from rlhflab.config import build_config
 from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.runs import RunDir
-from rlhflab.text.pipeline import run_text
+from rlhflab.text_loop import TextLoop
 
 
 def main() -> None:
@@ -72,7 +72,7 @@ def main() -> None:
                 ],
             )
             with console.status(f"labels {labels}, ensemble {ensemble}"):
-                summary = run_text(cfg, run)
+                summary = TextLoop(cfg, run).run()
                 _, fitted = goodhart(run.path)
             m = summary["methods"]
             for kind, fit in fitted.items():

@@ -10,6 +10,7 @@ from labeling import AppProcess, make_run
 from rlhflab.config import build_config
 from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.feedback.exchange import DataError
+from rlhflab.feedback.text import comparisons_from_store, gather_comparisons
 from rlhflab.policy.text import reference_logprobs
 from rlhflab.runs import RunDir
 from rlhflab.text.data import load_prompts_and_demos
@@ -20,9 +21,9 @@ from rlhflab.text.models import (
     load_tokenizer,
     tiny_gpt2,
 )
-from rlhflab.text.pipeline import comparisons_from_store, gather_comparisons, run_text
 from rlhflab.text.sequences import generate, token_logprobs
 from rlhflab.text.task import TASKS
+from rlhflab.text_loop import TextLoop
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_run_text_on_a_model_given_by_path(tiny_path, tmp_path):
             "text.max_new_tokens=8",
         ],
     )
-    summary = run_text(cfg, RunDir(tmp_path))
+    summary = TextLoop(cfg, RunDir(tmp_path)).run()
     assert set(summary["methods"]) == {"sft", "best_of_2"} and summary["labels"] == 16
     assert summary["methods"]["best_of_2"]["kl"] == pytest.approx(0.6931 - 0.5, abs=1e-3)
     for m in summary["methods"].values():
@@ -105,7 +106,7 @@ def test_ppo_and_dpo_raise_the_gold_reward_with_bounded_kl(tmp_path):
             "text.goodhart_samples=16",
         ],
     )
-    summary = run_text(cfg, RunDir(tmp_path))
+    summary = TextLoop(cfg, RunDir(tmp_path)).run()
     m = summary["methods"]
     assert summary["reward_model"]["rm_val_acc"] > 0.7
     assert m["ppo"]["gold"] > m["sft"]["gold"] + 0.2, m
@@ -190,7 +191,7 @@ def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path)
     try:
         policy, tokenizer = load_causal_lm(tiny_path), load_tokenizer(tiny_path)
         comparisons = gather_comparisons(
-            cfg, policy, tokenizer, ["review of the film :"] * 6, store, run, lambda r: None
+            cfg, policy, tokenizer, ["review of the film :"] * 6, store, lambda r: None
         )
     finally:
         stop.set()
@@ -222,7 +223,7 @@ def test_lora_ppo_starts_at_the_sft_policy(tiny_path, tmp_path):
             "text.goodhart_samples=0",
         ],
     )
-    summary = run_text(cfg, RunDir(tmp_path))
+    summary = TextLoop(cfg, RunDir(tmp_path)).run()
     first = next(r for r in RunDir(tmp_path).metrics() if r["phase"] == "ppo")
     assert (
         abs(first["kl"]) < 1e-4

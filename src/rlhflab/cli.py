@@ -205,10 +205,10 @@ def _cmd_feedback(args) -> int:
 
 def _cmd_run_text(cfg, run) -> int:
     from rlhflab.display import TextDisplay, text_table
-    from rlhflab.text.pipeline import run_text
+    from rlhflab.text_loop import TextLoop
 
     with TextDisplay(console) as display:
-        summary = run_text(cfg, run, display)
+        summary = TextLoop(cfg, run, display).run()
     console.print(text_table(summary))
     console.print(f"summary: {run.summary_path}")
     return 0

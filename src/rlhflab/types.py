@@ -61,6 +61,16 @@ class Query:
 
 
 @dataclass(frozen=True)
+class RankedResponses:
+    """A judged text query: a prompt and its responses, best first; `target` < 1 only for a tied
+    pair (½)."""
+
+    prompt: str
+    responses: tuple[str, ...]
+    target: float = 1.0
+
+
+@dataclass(frozen=True)
 class Comparison:
     """A judged query, ready for reward-model fitting."""
 

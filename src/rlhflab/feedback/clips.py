@@ -28,7 +28,3 @@ def encode_gif(frames, fps: float = 20.0) -> bytes:
         buf, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0
     )
     return buf.getvalue()
-
-
-def downsample(frame: np.ndarray, stride: int) -> np.ndarray:
-    return frame[::stride, ::stride] if stride > 1 else frame

@@ -494,6 +494,20 @@ class FeedbackStore:
                 stmt = stmt.where(JudgementRow.annotator == annotator)
             return list(s.scalars(stmt).unique().all())
 
+    def pair_judgement_records(self) -> list[dict]:
+        """Every pairwise judgement as the plain record `agreement.annotator_report` reads."""
+        return [
+            {
+                "query_id": r.query_id,
+                "annotator": r.annotator,
+                "label": r.label,
+                "shown_swapped": r.shown_swapped,
+                "seconds": r.seconds,
+            }
+            for r in self.judgement_rows()
+            if r.query.kind in PAIR_KINDS
+        ]
+
     def judgement_row(self, judgement_id: int) -> JudgementRow | None:
         with self._read() as s:
             return s.get(JudgementRow, judgement_id)

@@ -13,7 +13,6 @@ same fixed split as the control reward model (`is_validation`).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,16 +21,7 @@ from rlhflab.reward.losses import bradley_terry_loss, ranking_loss
 from rlhflab.reward.model import is_validation
 from rlhflab.text.models import TextRewardModel
 from rlhflab.text.sequences import encode
-
-
-@dataclass(frozen=True)
-class RankedResponses:
-    """One comparison: a prompt and its responses, best first; `target` < 1 only for a tied pair
-    (½)."""
-
-    prompt: str
-    responses: tuple[str, ...]
-    target: float = 1.0
+from rlhflab.types import RankedResponses
 
 
 class TextRewardEnsemble:

@@ -108,6 +108,14 @@ def load_causal_lm(name_or_path: str, lora_r: int = 0):
     return add_lora(model, lora_r) if lora_r > 0 else model
 
 
+def trainable_copy(sft, lora_r: int = 0):
+    """A copy of the SFT policy to optimise: all weights, or fresh LoRA adapters on top of it."""
+    policy = copy.deepcopy(sft)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    return add_lora(policy, lora_r) if lora_r else policy
+
+
 def add_lora(model, r: int, alpha: int = 16):
     """Fresh LoRA adapters (peft) on a causal LM; with the adapter disabled it is the model
     itself."""

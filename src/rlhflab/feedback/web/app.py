@@ -291,17 +291,7 @@ def create_app(
     def stats(who: AnnotatorRow = Depends(admin)):
         """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias,
         time; κ and α."""
-        rows = [
-            {
-                "query_id": r.query_id,
-                "annotator": r.annotator,
-                "label": r.label,
-                "shown_swapped": r.shown_swapped,
-                "seconds": r.seconds,
-            }
-            for r in store.judgement_rows()
-            if r.query.kind in PAIR_KINDS
-        ]
+        rows = store.pair_judgement_records()
         return annotator_report(rows) | {"queries": store.count_queries()}
 
     @app.post("/api/admin/annotators", status_code=201)
