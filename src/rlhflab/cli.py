@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
+from rlhflab.demonstrations.dataset import DemonstrationError
 from rlhflab.diagnostics.commands import add_commands
 from rlhflab.diagnostics.goodhart import add_goodhart_command, cmd_goodhart
 from rlhflab.feedback.exchange import DataError
@@ -124,6 +125,8 @@ def _cmd_run(args) -> int:
     console.print(f"run directory: [bold]{run.path}[/]")
     if cfg.text is not None:
         return _cmd_run_text(cfg, run)
+    if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
+        return _cmd_run_demonstrations(cfg, run)
     total = cfg.env_steps
     with RunDisplay(console, total) as display:
         summary = run_experiment(cfg, run, display, resume=bool(args.resume))
@@ -214,6 +217,16 @@ def _cmd_run_text(cfg, run) -> int:
     return 0
 
 
+def _cmd_run_demonstrations(cfg, run) -> int:
+    from rlhflab.demonstrations.loop import DemonstrationsLoop
+
+    summary = DemonstrationsLoop(cfg, run, lambda r: console.print(r, highlight=False)).run()
+    keys = ("true_return", "held_out_return", "normalised_score", "cirl_value", "wall_seconds")
+    console.print({k: summary[k] for k in keys if k in summary})
+    console.print(f"summary: {run.summary_path} · report: {run.path / 'report.html'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -230,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             "feedback": _cmd_feedback,
             "goodhart": cmd_goodhart,
         }[args.command](args)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, DemonstrationError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
