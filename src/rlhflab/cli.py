@@ -1,8 +1,13 @@
-"""The `rlhflab` command."""
+"""The `rlhflab` command.
+
+One argparse parser; every subcommand names its handler (`set_defaults(handler=...)`), and `main`
+calls it. Handlers import what they need, so `rlhflab --help` starts fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -10,12 +15,12 @@ from pathlib import Path
 from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
-from rlhflab.demonstrations.dataset import DemonstrationError
-from rlhflab.diagnostics.commands import add_commands
-from rlhflab.diagnostics.goodhart import add_goodhart_command, cmd_goodhart
+from rlhflab.diagnostics.goodhart import add_goodhart_arguments, cmd_goodhart
 from rlhflab.feedback.exchange import DataError
 
 console = Console()
+FORMATS = ["trl", "hh", "rankings", "ratings", "critiques", "corrections"]
+STORE_HELP = "feedback store URL instead of RUN_DIR/feedback.db"
 
 
 def _keys_epilog() -> str:
@@ -32,6 +37,23 @@ def _parser() -> argparse.ArgumentParser:
         prog="rlhflab", description="Reinforcement learning from human feedback."
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_label(sub)
+    _add_annotators(sub)
+    _add_feedback(sub)
+    _add_config(sub)
+    _add_reports(sub)
+    goodhart = sub.add_parser(
+        "goodhart",
+        help="Goodhart curves of a run: gold against √KL for best-of-n and RL checkpoints, with "
+        "Gao et al.'s fits",
+    )
+    add_goodhart_arguments(goodhart)
+    goodhart.set_defaults(handler=cmd_goodhart)
+    return p
+
+
+def _add_run(sub) -> None:
     run = sub.add_parser(
         "run",
         help="run an experiment (default: preferences on fixed-horizon CartPole)",
@@ -49,11 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="key=value",
         help="config overrides, e.g. env=Pendulum-v1 labels=350 seed=1",
     )
+    run.set_defaults(handler=_cmd_run)
+
+
+def _add_label(sub) -> None:
     label = sub.add_parser("label", help="serve the labeling web app for a run's feedback store")
     label.add_argument("run_dir", help="run directory (its feedback.db and guidelines)")
-    label.add_argument(
-        "--store", help="feedback store URL instead of RUN_DIR/feedback.db (e.g. postgresql://…)"
-    )
+    label.add_argument("--store", help=f"{STORE_HELP} (e.g. postgresql://…)")
     label.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
     )
@@ -64,55 +88,71 @@ def _parser() -> argparse.ArgumentParser:
         default=300.0,
         help="a query not answered in this time goes to someone else",
     )
+    label.set_defaults(handler=_cmd_label)
+
+
+def _add_annotators(sub) -> None:
     ann = sub.add_parser("annotators", help="manage the people who give feedback")
     ann_sub = ann.add_subparsers(dest="annotators_command", required=True)
     add = ann_sub.add_parser("add", help="create an annotator and print their personal login link")
     add.add_argument("name")
     add.add_argument("run_dir")
-    add.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+    add.add_argument("--store", help=STORE_HELP)
     add.add_argument(
         "--admin", action="store_true", help="may see the agreement page and add annotators"
     )
     add.add_argument(
         "--url", default="http://127.0.0.1:8000", help="the app's base URL, for the link"
     )
-    ann_sub.add_parser("list", help="list annotators").add_argument("run_dir")
+    add.set_defaults(handler=_cmd_annotators_add)
+    listing = ann_sub.add_parser("list", help="list annotators")
+    listing.add_argument("run_dir")
+    listing.set_defaults(handler=_cmd_annotators_list)
+
+
+def _add_feedback(sub) -> None:
     fb = sub.add_parser("feedback", help="export or import feedback as JSONL")
     fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
     exp = fb_sub.add_parser("export", help="write judgements as JSONL")
     exp.add_argument("run_dir")
-    exp.add_argument(
-        "--format",
-        required=True,
-        choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"],
-    )
+    exp.add_argument("--format", required=True, choices=FORMATS)
     exp.add_argument("--out", help="output file (default: standard output)")
-    exp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+    exp.add_argument("--store", help=STORE_HELP)
+    exp.set_defaults(handler=_cmd_feedback_export)
     imp = fb_sub.add_parser(
         "import",
         help="read judgements from JSONL (validated: the bad line is named, nothing half-written)",
     )
     imp.add_argument("run_dir")
     imp.add_argument("file")
-    imp.add_argument(
-        "--format",
-        required=True,
-        choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"],
-    )
-    imp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+    imp.add_argument("--format", required=True, choices=FORMATS)
+    imp.add_argument("--store", help=STORE_HELP)
+    imp.set_defaults(handler=_cmd_feedback_import)
+
+
+def _add_config(sub) -> None:
     cfg = sub.add_parser("config", help="show configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config as YAML")
     show.add_argument("--config")
     show.add_argument("overrides", nargs="*", metavar="key=value")
-    add_commands(sub)
-    add_goodhart_command(sub)
-    return p
+    show.set_defaults(handler=_cmd_config_show)
 
 
+def _add_reports(sub) -> None:
+    report = sub.add_parser(
+        "report", help="build report.html, report.md and disclosure.md from a run directory"
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.set_defaults(handler=_cmd_report)
+    compare = sub.add_parser("compare", help="overlay several runs: compare.html and compare.md")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", help="output directory (default: runs/compare-<time>)")
+    compare.set_defaults(handler=_cmd_compare)
+
+
+# -- handlers ----------------------------------------------------------------------------
 def _cmd_run(args) -> int:
-    from rlhflab.display import RunDisplay, summary_table
-    from rlhflab.loop import run_experiment
     from rlhflab.runs import RunDir
 
     if args.resume:
@@ -120,17 +160,33 @@ def _cmd_run(args) -> int:
         cfg = run.read_config(args.overrides)
     else:
         cfg = build_config(args.config, args.overrides)
-        out = args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}"
-        run = RunDir(out)
+        run = RunDir(args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}")
     console.print(f"run directory: [bold]{run.path}[/]")
     if cfg.text is not None:
-        return _cmd_run_text(cfg, run)
+        return _run_text(cfg, run, bool(args.resume))
     if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
-        return _cmd_run_demonstrations(cfg, run)
-    total = cfg.env_steps
-    with RunDisplay(console, total) as display:
-        summary = run_experiment(cfg, run, display, resume=bool(args.resume))
+        return _run_demonstrations(cfg, run)
+    return _run_control(cfg, run, bool(args.resume))
+
+
+def _run_control(cfg, run, resume: bool) -> int:
+    from rlhflab.display import RunDisplay, summary_table
+    from rlhflab.loop import run_experiment
+
+    with RunDisplay(console, cfg.env_steps) as display:
+        summary = run_experiment(cfg, run, display, resume=resume)
     console.print(summary_table(summary))
+    console.print(f"summary: {run.summary_path}")
+    return 0
+
+
+def _run_text(cfg, run, resume: bool) -> int:
+    from rlhflab.display import TextDisplay, text_table
+    from rlhflab.text_loop import TextLoop
+
+    with TextDisplay(console) as display:
+        summary = TextLoop(cfg, run, display, resume=resume).run()
+    console.print(text_table(summary))
     console.print(f"summary: {run.summary_path}")
     return 0
 
@@ -160,67 +216,82 @@ def _cmd_label(args) -> int:
     base = f"http://{args.host}:{args.port}"
     if not any(a.is_admin for a in store.annotators()):
         token = store.add_annotator("admin", is_admin=True)
-        print(
-            f"admin link (keep it private): {base}/login?token={token}\nagreement page: "
-            f"{base}/admin"
-        )
+        print(f"admin link (keep it private): {base}/login?token={token}")
+        print(f"agreement page: {base}/admin")
     print(f"add annotators with: rlhflab annotators add NAME {args.run_dir} --url {base}")
     app = create_app(store.url, lease_seconds=args.lease_seconds)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
-def _cmd_annotators(args) -> int:
+def _cmd_annotators_add(args) -> int:
     store = _store(args)
-    if args.annotators_command == "add":
-        try:
-            token = store.add_annotator(args.name, is_admin=args.admin)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-        print(f"{args.url.rstrip('/')}/login?token={token}")
-    else:
-        for a in store.annotators():
-            role = "admin" if a.is_admin else "annotator"
-            print(f"{a.name}\t{role}\t{store.count_judgements(a.name)} judgements")
+    try:
+        token = store.add_annotator(args.name, is_admin=args.admin)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    print(f"{args.url.rstrip('/')}/login?token={token}")
     return 0
 
 
-def _cmd_feedback(args) -> int:
-    import json
-
-    from rlhflab.feedback.exchange import export_records, import_jsonl
-
+def _cmd_annotators_list(args) -> int:
     store = _store(args)
-    if args.feedback_command == "export":
-        lines = "".join(
-            json.dumps(r, ensure_ascii=False) + "\n" for r in export_records(store, args.format)
-        )
-        if args.out:
-            Path(args.out).write_text(lines, encoding="utf-8")
-            print(f"wrote {lines.count(chr(10))} records to {args.out}", file=sys.stderr)
-        else:
-            sys.stdout.write(lines)
+    for a in store.annotators():
+        role = "admin" if a.is_admin else "annotator"
+        print(f"{a.name}\t{role}\t{store.count_judgements(a.name)} judgements")
+    return 0
+
+
+def _cmd_feedback_export(args) -> int:
+    from rlhflab.feedback.exchange import export_records
+
+    records = export_records(_store(args), args.format)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if args.out:
+        Path(args.out).write_text(lines, encoding="utf-8")
+        print(f"wrote {lines.count(chr(10))} records to {args.out}", file=sys.stderr)
     else:
-        n = import_jsonl(store, args.file, args.format)
-        print(f"imported {n} judgements from {args.file}")
+        sys.stdout.write(lines)
     return 0
 
 
-def _cmd_run_text(cfg, run) -> int:
-    from rlhflab.display import TextDisplay, text_table
-    from rlhflab.text_loop import TextLoop
+def _cmd_feedback_import(args) -> int:
+    from rlhflab.feedback.exchange import import_jsonl
 
-    with TextDisplay(console) as display:
-        summary = TextLoop(cfg, run, display).run()
-    console.print(text_table(summary))
-    console.print(f"summary: {run.summary_path}")
+    n = import_jsonl(_store(args), args.file, args.format)
+    print(f"imported {n} judgements from {args.file}")
     return 0
 
 
-def _cmd_run_demonstrations(cfg, run) -> int:
+def _cmd_config_show(args) -> int:
+    print(to_yaml(build_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from rlhflab.diagnostics.report import build_report
+
+    print(f"report: {build_report(args.run_dir)}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from rlhflab.diagnostics.compare import build_comparison
+
+    out = args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}"
+    print(f"comparison: {build_comparison(args.run_dirs, out)}")
+    return 0
+
+
+def _run_demonstrations(cfg, run) -> int:
+    from rlhflab.demonstrations.dataset import DemonstrationError
     from rlhflab.demonstrations.loop import DemonstrationsLoop
 
-    summary = DemonstrationsLoop(cfg, run, lambda r: console.print(r, highlight=False)).run()
+    try:
+        summary = DemonstrationsLoop(cfg, run, lambda r: console.print(r, highlight=False)).run()
+    except DemonstrationError as exc:  # a demonstrations file that cannot be used
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     keys = ("true_return", "held_out_return", "normalised_score", "cirl_value", "wall_seconds")
     console.print({k: summary[k] for k in keys if k in summary})
     console.print(f"summary: {run.summary_path} · report: {run.path / 'report.html'}")
@@ -230,38 +301,26 @@ def _cmd_run_demonstrations(cfg, run) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if hasattr(args, "handler"):
-            return args.handler(args)
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "config":
-            print(to_yaml(build_config(args.config, args.overrides)), end="")
-            return 0
-        return {
-            "label": _cmd_label,
-            "annotators": _cmd_annotators,
-            "feedback": _cmd_feedback,
-            "goodhart": cmd_goodhart,
-        }[args.command](args)
-    except (ConfigError, DataError, DemonstrationError, FileNotFoundError) as exc:
+        return args.handler(args)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            "interrupted; the run directory holds a checkpoint — continue with `rlhflab run "
-            "--resume DIR`",
+            "interrupted; the run directory holds a checkpoint — continue with "
+            "`rlhflab run --resume DIR`",
             file=sys.stderr,
         )
         return 130
     except Exception as exc:  # the run's own errors are shown; anything else is re-raised
         from rlhflab.envs.wrappers import UnsupportedEnvError
         from rlhflab.loop import RunError
+        from rlhflab.text_loop import TextRunError
 
-        if isinstance(exc, (RunError, UnsupportedEnvError)):
+        if isinstance(exc, (RunError, UnsupportedEnvError, TextRunError)):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
-    return 0
 
 
 if __name__ == "__main__":

@@ -229,22 +229,23 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
             continue
         policy = load(path)
         eps, proxy, gold = play(policy, opts.episodes, opts.seed + iteration)
-        with torch.no_grad():
-            kl_t = torch.distributions.kl_divergence(
-                policy.distribution(eps.obs), base.distribution(eps.obs)
-            )
-        # [T, E]; Gaussian actions: summed over dimensions
-        kl_steps = kl_t.numpy() if kl_t.dim() == 2 else kl_t.sum(-1).numpy()
-        points.append(
-            Point(
-                "rl",
-                f"iteration {iteration} ({policy.env_steps} env steps)",
-                float((kl_steps * ~eps.absorbing).sum(0).mean()),
-                float(proxy.mean()),
-                float(gold.mean()),
-            )
-        )
+        what = f"iteration {iteration} ({policy.env_steps} env steps)"
+        kl = _episode_kl(policy, base, eps)
+        points.append(Point("rl", what, kl, float(proxy.mean()), float(gold.mean())))
     return points
+
+
+def _episode_kl(policy, base, eps) -> float:
+    """KL(π‖π₀) summed over an episode's acting steps, averaged over episodes."""
+    import torch
+
+    with torch.no_grad():
+        kl_t = torch.distributions.kl_divergence(
+            policy.distribution(eps.obs), base.distribution(eps.obs)
+        )
+    # [T, E]; Gaussian actions: summed over dimensions
+    kl_steps = kl_t.numpy() if kl_t.dim() == 2 else kl_t.sum(-1).numpy()
+    return float((kl_steps * ~eps.absorbing).sum(0).mean())
 
 
 # -- language-model runs ------------------------------------------------------------------
@@ -420,13 +421,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_goodhart_command(sub) -> None:
-    """Register `rlhflab goodhart RUN_DIR` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "goodhart",
-        help="Goodhart curves of a run: gold against √KL for best-of-n and RL checkpoints, with "
-        "Gao et al.'s fits",
-    )
+def add_goodhart_arguments(p) -> None:
+    """The arguments of `rlhflab goodhart RUN_DIR` (the CLI makes the subparser)."""
     p.add_argument("run_dir")
     p.add_argument(
         "--samples",

@@ -121,6 +121,29 @@ class TextPPO:
         )
         return logp, entropy, self.value_head(hidden) * batch.response_mask
 
+    def _update(self, batch: SeqBatch, logp_old, values_old, adv, ret) -> dict[str, list[float]]:
+        """PPO epochs over shuffled minibatches of the batch; each step's losses and clip share."""
+        cfg = self.cfg
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": []}
+        rng = np.random.default_rng(self.iteration)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for _ in range(cfg.epochs):
+            for idx in np.array_split(rng.permutation(len(adv)), cfg.minibatches):
+                mb = batch.select(torch.as_tensor(idx))
+                m = mb.response_mask
+                logp, _, values = self._logprobs_values(mb)
+                pg, clip_frac = clipped_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip, m)
+                vl = value_loss(values, values_old[idx], ret[idx], cfg.clip_value, m)
+                loss = pg + cfg.vf_coef * vl
+                self.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                self.optimizer.step()
+                stats["policy_loss"].append(float(pg.detach()))
+                stats["value_loss"].append(float(vl.detach()))
+                stats["clip_frac"].append(float(clip_frac.detach()))
+        return stats
+
     def step(self, prompts: list[str]) -> dict:
         """Sample responses to `prompts`, score them, and take one PPO update."""
         cfg = self.cfg
@@ -144,27 +167,9 @@ class TextPPO:
             )
             mask = batch.response_mask
             adv, ret = token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
-        n = len(
-            prompts
-        )  # updates stay in eval mode: dropout would move the ratio away from 1 before any step
-        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": []}
-        rng = np.random.default_rng(self.iteration)
-        for _ in range(cfg.epochs):
-            for idx in np.array_split(rng.permutation(n), cfg.minibatches):
-                mb = batch.select(torch.as_tensor(idx))
-                m = mb.response_mask
-                logp, _, values = self._logprobs_values(mb)
-                pg, clip_frac = clipped_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip, m)
-                vl = value_loss(values, values_old[idx], ret[idx], cfg.clip_value, m)
-                loss = pg + cfg.vf_coef * vl
-                self.optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    [p for g in self.optimizer.param_groups for p in g["params"]], 1.0
-                )
-                self.optimizer.step()
-                for k, v in zip(stats, (pg, vl, clip_frac)):
-                    stats[k].append(float(v.detach()))
+        n = len(prompts)
+        # updates stay in eval mode: dropout would move the ratio away from 1 before any step
+        stats = self._update(batch, logp_old, values_old, adv, ret)
         seq_kl = kl.sum(1)
         beta = self.kl_ctl.beta
         self.kl_ctl.update(float(seq_kl.mean()), n)

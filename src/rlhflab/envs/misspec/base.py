@@ -30,6 +30,18 @@ def require(ok: bool, env: str, field: str, message: str, value) -> None:
         raise ValueError(f"{env}: {field} {message}, got {value!r}")
 
 
+MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))  # grid actions: up, down, left, right, stay
+
+
+def moved(pos: tuple[int, int], action: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """The grid cell `action` (an index into MOVES) leads to from `pos`, kept inside the grid."""
+    dr, dc = MOVES[int(action)]
+    return (
+        int(np.clip(pos[0] + dr, 0, shape[0] - 1)),
+        int(np.clip(pos[1] + dc, 0, shape[1] - 1)),
+    )
+
+
 def step_towards(
     pos: tuple[int, int],
     goal: tuple[int, int],

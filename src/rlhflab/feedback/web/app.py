@@ -12,6 +12,7 @@ at /openapi.json.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -127,7 +128,6 @@ def create_app(
     store_url: str, lease_seconds: float = 300.0, max_body: int = 64_000, seed: int | None = None
 ) -> FastAPI:
     store = FeedbackStore(store_url)
-    rng = np.random.default_rng(seed)
     app = FastAPI(
         title="rlhflab labeling app",
         description="Judge queries from an RLHF run's feedback store.",
@@ -136,6 +136,22 @@ def create_app(
     app.add_middleware(MaxBodySize, limit=max_body)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.store = store
+    annotator, admin = _auth(store)
+    _page_routes(app, store)
+    _lease_routes(app, store, annotator, lease_seconds, np.random.default_rng(seed))
+    _judgement_routes(app, store, annotator)
+    _clip_routes(app, store, annotator)
+    _admin_routes(app, store, admin)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(request: Request, exc: ValueError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    return app
+
+
+def _auth(store: FeedbackStore) -> tuple[Callable, Callable]:
+    """FastAPI dependencies: the annotator a request's token names (cached), and admins only."""
     tokens: dict[str, AnnotatorRow] = {}
 
     def annotator(request: Request) -> AnnotatorRow:
@@ -158,7 +174,12 @@ def create_app(
             raise HTTPException(403, "admin only")
         return who
 
-    # -- pages --------------------------------------------------------------------------
+    return annotator, admin
+
+
+def _page_routes(app: FastAPI, store: FeedbackStore) -> None:
+    """The pages people open: login, labeling, agreement (admin), guidelines."""
+
     @app.get("/login", include_in_schema=False)
     def login(token: str):
         if store.annotator_by_token(token) is None:
@@ -183,7 +204,12 @@ def create_app(
         page = (STATIC / "guidelines.html").read_text()
         return HTMLResponse(page.replace("<!--GUIDELINES-->", body))
 
-    # -- annotator API ------------------------------------------------------------------
+
+def _lease_routes(
+    app: FastAPI, store: FeedbackStore, annotator: Callable, lease_seconds: float, rng
+) -> None:
+    """Who am I, lease the next query, answer it."""
+
     @app.get("/api/me")
     def me(who: AnnotatorRow = Depends(annotator)):
         done, open_ = store.progress(who.name)
@@ -232,6 +258,10 @@ def create_app(
             raise HTTPException(409, str(exc)) from None
         return {"judgement_id": jid}
 
+
+def _judgement_routes(app: FastAPI, store: FeedbackStore, annotator: Callable) -> None:
+    """An annotator's own judgements: list, read, relabel."""
+
     @app.get("/api/judgements")
     def my_judgements(who: AnnotatorRow = Depends(annotator)):
         return [_judgement_json(r) for r in store.judgement_rows(who.name)]
@@ -256,6 +286,10 @@ def create_app(
         if row.annotator != who.name and not who.is_admin:
             raise HTTPException(403, "that judgement belongs to another annotator")
         return row
+
+
+def _clip_routes(app: FastAPI, store: FeedbackStore, annotator: Callable) -> None:
+    """What a leased segment query shows: its observations and actions, and its clips."""
 
     @app.get("/api/queries/{query_id}/segments")
     def segments(query_id: Id, who: AnnotatorRow = Depends(annotator)):
@@ -286,7 +320,10 @@ def create_app(
         mime, data = found
         return Response(data, media_type=mime, headers={"cache-control": "private, max-age=3600"})
 
-    # -- admin API ----------------------------------------------------------------------
+
+def _admin_routes(app: FastAPI, store: FeedbackStore, admin: Callable) -> None:
+    """Agreement statistics and new annotators, for admins."""
+
     @app.get("/api/admin/stats")
     def stats(who: AnnotatorRow = Depends(admin)):
         """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias,
@@ -305,12 +342,6 @@ def create_app(
             "token": token,
             "link": str(request.base_url).rstrip("/") + f"/login?token={token}",
         }
-
-    @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    return app
 
 
 def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
