@@ -31,7 +31,7 @@ from torch.nn import functional
 from rlhflab.config import EnvConfig, PolicyConfig
 from rlhflab.demonstrations.bc import mlp
 from rlhflab.demonstrations.dataset import Demonstrations
-from rlhflab.envs.wrappers import action_features
+from rlhflab.envs.wrappers import action_dim, action_features
 from rlhflab.policy.control import ControlPolicy, Rollout
 
 
@@ -46,9 +46,7 @@ class GAILDiscriminator(nn.Module):
     def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int = 64):
         super().__init__()
         self.action_space = action_space
-        act_dim = action_features(action_space, np.zeros((1, *action_space.shape), np.int64)).shape[
-            1
-        ]
+        act_dim = action_dim(action_space)
         self.net = mlp(obs_dim + act_dim, hidden, 1)
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))

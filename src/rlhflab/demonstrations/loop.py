@@ -191,12 +191,16 @@ class DemonstrationsLoop:
         self.results["identifiability"] = identifiability(world, self.demos, rewards)
 
     def learn_cirl(self) -> None:
-        game = {"coffee": cirl_games.coffee_game, "teaching": cirl_games.teaching_game}[
-            self.dc.cirl_game
-        ]()
+        game = (
+            cirl_games.coffee_game()
+            if self.dc.cirl_game == "coffee"
+            else cirl_games.teaching_game()
+        )
         sol = cirl_games.solve_cirl(game)
         pedagogic, expert = cirl_games.cirl_human(sol), cirl_games.expert_human(game)
-        rows = [("pedagogic", "cirl", pedagogic, sol.robot)]
+        rows: list[tuple[str, str, cirl_games.Human, cirl_games.Robot]] = [
+            ("pedagogic", "cirl", pedagogic, sol.robot)
+        ]
         for name, human in (("pedagogic", pedagogic), ("expert", expert)):
             rows.append((name, "best_response", human, cirl_games.best_response_robot(game, human)))
             rows.append((name, "irl_then_act", human, cirl_games.irl_then_act_robot(game, human)))
