@@ -28,13 +28,9 @@ from rlhflab.demonstrations.experts import (
     record_maze,
 )
 from rlhflab.demonstrations.gail import gail
-from rlhflab.demonstrations.maxent_irl import (
-    candidate_rewards,
-    identifiability,
-    maxent_irl,
-    sample_demonstrations,
-)
+from rlhflab.demonstrations.maxent_irl import maxent_irl, sample_demonstrations
 from rlhflab.demonstrations.procedure_cloning import MazeActionNet, train_procedure_cloning
+from rlhflab.diagnostics.identifiability import candidate_rewards, identifiability
 from rlhflab.envs.gridworld import feature_gridworld
 from rlhflab.envs.maze import HELD_OUT_LAYOUTS
 from rlhflab.policy.control import ControlPolicy, evaluate_true_return

@@ -3,13 +3,12 @@
 import numpy as np
 
 from rlhflab.demonstrations.maxent_irl import (
-    candidate_rewards,
-    identifiability,
     maxent_irl,
     sample_demonstrations,
     soft_policies,
     visitation,
 )
+from rlhflab.diagnostics.identifiability import candidate_rewards, identifiability
 from rlhflab.envs.gridworld import feature_gridworld
 
 

@@ -285,7 +285,7 @@ def _cmd_compare(args) -> int:
 
 def _run_demonstrations(cfg, run) -> int:
     from rlhflab.demonstrations.dataset import DemonstrationError
-    from rlhflab.demonstrations.loop import DemonstrationsLoop
+    from rlhflab.demonstrations_loop import DemonstrationsLoop
 
     try:
         summary = DemonstrationsLoop(cfg, run, lambda r: console.print(r, highlight=False)).run()

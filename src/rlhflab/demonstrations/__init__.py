@@ -2,5 +2,6 @@
 (MaxEnt IRL, AIRL), GAIL and assistance games (CIRL).
 
 `dataset` holds the trajectory format every method reads; `experts` the scripted experts
-that produce demonstrations; `loop` the driver behind `rlhflab run method=…`.
+that produce demonstrations. The driver behind `rlhflab run method=…` is
+`rlhflab.demonstrations_loop`; the identifiability table is `diagnostics.identifiability`.
 """

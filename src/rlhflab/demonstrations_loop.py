@@ -28,14 +28,10 @@ from rlhflab.demonstrations.airl import airl
 from rlhflab.demonstrations.bc import ClonedPolicy, behavioural_cloning, fit, make_policy
 from rlhflab.demonstrations.dagger import dagger
 from rlhflab.demonstrations.gail import gail
-from rlhflab.demonstrations.maxent_irl import (
-    candidate_rewards,
-    identifiability,
-    maxent_irl,
-    sample_demonstrations,
-)
+from rlhflab.demonstrations.maxent_irl import maxent_irl, sample_demonstrations
 from rlhflab.demonstrations.procedure_cloning import MazeActionNet, train_procedure_cloning
-from rlhflab.demonstrations.report import build_demonstrations_report
+from rlhflab.diagnostics.demonstrations_report import build_demonstrations_report
+from rlhflab.diagnostics.identifiability import candidate_rewards, identifiability
 from rlhflab.envs.gridworld import GridworldEnv
 from rlhflab.envs.maze import HELD_OUT_LAYOUTS
 from rlhflab.policy.control import evaluate_true_return
