@@ -164,6 +164,8 @@ def _cmd_run(args) -> int:
     console.print(f"run directory: [bold]{run.path}[/]")
     if cfg.text is not None:
         return _run_text(cfg, run, bool(args.resume))
+    if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
+        return _run_demonstrations(cfg, run)
     return _run_control(cfg, run, bool(args.resume))
 
 
@@ -278,6 +280,21 @@ def _cmd_compare(args) -> int:
 
     out = args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}"
     print(f"comparison: {build_comparison(args.run_dirs, out)}")
+    return 0
+
+
+def _run_demonstrations(cfg, run) -> int:
+    from rlhflab.demonstrations.dataset import DemonstrationError
+    from rlhflab.demonstrations_loop import DemonstrationsLoop
+
+    try:
+        summary = DemonstrationsLoop(cfg, run, lambda r: console.print(r, highlight=False)).run()
+    except DemonstrationError as exc:  # a demonstrations file that cannot be used
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    keys = ("true_return", "held_out_return", "normalised_score", "cirl_value", "wall_seconds")
+    console.print({k: summary[k] for k in keys if k in summary})
+    console.print(f"summary: {run.summary_path} · report: {run.path / 'report.html'}")
     return 0
 
 

@@ -393,6 +393,39 @@ class AlarmConfig(_Section):
     )
 
 
+class DemonstrationsConfig(_Section):
+    """Learning from demonstrations instead of preferences (`rlhflab.demonstrations`)."""
+
+    method: Literal[
+        "preferences", "bc", "dagger", "procedure_cloning", "maxent_irl", "gail", "airl", "cirl"
+    ] = Field("bc", description="what to learn from: preferences (the RLHF loop) or demonstrations")
+    file: str | None = Field(
+        None,
+        description="demonstrations to learn from (ours, or the imitation library's npz or "
+        "datasets directory); None: record the env's scripted expert",
+    )
+    episodes: int = Field(10, ge=1, description="expert episodes to record")
+    demo_horizon: int | None = Field(
+        None, ge=1, description="steps per recorded demonstration (None: env.horizon)"
+    )
+    hidden: int = Field(64, ge=1, description="hidden units of the learner's networks")
+    epochs: int = Field(50, ge=1, description="BC / DAgger: epochs over the dataset per fit")
+    lr: float = Field(1e-3, gt=0, description="BC / DAgger: Adam learning rate")
+    dagger_iterations: int = Field(5, ge=1, description="DAgger: rounds of expert labelling")
+    dagger_episodes: int = Field(5, ge=1, description="DAgger: learner episodes per round")
+    dagger_beta: float = Field(
+        0.5, ge=0, le=1, description="DAgger: β; round i lets the expert act with probability β^i"
+    )
+    pc_steps: int = Field(1500, ge=1, description="procedure cloning: minibatch steps")
+    irl_iterations: int = Field(300, ge=1, description="MaxEnt IRL: gradient steps")
+    disc_steps: int = Field(
+        10, ge=1, description="GAIL / AIRL: discriminator minibatch steps per PPO update"
+    )
+    cirl_game: Literal["coffee", "teaching"] = Field(
+        "coffee", description="CIRL: the assistance game to solve"
+    )
+
+
 class RunConfig(_Section):
     task: str = Field("cartpole-preferences", description="name of this experiment")
     seed: int = Field(0, description="seed for envs, networks, annotator and query selection")
@@ -418,6 +451,9 @@ class RunConfig(_Section):
         ),
     )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    demonstrations: DemonstrationsConfig | None = Field(
+        None, description="learn from demonstrations (BC, DAgger, PC, IRL, GAIL, AIRL, CIRL)"
+    )
 
     @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> RunConfig:
@@ -438,6 +474,7 @@ SHORT_NAMES = {
     "selection": "feedback.selection",
     "horizon": "env.horizon",
     "algo": "policy.algo",
+    "method": "demonstrations.method",
 }
 
 

@@ -7,3 +7,7 @@ Importing this package (which `import rlhflab` does) registers the `rlhflab/*` g
 from rlhflab.envs.misspec import register as _register
 
 _register()
+
+from rlhflab.envs.demos import register as _register_demos  # noqa: E402
+
+_register_demos()
