@@ -170,8 +170,8 @@ def _cmd_run(args) -> int:
 
 
 def _run_control(cfg, run, resume: bool) -> int:
-    from rlhflab.display import RunDisplay, summary_table
     from rlhflab.control_loop import run_experiment
+    from rlhflab.display import RunDisplay, summary_table
 
     with RunDisplay(console, cfg.env_steps) as display:
         summary = run_experiment(cfg, run, display, resume=resume)
@@ -313,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     except Exception as exc:  # the run's own errors are shown; anything else is re-raised
-        from rlhflab.envs.wrappers import UnsupportedEnvError
         from rlhflab.control_loop import RunError
+        from rlhflab.envs.wrappers import UnsupportedEnvError
         from rlhflab.text_loop import TextRunError
 
         if isinstance(exc, (RunError, UnsupportedEnvError, TextRunError)):

@@ -241,14 +241,9 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
 
 def _episode_kl(policy, base, eps) -> float:
     """KL(π‖π₀) summed over an episode's acting steps, averaged over episodes."""
-    import torch
+    from rlhflab.policy.control import kl_per_step
 
-    with torch.no_grad():
-        kl_t = torch.distributions.kl_divergence(
-            policy.distribution(eps.obs), base.distribution(eps.obs)
-        )
-    # [T, E]; Gaussian actions: summed over dimensions
-    kl_steps = kl_t.numpy() if kl_t.dim() == 2 else kl_t.sum(-1).numpy()
+    kl_steps = kl_per_step(policy, base, eps.obs)  # [T, E]
     return float((kl_steps * ~eps.absorbing).sum(0).mean())
 
 

@@ -5,14 +5,17 @@ Every iteration (into the metrics record):
                    of the ensemble members' preferences — the quantity Christiano et al. 2017 §2.2.4
                    select queries by. It rises when the policy goes where the reward model has no labels.
   kl               KL(π‖π_ref) per step on the rollout's states, in nats: the analytic KL between the
-                   action distributions, absorbing states left out. π_ref is the policy as initialised.
+                   action distributions, absorbing states left out. π_ref is the policy as initialised,
+                   with its own observation statistics (`policy.control.kl_per_step`).
 
 At checkpoints, `samples/iter_XXXX.npz`: one episode of the current (stochastic) policy and one of a
 uniformly random policy — together the coverage distribution D for EPIC (Gleave et al. 2020 advise
 one broader than the policy's own). At each state it holds the true reward and r̂ for the action
 taken (column 0) and for a fixed set of actions D_A (columns 1…k: every action when discrete, 8
 uniform draws when continuous). True rewards for actions not taken come from stepping a copy of the
-env (copy.deepcopy); where the env cannot be copied those columns are NaN.
+env: a MuJoCo env's simulator state is saved and restored, any other env is copied; where the
+env cannot be copied those columns are NaN. "True" is `info["true_reward"]` where the env
+reports one (the misspecification envs, whose returned reward is the hackable proxy).
 
 At the start and the end of training, `clips/iter_XXXX.gif` — one episode of the deterministic
 policy rendered with render_mode='rgb_array', every second frame at half size — and
@@ -26,27 +29,27 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch.distributions import kl_divergence
 
 from rlhflab.config import RunConfig
-from rlhflab.envs.wrappers import make_env
+from rlhflab.envs.wrappers import make_env, render_size
 from rlhflab.feedback.clips import encode_gif
+from rlhflab.policy.control import FrozenPolicy, kl_per_step
 from rlhflab.reward.model import NonFiniteRewardError
 
 CONTINUOUS_ACTION_SAMPLES = 8
 FRAME_STRIDE = 2
+CLIP_STEPS = 300  # a clip shows at most the first 300 steps of an episode
 
 
 class Probe:
     def __init__(self, cfg: RunConfig, run, policy, reward_model):
         self.cfg, self.run, self.policy, self.reward_model = cfg, run, policy, reward_model
-        self.reference = copy.deepcopy(policy.net).requires_grad_(
-            False
-        )  # π_ref, taken before any checkpoint is loaded
+        self.reference = FrozenPolicy(policy)  # π_ref, taken before any checkpoint is loaded
 
     def measure(self, rollout, iteration: int) -> dict:
         return {
@@ -68,13 +71,11 @@ class Probe:
         pairs = list(zip(segments[::2], segments[1::2]))
         return float(np.mean(self.reward_model.disagreement(pairs)))
 
-    @torch.no_grad()
     def kl_to_reference(self, rollout) -> float | None:
-        obs = torch.as_tensor(rollout.obs.reshape(-1, rollout.obs.shape[-1]))
-        kl = kl_divergence(self.policy.net.distribution(obs), self.reference.distribution(obs))
-        kl = kl.sum(-1) if kl.ndim > 1 else kl
-        acting = torch.as_tensor(~rollout.absorbing.reshape(-1))
-        return float(kl[acting].mean()) if bool(acting.any()) else None
+        acting = ~rollout.absorbing
+        if not acting.any():
+            return None
+        return float(kl_per_step(self.policy, self.reference, rollout.raw_obs[acting]).mean())
 
     # -- samples and clips ----------------------------------------------------------------
     def action_samples(self, space: gym.Space, seed: int) -> np.ndarray:
@@ -94,15 +95,15 @@ class Probe:
             torch.manual_seed(seed)
             samples = self.action_samples(self.policy.action_space, seed)
             episodes = [
-                self._episode(self.policy.act_fn(deterministic=False), seed, samples),
-                self._episode(None, seed + 1, samples),
+                self._episode(self.policy.act_fn(deterministic=False), seed, samples).arrays(),
+                self._episode(None, seed + 1, samples).arrays(),
             ]
         actions = np.concatenate([e["actions"] for e in episodes])
         grid_actions = np.concatenate(
             [actions[:, None], np.broadcast_to(samples, (len(actions), *samples.shape))], axis=1
         )
         obs = np.concatenate([e["obs"] for e in episodes])
-        absorbing = np.concatenate([e["absorbing"] for e in episodes]).astype(bool)
+        absorbing = np.concatenate([e["absorbing"] for e in episodes])
         out = self.run.path / "samples"
         out.mkdir(exist_ok=True)
         np.savez_compressed(
@@ -127,22 +128,25 @@ class Probe:
             self.save_clip(iteration)
 
     def save_clip(self, iteration: int) -> None:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no display or sound
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
         episode = self._episode(
             self.policy.act_fn(deterministic=True), self.cfg.seed + 40_000, None, render=True
         )
+        numbers = episode.arrays()
         out = self.run.path / "clips"
         out.mkdir(exist_ok=True)
-        if episode["frames"]:
+        if episode.frames:
             (out / f"iter_{iteration:04d}.gif").write_bytes(
-                encode_gif(episode["frames"], fps=1000 / (20 * FRAME_STRIDE))
+                encode_gif(episode.frames, fps=1000 / (20 * FRAME_STRIDE))
             )
         np.savez_compressed(
             out / f"iter_{iteration:04d}.npz",
-            obs=episode["obs"],
-            actions=episode["actions"],
-            true=episode["true"][:, 0],
-            r_hat=self._predict(episode["obs"], episode["actions"], episode["absorbing"]),
-            render_error=np.array(episode["render_error"]),
+            obs=numbers["obs"],
+            actions=numbers["actions"],
+            true=numbers["true"][:, 0],
+            r_hat=self._predict(numbers["obs"], numbers["actions"], numbers["absorbing"]),
+            render_error=np.array(episode.render_error),
             iteration=iteration,
             env_steps=self.policy.env_steps,
         )
@@ -156,53 +160,86 @@ class Probe:
     @torch.no_grad()
     def _episode(
         self, act, seed: int, action_samples: np.ndarray | None, render: bool = False
-    ) -> dict:
-        """One fixed-horizon episode; act = None is the uniformly random policy."""
-        env_cfg, render_error = self.cfg.env, ""
-        if render:
-            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no display or sound
-            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    ) -> ProbeEpisode:
+        """One fixed-horizon episode; act = None is the uniformly random policy. With
+        `render`, every FRAME_STRIDE-th frame of the first CLIP_STEPS steps is kept."""
+        env_cfg = self.cfg.env
         env = make_env(
-            env_cfg.id, env_cfg.horizon, env_cfg.kwargs, render_mode="rgb_array" if render else None
+            env_cfg.id,
+            env_cfg.horizon,
+            {**env_cfg.kwargs, **(render_size(env_cfg.id) if render else {})},
+            render_mode="rgb_array" if render else None,
         )
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
-        copyable = action_samples is not None
-        rows: dict[str, list] = {
-            "obs": [],
-            "actions": [],
-            "true": [],
-            "absorbing": [],
-            "frames": [],
-        }
+        episode = ProbeEpisode()
+        counterfactuals = action_samples is not None
         for t in range(env_cfg.horizon):
-            if render and not render_error and t % FRAME_STRIDE == 0:
+            if render and not episode.render_error and t < CLIP_STEPS and t % FRAME_STRIDE == 0:
+                episode.add_frame(env)
+            action = env.action_space.sample() if act is None else act(obs[None])[0]
+            others = [np.nan] * (0 if action_samples is None else len(action_samples))
+            if counterfactuals:
                 try:
-                    rows["frames"].append(env.render()[::2, ::2])
-                except Exception as exc:  # noqa: BLE001 - no renderer (pygame missing, no GL): numbers only
-                    render_error, rows["frames"] = f"{type(exc).__name__}: {exc}", []
-            action = (
-                env.action_space.sample()
-                if act is None
-                else act(np.asarray(obs, np.float32)[None])[0]
-            )
-            counterfactual = [np.nan] * (0 if action_samples is None else len(action_samples))
-            if copyable:
-                try:
-                    counterfactual = [float(copy.deepcopy(env).step(a)[1]) for a in action_samples]
+                    others = counterfactual_rewards(env, action_samples)
                 except Exception:  # noqa: BLE001 - an env that cannot be copied: taken actions only
-                    copyable = False
+                    counterfactuals = False
             next_obs, reward, _, _, info = env.step(action)
-            for key, value in zip(
-                ("obs", "actions", "true", "absorbing"),
-                (obs, action, [reward, *counterfactual], info.get("absorbing", False)),
-            ):
-                rows[key].append(value)
+            episode.obs.append(obs)
+            episode.actions.append(action)
+            episode.true.append([info.get("true_reward", reward), *others])
+            episode.absorbing.append(bool(info.get("absorbing", False)))
             obs = next_obs
         env.close()
-        arrays = {
-            k: np.asarray(v, np.float32 if k in ("obs", "true") else None)
-            for k, v in rows.items()
-            if k != "frames"
+        return episode
+
+
+@dataclass
+class ProbeEpisode:
+    """One probe episode, step by step; `true` holds the gold reward of the action taken
+    and then of each sampled action."""
+
+    obs: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    true: list = field(default_factory=list)
+    absorbing: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
+    render_error: str = ""
+
+    def add_frame(self, env: gym.Env) -> None:
+        try:
+            self.frames.append(env.render()[::2, ::2])
+        except Exception as exc:  # noqa: BLE001 - no renderer (no pygame, no GL): numbers only
+            self.render_error, self.frames = f"{type(exc).__name__}: {exc}", []
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "obs": np.asarray(self.obs, np.float32),
+            "actions": np.asarray(self.actions),
+            "true": np.asarray(self.true, np.float32),
+            "absorbing": np.asarray(self.absorbing, bool),
         }
-        return {**arrays, "frames": rows["frames"], "render_error": render_error}
+
+
+def counterfactual_rewards(env: gym.Env, actions: np.ndarray) -> list[float]:
+    """The gold reward r(s, a) of each action at the env's current state s, leaving the env
+    where it was: a MuJoCo env's simulator state is saved and restored (`MjData`), any other
+    env is copied (copy.deepcopy). An episode that has ended (absorbing) gives 0."""
+    if getattr(env, "absorbing", False):
+        return [0.0] * len(actions)
+    base = env.unwrapped
+    data = getattr(base, "data", None)
+    if type(data).__module__.startswith("mujoco"):
+        import mujoco
+
+        saved, out = copy.copy(data), []
+        for a in actions:
+            _, reward, _, _, info = base.step(a)
+            out.append(float(info.get("true_reward", reward)))
+            mujoco.mj_copyData(data, base.model, saved)
+        return out
+    out = []
+    for a in actions:
+        _, reward, _, _, info = copy.deepcopy(env).step(a)
+        out.append(float(info.get("true_reward", reward)))
+    return out

@@ -11,6 +11,7 @@ final observation repeated, true reward 0 — until exactly `horizon` steps.
 from __future__ import annotations
 
 import os
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +31,11 @@ class FixedHorizon(gym.Wrapper):
         self.horizon = horizon
         self._t = 0
         self._absorbing_obs = None
+
+    @property
+    def absorbing(self) -> bool:
+        """True once the underlying episode has ended: steps change nothing."""
+        return self._absorbing_obs is not None
 
     def reset(self, **kwargs):
         self._t, self._absorbing_obs = 0, None
@@ -57,6 +63,8 @@ def make_env(
     ):  # MuJoCo renders offscreen through OSMesa (Debian's libosmesa6)
         os.environ.setdefault("MUJOCO_GL", "osmesa")
         os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    if is_mujoco(env_id):
+        quiet_mujoco()
     env = gym.make(env_id, max_episode_steps=horizon, **extra, **(kwargs or {}))
     obs_space = env.observation_space
     if isinstance(
@@ -80,6 +88,30 @@ def make_env(
             f"{env_id}: unsupported action space {env.action_space}; rlhflab supports Discrete and Box actions"
         )
     return FixedHorizon(env, horizon)
+
+
+def is_mujoco(env_id: str) -> bool:
+    entry = gym.spec(env_id).entry_point
+    return isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco")
+
+
+def render_size(env_id: str) -> dict:
+    """gymnasium.make keywords for frames small enough to render in software: MuJoCo
+    renders 240×240 instead of 480×480 (OSMesa on a CPU takes ~4× less time)."""
+    return {"width": 240, "height": 240} if is_mujoco(env_id) else {}
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warnings as Python warnings (shown once), less a deprecation notice that
+    gymnasium's own model files trigger at every env creation (HalfCheetah's settotalmass)."""
+    if "is deprecated" not in message:
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+def quiet_mujoco() -> None:
+    import mujoco
+
+    mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 def make_vec_env(

@@ -20,13 +20,14 @@ env's own reward.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Categorical, Normal, kl_divergence
 
 from rlhflab.config import EnvConfig, PolicyConfig
 from rlhflab.envs.frames import downsample
@@ -411,6 +412,28 @@ class ControlPolicy:
 
     def close(self) -> None:
         self.envs.close()
+
+
+class FrozenPolicy:
+    """π at one moment: a copy of a policy's network and observation statistics."""
+
+    def __init__(self, policy: ControlPolicy):
+        self.net = copy.deepcopy(policy.net).requires_grad_(False)
+        self.obs_rms = copy.deepcopy(policy.obs_rms)
+        self.normalize_obs = policy.cfg.normalize_obs
+
+    def distribution(self, raw_obs: np.ndarray):
+        obs = self.obs_rms.normalize(raw_obs) if self.normalize_obs else raw_obs
+        return self.net.distribution(torch.as_tensor(np.asarray(obs, np.float32)))
+
+
+@torch.no_grad()
+def kl_per_step(policy, reference, raw_obs: np.ndarray) -> np.ndarray:
+    """KL(π(·|o) ‖ π_ref(·|o)) at each raw observation [..., D] → [...], in nats; each
+    policy reads the observation through its own normalisation statistics. The one
+    definition of a control policy's KL from a reference (probe and Goodhart curves)."""
+    kl = kl_divergence(policy.distribution(raw_obs), reference.distribution(raw_obs))
+    return (kl if policy.net.discrete else kl.sum(-1)).numpy()
 
 
 def _info_flag(info: dict, key: str, n: int) -> np.ndarray:
