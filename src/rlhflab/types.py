@@ -43,11 +43,11 @@ class Segment:
     )  # [k, H, W, 3] rendered, for people
 
     def __len__(self) -> int:
-        return len(self.true_rewards)
+        return len(self.judged_rewards)
 
     @property
     def true_return(self) -> float:
-        return float(np.sum(self.true_rewards))
+        return float(np.sum(self.judged_rewards))
 
 
 @dataclass(frozen=True)
