@@ -62,7 +62,7 @@ def test_next_answer_and_orientation(app):
 def test_display_order_is_randomised_and_recorded(app):
     server, store, tokens = app
     for i in range(40):
-        store.add_query(seg(i), seg(-i))
+        store.add_query(seg(i), seg(-i - 1))
     alice = server.client(tokens["alice"])
     swapped = []
     for _ in range(40):
@@ -182,7 +182,7 @@ def test_lease_expiry_and_reassignment(tmp_path):
 def test_overlap_and_agreement_stats(app):
     server, store, tokens = app
     for i in range(6):
-        store.add_query(seg(i), seg(-i), overlap=2)
+        store.add_query(seg(i), seg(-i - 1), overlap=2)
     alice, bob, admin = (server.client(tokens[n]) for n in ("alice", "bob", "admin"))
     for _ in range(6):
         answer(alice, "left")
