@@ -30,7 +30,9 @@ def answer(client, choice="left"):
     nxt = client.post("/api/next")
     assert nxt.status_code == 200, nxt.text
     q = nxt.json()
-    r = client.post("/api/answer", json={"query_id": q["query_id"], "choice": choice})
+    r = client.post(
+        "/api/answer", json={"query_id": q["query_id"], "choice": choice, "lease": q["lease"]}
+    )
     assert r.status_code == 201, r.text
     return q, r.json()["judgement_id"]
 
@@ -39,13 +41,18 @@ def test_next_answer_and_orientation(app):
     server, store, tokens = app
     ids = [store.add_query(seg(i), seg(i + 10)) for i in range(3)]
     alice = server.client(tokens["alice"])
-    assert alice.get("/api/me").json() == {"name": "alice", "admin": False, "done": 0, "open": 3}
+    assert alice.get("/api/me").json() == {
+        "name": "alice",
+        "admin": False,
+        "done": 0,
+        "open": 3,
+        "run_state": "running",
+    }
     q1 = alice.post("/api/next").json()
     assert q1["query_id"] == ids[0] and q1["kind"] == "segments" and len(q1["items"]) == 2
     assert alice.post("/api/next").json()["query_id"] == ids[0]  # the live lease is returned again
-    jid = alice.post("/api/answer", json={"query_id": ids[0], "choice": "left"}).json()[
-        "judgement_id"
-    ]
+    body = {"query_id": ids[0], "choice": "left", "lease": q1["lease"]}
+    jid = alice.post("/api/answer", json=body).json()["judgement_id"]
     row = store.judgement_row(jid)
     # "left" was the side shown on the left: stored as right when the pair was shown swapped
     assert row.label == ("right" if row.shown_swapped else "left")
@@ -94,7 +101,7 @@ def test_auth_401_and_403(app):
     assert all(j["annotator"] == "alice" for j in alice.get("/api/judgements").json())
     assert admin.get("/api/admin/stats").status_code == 200
     new = admin.post("/api/admin/annotators", json={"name": "carol"}).json()
-    assert new["link"].startswith(server.url + "/login?token=")
+    assert new["link"].startswith(server.url + "/login?code=")  # the configured public URL
     assert server.client(new["token"]).get("/api/me").json()["name"] == "carol"
 
 
@@ -102,7 +109,7 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
     server, store, tokens = app
     qid = store.add_query(seg(0), seg(1))
     alice = server.client(tokens["alice"])
-    alice.post("/api/next")
+    lease = alice.post("/api/next").json()["lease"]
     bad = [
         b"{not json",
         b"[]",
@@ -116,12 +123,15 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
         json.dumps({"query_id": 999999, "choice": "left"}).encode(),
         json.dumps({"query_id": qid, "rating": 9}).encode(),
         json.dumps({"query_id": qid, "text": "x" * 30_000}).encode(),
+        json.dumps({"query_id": qid, "choice": "left"}).encode(),  # no lease token
+        json.dumps({"query_id": True, "choice": "left", "lease": lease}).encode(),
+        json.dumps({"query_id": str(qid), "choice": "left", "lease": lease}).encode(),
         b"\xff\xfe\x00garbage",
     ]
     for body in bad:
         r = alice.post("/api/answer", content=body, headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500, (body[:40], r.status_code, r.text)
-        assert r.json()["detail"]
+        assert isinstance(r.json()["detail"], str) and r.json()["detail"]  # one error shape
     huge = alice.post(
         "/api/answer",
         content=b"{" + b" " * 200_000 + b"}",
@@ -133,7 +143,8 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
         alice.get("/api/clips/12345").status_code == 403
     )  # unknown and foreign segments look the same
     assert store.count_judgements() == 0  # nothing stored by any of it
-    assert alice.post("/api/answer", json={"query_id": qid, "choice": "left"}).status_code == 201
+    good = {"query_id": qid, "choice": "left", "lease": lease}
+    assert alice.post("/api/answer", json=good).status_code == 201
 
 
 def test_an_answer_to_a_re_leased_query_is_refused(tmp_path):
@@ -166,14 +177,21 @@ def test_lease_expiry_and_reassignment(tmp_path):
     server = AppProcess(run.path, lease_seconds=1.0).start()
     try:
         alice, bob = server.client(tokens["alice"]), server.client(tokens["bob"])
-        assert alice.post("/api/next").json()["query_id"] == q1
-        assert bob.post("/api/next").json()["query_id"] == q2  # q1 is leased to alice
-        assert bob.post("/api/answer", json={"query_id": q2, "choice": "left"}).status_code == 201
+        mine = alice.post("/api/next").json()
+        assert mine["query_id"] == q1
+        theirs = bob.post("/api/next").json()
+        assert theirs["query_id"] == q2  # q1 is leased to alice
+        body = {"query_id": q2, "choice": "left", "lease": theirs["lease"]}
+        assert bob.post("/api/answer", json=body).status_code == 201
         time.sleep(1.3)  # alice's lease expires
-        assert bob.post("/api/next").json()["query_id"] == q1  # and the query is reassigned
-        late = alice.post("/api/answer", json={"query_id": q1, "choice": "right"})
+        theirs = bob.post("/api/next").json()
+        assert theirs["query_id"] == q1  # and the query is reassigned
+        late = alice.post(
+            "/api/answer", json={"query_id": q1, "choice": "right", "lease": mine["lease"]}
+        )
         assert late.status_code == 409 and "not leased to you" in late.json()["detail"]
-        assert bob.post("/api/answer", json={"query_id": q1, "choice": "right"}).status_code == 201
+        body = {"query_id": q1, "choice": "right", "lease": theirs["lease"]}
+        assert bob.post("/api/answer", json=body).status_code == 201
         assert [a for _, _, a, _ in store.judgements()] == ["bob", "bob"]
     finally:
         server.kill()
@@ -230,9 +248,8 @@ def test_text_queries_rank_rate_critique_correct_and_export(app, tmp_path):
         else:
             body = {"text": "cat"}
         texts[q["kind"]] = q["prompt"]
-        assert (
-            alice.post("/api/answer", json={"query_id": q["query_id"], **body}).status_code == 201
-        )
+        body |= {"query_id": q["query_id"], "lease": q["lease"]}
+        assert alice.post("/api/answer", json=body).status_code == 201
     assert set(texts) == {"text_pair", "ranking", "rating", "critique", "correction"}
     assert export_records(store, "trl") == [
         {"prompt": "Say hi", "chosen": "Hello!", "rejected": "Go away."}
@@ -270,8 +287,10 @@ def test_twenty_concurrent_annotators(tmp_path):
             if nxt.status_code != 200:
                 errors.append((name, nxt.status_code))
                 return
+            q = nxt.json()
             r = client.post(
-                "/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "left"}
+                "/api/answer",
+                json={"query_id": q["query_id"], "choice": "left", "lease": q["lease"]},
             )
             if r.status_code == 201:
                 acknowledged.append(r.json()["judgement_id"])
@@ -309,9 +328,10 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
         client = server.client(tokens["alice"])
         while not stop.is_set():
             try:
-                nxt = client.post("/api/next")
+                q = client.post("/api/next").json()
                 r = client.post(
-                    "/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "right"}
+                    "/api/answer",
+                    json={"query_id": q["query_id"], "choice": "right", "lease": q["lease"]},
                 )
                 if 200 <= r.status_code < 300:
                     acknowledged.append(r.json()["judgement_id"])

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
 from rlhflab.diagnostics.goodhart import add_goodhart_command, cmd_goodhart
-from rlhflab.feedback.exchange import DataError
+from rlhflab.feedback.exchange import FORMATS, DataError
 from rlhflab.diagnostics.commands import add_commands
 
 console = Console()
@@ -63,19 +63,23 @@ def _parser() -> argparse.ArgumentParser:
         default=300.0,
         help="a query not answered in this time goes to someone else",
     )
-    ann = sub.add_parser("annotators", help="manage the people who give feedback")
-    ann_sub = ann.add_subparsers(dest="annotators_command", required=True)
-    add = ann_sub.add_parser("add", help="create an annotator and print their personal login link")
-    add.add_argument("name")
-    add.add_argument("run_dir")
-    add.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
-    add.add_argument(
-        "--admin", action="store_true", help="may see the agreement page and add annotators"
+    label.add_argument(
+        "--public-url",
+        help="the address people reach the app at, for the links it gives out "
+        "(default: http://HOST:PORT); kept in the store for `rlhflab annotators`",
     )
-    add.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="the app's base URL, for the link"
+    label.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="mark the session cookie Secure (serve the app behind HTTPS)",
     )
-    ann_sub.add_parser("list", help="list annotators").add_argument("run_dir")
+    label.add_argument(
+        "--gold-rate",
+        type=float,
+        help="share of queries that are gold questions (known answers; import them with "
+        "`rlhflab feedback import --gold`), scoring each annotator on /admin",
+    )
+    _add_annotator_commands(sub)
     fb = sub.add_parser("feedback", help="export or import feedback as JSONL")
     fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
     exp = fb_sub.add_parser("export", help="write judgements as JSONL")
@@ -83,9 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--format",
         required=True,
-        choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"],
+        choices=FORMATS,
+        help="text formats, or segments (judgements of segment pairs, from control runs)",
     )
     exp.add_argument("--out", help="output file (default: standard output)")
+    exp.add_argument(
+        "--ids",
+        action="store_true",
+        help="segments: refer to segments by id in RUN_DIR instead of writing their numbers",
+    )
     exp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
     imp = fb_sub.add_parser(
         "import",
@@ -93,10 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("run_dir")
     imp.add_argument("file")
+    imp.add_argument("--format", required=True, choices=FORMATS)
     imp.add_argument(
-        "--format",
-        required=True,
-        choices=["trl", "hh", "rankings", "ratings", "critiques", "corrections"],
+        "--gold",
+        action="store_true",
+        help="store the records as gold questions (their answers known) instead of judgements",
     )
     imp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
     cfg = sub.add_parser("config", help="show configs")
@@ -109,11 +120,40 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_annotator_commands(sub) -> None:
+    ann = sub.add_parser("annotators", help="manage the people who give feedback")
+    ann_sub = ann.add_subparsers(dest="annotators_command", required=True)
+    add = ann_sub.add_parser("add", help="create an annotator and print their sign-in link")
+    add.add_argument(
+        "--admin", action="store_true", help="may see the agreement page and add annotators"
+    )
+    actions = {
+        "login": "print a new one-time sign-in link for an annotator",
+        "disable": "stop an annotator's token, sessions and leases at once",
+        "enable": "let a disabled annotator sign in again (with a new link)",
+        "rotate": "give an annotator a new token; the old one and their sessions stop at once",
+    }
+    commands = [add, *(ann_sub.add_parser(name, help=text) for name, text in actions.items())]
+    for cmd in commands:
+        cmd.add_argument("name")
+        cmd.add_argument("run_dir")
+        cmd.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+        cmd.add_argument(
+            "--url",
+            help="the app's public URL, for the link (default: the one `rlhflab label` "
+            "was given, else http://127.0.0.1:8000)",
+        )
+    lst = ann_sub.add_parser("list", help="list annotators")
+    lst.add_argument("run_dir")
+    lst.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+
+
 def _cmd_run(args) -> int:
-    from rlhflab.display import RunDisplay, summary_table
+    from rlhflab.display import RunDisplay, headless_rendering, summary_table
     from rlhflab.loop import run_experiment
     from rlhflab.runs import RunDir
 
+    headless_rendering()
     if args.resume:
         run = RunDir(args.resume)
         cfg = run.read_config(args.overrides)
@@ -154,32 +194,66 @@ def _cmd_label(args) -> int:
     config = Path(args.run_dir) / "config.yaml"
     if config.exists():
         store.set_setting("guidelines", RunDir(args.run_dir).read_config().feedback.guidelines)
-    base = f"http://{args.host}:{args.port}"
-    if not any(a.is_admin for a in store.annotators()):
-        token = store.add_annotator("admin", is_admin=True)
-        print(
-            f"admin link (keep it private): {base}/login?token={token}\nagreement page: {base}/admin"
-        )
-    print(f"add annotators with: rlhflab annotators add NAME {args.run_dir} --url {base}")
-    app = create_app(store.url, lease_seconds=args.lease_seconds)
+    base = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
+    store.set_setting("public_url", base)
+    if args.gold_rate is not None:
+        if not 0 <= args.gold_rate < 1:
+            raise DataError(f"--gold-rate must be in [0, 1), got {args.gold_rate}")
+        store.set_setting("gold_rate", str(args.gold_rate))
+    admins = [a for a in store.annotators() if a.is_admin and not a.disabled]
+    if not admins:
+        store.add_annotator("admin", is_admin=True)
+        admins = [store.annotator("admin")]
+    code = store.login_code(admins[0].name)
+    print(f"admin sign-in link (one use, keep it private): {base}/login?code={code}&next=/admin")
+    print(f"add annotators with: rlhflab annotators add NAME {args.run_dir}")
+    app = create_app(
+        store.url,
+        lease_seconds=args.lease_seconds,
+        public_url=base,
+        secure_cookies=args.secure_cookies,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
 def _cmd_annotators(args) -> int:
     store = _store(args)
-    if args.annotators_command == "add":
+    command = args.annotators_command
+    if command != "list":
+        if command != "add" and store.annotator(args.name) is None:
+            raise DataError(f"no annotator named '{args.name}' (see `rlhflab annotators list`)")
+        base = (args.url or store.setting("public_url") or "http://127.0.0.1:8000").rstrip("/")
         try:
-            token = store.add_annotator(args.name, is_admin=args.admin)
+            token = _change_annotator(store, args)
         except ValueError as exc:
             raise DataError(str(exc)) from None
-        print(f"{args.url.rstrip('/')}/login?token={token}")
+        if command == "disable":
+            print(f"{args.name} is disabled: their token, sessions and leases stopped")
+            return 0
+        admin = store.annotator(args.name).is_admin
+        code = store.login_code(args.name)
+        print(f"sign-in link (one use): {base}/login?code={code}" + ("&next=/admin" * admin))
+        if token:
+            print(f"token for scripts (Authorization: Bearer …): {token}")
     else:
         for a in store.annotators():
-            print(
-                f"{a.name}\t{'admin' if a.is_admin else 'annotator'}\t{store.count_judgements(a.name)} judgements"
-            )
+            role = ("disabled " if a.disabled else "") + ("admin" if a.is_admin else "annotator")
+            n = store.count_judgements(a.name)
+            print(f"{a.name}\t{role}\t{n} judgement{'' if n == 1 else 's'}")
     return 0
+
+
+def _change_annotator(store, args) -> str | None:
+    """Apply an annotators command; the new token for add and rotate."""
+    command = args.annotators_command
+    if command == "add":
+        return store.add_annotator(args.name, is_admin=args.admin)
+    if command == "rotate":
+        return store.rotate_token(args.name)
+    if command in ("disable", "enable"):
+        store.set_disabled(args.name, command == "disable")
+    return None
 
 
 def _cmd_feedback(args) -> int:
@@ -188,18 +262,28 @@ def _cmd_feedback(args) -> int:
     from rlhflab.feedback.exchange import export_records, import_jsonl
 
     store = _store(args)
-    if args.feedback_command == "export":
-        lines = "".join(
-            json.dumps(r, ensure_ascii=False) + "\n" for r in export_records(store, args.format)
+    if args.feedback_command == "import":
+        n = import_jsonl(store, args.file, args.format, gold=args.gold)
+        what = "gold questions" if args.gold else "judgements"
+        print(f"imported {n} {what} from {args.file}")
+        return 0
+    by_id = str(Path(args.run_dir).resolve()) if args.ids else None
+    records = export_records(store, args.format, by_id=by_id)
+    if not records:
+        hint = (
+            " (judgements of segment pairs, from control runs, export with --format segments)"
+            if args.format != "segments"
+            else ""
         )
-        if args.out:
-            Path(args.out).write_text(lines, encoding="utf-8")
-            print(f"wrote {lines.count(chr(10))} records to {args.out}", file=sys.stderr)
-        else:
-            sys.stdout.write(lines)
+        print(f"error: wrote 0 records: no {args.format} judgements in the store{hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if args.out:
+        Path(args.out).write_text(lines, encoding="utf-8")
+        print(f"wrote {len(records)} records to {args.out}", file=sys.stderr)
     else:
-        n = import_jsonl(store, args.file, args.format)
-        print(f"imported {n} judgements from {args.file}")
+        sys.stdout.write(lines)
     return 0
 
 

@@ -47,6 +47,8 @@ ClipLike = Clip | bytes
 
 QUERY_KINDS = ("segments", "text_pair", "ranking", "rating", "critique", "correction")
 PAIR_KINDS = ("segments", "text_pair")
+MAX_TEXT = 20_000  # characters in one prompt, response or answer: the web API's limit, and import's
+MAX_RESPONSES = 64  # responses in one ranking query
 
 
 def _now() -> datetime:
@@ -358,7 +360,7 @@ class FeedbackStore:
         `correction` (1). `gold` makes a text_pair a gold question with that known answer."""
         expected = {
             "text_pair": (2, 2),
-            "ranking": (2, 64),
+            "ranking": (2, MAX_RESPONSES),
             "rating": (1, 1),
             "critique": (1, 1),
             "correction": (1, 1),
@@ -402,6 +404,34 @@ class FeedbackStore:
                     )
                 )
         return len(records)
+
+    def add_judged_pairs(self, pairs: list[tuple[Segment, Segment]], records: list) -> int:
+        """Imported judgements of segment pairs (`exchange.SegmentFeedback`), in one transaction."""
+        with self._write() as s:
+            for (left, right), r in zip(pairs, records):
+                rows = [
+                    SegmentRow(
+                        obs=_pack(g.obs),
+                        actions=_pack(g.actions),
+                        judged_rewards=_pack(g.judged_rewards),
+                        env_steps=g.env_steps,
+                    )
+                    for g in (left, right)
+                ]
+                s.add_all(rows)
+                s.flush()
+                q = QueryRow(left_id=rows[0].id, right_id=rows[1].id, env_steps=left.env_steps)
+                s.add(q)
+                s.flush()
+                self._insert_judgement(
+                    s, q.id, r.choice, r.annotator, r.seconds, None, r.shown_swapped
+                )
+        return len(records)
+
+    def segment(self, segment_id: int) -> Segment | None:
+        with self._read() as s:
+            row = s.get(SegmentRow, segment_id)
+            return row.to_segment() if row else None
 
     def clip_ids(self, segment_ids: list[int]) -> set[int]:
         """Which of these segments have a rendered clip (without loading the clips)."""
