@@ -134,7 +134,7 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
         assert isinstance(r.json()["detail"], str) and r.json()["detail"]  # one error shape
     huge = alice.post(
         "/api/answer",
-        content=b"{" + b" " * 200_000 + b"}",
+        content=b"{" + b" " * 400_000 + b"}",
         headers={"content-type": "application/json"},
     )
     assert huge.status_code == 413 and "larger than" in huge.json()["detail"]
@@ -407,3 +407,187 @@ def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path):
         ValueError, match=r"r.jsonl:1: field 'rating' must be an integer from 1 to 7"
     ):
         import_jsonl(store, ratings, "ratings")
+
+
+# -- issue 11: the hardened API -------------------------------------------------------------
+def lease_one(client):
+    q = client.post("/api/next")
+    assert q.status_code == 200, q.text
+    return q.json()
+
+
+def test_the_lease_token_is_required(app):
+    server, store, tokens = app
+    qid = store.add_query(seg(0), seg(1))
+    alice = server.client(tokens["alice"])
+    q = lease_one(alice)
+    r = alice.post("/api/answer", json={"query_id": qid, "choice": "left"})
+    assert r.status_code == 422 and "lease" in r.json()["detail"]
+    assert r.json()["errors"][0]["loc"] == ["body", "lease"]
+    wrong = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": "0" * 16})
+    assert wrong.status_code == 409
+    assert store.count_judgements() == 0
+    ok = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]})
+    assert ok.status_code == 201
+
+
+def test_a_late_answer_after_expiry_gets_409_even_when_not_re_leased(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    qid = store.add_query(seg(0), seg(1))
+    server = AppProcess(run.path, lease_seconds=0.5).start()
+    try:
+        alice = server.client(tokens["alice"])
+        q = lease_one(alice)
+        time.sleep(0.8)
+        late = alice.post(
+            "/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]}
+        )
+        assert late.status_code == 409 and "expired" in late.json()["detail"]
+        assert store.count_judgements() == 0
+    finally:
+        server.kill()
+
+
+def test_types_are_strict(app):
+    server, store, tokens = app
+    rank = store.add_text_query("ranking", "p", ["a", "b", "c", "d"])
+    rate = store.add_text_query("rating", "p", ["a"])
+    alice, admin = server.client(tokens["alice"]), server.client(tokens["admin"])
+    for _ in range(2):
+        q = lease_one(alice)
+        base = {"query_id": q["query_id"], "lease": q["lease"]}
+        if q["query_id"] == rank:
+            bad = alice.post("/api/answer", json=base | {"ranking": [True, False, 2, 3]})
+            good = base | {"ranking": [0, 1, 2, 3]}
+        else:
+            bad = alice.post("/api/answer", json=base | {"rating": True})
+            assert alice.post("/api/answer", json=base | {"rating": 5.5}).status_code == 422
+            good = base | {"rating": 5}
+        assert bad.status_code == 422, bad.text
+        assert alice.post("/api/answer", json=good).status_code == 201
+    assert {r.query_id for r in store.judgement_rows()} == {rank, rate}
+    yes = admin.post("/api/admin/annotators", json={"name": "mallory", "admin": "yes"})
+    assert yes.status_code == 422 and store.annotator("mallory") is None
+    assert admin.post("/api/admin/annotators", json={"name": 7}).status_code == 422
+
+
+def test_disable_rotate_and_demote_take_effect_at_once(app, cli):
+    server, store, tokens = app
+    alice, admin = server.client(tokens["alice"]), server.client(tokens["admin"])
+    assert alice.get("/api/me").status_code == 200  # the server has seen alice's token
+    r = cli("annotators", "disable", "alice", str(server.run_dir))
+    assert r.returncode == 0, r.stderr
+    assert alice.get("/api/me").status_code == 401  # at once: no cache outlives the store
+    store.set_disabled("alice", False)
+    assert alice.get("/api/me").status_code == 200
+    r = cli("annotators", "rotate", "alice", str(server.run_dir))
+    assert r.returncode == 0, r.stderr
+    assert alice.get("/api/me").status_code == 401
+    new_token = r.stdout.split("Bearer …): ")[1].strip()
+    assert server.client(new_token).get("/api/me").json()["name"] == "alice"
+    assert admin.get("/api/admin/stats").status_code == 200
+    store.set_admin("admin", False)  # demoted in the store: no admin powers from now on
+    assert (
+        admin.post("/api/admin/annotators", json={"name": "eve", "admin": True}).status_code == 403
+    )
+    assert store.annotator("eve") is None
+
+
+def test_text_queries_have_no_segments_404_never_500(app):
+    server, store, tokens = app
+    qid = store.add_text_query("text_pair", "p", ["a", "b"])
+    alice = server.client(tokens["alice"])
+    lease_one(alice)
+    r = alice.get(f"/api/queries/{qid}/segments")
+    assert r.status_code == 404 and "text_pair" in r.json()["detail"]
+
+
+def test_sign_in_by_one_time_code_and_post(app):
+    server, store, tokens = app
+    code = store.login_code("alice")
+    anon = server.client(None)
+    form = anon.get(f"/login?code={code}")
+    assert form.status_code == 200 and 'method="post"' in form.text
+    assert "set-cookie" not in form.headers  # a GET (a link preview, say) signs nobody in
+    r = anon.post("/login", data={"code": code, "next": "/admin"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/admin"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Secure" not in cookie
+    assert tokens["alice"] not in cookie  # the cookie holds a session, never the token
+    assert anon.get("/api/me").json()["name"] == "alice"
+    again = server.client(None).post("/login", data={"code": code}, follow_redirects=False)
+    assert again.status_code == 401  # one use
+    evil = server.client(None).post(
+        "/login",
+        data={"token": tokens["bob"], "next": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert evil.status_code == 303 and evil.headers["location"] == "/"
+    store.set_disabled("alice")
+    assert anon.get("/api/me").status_code == 401  # the session ended with the account
+
+
+def test_secure_cookies_and_links_from_the_public_url(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    server = AppProcess(
+        run.path, extra=["--secure-cookies", "--public-url", "https://label.example/"]
+    )
+    server.start()
+    try:
+        code = store.login_code("alice")
+        r = server.client(None).post("/login", data={"code": code}, follow_redirects=False)
+        assert "Secure" in r.headers["set-cookie"]
+        admin = server.client(tokens["admin"])
+        new = admin.post(
+            "/api/admin/annotators", json={"name": "carol"}, headers={"host": "evil.example"}
+        )
+        assert new.json()["link"].startswith("https://label.example/login?code=")
+    finally:
+        server.kill()
+
+
+def test_a_finished_run_withdraws_its_queries_and_says_so(app):
+    server, store, tokens = app
+    qid = store.add_query(seg(0), seg(1))
+    store.add_query(seg(2), seg(3))
+    alice = server.client(tokens["alice"])
+    q = lease_one(alice)
+    assert store.finish_run() == 2
+    assert alice.get("/api/me").json()["run_state"] == "over"
+    assert alice.post("/api/next").status_code == 204
+    late = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]})
+    assert late.status_code == 409
+    assert store.count_judgements() == 0
+
+
+def test_an_admin_relabel_is_audited(app):
+    server, store, tokens = app
+    store.add_query(seg(0), seg(1))
+    _, jid = answer(server.client(tokens["bob"]), "left")
+    before = store.judgement_row(jid).label
+    admin = server.client(tokens["admin"])
+    after = "equal"
+    assert admin.patch(f"/api/judgements/{jid}", json={"choice": after}).status_code == 200
+    log = admin.get("/api/admin/audit").json()
+    assert log[-1]["actor"] == "admin" and log[-1]["subject"] == f"judgement {jid}"
+    assert log[-1]["detail"] == {"annotator": "bob", "before": before, "after": after}
+    assert server.client(tokens["alice"]).get("/api/admin/audit").status_code == 403
+
+
+def test_every_status_is_documented_with_one_error_shape(app):
+    server, _, _ = app
+    spec = server.client(None).get("/openapi.json").json()
+    ops = {(p, m): op for p, item in spec["paths"].items() for m, op in item.items()}
+    answer_op = ops[("/api/answer", "post")]
+    assert {"201", "401", "409", "413", "422"} <= set(answer_op["responses"])
+    for (path, method), op in ops.items():
+        assert "401" in op["responses"], (path, method)
+        for status, resp in op["responses"].items():
+            if status.startswith("4"):
+                ref = resp["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorBody"), (path, method, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    anon = server.client(None)
+    assert anon.get("/favicon.ico").status_code == 200
+    missing = anon.get("/api/nothing-here")
+    assert missing.status_code == 404 and set(missing.json()) == {"detail", "errors"}

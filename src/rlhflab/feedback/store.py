@@ -823,6 +823,13 @@ class FeedbackStore:
             action = "disable" if disabled else "enable"
             s.add(AuditRow(actor=actor, action=action, subject=f"annotator {name}"))
 
+    def set_admin(self, name: str, is_admin: bool, actor: str = "cli") -> None:
+        """Promote or demote an annotator; effective on their next request."""
+        with self._write() as s:
+            self._annotator_for_change(s, name).is_admin = is_admin
+            action = "promote" if is_admin else "demote"
+            s.add(AuditRow(actor=actor, action=action, subject=f"annotator {name}"))
+
     def rotate_token(self, name: str, actor: str = "cli") -> str:
         """A new token for the annotator; the old one, their sessions and codes stop at once."""
         token = secrets.token_urlsafe(24)

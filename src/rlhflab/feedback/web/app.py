@@ -38,6 +38,7 @@ from rlhflab.feedback.web.schemas import (
     Acknowledged,
     Answer,
     AuditEntry,
+    MAX_ID,
     CreatedAnnotator,
     JudgementOut,
     Me,
@@ -57,7 +58,7 @@ COOKIE = "rlhflab_session"
 CHOICES = ("left", "right", "equal", "cant_tell")
 FLIP = {"left": "right", "right": "left", "equal": "equal", "cant_tell": "cant_tell"}
 NEXT_PAGES = ("/", "/admin")  # where a sign-in may lead (never an outside address)
-Id = Annotated[int, PathParam(ge=1, le=2**62)]  # database ids: SQLite integers are 64-bit
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 bearer = HTTPBearer(auto_error=False, description="an annotator's token (for scripts)")
 session_cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="a browser session")
 
@@ -149,7 +150,7 @@ class Ctx:
 def create_app(
     store_url: str,
     lease_seconds: float = 300.0,
-    max_body: int = 64_000,
+    max_body: int = 256 * 1024,
     seed: int | None = None,
     public_url: str = "http://127.0.0.1:8000",
     secure_cookies: bool = False,
@@ -182,9 +183,13 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse(
-            {"detail": str(exc.detail), "errors": []}, exc.status_code, headers=exc.headers
-        )
+        status, headers = exc.status_code, dict(exc.headers or {})
+        detail = str(exc.detail)
+        if status == 400:  # a body that is not JSON at all: malformed, like any other
+            status, detail = 422, f"malformed request: {detail.lower()}"
+        if status == 405:  # every method the path has, not just those of the first route
+            headers["allow"] = ", ".join(_methods(app, request.scope))
+        return JSONResponse({"detail": detail, "errors": []}, status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -198,6 +203,16 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError):
         return JSONResponse({"detail": str(exc), "errors": []}, 422)
+
+
+def _methods(app: FastAPI, scope) -> list[str]:
+    from starlette.routing import Match
+
+    found: set[str] = set()
+    for route in app.router.routes:
+        if route.matches(scope)[0] != Match.NONE:
+            found |= set(getattr(route, "methods", None) or ())
+    return sorted(found)
 
 
 def _pages(app: FastAPI, ctx: Ctx) -> None:

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from rlhflab.feedback.store import MAX_RESPONSES, MAX_TEXT
 
 Choice = Literal["left", "right", "equal", "cant_tell"]
 STRICT = ConfigDict(extra="forbid", strict=True)
-DbId = Annotated[int, Field(ge=1, le=2**62)]  # SQLite integers are 64-bit
+
+
+def _integral(value):
+    """JSON Schema's integer: 7 and 7.0 are both integers; true, 7.5 and "7" are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# database ids; the bound is exact as a double, so JSON clients and the schema agree on it
+MAX_ID = 2**31 - 1
+DbId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_integral)]
 
 
 class FieldError(BaseModel):
@@ -62,11 +73,11 @@ class Answer(BaseModel):
         "issue of the lease (the query was leased again, perhaps in the other order) gets 409",
     )
     choice: Choice | None = Field(None, description="pairwise queries: which shown side is better")
-    ranking: list[Annotated[int, Field(ge=0, lt=MAX_RESPONSES)]] | None = Field(
+    ranking: list[Annotated[int, Field(ge=0, lt=MAX_RESPONSES), BeforeValidator(_integral)]] | None = Field(
         None, max_length=MAX_RESPONSES, description="ranking queries: shown positions, best first"
     )
-    rating: int | None = Field(
-        None, ge=1, le=7, description="rating queries: 1 (worst) to 7 (best)"
+    rating: Annotated[int, Field(ge=1, le=7), BeforeValidator(_integral)] | None = Field(
+        None, description="rating queries: 1 (worst) to 7 (best)"
     )
     text: str | None = Field(
         None, max_length=MAX_TEXT, description="critique or corrected response"
