@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # users installing rlhflab with pip get torch as an ordinary dependency.
 TORCH  ?= torch==2.13.0
 
-.PHONY: run test bench install clean
+.PHONY: run test check bench install clean
 
 $(STAMP): pyproject.toml Makefile
 	@# system packages: Chromium for the browser tests, OSMesa for offscreen MuJoCo clips
@@ -25,7 +25,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/rlhflab run
 
-test: $(STAMP)
+# the checks CI runs before the tests: format, lint (rules in pyproject.toml), types (mypy)
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m mypy
+
+test: check
 	$(PY) -m pytest
 
 bench: $(STAMP)

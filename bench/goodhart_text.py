@@ -1,4 +1,5 @@
-"""Goodhart parameters on the built-in text task: small vs larger label budget, single vs ensemble reward model.
+"""Goodhart parameters on the built-in text task: small vs larger label budget, single vs ensemble
+reward model.
 
 For each setting, one language-model run (Step 0 → SFT → reward model → PPO with β = 0, so
 nothing holds the policy back), then Gao et al.'s forms fitted with d = √KL:
@@ -6,7 +7,8 @@ best-of-n gold(d) = d(α − β·d) over 256 saved SFT samples per prompt, and R
 gold(d) = d(α − β·log d) over PPO's iterations. Prints α, β, the peak d*, R², and each
 method's final gold and proxy.
 
-    .venv/bin/python bench/goodhart_text.py [--labels 100 400] [--ensembles 1 3] [--steps 60] [--seed 0]
+    .venv/bin/python bench/goodhart_text.py [--labels 100 400] [--ensembles 1 3] [--steps 60]
+    [--seed 0]
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rich.table import Table
 from rlhflab.config import build_config
 from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.runs import RunDir
-from rlhflab.text.pipeline import run_text
+from rlhflab.text_loop import TextLoop
 
 
 def main() -> None:
@@ -34,7 +36,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     table = Table(
-        title=f"Goodhart fits on the built-in text task (PPO β = {args.beta}, {args.steps} iterations, seed {args.seed})"
+        title=f"Goodhart fits on the built-in text task (PPO β = {args.beta}, {args.steps} "
+        f"iterations, seed {args.seed})"
     )
     for col in (
         "labels",
@@ -69,7 +72,7 @@ def main() -> None:
                 ],
             )
             with console.status(f"labels {labels}, ensemble {ensemble}"):
-                summary = run_text(cfg, run)
+                summary = TextLoop(cfg, run).run()
                 _, fitted = goodhart(run.path)
             m = summary["methods"]
             for kind, fit in fitted.items():

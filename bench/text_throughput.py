@@ -124,7 +124,8 @@ LR = {
     "dpo": 5e-4,
 }  # rlhflab's defaults (TextSFTConfig, TextRewardConfig, TextDPOConfig)
 DPO_BETA = 0.1
-WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default, which train_sft / train_dpo get; TextRewardEnsemble.fit sets it
+# torch.optim.AdamW's default, which train_sft / train_dpo get; TextRewardEnsemble.fit sets it
+WEIGHT_DECAY = 0.01
 
 
 # -- measurement helpers ---------------------------------------------------------------------
@@ -152,7 +153,8 @@ def sample_peak(repeats: int) -> float:
 
 
 def flop_params(model: nn.Module) -> int:
-    """N: non-embedding parameters plus the output projection (a tied vocab×d projection counted once)."""
+    """N: non-embedding parameters plus the output projection (a tied vocab×d projection counted
+    once)."""
     emb = {
         id(p)
         for m in model.modules()
@@ -254,7 +256,8 @@ class Data:
 def build_data(
     task: ReviewsTask, tokenizer, n_seqs: int, n_ppo_prompts: int, seq_len: int, seed: int
 ) -> Data:
-    """Prompts of 5 tokens and responses of seq_len − 5 − 1 words, so [prompt | response | EOS] is seq_len tokens."""
+    """Prompts of 5 tokens and responses of seq_len − 5 − 1 words, so [prompt | response | EOS] is
+    seq_len tokens."""
     prompts = task.prompts(n_seqs, seed)
     prompt_len = len(tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
     n_words = seq_len - prompt_len - 1
@@ -427,7 +430,8 @@ def ours_ppo(
     steps: int,
     seed: int,
 ) -> tuple[Measurement, Measurement, dict]:
-    """TextPPO.step, with generation and the update phase timed by wrapping (not changing) its parts."""
+    """TextPPO.step, with generation and the update phase timed by wrapping (not changing) its
+    parts."""
     import rlhflab.policy.text as text_ppo
 
     tokenizer = load_tokenizer(path)
@@ -436,7 +440,8 @@ def ours_ppo(
     rm = TextRewardEnsemble(TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed)
     prompt_len = len(tokenizer(data.ppo_prompts[0], add_special_tokens=False)["input_ids"])
     cfg = TextPPOConfig(batch_size=n_prompts, minibatches=minibatches, epochs=epochs)
-    # the reward model re-encodes the decoded response and appends EOS, so one token is left for it within seq_len
+    # the reward model re-encodes the decoded response and appends EOS, so one token is left for it
+    # within seq_len
     max_new = seq_len - prompt_len - 1
     ppo = TextPPO(
         policy,
@@ -536,8 +541,10 @@ def ours_ppo(
 def check_loops(
     path: str, data: Data, B: int, n_steps: int, seed: int, ours: dict[str, Measurement]
 ) -> dict:
-    """Run rlhflab's own train_sft / train_dpo for one epoch over the same batches (the examples are laid out so that
-    their shuffle yields our order) and compare their epoch-mean loss and time per step with our timed loop's."""
+    """Run rlhflab's own train_sft / train_dpo for one epoch over the same batches (the examples are
+    laid out so that
+    their shuffle yields our order) and compare their epoch-mean loss and time per step with our
+    timed loop's."""
     n = n_steps * B
     perm = np.random.default_rng(seed).permutation(n)  # the order train_sft / train_dpo will visit
     inverse = np.empty(n, dtype=int)
@@ -635,7 +642,8 @@ def _trl_common(out_dir: str, B: int, max_steps: int, lr: float, seed: int) -> d
 
 
 def _recording(trainer_cls):
-    """The trainer, recording each step's loss and tokens (one float() per step, as our loops do)."""
+    """The trainer, recording each step's loss and tokens (one float() per step, as our loops
+    do)."""
 
     class Recording(trainer_cls):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -655,7 +663,8 @@ def _recording(trainer_cls):
 def _run_trl(
     trainer, warmup: int, steps: int, method: str, n_params: int, threads: int, ours: Side | None
 ) -> tuple[Measurement, Measurement | None]:
-    """Train with TRL; with `ours`, take one of our steps right after each TRL step (paired, interleaved steps),
+    """Train with TRL; with `ours`, take one of our steps right after each TRL step (paired,
+    interleaved steps),
     timing each side's steps separately, so that both sides see the same machine load."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -690,7 +699,8 @@ def _run_trl(
     trainer.train()
     if timer.threads != threads or torch.get_num_threads() != threads:
         console.print(
-            f"[yellow]warning: TRL ran with {timer.threads} torch threads (asked {threads})[/yellow]"
+            f"[yellow]warning: TRL ran with {timer.threads} torch threads (asked "
+            f"{threads})[/yellow]"
         )
     trl = Measurement(
         "",
@@ -827,7 +837,8 @@ def trl_dpo(
 
 
 def _check_same_tokens(trainer, data: Data, B: int, kind: str) -> None:
-    """TRL's first collated batch holds exactly our encoded sequences (so the data is the same, token for token)."""
+    """TRL's first collated batch holds exactly our encoded sequences (so the data is the same,
+    token for token)."""
     tokenizer = trainer.processing_class
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(B)])
     if kind == "sft":
@@ -983,8 +994,10 @@ def run_point(
         tokenizer = load_tokenizer(path)
         data = build_data(task, tokenizer, (W + S) * B, (W + S) * n_ppo, args.seq_len, args.seed)
         console.print(
-            f"[bold]{name}[/bold]: GPT-2 {n_layer} layers × {n_embd} wide, {n_head} heads, vocab {len(tokenizer)}, "
-            f"N = {flop_params(model):,}, sequences of {args.seq_len} tokens, batch {B}  (load {load_avg()})"
+            f"[bold]{name}[/bold]: GPT-2 {n_layer} layers × {n_embd} wide, {n_head} heads, vocab "
+            f"{len(tokenizer)}, "
+            f"N = {flop_params(model):,}, sequences of {args.seq_len} tokens, batch {B}  (load "
+            f"{load_avg()})"
         )
         methods, R = args.methods, args.rounds
         n_steps = W + S
@@ -1022,7 +1035,9 @@ def run_point(
             for r in range(R):
                 sample_peak(2)
                 console.print(
-                    f"  {label}: {'rlhflab and TRL, interleaved steps' if trl_version else 'rlhflab'}, round {r + 1}/{R}  (load {load_avg()})"
+                    f"  {label}: "
+                    f"{'rlhflab and TRL, interleaved steps' if trl_version else 'rlhflab'}, round "
+                    f"{r + 1}/{R}  (load {load_avg()})"
                 )
                 side = make_ours()
                 pairs.append(run_trl(side) if trl_version else (None, side.alone(W, S)))
@@ -1099,7 +1114,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=1,
-        help="repeat each measurement on a fresh model (ours vs TRL: steps of all rounds pooled; PPO: the fastest round counts)",
+        help="repeat each measurement on a fresh model (ours vs TRL: steps of all rounds pooled; "
+        "PPO: the fastest round counts)",
     )
     p.add_argument(
         "--batch",
@@ -1174,7 +1190,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     peak_before = sample_peak(args.peak_repeats)
     console.print(
-        f"threads {torch.get_num_threads()}, fp32 matmul peak {peak_before / 1e9:.1f} GFLOP/s, load average {uptime_before}, "
+        f"threads {torch.get_num_threads()}, fp32 matmul peak {peak_before / 1e9:.1f} GFLOP/s, "
+        f"load average {uptime_before}, "
         f"TRL {trl_version or 'not used'}" + (f" (PPO: {ppo_where})" if trl_version else "")
     )
     results, breakdowns, checks = [], {}, {}
@@ -1230,22 +1247,26 @@ def main(argv: list[str] | None = None) -> int:
         for key, v in verdict.items():
             ok = v["step1_abs_diff"] <= args.loss_tol
             console.print(
-                f"  {key}: step 1 {'matches' if ok else 'DIFFERS'} (|Δ| = {v['step1_abs_diff']:.1e}); "
+                f"  {key}: step 1 {'matches' if ok else 'DIFFERS'} (|Δ| = "
+                f"{v['step1_abs_diff']:.1e}); "
                 f"max |Δ| over the first {v['steps']} steps {v['max_abs_diff_first_steps']:.1e}"
             )
             if key.endswith("/DPO"):
                 console.print(
-                    f"    DPO step 1: ours {v['step1_ours']:.6f}, TRL {v['step1_trl']:.6f}, log 2 = {math.log(2):.6f}"
+                    f"    DPO step 1: ours {v['step1_ours']:.6f}, TRL {v['step1_trl']:.6f}, log 2 "
+                    f"= {math.log(2):.6f}"
                 )
     for point, c in checks.items():
         for meth, v in c.items():
             console.print(
-                f"  {point}/{meth}: {v['train_fn']} epoch-mean loss {v['epoch_mean_loss']:.6f} vs our loop's {v['our_loop_mean_loss']:.6f}; "
+                f"  {point}/{meth}: {v['train_fn']} epoch-mean loss {v['epoch_mean_loss']:.6f} vs "
+                f"our loop's {v['our_loop_mean_loss']:.6f}; "
                 f"{v['train_fn']} {v['s_per_step']:.3f} s/step (all steps, warm-up included)"
             )
     if trl_version and not ppo_where:
         console.print(
-            f"PPO vs TRL: n/a — TRL {trl_version} has no PPO trainer (neither trl.PPOTrainer nor trl.experimental.ppo; "
+            f"PPO vs TRL: n/a — TRL {trl_version} has no PPO trainer (neither trl.PPOTrainer nor "
+            f"trl.experimental.ppo; "
             "it was moved to trl.experimental.ppo and later removed, huggingface/trl#7020)."
         )
     ratios = {
@@ -1262,7 +1283,8 @@ def main(argv: list[str] | None = None) -> int:
             f"not met for {', '.join(k for k in ratios if k not in met) or 'none'}"
         )
     console.print(
-        f"load average before {uptime_before}, after {uptime_after}; peak samples {min(PEAKS) / 1e9:.1f}–{peak / 1e9:.1f} GFLOP/s "
+        f"load average before {uptime_before}, after {uptime_after}; peak samples "
+        f"{min(PEAKS) / 1e9:.1f}–{peak / 1e9:.1f} GFLOP/s "
         f"(median {statistics.median(PEAKS) / 1e9:.1f}, {len(PEAKS)} samples; MFU uses the best); "
         f"wall {time.time() - started:.0f}s"
     )

@@ -36,7 +36,7 @@ class AppProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
-    def start(self) -> "AppProcess":
+    def start(self) -> AppProcess:
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         self.proc = subprocess.Popen(
             [

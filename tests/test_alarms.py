@@ -34,7 +34,8 @@ def wiggle(t):
 
 
 def test_proxy_rising_while_disagreement_leaves_its_early_band_fires():
-    # over-optimisation: the proxy climbs; from iteration 15 the policy is where the ensemble disagrees
+    # over-optimisation: the proxy climbs; from iteration 15 the policy is where the ensemble
+    # disagrees
     records = trace(
         30,
         proxy=lambda t: 2.0 * t,

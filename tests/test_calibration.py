@@ -12,7 +12,8 @@ def test_calibrated_predictions_have_ece_near_zero():
 
 
 def test_ece_of_a_known_miscalibration_matches_its_closed_form():
-    # the event happens with probability p² when p is predicted: in bin [a, b) the mean prediction is
+    # the event happens with probability p² when p is predicted: in bin [a, b) the mean prediction
+    # is
     # (a+b)/2 and the frequency (a²+ab+b²)/3, so ECE = Σ_b 0.1·|(a+b)/2 − (a²+ab+b²)/3|
     rng = np.random.default_rng(1)
     p = rng.uniform(size=400_000)

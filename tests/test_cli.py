@@ -102,7 +102,8 @@ def test_annotators_and_feedback_commands(cli, tmp_path):
     assert cli("feedback", "import", str(run), str(good), "--format", "trl").returncode == 0
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
-        '{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": 3, "rejected": "r"}\n'
+        '{"prompt": "p", "chosen": "c", "rejected": "r"}\n'
+        '{"prompt": "p", "chosen": 3, "rejected": "r"}\n'
     )
     r = cli("feedback", "import", str(run), str(bad), "--format", "trl")
     assert r.returncode != 0 and f"{bad}:2: field 'chosen' must be a string" in r.stderr

@@ -15,7 +15,8 @@ def potential(s):
 
 
 def shaped(s, a, s2):
-    """A positive rescaling of `reward`, plus potential shaping and a constant: the same optimal policies."""
+    """A positive rescaling of `reward`, plus potential shaping and a constant: the same optimal
+    policies."""
     return 2.5 * reward(s, a, s2) + GAMMA * potential(s2) - potential(s) + 7.0
 
 
@@ -58,8 +59,13 @@ def test_epic_on_tables_indexed_by_state_and_action():
     rng = np.random.default_rng(3)
     table = rng.normal(size=(60, 4))
     phi = rng.normal(size=60)
-    lookup = lambda si, ai, s2: table[si, ai]  # noqa: E731
-    shaped_lookup = lambda si, ai, s2: 3 * table[si, ai] + GAMMA * phi[s2] - phi[si] + 1  # noqa: E731
+
+    def lookup(si, ai, s2):
+        return table[si, ai]
+
+    def shaped_lookup(si, ai, s2):
+        return 3 * table[si, ai] + GAMMA * phi[s2] - phi[si] + 1
+
     i = np.arange(59)
     assert epic_distance(
         lookup, shaped_lookup, i, np.zeros_like(i), i + 1, np.arange(60), np.arange(1, 4), GAMMA

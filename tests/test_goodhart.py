@@ -1,4 +1,5 @@
-"""Goodhart curves: best-of-n KL and gold against exact enumeration; Gao et al.'s fits; the command."""
+"""Goodhart curves: best-of-n KL and gold against exact enumeration; Gao et al.'s fits; the
+command."""
 
 import itertools
 import json
@@ -44,7 +45,8 @@ def test_estimator_is_the_average_over_all_n_subsets():
 
 
 def test_estimator_is_unbiased_over_every_sample_of_a_small_distribution():
-    # outcomes (proxy, gold) with probabilities p; exact E[gold of best of n] against E[estimate from N samples]
+    # outcomes (proxy, gold) with probabilities p; exact E[gold of best of n] against E[estimate
+    # from N samples]
     proxy, gold, p = (
         np.array([0.0, 1.0, 2.0]),
         np.array([1.0, 3.0, -2.0]),

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
-
 from labeling import AppProcess, make_run
+
 from rlhflab.feedback.exchange import export_records, import_jsonl
 from rlhflab.types import Segment
 
@@ -270,7 +270,8 @@ def test_text_queries_rank_rate_critique_correct_and_export(app, tmp_path):
 
 
 def test_twenty_concurrent_annotators(tmp_path):
-    """20 annotators × 50 judgements over HTTP: exactly 1000 stored, none duplicated, none over overlap."""
+    """20 annotators × 50 judgements over HTTP: exactly 1000 stored, none duplicated, none over
+    overlap."""
     names = [f"a{i:02d}" for i in range(20)]
     run, store, tokens = make_run(tmp_path, names)
     for i in range(600):
@@ -335,7 +336,7 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
                 )
                 if 200 <= r.status_code < 300:
                     acknowledged.append(r.json()["judgement_id"])
-            except Exception:  # the server died mid-request: that answer was never acknowledged
+            except Exception:  # noqa: BLE001 - the server died mid-request: never acknowledged
                 return
 
     t = threading.Thread(target=stream)
@@ -356,7 +357,7 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
 
 
 def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path):
-    run, store, _ = make_run(tmp_path)
+    _run, store, _ = make_run(tmp_path)
     good = tmp_path / "good.jsonl"
     good.write_text(
         json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"})

@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from labeling import AppProcess, make_run
+
 from rlhflab.feedback.clips import encode_gif
 from rlhflab.types import Segment
 
@@ -37,9 +37,9 @@ def frames(color):
 
 
 def test_new_annotator_answers_five_queries_by_keyboard(tmp_path, browser):
-    run, store, tokens = make_run(tmp_path, names=())
+    run, store, _tokens = make_run(tmp_path, names=())
     k = 6
-    for i in range(7):
+    for _ in range(7):
         left = Segment(np.zeros((k, 2), np.float32), np.zeros(k, np.int64), np.zeros(k, np.float32))
         store.add_query(left, left, clips=(encode_gif(frames(0)), encode_gif(frames(2))))
     token = store.add_annotator("newcomer")

@@ -25,7 +25,8 @@ def test_bradley_terry_with_error_term_and_ties():
         -(0.5 * math.log(p[1]) + 0.5 * math.log(1 - p[1])),
         -math.log(1 - p[2]),
     ]
-    # by hand: p₀ = 0.9·0.880797 + 0.05 = 0.842717 → 0.171124; p₁ = ½ → 0.693147; p₂ = 0.157283 → 0.171124
+    # by hand: p₀ = 0.9·0.880797 + 0.05 = 0.842717 → 0.171124; p₁ = ½ → 0.693147; p₂ = 0.157283 →
+    # 0.171124
     assert expected == pytest.approx([0.171124, 0.693147, 0.171124], abs=1e-5)
     assert bradley_terry_loss(left, right, target, eps, reduction="none").tolist() == pytest.approx(
         expected, abs=1e-6

@@ -108,9 +108,9 @@ def test_rollouts_record_every_reward_channel_and_segments_carry_the_judged_one(
     assert {"reward", "true_reward", "proxy_reward", "apparent_reward"} <= set(
         rollout.reward_channels
     )
-    np.testing.assert_array_equal(rollout.judged_rewards, rollout.reward_channels["true_reward"])
+    np.testing.assert_array_equal(rollout.true_rewards, rollout.reward_channels["true_reward"])
     np.testing.assert_array_equal(rollout.rewards("reward"), rollout.rewards("apparent_reward"))
-    T, N = rollout.judged_rewards.shape
+    T, N = rollout.true_rewards.shape
     rollout.reward_channels["apparent_reward"] = marker = np.arange(
         T * N, dtype=np.float32
     ).reshape(T, N)  # each step's value names it

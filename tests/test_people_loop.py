@@ -6,15 +6,16 @@ import time
 
 import numpy as np
 import pytest
-
 from labeling import AppProcess, make_run
+
 from rlhflab.config import build_config
 from rlhflab.loop import RunError, run_rlhf
 from rlhflab.policy.control import evaluate_true_return
 
 
 def alive_steps(obs) -> int:
-    """A scripted person who watches the pole: a step counts while the cart and pole are in bounds."""
+    """A scripted person who watches the pole: a step counts while the cart and pole are in
+    bounds."""
     obs = np.asarray(obs)
     return int(np.sum((np.abs(obs[:, 0]) <= 2.4) & (np.abs(obs[:, 2]) <= 0.2095)))
 
@@ -108,7 +109,8 @@ def test_people_mode_renders_clips_of_the_queried_segments(tmp_path):
                 150,
             )  # 400×600 rendered, every 4th pixel
             lengths.append(frames.shape[0])
-    # one frame per step (the GIF encoder merges identical frames, e.g. a pole lying still after a fall)
+    # one frame per step (the GIF encoder merges identical frames, e.g. a pole lying still
+    # after a fall)
     assert max(lengths) == 10 and min(lengths) >= 1
     assert store.count_queries() >= 2 and store.count_judgements() == 0
 

@@ -12,7 +12,8 @@ from rlhflab.policy.ppo import (
 
 
 def test_gae_with_a_terminal_and_a_truncation():
-    # one env, 5 steps: episode A ends by termination at t=1, episode B is truncated at t=3, then t=4 runs on
+    # one env, 5 steps: episode A ends by termination at t=1, episode B is truncated at t=3, then
+    # t=4 runs on
     gamma, lam = 0.9, 0.5
     r = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0])
     v = torch.tensor([0.5, 1.0, 2.0, 1.5, 1.0])

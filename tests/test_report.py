@@ -26,7 +26,8 @@ HOSTILE = "<script>alert(1)</script>"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A small real run (its report is built at the end, as every run's is); the task name is hostile markup."""
+    """A small real run (its report is built at the end, as every run's is); the task name is
+    hostile markup."""
     path = tmp_path_factory.mktemp("run")
     cfg = build_config(None, ["env_steps=3000", "labels=30", "eval_episodes=4", f"task={HOSTILE}"])
     run_experiment(cfg, RunDir(path))
@@ -110,7 +111,8 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded(run_dir, tmp_
         page.goto((run_dir / "report.html").as_uri())
         page.wait_for_load_state("load")
         images = page.evaluate(
-            "Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))"
+            "Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && "
+            "i.naturalWidth > 0}))"
         )
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()

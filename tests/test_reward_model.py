@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from gymnasium import spaces
 
 from rlhflab.config import AnnotatorConfig, RewardConfig

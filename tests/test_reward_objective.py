@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from test_reward_model import comparisons, random_segment
 
 from rlhflab.config import RewardConfig
 from rlhflab.reward.model import RewardEnsemble
-from test_reward_model import comparisons, random_segment
 
 
 @pytest.fixture(scope="module")

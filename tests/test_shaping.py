@@ -1,4 +1,5 @@
-"""Reward shaping: potential-based shaping keeps the optimal policy (Ng et al. 1999); naive shaping can loop."""
+"""Reward shaping: potential-based shaping keeps the optimal policy (Ng et al. 1999); naive shaping
+can loop."""
 
 import gymnasium as gym
 import numpy as np

@@ -1,7 +1,5 @@
 """Language-model losses and per-token reward shaping against hand-computed values."""
 
-import math
-
 import pytest
 import torch
 

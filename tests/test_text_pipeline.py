@@ -5,11 +5,12 @@ import threading
 
 import pytest
 import torch
-
 from labeling import AppProcess, make_run
+
 from rlhflab.config import build_config
 from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.feedback.exchange import DataError
+from rlhflab.feedback.text import comparisons_from_store, gather_comparisons
 from rlhflab.policy.text import reference_logprobs
 from rlhflab.runs import RunDir
 from rlhflab.text.data import load_prompts_and_demos
@@ -20,9 +21,9 @@ from rlhflab.text.models import (
     load_tokenizer,
     tiny_gpt2,
 )
-from rlhflab.text.pipeline import comparisons_from_store, gather_comparisons, run_text
 from rlhflab.text.sequences import generate, token_logprobs
 from rlhflab.text.task import TASKS
+from rlhflab.text_loop import TextLoop
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def tiny_path(tmp_path_factory):
 def test_tiny_model_loads_by_path_through_the_normal_code_path(tiny_path):
     tokenizer = load_tokenizer(tiny_path)
     policy = load_causal_lm(tiny_path)
-    batch, texts, ended = generate(
+    batch, texts, _ended = generate(
         policy, tokenizer, ["review of the film :"] * 4, max_new_tokens=6, seed=0
     )
     assert (
@@ -47,13 +48,14 @@ def test_tiny_model_loads_by_path_through_the_normal_code_path(tiny_path):
         and batch.response_mask.sum(1).min() >= 1
         and batch.response_mask.sum(1).max() <= 6
     )
-    again, texts2, _ = generate(
+    _again, texts2, _ = generate(
         policy, tokenizer, ["review of the film :"] * 4, max_new_tokens=6, seed=0
     )
     assert texts == texts2  # seeded sampling is reproducible
     rm = TextRewardModel.from_pretrained(tiny_path)
     assert rm.pooling == "last" and rm(batch.input_ids, batch.attention_mask).shape == (4,)
-    # LoRA: the reference is the policy with its adapter disabled; a fresh adapter changes nothing yet
+    # LoRA: the reference is the policy with its adapter disabled; a fresh adapter changes
+    # nothing yet
     lora = load_causal_lm(tiny_path, lora_r=4)
     assert (
         sum(p.numel() for p in lora.parameters() if p.requires_grad)
@@ -80,7 +82,7 @@ def test_run_text_on_a_model_given_by_path(tiny_path, tmp_path):
             "text.max_new_tokens=8",
         ],
     )
-    summary = run_text(cfg, RunDir(tmp_path))
+    summary = TextLoop(cfg, RunDir(tmp_path)).run()
     assert set(summary["methods"]) == {"sft", "best_of_2"} and summary["labels"] == 16
     assert summary["methods"]["best_of_2"]["kl"] == pytest.approx(0.6931 - 0.5, abs=1e-3)
     for m in summary["methods"].values():
@@ -104,7 +106,7 @@ def test_ppo_and_dpo_raise_the_gold_reward_with_bounded_kl(tmp_path):
             "text.goodhart_samples=16",
         ],
     )
-    summary = run_text(cfg, RunDir(tmp_path))
+    summary = TextLoop(cfg, RunDir(tmp_path)).run()
     m = summary["methods"]
     assert summary["reward_model"]["rm_val_acc"] > 0.7
     assert m["ppo"]["gold"] > m["sft"]["gold"] + 0.2, m
@@ -139,7 +141,8 @@ def test_dataset_lines_are_validated(tmp_path):
     cfg = build_config(None, [f"text.dataset={bad}"])
     with pytest.raises(
         DataError,
-        match=r"prefs.jsonl:3: field 'chosen' must be a string or a list of \{role, content\} messages",
+        match=r"prefs.jsonl:3: field 'chosen' must be a string or a list of \{role, "
+        r"content\} messages",
     ):
         load_prompts_and_demos(cfg.text, TASKS["reviews"], 0)
     hh = tmp_path / "hh.jsonl"
@@ -188,7 +191,7 @@ def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path)
     try:
         policy, tokenizer = load_causal_lm(tiny_path), load_tokenizer(tiny_path)
         comparisons = gather_comparisons(
-            cfg, policy, tokenizer, ["review of the film :"] * 6, store, run, lambda r: None
+            cfg, policy, tokenizer, ["review of the film :"] * 6, store, lambda r: None
         )
     finally:
         stop.set()
@@ -202,7 +205,8 @@ def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path)
 
 
 def test_lora_ppo_starts_at_the_sft_policy(tiny_path, tmp_path):
-    """With LoRA, SFT is merged and PPO's reference (its adapter disabled) is the SFT policy: KL starts at 0."""
+    """With LoRA, SFT is merged and PPO's reference (its adapter disabled) is the SFT policy:
+    KL starts at 0."""
     cfg = build_config(
         None,
         [
@@ -219,7 +223,7 @@ def test_lora_ppo_starts_at_the_sft_policy(tiny_path, tmp_path):
             "text.goodhart_samples=0",
         ],
     )
-    summary = run_text(cfg, RunDir(tmp_path))
+    summary = TextLoop(cfg, RunDir(tmp_path)).run()
     first = next(r for r in RunDir(tmp_path).metrics() if r["phase"] == "ppo")
     assert (
         abs(first["kl"]) < 1e-4

@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 
-import rlhflab.envs  # noqa: E402,F401 — registers the rlhflab/* gymnasium env ids
+import rlhflab.envs  # noqa: F401 — registers the rlhflab/* gymnasium env ids

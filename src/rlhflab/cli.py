@@ -1,8 +1,13 @@
-"""The `rlhflab` command."""
+"""The `rlhflab` command.
+
+One argparse parser; every subcommand names its handler (`set_defaults(handler=...)`), and `main`
+calls it. Handlers import what they need, so `rlhflab --help` starts fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -10,11 +15,11 @@ from pathlib import Path
 from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
-from rlhflab.diagnostics.goodhart import add_goodhart_command, cmd_goodhart
+from rlhflab.diagnostics.goodhart import add_goodhart_arguments, cmd_goodhart
 from rlhflab.feedback.exchange import FORMATS, DataError
-from rlhflab.diagnostics.commands import add_commands
 
 console = Console()
+STORE_HELP = "feedback store URL instead of RUN_DIR/feedback.db"
 
 
 def _keys_epilog() -> str:
@@ -31,6 +36,23 @@ def _parser() -> argparse.ArgumentParser:
         prog="rlhflab", description="Reinforcement learning from human feedback."
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_label(sub)
+    _add_annotators(sub)
+    _add_feedback(sub)
+    _add_config(sub)
+    _add_reports(sub)
+    goodhart = sub.add_parser(
+        "goodhart",
+        help="Goodhart curves of a run: gold against √KL for best-of-n and RL checkpoints, with "
+        "Gao et al.'s fits",
+    )
+    add_goodhart_arguments(goodhart)
+    goodhart.set_defaults(handler=cmd_goodhart)
+    return p
+
+
+def _add_run(sub) -> None:
     run = sub.add_parser(
         "run",
         help="run an experiment (default: preferences on fixed-horizon CartPole)",
@@ -48,11 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="key=value",
         help="config overrides, e.g. env=Pendulum-v1 labels=350 seed=1",
     )
+    run.set_defaults(handler=_cmd_run)
+
+
+def _add_label(sub) -> None:
     label = sub.add_parser("label", help="serve the labeling web app for a run's feedback store")
     label.add_argument("run_dir", help="run directory (its feedback.db and guidelines)")
-    label.add_argument(
-        "--store", help="feedback store URL instead of RUN_DIR/feedback.db (e.g. postgresql://…)"
-    )
+    label.add_argument("--store", help=f"{STORE_HELP} (e.g. postgresql://…)")
     label.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
     )
@@ -79,48 +103,10 @@ def _parser() -> argparse.ArgumentParser:
         help="share of queries that are gold questions (known answers; import them with "
         "`rlhflab feedback import --gold`), scoring each annotator on /admin",
     )
-    _add_annotator_commands(sub)
-    fb = sub.add_parser("feedback", help="export or import feedback as JSONL")
-    fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
-    exp = fb_sub.add_parser("export", help="write judgements as JSONL")
-    exp.add_argument("run_dir")
-    exp.add_argument(
-        "--format",
-        required=True,
-        choices=FORMATS,
-        help="text formats, or segments (judgements of segment pairs, from control runs)",
-    )
-    exp.add_argument("--out", help="output file (default: standard output)")
-    exp.add_argument(
-        "--ids",
-        action="store_true",
-        help="segments: refer to segments by id in RUN_DIR instead of writing their numbers",
-    )
-    exp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
-    imp = fb_sub.add_parser(
-        "import",
-        help="read judgements from JSONL (validated: the bad line is named, nothing half-written)",
-    )
-    imp.add_argument("run_dir")
-    imp.add_argument("file")
-    imp.add_argument("--format", required=True, choices=FORMATS)
-    imp.add_argument(
-        "--gold",
-        action="store_true",
-        help="store the records as gold questions (their answers known) instead of judgements",
-    )
-    imp.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
-    cfg = sub.add_parser("config", help="show configs")
-    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    show = cfg_sub.add_parser("show", help="print the resolved config as YAML")
-    show.add_argument("--config")
-    show.add_argument("overrides", nargs="*", metavar="key=value")
-    add_commands(sub)
-    add_goodhart_command(sub)
-    return p
+    label.set_defaults(handler=_cmd_label)
 
 
-def _add_annotator_commands(sub) -> None:
+def _add_annotators(sub) -> None:
     ann = sub.add_parser("annotators", help="manage the people who give feedback")
     ann_sub = ann.add_subparsers(dest="annotators_command", required=True)
     add = ann_sub.add_parser("add", help="create an annotator and print their sign-in link")
@@ -137,20 +123,78 @@ def _add_annotator_commands(sub) -> None:
     for cmd in commands:
         cmd.add_argument("name")
         cmd.add_argument("run_dir")
-        cmd.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+        cmd.add_argument("--store", help=STORE_HELP)
         cmd.add_argument(
             "--url",
             help="the app's public URL, for the link (default: the one `rlhflab label` "
             "was given, else http://127.0.0.1:8000)",
         )
-    lst = ann_sub.add_parser("list", help="list annotators")
-    lst.add_argument("run_dir")
-    lst.add_argument("--store", help="feedback store URL instead of RUN_DIR/feedback.db")
+        cmd.set_defaults(handler=_cmd_annotators_change)
+    listing = ann_sub.add_parser("list", help="list annotators")
+    listing.add_argument("run_dir")
+    listing.add_argument("--store", help=STORE_HELP)
+    listing.set_defaults(handler=_cmd_annotators_list)
 
 
+def _add_feedback(sub) -> None:
+    fb = sub.add_parser("feedback", help="export or import feedback as JSONL")
+    fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
+    exp = fb_sub.add_parser("export", help="write judgements as JSONL")
+    exp.add_argument("run_dir")
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="text formats, or segments (judgements of segment pairs, from control runs)",
+    )
+    exp.add_argument("--out", help="output file (default: standard output)")
+    exp.add_argument(
+        "--ids",
+        action="store_true",
+        help="segments: refer to segments by id in RUN_DIR instead of writing their numbers",
+    )
+    exp.add_argument("--store", help=STORE_HELP)
+    exp.set_defaults(handler=_cmd_feedback_export)
+    imp = fb_sub.add_parser(
+        "import",
+        help="read judgements from JSONL (validated: the bad line is named, nothing half-written)",
+    )
+    imp.add_argument("run_dir")
+    imp.add_argument("file")
+    imp.add_argument("--format", required=True, choices=FORMATS)
+    imp.add_argument(
+        "--gold",
+        action="store_true",
+        help="store the records as gold questions (their answers known) instead of judgements",
+    )
+    imp.add_argument("--store", help=STORE_HELP)
+    imp.set_defaults(handler=_cmd_feedback_import)
+
+
+def _add_config(sub) -> None:
+    cfg = sub.add_parser("config", help="show configs")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    show = cfg_sub.add_parser("show", help="print the resolved config as YAML")
+    show.add_argument("--config")
+    show.add_argument("overrides", nargs="*", metavar="key=value")
+    show.set_defaults(handler=_cmd_config_show)
+
+
+def _add_reports(sub) -> None:
+    report = sub.add_parser(
+        "report", help="build report.html, report.md and disclosure.md from a run directory"
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.set_defaults(handler=_cmd_report)
+    compare = sub.add_parser("compare", help="overlay several runs: compare.html and compare.md")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", help="output directory (default: runs/compare-<time>)")
+    compare.set_defaults(handler=_cmd_compare)
+
+
+# -- handlers ----------------------------------------------------------------------------
 def _cmd_run(args) -> int:
-    from rlhflab.display import RunDisplay, headless_rendering, summary_table
-    from rlhflab.loop import run_experiment
+    from rlhflab.display import headless_rendering
     from rlhflab.runs import RunDir
 
     headless_rendering()
@@ -159,15 +203,31 @@ def _cmd_run(args) -> int:
         cfg = run.read_config(args.overrides)
     else:
         cfg = build_config(args.config, args.overrides)
-        out = args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}"
-        run = RunDir(out)
+        run = RunDir(args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}")
     console.print(f"run directory: [bold]{run.path}[/]")
     if cfg.text is not None:
-        return _cmd_run_text(cfg, run)
-    total = cfg.env_steps
-    with RunDisplay(console, total) as display:
-        summary = run_experiment(cfg, run, display, resume=bool(args.resume))
+        return _run_text(cfg, run, bool(args.resume))
+    return _run_control(cfg, run, bool(args.resume))
+
+
+def _run_control(cfg, run, resume: bool) -> int:
+    from rlhflab.display import RunDisplay, summary_table
+    from rlhflab.loop import run_experiment
+
+    with RunDisplay(console, cfg.env_steps) as display:
+        summary = run_experiment(cfg, run, display, resume=resume)
     console.print(summary_table(summary))
+    console.print(f"summary: {run.summary_path}")
+    return 0
+
+
+def _run_text(cfg, run, resume: bool) -> int:
+    from rlhflab.display import TextDisplay, text_table
+    from rlhflab.text_loop import TextLoop
+
+    with TextDisplay(console) as display:
+        summary = TextLoop(cfg, run, display, resume=resume).run()
+    console.print(text_table(summary))
     console.print(f"summary: {run.summary_path}")
     return 0
 
@@ -217,30 +277,25 @@ def _cmd_label(args) -> int:
     return 0
 
 
-def _cmd_annotators(args) -> int:
+def _cmd_annotators_change(args) -> int:
+    """add, login, disable, enable, rotate: each takes effect in the store at once."""
     store = _store(args)
     command = args.annotators_command
-    if command != "list":
-        if command != "add" and store.annotator(args.name) is None:
-            raise DataError(f"no annotator named '{args.name}' (see `rlhflab annotators list`)")
-        base = (args.url or store.setting("public_url") or "http://127.0.0.1:8000").rstrip("/")
-        try:
-            token = _change_annotator(store, args)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-        if command == "disable":
-            print(f"{args.name} is disabled: their token, sessions and leases stopped")
-            return 0
-        admin = store.annotator(args.name).is_admin
-        code = store.login_code(args.name)
-        print(f"sign-in link (one use): {base}/login?code={code}" + ("&next=/admin" * admin))
-        if token:
-            print(f"token for scripts (Authorization: Bearer …): {token}")
-    else:
-        for a in store.annotators():
-            role = ("disabled " if a.disabled else "") + ("admin" if a.is_admin else "annotator")
-            n = store.count_judgements(a.name)
-            print(f"{a.name}\t{role}\t{n} judgement{'' if n == 1 else 's'}")
+    if command != "add" and store.annotator(args.name) is None:
+        raise DataError(f"no annotator named '{args.name}' (see `rlhflab annotators list`)")
+    try:
+        token = _change_annotator(store, args)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if command == "disable":
+        print(f"{args.name} is disabled: their token, sessions and leases stopped")
+        return 0
+    base = (args.url or store.setting("public_url") or "http://127.0.0.1:8000").rstrip("/")
+    admin = store.annotator(args.name).is_admin
+    code = store.login_code(args.name)
+    print(f"sign-in link (one use): {base}/login?code={code}" + ("&next=/admin" * admin))
+    if token:
+        print(f"token for scripts (Authorization: Bearer …): {token}")
     return 0
 
 
@@ -256,25 +311,25 @@ def _change_annotator(store, args) -> str | None:
     return None
 
 
-def _cmd_feedback(args) -> int:
-    import json
-
-    from rlhflab.feedback.exchange import export_records, import_jsonl
-
+def _cmd_annotators_list(args) -> int:
     store = _store(args)
-    if args.feedback_command == "import":
-        n = import_jsonl(store, args.file, args.format, gold=args.gold)
-        what = "gold questions" if args.gold else "judgements"
-        print(f"imported {n} {what} from {args.file}")
-        return 0
+    for a in store.annotators():
+        role = ("disabled " if a.disabled else "") + ("admin" if a.is_admin else "annotator")
+        n = store.count_judgements(a.name)
+        print(f"{a.name}\t{role}\t{n} judgement{'' if n == 1 else 's'}")
+    return 0
+
+
+def _cmd_feedback_export(args) -> int:
+    """Write the records; writing none is an error (exit 1) that says why."""
+    from rlhflab.feedback.exchange import export_records
+
     by_id = str(Path(args.run_dir).resolve()) if args.ids else None
-    records = export_records(store, args.format, by_id=by_id)
+    records = export_records(_store(args), args.format, by_id=by_id)
     if not records:
-        hint = (
+        hint = "" if args.format == "segments" else (
             " (judgements of segment pairs, from control runs, export with --format segments)"
-            if args.format != "segments"
-            else ""
-        )
+        )  # fmt: skip
         print(f"error: wrote 0 records: no {args.format} judgements in the store{hint}",
               file=sys.stderr)  # fmt: skip
         return 1
@@ -287,51 +342,57 @@ def _cmd_feedback(args) -> int:
     return 0
 
 
-def _cmd_run_text(cfg, run) -> int:
-    from rlhflab.display import TextDisplay, text_table
-    from rlhflab.text.pipeline import run_text
+def _cmd_feedback_import(args) -> int:
+    from rlhflab.feedback.exchange import import_jsonl
 
-    with TextDisplay(console) as display:
-        summary = run_text(cfg, run, display)
-    console.print(text_table(summary))
-    console.print(f"summary: {run.summary_path}")
+    n = import_jsonl(_store(args), args.file, args.format, gold=args.gold)
+    print(f"imported {n} {'gold questions' if args.gold else 'judgements'} from {args.file}")
+    return 0
+
+
+def _cmd_config_show(args) -> int:
+    print(to_yaml(build_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from rlhflab.diagnostics.report import build_report
+
+    print(f"report: {build_report(args.run_dir)}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from rlhflab.diagnostics.compare import build_comparison
+
+    out = args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}"
+    print(f"comparison: {build_comparison(args.run_dirs, out)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if hasattr(args, "handler"):
-            return args.handler(args)
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "config":
-            print(to_yaml(build_config(args.config, args.overrides)), end="")
-            return 0
-        return {
-            "label": _cmd_label,
-            "annotators": _cmd_annotators,
-            "feedback": _cmd_feedback,
-            "goodhart": cmd_goodhart,
-        }[args.command](args)
+        return args.handler(args)
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            "interrupted; the run directory holds a checkpoint — continue with `rlhflab run --resume DIR`",
+            "interrupted; the run directory holds a checkpoint — continue with "
+            "`rlhflab run --resume DIR`",
             file=sys.stderr,
         )
         return 130
-    except Exception as exc:  # noqa: BLE001 - shown, not swallowed: the traceback is one flag away
+    except Exception as exc:  # the run's own errors are shown; anything else is re-raised
         from rlhflab.envs.wrappers import UnsupportedEnvError
         from rlhflab.loop import RunError
+        from rlhflab.text_loop import TextRunError
 
-        if isinstance(exc, (RunError, UnsupportedEnvError)):
+        if isinstance(exc, (RunError, UnsupportedEnvError, TextRunError)):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,18 +2,23 @@
 
 Every field has a default and a one-line help (its `description`); the CLI exposes
 each as a dotted `key=value` override (`policy.lr=1e-3`) and the common ones under
-short names (`env=`, `labels=`, `env_steps=`, `seed=`, `baseline=`, `temperature=`,
-`error_rate=`). Errors name the file and line, or the field, that is wrong.
+short names (`env=`, `labels=`, `temperature=`, `error_rate=`, `selection=`, `horizon=`,
+`algo=`). A YAML file and the overrides are merged by OmegaConf (its dotlist parses each
+value as YAML) and validated by pydantic. Errors name the file and line, or the field, that is
+wrong, and an unknown key comes with the nearest known ones ("did you mean …?").
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
@@ -195,7 +200,9 @@ class TextSFTConfig(_Section):
     demonstrations: int = Field(
         2000,
         ge=1,
-        description="(prompt, response) demonstrations for SFT (built-in task: reviews of every mood)",
+        description=(
+            "(prompt, response) demonstrations for SFT (built-in task: reviews of every mood)"
+        ),
     )
     epochs: int = Field(2, ge=1, description="SFT epochs")
     lr: float = Field(1e-3, gt=0, description="SFT learning rate (AdamW)")
@@ -261,11 +268,15 @@ class TextConfig(_Section):
     task: Literal["reviews"] = Field("reviews", description="built-in task with a gold reward")
     model: str = Field(
         "builtin",
-        description="policy model: 'builtin' (Step 0 pretrains a tiny GPT-2) or a hub name / local path",
+        description=(
+            "policy model: 'builtin' (Step 0 pretrains a tiny GPT-2) or a hub name / local path"
+        ),
     )
     dataset: str | None = Field(
         None,
-        description="prompts and demonstrations: None (the task's own), a JSONL file or a hub dataset",
+        description=(
+            "prompts and demonstrations: None (the task's own), a JSONL file or a hub dataset"
+        ),
     )
     lora_r: int = Field(0, ge=0, description="LoRA rank for the policy (0: full fine-tuning)")
     pretrain_sequences: int = Field(
@@ -291,7 +302,10 @@ class TextConfig(_Section):
     goodhart_samples: int = Field(
         256,
         ge=0,
-        description="SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n Goodhart curves (0: off)",
+        description=(
+            "SFT samples per prompt (32 prompts) scored by proxy and gold for best-of-n "
+            "Goodhart curves (0: off)"
+        ),
     )
     methods: list[Literal["ppo", "dpo", "best_of_n"]] = Field(
         ["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling"
@@ -312,12 +326,17 @@ class AlarmConfig(_Section):
     early_iterations: int = Field(
         5,
         ge=2,
-        description="first RL iterations that set the early band of ensemble disagreement on policy samples",
+        description=(
+            "first RL iterations that set the early band of ensemble disagreement on policy samples"
+        ),
     )
     band_width: float = Field(
         3.0,
         gt=0,
-        description="disagreement leaves its early band above early mean + this many early standard deviations",
+        description=(
+            "disagreement leaves its early band above early mean + this many early "
+            "standard deviations"
+        ),
     )
     trend_window: int = Field(
         5,
@@ -327,7 +346,9 @@ class AlarmConfig(_Section):
     disagreement_pairs: int = Field(
         32,
         ge=1,
-        description="pairs of fresh policy segments scored for ensemble disagreement each iteration",
+        description=(
+            "pairs of fresh policy segments scored for ensemble disagreement each iteration"
+        ),
     )
     kl_budget: float | None = Field(
         None, gt=0, description="alarm when KL(π‖π_ref) per step exceeds this many nats (None: off)"
@@ -341,7 +362,9 @@ class AlarmConfig(_Section):
     rm_acc_drop: float = Field(
         0.1,
         ge=0,
-        description="alarm when held-out reward-model accuracy falls this far (and 2 s.e.) below its best",
+        description=(
+            "alarm when held-out reward-model accuracy falls this far (and 2 s.e.) below its best"
+        ),
     )
 
 
@@ -365,15 +388,19 @@ class RunConfig(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     text: TextConfig | None = Field(
         None,
-        description="language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control",
+        description=(
+            "language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control"
+        ),
     )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
 
     @model_validator(mode="after")
-    def _segments_fit_rollouts(self) -> "RunConfig":
-        if self.feedback.segment_length > min(self.policy.n_steps, self.env.horizon):
+    def _segments_fit_rollouts(self) -> RunConfig:
+        fb, n_steps, horizon = self.feedback, self.policy.n_steps, self.env.horizon
+        if fb.segment_length > min(n_steps, horizon):
             raise ValueError(
-                f"feedback.segment_length ({self.feedback.segment_length}) must not exceed policy.n_steps ({self.policy.n_steps}) or env.horizon ({self.env.horizon})"
+                f"feedback.segment_length ({fb.segment_length}) must not exceed "
+                f"policy.n_steps ({n_steps}) or env.horizon ({horizon})"
             )
         return self
 
@@ -455,8 +482,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def apply_override(data: dict, item: str) -> None:
-    """Apply one `key=value` override (value parsed as YAML) to a nested dict."""
+def _override_key(item: str) -> tuple[str, str]:
+    """(dotted key, raw value) of one `key=value` override: short names expanded, unknown keys
+    refused with the nearest known ones."""
     if "=" not in item:
         raise ConfigError(f"override '{item}': expected key=value")
     key, raw = item.split("=", 1)
@@ -467,53 +495,57 @@ def apply_override(data: dict, item: str) -> None:
             f"override '{item}': unknown config key '{key}'"
             + (f" (did you mean {', '.join(close)}?)" if close else "")
         )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override '{item}': '{part}' is not a section")
-    node[parts[-1]] = value
+    return key, raw
+
+
+def parse_overrides(items: Sequence[str]) -> DictConfig:
+    """`key=value` overrides as one nested config (OmegaConf's dotlist: each value is parsed as
+    YAML, so `labels=350`, `text.methods=[ppo,dpo]`, `policy.clip_value=null`; a value that does
+    not parse stays a string)."""
+    confs = []
+    for item in items:
+        key, raw = _override_key(item)
+        try:
+            one = OmegaConf.from_dotlist([f"{key}={raw}"])
+        except (OmegaConfBaseException, yaml.YAMLError):
+            one = OmegaConf.create()
+            OmegaConf.update(one, key, raw)
+        confs.append(one)
+    return cast(DictConfig, OmegaConf.merge(OmegaConf.create(), *confs))
 
 
 def build_config(
-    path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
+    path: str | Path | None = None, overrides: Sequence[str] = (), base: dict | None = None
 ) -> RunConfig:
-    """Config from (an optional base dict, then) a YAML file, then key=value overrides."""
-    data = dict(base or {})
-    source = "config"
-    if path is not None:
-        data = _merge(data, load_yaml(path))
-        source = str(path)
-    for item in overrides:
-        apply_override(data, item)
+    """Config from (an optional base dict, then) a YAML file, then key=value overrides, merged
+    by OmegaConf (later sources win; sections merge key by key) and validated by pydantic."""
+    source = "config" if path is None else str(path)
+    try:
+        layers = [OmegaConf.create(base or {})]
+        if path is not None:
+            layers.append(OmegaConf.create(load_yaml(path)))
+        layers.append(parse_overrides(overrides))
+        data = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=False)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source} + overrides: {exc}") from None
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            _format_validation(exc, source if not overrides else f"{source} + overrides")
-        ) from None
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+        where = source if not overrides else f"{source} + overrides"
+        raise ConfigError(_format_validation(exc, where)) from None
 
 
 class _Dumper(yaml.SafeDumper):
     pass
 
 
-_Dumper.add_representer(
-    str,
-    lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None),
-)
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    """Multi-line strings (the guidelines) as YAML block scalars."""
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def to_yaml(cfg: RunConfig) -> str:

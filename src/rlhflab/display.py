@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -36,6 +37,9 @@ class _ProgressDisplay:
     every `plain_every` seconds and once at the end."""
 
     plain_every = 10.0
+
+    progress: Progress
+    tasks: dict[str, TaskID]
 
     def __enter__(self):
         self.plain = not self.console.is_terminal
@@ -85,7 +89,7 @@ class RunDisplay(_ProgressDisplay):
             TimeRemainingColumn(),
             console=self.console,
         )
-        self.tasks: dict[str, int] = {}
+        self.tasks = {}
         self.alarms_seen: set[str] = set()
 
     def __call__(self, record: dict) -> None:
@@ -97,7 +101,8 @@ class RunDisplay(_ProgressDisplay):
                 self.tasks[phase],
                 completed=record["labels"],
                 total=record["waiting_for"],
-                info=f"waiting for people: {record['labels']}/{record['waiting_for']} labels before RL",
+                info=f"waiting for people: {record['labels']}/{record['waiting_for']} labels "
+                f"before RL",
             )
             self._shown(phase)
             return
@@ -116,7 +121,8 @@ class RunDisplay(_ProgressDisplay):
             if a["alarm"] not in self.alarms_seen:  # say each alarm once in full, above the bars
                 self.alarms_seen.add(a["alarm"])
                 self.console.print(
-                    f"[bold red]alarm[/] at {record['env_steps']} env steps — {escape(a['message'])}"
+                    f"[bold red]alarm[/] at {record['env_steps']} env steps — "
+                    f"{escape(a['message'])}"
                 )
         self.progress.update(
             self.tasks[phase], completed=record["env_steps"], info=" · ".join(parts)
@@ -126,7 +132,8 @@ class RunDisplay(_ProgressDisplay):
 
 def summary_table(summary: dict) -> Table:
     table = Table(
-        title=f"{summary['task']}: {summary['env']} · {summary['labels']} labels · {summary['env_steps']} env steps · seed {summary['seed']}",
+        title=f"{summary['task']}: {summary['env']} · {summary['labels']} labels · "
+        f"{summary['env_steps']} env steps · seed {summary['seed']}",
         min_width=60,
     )
     table.add_column("policy")
@@ -139,7 +146,10 @@ def summary_table(summary: dict) -> Table:
     for key, value in summary["true_return"].items():
         table.add_row(names.get(key, key), f"{value:.1f}")
     if summary.get("normalised_score") is not None:
-        table.caption = f"normalised score (random = 0, true-reward PPO = 1): {summary['normalised_score']:.2f} · {summary['wall_seconds']:.0f} s"
+        table.caption = (
+            f"normalised score (random = 0, true-reward PPO = 1): "
+            f"{summary['normalised_score']:.2f} · {summary['wall_seconds']:.0f} s"
+        )
     return table
 
 
@@ -154,7 +164,7 @@ class TextDisplay(_ProgressDisplay):
             TimeElapsedColumn(),
             console=self.console,
         )
-        self.tasks: dict[str, int] = {}
+        self.tasks = {}
 
     def __call__(self, record: dict) -> None:
         phase = record.get("phase", "run")
@@ -178,7 +188,8 @@ class TextDisplay(_ProgressDisplay):
 
 def text_table(summary: dict) -> Table:
     table = Table(
-        title=f"{summary['task']}: {summary['labels']} labels · seed {summary['seed']} · {summary['wall_seconds']:.0f} s",
+        title=f"{summary['task']}: {summary['labels']} labels · seed {summary['seed']} · "
+        f"{summary['wall_seconds']:.0f} s",
         min_width=60,
     )
     for col in ("method", "gold ↑", "proxy (r̂)", "KL from SFT", "distinct-2", "words"):
@@ -194,5 +205,9 @@ def text_table(summary: dict) -> Table:
         )
     rm = summary.get("reward_model", {})
     if "rm_val_acc" in rm:
-        table.caption = f"reward model: held-out accuracy {rm['rm_val_acc']:.2f} on {rm['rm_val_pairs']} pairs, ECE {rm.get('rm_val_ece', float('nan')):.3f}"
+        table.caption = (
+            f"reward model: held-out accuracy {rm['rm_val_acc']:.2f} on "
+            f"{rm['rm_val_pairs']} pairs, ECE "
+            f"{rm.get('rm_val_ece', float('nan')):.3f}"
+        )
     return table

@@ -5,7 +5,8 @@ RUN_DIR/
   metrics.jsonl      one JSON object per log step
   feedback.db        the feedback store (SQLite)
   checkpoints/latest.pt
-  checkpoints/policy_XXXX.pt   policy snapshots at iteration XXXX (0: before RL), for Goodhart curves
+  checkpoints/policy_XXXX.pt   policy snapshots at iteration XXXX (0: before RL), for Goodhart
+  curves
   summary.json       the final results
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -45,7 +47,7 @@ class RunDir:
     def write_config(self, cfg: RunConfig) -> None:
         self.config_path.write_text(to_yaml(cfg))
 
-    def read_config(self, overrides: list[str] = ()) -> RunConfig:
+    def read_config(self, overrides: Sequence[str] = ()) -> RunConfig:
         if not self.config_path.exists():
             raise FileNotFoundError(f"{self.path}: not a run directory (no config.yaml)")
         return build_config(self.config_path, overrides)

@@ -24,7 +24,8 @@ class Judgement(str, Enum):
 
     @property
     def target(self) -> float | None:
-        """Probability mass on the left segment: 1, 0, ½ for equal, None (unusable) for can't tell."""
+        """Probability mass on the left segment: 1, 0, ½ for equal, None (unusable) for can't
+        tell."""
         return {"left": 1.0, "right": 0.0, "equal": 0.5, "cant_tell": None}[self.value]
 
 
@@ -57,6 +58,16 @@ class Query:
     left: Segment
     right: Segment
     id: int | None = None
+
+
+@dataclass(frozen=True)
+class RankedResponses:
+    """A judged text query: a prompt and its responses, best first; `target` < 1 only for a tied
+    pair (½)."""
+
+    prompt: str
+    responses: tuple[str, ...]
+    target: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,16 @@ report rebuilds it from `metrics.jsonl`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from rlhflab.config import AlarmConfig
 
 ALARMS = {
-    "proxy_vs_disagreement": "proxy rising while ensemble disagreement on policy samples leaves its early band",
+    "proxy_vs_disagreement": (
+        "proxy rising while ensemble disagreement on policy samples leaves its early band"
+    ),
     "kl_budget": "KL to the reference policy beyond the budget",
     "entropy_collapse": "policy entropy collapsed",
     "rm_accuracy_drop": "reward-model held-out accuracy fell after a refit",
@@ -39,7 +42,8 @@ ALARMS = {
 
 
 def no_acting_steps(record: dict) -> bool:
-    """A rollout spent wholly in absorbing states: the update had no acting step and reports zeros."""
+    """A rollout spent wholly in absorbing states: the update had no acting step and reports
+    zeros."""
     return (
         record.get("entropy") == 0.0
         and record.get("policy_loss") == 0.0
@@ -53,7 +57,7 @@ def _num(value) -> float | None:
 
 
 class AlarmMonitor:
-    def __init__(self, cfg: AlarmConfig, history: list[dict] = ()):
+    def __init__(self, cfg: AlarmConfig, history: Sequence[dict] = ()):
         self.cfg = cfg
         self.history: list[dict] = []
         self.streak = {name: 0 for name in ALARMS}
@@ -90,7 +94,10 @@ class AlarmMonitor:
         slope = np.polyfit(np.arange(len(proxy)), proxy, 1)[0]
         if slope <= 0:
             return None
-        return f"proxy return rising ({slope:+.3g}/iteration) while ensemble disagreement on policy samples {d:.3g} is above its early band (≤ {band:.3g})"
+        return (
+            f"proxy return rising ({slope:+.3g}/iteration) while ensemble disagreement on "
+            f"policy samples {d:.3g} is above its early band (≤ {band:.3g})"
+        )
 
     def _kl_budget(self, record: dict) -> str | None:
         kl = _num(record.get("kl"))
@@ -112,7 +119,10 @@ class AlarmMonitor:
             or entropy >= self.cfg.entropy_collapse * series[0]
         ):
             return None
-        return f"policy entropy {entropy:.3g} is below {self.cfg.entropy_collapse:.0%} of its first value {series[0]:.3g}"
+        return (
+            f"policy entropy {entropy:.3g} is below {self.cfg.entropy_collapse:.0%} of its "
+            f"first value {series[0]:.3g}"
+        )
 
     def _rm_accuracy_drop(self, record: dict) -> str | None:
         acc = _num(record.get("rm_val_acc"))
@@ -129,12 +139,16 @@ class AlarmMonitor:
         margin = max(self.cfg.rm_acc_drop, 2 * se)
         if best - acc <= margin:
             return None
-        return f"reward-model held-out accuracy {acc:.2f} is {best - acc:.2f} below its best {best:.2f} (allowed {margin:.2f})"
+        return (
+            f"reward-model held-out accuracy {acc:.2f} is {best - acc:.2f} below its best "
+            f"{best:.2f} (allowed {margin:.2f})"
+        )
 
 
 def first_firings(records: list[dict]) -> dict[str, dict]:
-    """For each alarm that fired in a run's records: the first record it fired in and its message."""
-    first = {}
+    """For each alarm that fired in a run's records: the first record it fired in and its
+    message."""
+    first: dict[str, dict] = {}
     for r in records:
         for a in r.get("alarms") or []:
             first.setdefault(

@@ -6,11 +6,18 @@ report) and OUT/compare.md, from the run directories alone.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
-from rlhflab.diagnostics.disclosure import md_escape
-from rlhflab.diagnostics.report import Section, figure, img, load_run, page, png
+from rlhflab.diagnostics.report_base import (
+    RunData,
+    Section,
+    figure,
+    img,
+    load_run,
+    png,
+    render,
+    write_pages,
+)
 
 CURVES = {
     "eval_true_return": "gold (true) return, evaluation",
@@ -30,37 +37,39 @@ def _names(paths: list[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
 
 
-def build_comparison(run_dirs: list[str | Path], out: str | Path) -> Path:
-    runs = [load_run(p) for p in run_dirs]
-    names = _names([r.path.resolve() for r in runs])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+HEAD = (
+    "run",
+    "env",
+    "labels",
+    "env steps",
+    "seed",
+    "RLHF",
+    "true-reward PPO",
+    "random",
+    "normalised score",
+    "alarms",
+)
 
-    head = "<tr><th>run</th><th>env</th><th>labels</th><th>env steps</th><th>seed</th><th>RLHF</th><th>true-reward PPO</th><th>random</th><th>normalised score</th><th>alarms</th></tr>"
-    rows, md = (
-        [],
-        "| run | env | labels | env steps | seed | RLHF | true-reward PPO | random | normalised score | alarms |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    )
-    for name, run in zip(names, runs):
-        s, cfg = run.summary or {}, run.cfg
-        tr = s.get("true_return", {})
-        alarms = sorted({a["alarm"] for r in run.metrics for a in r.get("alarms") or []})
-        cells = [
-            name,
-            cfg.env.id,
-            s.get("labels", cfg.feedback.labels),
-            cfg.env_steps,
-            cfg.seed,
-            *(
-                f"{tr[k]:.1f}" if k in tr else "–"
-                for k in ("rlhf", "true_reward_baseline", "random")
-            ),
-            "–" if s.get("normalised_score") is None else f"{s['normalised_score']:.2f}",
-            ", ".join(alarms) or "none",
-        ]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-        md += "| " + " | ".join(md_escape(c) for c in cells) + " |\n"
 
+def _cells(name: str, run: RunData) -> list:
+    """One run's row of the results table."""
+    s, cfg = run.summary or {}, run.cfg
+    tr = s.get("true_return", {})
+    alarms = sorted({a["alarm"] for r in run.metrics for a in r.get("alarms") or []})
+    return [
+        name,
+        cfg.env.id,
+        s.get("labels", cfg.feedback.labels),
+        cfg.env_steps,
+        cfg.seed,
+        *(f"{tr[k]:.1f}" if k in tr else "–" for k in ("rlhf", "true_reward_baseline", "random")),
+        "–" if s.get("normalised_score") is None else f"{s['normalised_score']:.2f}",
+        ", ".join(alarms) or "none",
+    ]
+
+
+def _curves(names: list[str], runs: list[RunData]):
+    """Every logged curve of `CURVES`, one panel each, the runs overlaid."""
     keys = [k for k in CURVES if any(len(r.series(k)[0]) for r in runs)]
     cols = 3
     fig, ax = figure((len(keys) + cols - 1) // cols, cols)
@@ -74,16 +83,26 @@ def build_comparison(run_dirs: list[str | Path], out: str | Path) -> Path:
         a.set_axis_off()
     if keys:
         ax[0].legend(fontsize=7)
+    return fig
+
+
+def build_comparison(run_dirs: list[str | Path], out: str | Path) -> Path:
+    runs = [load_run(p) for p in run_dirs]
+    names = _names([r.path.resolve() for r in runs])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = {"head": HEAD, "rows": [_cells(n, r) for n, r in zip(names, runs)]}
+    note = "RLHF phase of each run. Proxy scales differ between runs and refits."
     sections = [
-        Section("Results", f"<table>{head}{''.join(rows)}</table>", md),
         Section(
-            "Learning curves",
-            img(png(fig), "learning curves of every run")
-            + "<p class='note'>RLHF phase of each run. Proxy scales differ between runs and refits.</p>",
+            "Results",
+            render("compare_results.html", **table),
+            render("compare_results.md", **table),
+        ),
+        Section(
+            "Learning curves", img(png(_curves(names, runs)), "learning curves of every run", note)
         ),
     ]
     title = f"rlhflab comparison of {len(runs)} runs"
-    path = out / "compare.html"
-    path.write_text(page(title, " · ".join(str(r.path.resolve()) for r in runs), sections))
-    (out / "compare.md").write_text(f"# {title}\n\nPlots: `compare.html`.\n\n{md}")
-    return path
+    subtitle = " · ".join(str(r.path.resolve()) for r in runs)
+    return write_pages(out / "compare.html", title, subtitle, sections)

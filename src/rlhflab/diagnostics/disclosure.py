@@ -12,10 +12,10 @@ run cannot know is marked for its owner to complete.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 from rlhflab.config import RunConfig
+from rlhflab.diagnostics.report_base import render
 from rlhflab.feedback.agreement import AnnotatorStats
 from rlhflab.types import Judgement
 
@@ -35,59 +35,72 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
 
-def disclosure_sheet(
-    cfg: RunConfig,
-    summary: dict | None,
-    alarms: dict[str, dict],
-    stats: list[AnnotatorStats],
-    inter_rater: tuple[float | None, int],
-    rm_eval: dict,
-) -> list[Item]:
+def _people_items(cfg: RunConfig, stats: list[AnnotatorStats], humans: bool) -> list[Item]:
+    """Pretraining; who the annotators were and how examples were chosen for them."""
     fb, rm, pol, ann = cfg.feedback, cfg.reward, cfg.policy, cfg.feedback.annotator
-    humans = [s for s in stats if s.annotator != "synthetic"]
-    counts = {j.value: sum(s.counts.get(j.value, 0) for s in stats) for j in Judgement}
-    items = [
+    return [
         Item(
             "Pretraining",
             "the pretraining process and data, to make possible biases apparent",
             [
-                f"None: the policy (actor-critic MLPs, {pol.hidden} hidden units) and the reward model ({rm.ensemble} MLPs, "
-                f"{rm.layers}×{rm.hidden}) start from random initialisation (seed {cfg.seed}); no pretrained weights or data."
+                f"None: the policy (actor-critic MLPs, {pol.hidden} hidden units) and the "
+                f"reward model ({rm.ensemble} MLPs, "
+                f"{rm.layers}×{rm.hidden}) start from random initialisation (seed "
+                f"{cfg.seed}); no pretrained weights or data."
             ],
         ),
         Item(
             "Annotators: selection and training",
-            "how evaluators were selected and trained (risks: malicious, unrepresentative or incapable evaluators)",
+            "how evaluators were selected and trained (risks: malicious, unrepresentative "
+            "or incapable evaluators)",
             [f"{s.annotator}: {s.labels} judgements" for s in stats]
             + (
                 [
-                    f"'synthetic' is a simulated, Boltzmann-rational annotator judging segments by the env's true reward: temperature τ = {ann.temperature}, "
-                    f"error rate ε = {ann.error_rate}, myopia γ = {ann.discount}, tie threshold {ann.tie_threshold}, can't tell {'never' if ann.cant_tell_below is None else f'below {ann.cant_tell_below}'}."
+                    f"'synthetic' is a simulated, Boltzmann-rational annotator judging "
+                    f"segments by the env's true reward: temperature τ = {ann.temperature}, "
+                    f"error rate ε = {ann.error_rate}, myopia γ = {ann.discount}, tie "
+                    f"threshold {ann.tie_threshold}, can't tell "
+                    f"{'never' if ann.cant_tell_below is None else f'below {ann.cant_tell_below}'}."
                 ]
                 if any(s.annotator == "synthetic" for s in stats)
                 else []
             ),
-            f"{OWNER}: how the people named above were recruited, selected, trained and paid, and the instructions they were given."
+            f"{OWNER}: how the people named above were recruited, selected, trained and "
+            f"paid, and the instructions they were given."
             if humans
             else None,
         ),
         Item(
             "Selection of examples",
-            "how examples were selected for feedback (representativeness, adversarial examples, data poisoning)",
+            "how examples were selected for feedback (representativeness, adversarial "
+            "examples, data poisoning)",
             [
-                f"Pairs of {fb.segment_length}-step segments cut from the policy's own rollouts on {cfg.env.id} (fixed horizon {cfg.env.horizon}).",
-                f"{fb.initial_share:.0%} of the {fb.labels} labels before RL, then a rate ∝ T₀/(T+T₀) with T₀ = {fb.t0:g}·env_steps.",
+                f"Pairs of {fb.segment_length}-step segments cut from the policy's own "
+                f"rollouts on {cfg.env.id} (fixed horizon {cfg.env.horizon}).",
+                f"{fb.initial_share:.0%} of the {fb.labels} labels before RL, then a rate ∝ "
+                f"T₀/(T+T₀) with T₀ = {fb.t0:g}·env_steps.",
                 "Query selection: "
                 + (
                     "random pairs."
                     if fb.selection == "random"
-                    else f"ensemble disagreement — {fb.candidates}× candidate pairs, the most disputed kept (Christiano et al. 2017 §2.2.4)."
+                    else f"ensemble disagreement — {fb.candidates}× candidate pairs, the "
+                    f"most disputed kept (Christiano et al. 2017 §2.2.4)."
                 ),
             ],
-            f"{OWNER}: measures against data poisoning if examples or labels came from outside this run."
+            f"{OWNER}: measures against data poisoning if examples or labels came from "
+            f"outside this run."
             if humans
             else None,
         ),
+    ]
+
+
+def _feedback_items(
+    stats: list[AnnotatorStats], inter_rater: tuple[float | None, int], humans: bool
+) -> list[Item]:
+    """The feedback's types and its quality."""
+    counts = {j.value: sum(s.counts.get(j.value, 0) for s in stats) for j in Judgement}
+    return [
         Item(
             "Types of feedback",
             "the feedback types used (risks of too little or too poor feedback)",
@@ -101,51 +114,82 @@ def disclosure_sheet(
             "Quality assurance and inter-rater consistency",
             "measures for quality control in feedback collection and inter-rater consistency",
             [
-                f"{s.annotator}: agrees with the gold (true-return) preference on {_pct(s.gold_agreement)} of {s.gold_pairs} strict answers; "
-                f"says left on {_pct(s.left_share)} of strict answers (position bias; 50% expected)."
+                f"{s.annotator}: agrees with the gold (true-return) preference on "
+                f"{_pct(s.gold_agreement)} of {s.gold_pairs} strict answers; "
+                f"says left on {_pct(s.left_share)} of strict answers (position bias; 50% "
+                f"expected)."
                 for s in stats
             ]
             + [
-                f"Inter-rater agreement: {_pct(inter_rater[0])} over {inter_rater[1]} pairs of judgements of the same query."
+                f"Inter-rater agreement: {_pct(inter_rater[0])} over {inter_rater[1]} pairs "
+                f"of judgements of the same query."
                 if inter_rater[1]
                 else "No query was judged twice, so inter-rater consistency cannot be measured."
             ],
-            f"{OWNER}: the quality-assurance procedure for human feedback (gold questions, re-labelling, removal of annotators)."
+            f"{OWNER}: the quality-assurance procedure for human feedback (gold questions, "
+            f"re-labelling, removal of annotators)."
             if humans
             else None,
         ),
+    ]
+
+
+def _reward_items(cfg: RunConfig, rm_eval: dict) -> list[Item]:
+    """The reward model's loss and evaluation."""
+    rm = cfg.reward
+    return [
         Item(
             "Reward-model loss and disagreement",
-            "the loss used to fit the reward model and how disagreement was modelled (misspecification)",
+            "the loss used to fit the reward model and how disagreement was modelled "
+            "(misspecification)",
             [
-                f"Bradley–Terry over segment sums, P̂ = (1−ε)·σ(R̂₁ − R̂₂) + ε/2 with ε = {rm.label_noise} (Christiano et al. 2017 §2.2.3); "
+                f"Bradley–Terry over segment sums, P̂ = (1−ε)·σ(R̂₁ − R̂₂) + ε/2 with ε = "
+                f"{rm.label_noise} (Christiano et al. 2017 §2.2.3); "
                 "'equal' is the target ½; 'can't tell' is dropped.",
-                f"An ensemble of {rm.ensemble} members, each fit on a bootstrap of the training split; {rm.val_fraction:.1%} of queries held out; "
+                f"An ensemble of {rm.ensemble} members, each fit on a bootstrap of the "
+                f"training split; {rm.val_fraction:.1%} of queries held out; "
                 f"weight decay {rm.weight_decay}, early stopping after {rm.patience} epochs.",
-                "Disagreement between annotators is modelled only as noise (ε), not as distinct preferences.",
+                "Disagreement between annotators is modelled only as noise (ε), not as "
+                "distinct preferences.",
             ],
         ),
         Item(
             "Reward-model evaluation",
             "reward-model evaluation and results, with red teaming",
             [
-                f"Held-out accuracy {_pct(rm_eval.get('val_acc'))} (strict judgements of the {rm_eval.get('val_pairs', 'n/a')} held-out queries) at the last refit; "
+                f"Held-out accuracy {_pct(rm_eval.get('val_acc'))} (strict judgements of "
+                f"the {rm_eval.get('val_pairs', 'n/a')} held-out queries) at the last "
+                f"refit; "
                 f"expected calibration error {rm_eval['ece']:.3f}."
                 if rm_eval.get("ece") is not None
-                else f"Held-out accuracy {_pct(rm_eval.get('val_acc'))}; calibration not available.",
-                f"EPIC distance to the true reward at the last checkpoint: {rm_eval['epic']:.3f} (0 = equivalent up to shaping and scale, 1 = opposite)."
+                else f"Held-out accuracy {_pct(rm_eval.get('val_acc'))}; calibration not "
+                f"available.",
+                f"EPIC distance to the true reward at the last checkpoint: "
+                f"{rm_eval['epic']:.3f} (0 = equivalent up to shaping and scale, 1 = "
+                f"opposite)."
                 if rm_eval.get("epic") is not None
                 else "EPIC distance to the true reward: not available.",
             ],
             f"{OWNER}: red teaming of the reward model.",
         ),
+    ]
+
+
+def _policy_items(cfg: RunConfig, summary: dict | None) -> list[Item]:
+    """How the policy was optimised and evaluated."""
+    pol = cfg.policy
+    return [
         Item(
             "Policy optimisation",
             "how the policy was optimised against the reward model",
             [
-                f"{pol.algo.upper()} for {cfg.env_steps} env steps: lr {pol.lr}, {pol.n_steps} steps × {cfg.env.num_envs} envs per rollout, "
-                f"{pol.epochs} epochs × {pol.minibatches} minibatches, clip {pol.clip}, γ = {pol.gamma}, GAE λ = {pol.gae_lambda}, entropy bonus {pol.ent_coef}; "
-                f"r̂ {'normalised by running mean/std' if pol.normalize_rewards else 'used as is'}; no KL penalty to a reference policy."
+                f"{pol.algo.upper()} for {cfg.env_steps} env steps: lr {pol.lr}, "
+                f"{pol.n_steps} steps × {cfg.env.num_envs} envs per rollout, "
+                f"{pol.epochs} epochs × {pol.minibatches} minibatches, clip {pol.clip}, γ = "
+                f"{pol.gamma}, GAE λ = {pol.gae_lambda}, entropy bonus {pol.ent_coef}; "
+                f"r̂ "
+                f"{'normalised by running mean/std' if pol.normalize_rewards else 'used as is'}; "
+                f"no KL penalty to a reference policy."
             ],
         ),
         Item(
@@ -166,6 +210,12 @@ def disclosure_sheet(
             else ["The run has no summary.json: it did not finish."],
             f"{OWNER}: red teaming of the policy and assessment of risky capabilities.",
         ),
+    ]
+
+
+def _risk_items(cfg: RunConfig, alarms: dict[str, dict]) -> list[Item]:
+    """Audits, expected risks, monitoring."""
+    return [
         Item(
             "Audits and red teaming",
             "internal and external audits and red teaming",
@@ -186,45 +236,41 @@ def disclosure_sheet(
             "Monitoring and correcting failures",
             "plans for monitoring and correcting failures",
             [
-                f"During training: proxy-vs-disagreement band {cfg.alarms.band_width}σ over the first {cfg.alarms.early_iterations} iterations; "
-                f"KL budget {cfg.alarms.kl_budget or 'off'}; entropy collapse below {cfg.alarms.entropy_collapse:.0%}; reward-model accuracy drop {cfg.alarms.rm_acc_drop}; "
-                f"patience {cfg.alarms.patience}; the run {'stops' if cfg.alarms.stop else 'does not stop'} on an alarm."
+                f"During training: proxy-vs-disagreement band {cfg.alarms.band_width}σ over "
+                f"the first {cfg.alarms.early_iterations} iterations; "
+                f"KL budget {cfg.alarms.kl_budget or 'off'}; entropy collapse below "
+                f"{cfg.alarms.entropy_collapse:.0%}; reward-model accuracy drop "
+                f"{cfg.alarms.rm_acc_drop}; "
+                f"patience {cfg.alarms.patience}; the run "
+                f"{'stops' if cfg.alarms.stop else 'does not stop'} on an alarm."
             ],
             f"{OWNER}: monitoring and correction after deployment.",
         ),
     ]
-    return items
 
 
-def md_escape(text) -> str:
-    """Text for Markdown: no raw HTML gets through, and a table cell stays one cell."""
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+def disclosure_sheet(
+    cfg: RunConfig,
+    summary: dict | None,
+    alarms: dict[str, dict],
+    stats: list[AnnotatorStats],
+    inter_rater: tuple[float | None, int],
+    rm_eval: dict,
+) -> list[Item]:
+    """The twelve items of the sheet, in Casper et al.'s order."""
+    humans = any(s.annotator != "synthetic" for s in stats)
+    return [
+        *_people_items(cfg, stats, humans),
+        *_feedback_items(stats, inter_rater, humans),
+        *_reward_items(cfg, rm_eval),
+        *_policy_items(cfg, summary),
+        *_risk_items(cfg, alarms),
+    ]
 
 
 def to_markdown(items: list[Item]) -> str:
-    lines = [
-        "# Disclosure sheet",
-        "",
-        "After Casper et al. 2023, §5. Filled from the run; **⚠** marks what its owner must complete.",
-        "",
-    ]
-    for i, item in enumerate(items, 1):
-        lines += [f"## {i}. {item.topic}", "", f"*Asked for: {md_escape(item.asks)}.*", ""]
-        lines += [f"- {md_escape(f)}" for f in item.facts]
-        if item.to_complete:
-            lines += [f"- **⚠ {md_escape(item.to_complete)}**"]
-        lines.append("")
-    return "\n".join(lines)
+    return str(render("disclosure.md", items=items))
 
 
 def to_html(items: list[Item]) -> str:
-    rows = []
-    for i, item in enumerate(items, 1):
-        facts = "".join(f"<li>{html.escape(f)}</li>" for f in item.facts)
-        todo = (
-            f'<li class="todo">⚠ {html.escape(item.to_complete)}</li>' if item.to_complete else ""
-        )
-        rows.append(
-            f"<tr><th>{i}. {html.escape(item.topic)}<div class='asks'>{html.escape(item.asks)}</div></th><td><ul>{facts}{todo}</ul></td></tr>"
-        )
-    return f"<table class='disclosure'>{''.join(rows)}</table>"
+    return render("disclosure.html", items=items)

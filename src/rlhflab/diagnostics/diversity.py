@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 Tokens = Sequence[str]
 
@@ -22,18 +22,18 @@ def ngrams(tokens: Tokens, n: int) -> list[tuple]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
-def distinct_n(responses: list[Tokens], n: int) -> float:
+def distinct_n(responses: Sequence[Tokens], n: int) -> float:
     grams = [g for r in responses for g in ngrams(r, n)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def token_entropy(responses: list[Tokens]) -> float:
+def token_entropy(responses: Sequence[Tokens]) -> float:
     counts = Counter(t for r in responses for t in r)
     total = sum(counts.values())
     return -sum(c / total * math.log(c / total) for c in counts.values()) if total else 0.0
 
 
-def bleu(hypothesis: Tokens, references: list[Tokens], max_n: int = 4) -> float:
+def bleu(hypothesis: Tokens, references: Sequence[Tokens], max_n: int = 4) -> float:
     """Sentence BLEU (Papineni et al. 2002): geometric mean of clipped n-gram precisions (add-one
     smoothed for n > 1) times the brevity penalty against the closest reference length."""
     if not hypothesis or not references:
@@ -41,7 +41,7 @@ def bleu(hypothesis: Tokens, references: list[Tokens], max_n: int = 4) -> float:
     log_p = 0.0
     for n in range(1, max_n + 1):
         hyp = Counter(ngrams(hypothesis, n))
-        most = Counter()
+        most: Counter[tuple[str, ...]] = Counter()
         for ref in references:
             most |= Counter(ngrams(ref, n))
         matched, total = sum(min(c, most[g]) for g, c in hyp.items()), sum(hyp.values())
@@ -55,9 +55,19 @@ def bleu(hypothesis: Tokens, references: list[Tokens], max_n: int = 4) -> float:
     return brevity * math.exp(log_p)
 
 
-def self_bleu(responses: list[Tokens], max_n: int = 4) -> float:
+def self_bleu(responses: Sequence[Tokens], max_n: int = 4) -> float:
     if len(responses) < 2:
         return 0.0
-    return sum(
-        bleu(r, responses[:i] + responses[i + 1 :], max_n) for i, r in enumerate(responses)
-    ) / len(responses)
+    others = [[*responses[:i], *responses[i + 1 :]] for i in range(len(responses))]
+    return sum(bleu(r, o, max_n) for r, o in zip(responses, others)) / len(responses)
+
+
+def diversity(texts: list[str]) -> dict[str, float]:
+    """distinct-2, self-BLEU and token entropy of whitespace-split responses (one metrics
+    record)."""
+    words = [t.split() for t in texts]
+    return {
+        "distinct_2": distinct_n(words, 2),
+        "self_bleu": self_bleu(words),
+        "token_entropy": token_entropy(words),
+    }

@@ -20,7 +20,7 @@ and actions may be arrays of features or integer indices into tables of precompu
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,7 +30,8 @@ Reward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 def _expected_from(
     reward: Reward, states: np.ndarray, action_samples: np.ndarray, state_samples: np.ndarray
 ) -> np.ndarray:
-    """E_{A, S'}[R(s, A, S')] for every s in `states`, over all pairs of action and state samples."""
+    """E_{A, S'}[R(s, A, S')] for every s in `states`, over all pairs of action and state
+    samples."""
     k, m = len(action_samples), len(state_samples)
     a = np.repeat(action_samples, m, axis=0)  # [k·m]: every A with every S'
     s2 = np.tile(state_samples, (k,) + (1,) * (state_samples.ndim - 1))

@@ -37,20 +37,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from rlhflab.policy.best_of_n import best_of_n_kl  # noqa: F401 - one formula, also used by the text pipeline
+from rlhflab.policy.best_of_n import best_of_n_kl
 
 KINDS = ("best_of_n", "rl")
 
 
 # -- best-of-n ------------------------------------------------------------------------
 def best_of_n_weights(N: int, n: int) -> np.ndarray:
-    """[N] probability that the i-th lowest of N samples is the best of a random n-subset: C(i−1, n−1)/C(N, n)."""
+    """[N] probability that the i-th lowest of N samples is the best of a random n-subset: C(i−1,
+    n−1)/C(N, n)."""
     if not 1 <= n <= N:
         raise ValueError(f"best-of-n needs 1 ≤ n ≤ N samples, got n={n}, N={N}")
     total = math.comb(N, n)
@@ -103,7 +104,8 @@ def fit_goodhart(d: np.ndarray, gain: np.ndarray, kind: str) -> GoodhartFit:
     d, gain = np.asarray(d, dtype=np.float64), np.asarray(gain, dtype=np.float64)
     if d.shape != gain.shape or len(d) < 2:
         raise ValueError(
-            f"a fit needs at least 2 points with d and gain of equal length, got {d.shape} and {gain.shape}"
+            f"a fit needs at least 2 points with d and gain of equal length, got {d.shape} and "
+            f"{gain.shape}"
         )
     X = np.stack([d, -d * _shape(d, kind)], axis=1)
     (alpha, beta), *_ = np.linalg.lstsq(X, gain, rcond=None)
@@ -138,7 +140,8 @@ class Point:
 
 
 def best_of_n_points(proxy: np.ndarray, gold: np.ndarray, max_n: int = 256) -> list[Point]:
-    """Best-of-n for n = 1, 2, 4, … ≤ min(max_n, N) from N samples of the base policy scored by proxy and gold."""
+    """Best-of-n for n = 1, 2, 4, … ≤ min(max_n, N) from N samples of the base policy scored by
+    proxy and gold."""
     N = len(proxy)
     ns = [2**k for k in range(int(math.log2(min(max_n, N))) + 1)]
     return [
@@ -154,7 +157,8 @@ def best_of_n_points(proxy: np.ndarray, gold: np.ndarray, max_n: int = 256) -> l
 
 
 def fits(points: list[Point]) -> dict[str, GoodhartFit]:
-    """One fit per kind, on gold gains over the kind's first point (n = 1; the first RL snapshot)."""
+    """One fit per kind, on gold gains over the kind's first point (n = 1; the first RL
+    snapshot)."""
     out = {}
     for kind in KINDS:
         pts = [p for p in points if p.kind == kind]
@@ -175,7 +179,8 @@ class Options:
 
 
 def control_points(run_dir: Path, opts: Options) -> list[Point]:
-    """Best-of-n over π₀'s episodes and the RL snapshots of a control run, scored by the final r̂ and the gold reward."""
+    """Best-of-n over π₀'s episodes and the RL snapshots of a control run, scored by the final r̂
+    and the gold reward."""
     import torch
 
     from rlhflab.policy.control import ControlPolicy, play_episodes
@@ -188,11 +193,13 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
     ckpt = run.load_checkpoint()
     if ckpt is None or "reward_model" not in ckpt:
         raise FileNotFoundError(
-            f"{run.path}: no reward model in checkpoints/latest.pt (Goodhart curves need an RLHF run)"
+            f"{run.path}: no reward model in checkpoints/latest.pt (Goodhart curves need an RLHF "
+            f"run)"
         )
     if 0 not in snapshots:
         raise FileNotFoundError(
-            f"{run.path}: no checkpoints/policy_0000.pt (π₀); runs made before policy snapshots existed cannot be analysed"
+            f"{run.path}: no checkpoints/policy_0000.pt (π₀); runs made before policy snapshots "
+            f"existed cannot be analysed"
         )
     torch.set_num_threads(cfg.threads)
     env_cfg = cfg.env.model_copy(update={"num_envs": 1})
@@ -222,24 +229,23 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
             continue
         policy = load(path)
         eps, proxy, gold = play(policy, opts.episodes, opts.seed + iteration)
-        with torch.no_grad():
-            kl = torch.distributions.kl_divergence(
-                policy.distribution(eps.obs), base.distribution(eps.obs)
-            )
-        kl = (
-            kl.numpy() if kl.dim() == 2 else kl.sum(-1).numpy()
-        )  # [T, E]; Gaussian actions: summed over dimensions
-        kl = float((kl * ~eps.absorbing).sum(0).mean())
-        points.append(
-            Point(
-                "rl",
-                f"iteration {iteration} ({policy.env_steps} env steps)",
-                kl,
-                float(proxy.mean()),
-                float(gold.mean()),
-            )
-        )
+        what = f"iteration {iteration} ({policy.env_steps} env steps)"
+        kl = _episode_kl(policy, base, eps)
+        points.append(Point("rl", what, kl, float(proxy.mean()), float(gold.mean())))
     return points
+
+
+def _episode_kl(policy, base, eps) -> float:
+    """KL(π‖π₀) summed over an episode's acting steps, averaged over episodes."""
+    import torch
+
+    with torch.no_grad():
+        kl_t = torch.distributions.kl_divergence(
+            policy.distribution(eps.obs), base.distribution(eps.obs)
+        )
+    # [T, E]; Gaussian actions: summed over dimensions
+    kl_steps = kl_t.numpy() if kl_t.dim() == 2 else kl_t.sum(-1).numpy()
+    return float((kl_steps * ~eps.absorbing).sum(0).mean())
 
 
 # -- language-model runs ------------------------------------------------------------------
@@ -308,7 +314,8 @@ def goodhart(
 def write_outputs(
     out: Path, points: list[Point], fitted: dict[str, GoodhartFit], title: str = ""
 ) -> None:
-    """goodhart.json, goodhart.md (tables) and goodhart.png (gold and proxy against √KL, with the fits)."""
+    """goodhart.json, goodhart.md (tables) and goodhart.png (gold and proxy against √KL, with the
+    fits)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "goodhart.json").write_text(
         json.dumps(
@@ -338,7 +345,8 @@ def markdown_tables(points: list[Point], fitted: dict[str, GoodhartFit], title: 
     ]
     for kind, f in fitted.items():
         lines.append(
-            f"| {kind} | {_num(f.alpha)} | {_num(f.beta)} | {_num(f.d_star)} | {_num(f.kl_star)} | {_num(f.gold_star)} | {_num(f.r2, '.3f')} | {f.points} |"
+            f"| {kind} | {_num(f.alpha)} | {_num(f.beta)} | {_num(f.d_star)} | {_num(f.kl_star)} "
+            f"| {_num(f.gold_star)} | {_num(f.r2, '.3f')} | {f.points} |"
         )
     lines += [
         "",
@@ -413,12 +421,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_goodhart_command(sub) -> None:
-    """Register `rlhflab goodhart RUN_DIR` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "goodhart",
-        help="Goodhart curves of a run: gold against √KL for best-of-n and RL checkpoints, with Gao et al.'s fits",
-    )
+def add_goodhart_arguments(p) -> None:
+    """The arguments of `rlhflab goodhart RUN_DIR` (the CLI makes the subparser)."""
     p.add_argument("run_dir")
     p.add_argument(
         "--samples",

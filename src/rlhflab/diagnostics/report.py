@@ -4,114 +4,67 @@
   RUN_DIR/report.html    one self-contained page: plots embedded as base64 PNG (clips as GIF),
                          no scripts, no external resources — it opens offline;
   RUN_DIR/report.md      the numbers as Markdown;
-  RUN_DIR/disclosure.md  the Casper et al. 2023 §5 disclosure sheet, for the run's owner to complete.
+  RUN_DIR/disclosure.md  the Casper et al. 2023 §5 disclosure sheet, for the run's owner.
 
-Sections: results and alarms; learning curves (gold and proxy return, KL, entropy, labels against
-env steps); over-optimisation (gold and proxy against √KL as in Gao et al. 2023, ensemble
-disagreement on policy samples with its early band); the reward model (held-out accuracy over
-refits, calibration, learned against true segment returns, EPIC distance to the true reward);
-text diagnostics when a run logs them; feedback (labels per annotator, agreement, tie and can't-tell
-rates, position bias, time per label); clips from the start and the end of training; the disclosure
-sheet; the config. Every string read from the run directory is escaped.
+Sections of a control run (`Report`): results and alarms; learning curves (gold and proxy return,
+KL, entropy, labels against env steps); over-optimisation (gold and proxy against √KL as in Gao
+et al. 2023, ensemble disagreement on policy samples with its early band); the reward model
+(held-out accuracy over refits, calibration, learned against true segment returns, EPIC distance
+to the true reward); feedback (labels per annotator, agreement, tie and can't-tell rates, position
+bias, time per label); clips from the start and the end of training; the disclosure sheet; the
+config. Language-model runs get `text_report.TextReport`. Each section is laid out by a Jinja2
+template (`templates/`), which escapes every string read from the run directory.
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import io
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rlhflab.config import RunConfig
 from rlhflab.diagnostics import disclosure
-from rlhflab.diagnostics.disclosure import md_escape
-from rlhflab.diagnostics.alarms import ALARMS, AlarmMonitor, first_firings, no_acting_steps
+from rlhflab.diagnostics.alarms import ALARMS, AlarmMonitor, first_firings
 from rlhflab.diagnostics.calibration import Reliability, reliability
 from rlhflab.diagnostics.epic import epic_distance
+from rlhflab.diagnostics.report_base import (
+    BaseReport,
+    RunData,
+    Section,
+    figure,
+    fmt,
+    img,
+    load_run,
+    png,
+    render,
+    write_pages,
+)
+from rlhflab.diagnostics.text_report import TextReport
 from rlhflab.feedback.agreement import annotator_stats, inter_annotator_agreement
-from rlhflab.runs import RunDir
-from rlhflab.types import Comparison, Judgement
+from rlhflab.types import Judgement
 
-POLICY_STATS = {"policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"}
-
-
-# -- reading a run -------------------------------------------------------------------------
-@dataclass
-class RunData:
-    path: Path
-    cfg: RunConfig
-    metrics: list[dict]
-    summary: dict | None
-    comparisons: list[Comparison] = field(default_factory=list)
-    samples: list[dict] = field(default_factory=list)  # samples/iter_*.npz, by iteration
-    clips: list[dict] = field(default_factory=list)  # clips/iter_*.npz (+ gif bytes), by iteration
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def series(self, key: str, phase: str = "rlhf") -> tuple[np.ndarray, np.ndarray]:
-        """(env steps, values) of one metric, records without a finite value left out (and policy
-        statistics of rollouts that had no acting step)."""
-        pts = [
-            (r["env_steps"], r[key])
-            for r in self.metrics
-            if r.get("phase") == phase
-            and isinstance(r.get(key), (int, float))
-            and math.isfinite(r[key])
-            and not (key in POLICY_STATS and no_acting_steps(r))
-        ]
-        return (
-            (np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float))
-            if pts
-            else (np.array([]), np.array([]))
-        )
-
-
-def _load_npz(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
-
-
-def load_run(path: str | Path) -> RunData:
-    if not (Path(path) / "config.yaml").exists():
-        raise FileNotFoundError(f"{path}: not a run directory (no config.yaml)")
-    run = RunDir(path)
-    cfg = run.read_config()
-    summary = run.summary() if run.summary_path.exists() else None
-    comparisons = []
-    if (run.path / "feedback.db").exists():
-        from rlhflab.feedback.store import FeedbackStore
-
-        store = FeedbackStore(run.store_url)
-        comparisons = store.comparisons()
-        store.close()
-    samples = [_load_npz(p) for p in sorted((run.path / "samples").glob("iter_*.npz"))]
-    clips = []
-    for p in sorted((run.path / "clips").glob("iter_*.npz")):
-        clip = _load_npz(p)
-        gif = p.with_suffix(".gif")
-        clip["gif"] = gif.read_bytes() if gif.exists() else None
-        clips.append(clip)
-    return RunData(run.path, cfg, run.metrics(), summary, comparisons, samples, clips)
+POLICY_NAMES = {
+    "rlhf": "RLHF (learned reward)",
+    "true_reward_baseline": "PPO on the true reward",
+    "random": "random",
+}
 
 
 # -- evaluation from saved data ------------------------------------------------------------------
 def samples_epic(s: dict) -> float:
-    """EPIC distance between the true reward and r̂ on one saved sample (NaN without counterfactual true rewards)."""
+    """EPIC distance between the true reward and r̂ on one saved sample (NaN without
+    counterfactual true rewards)."""
     true, r_hat = s["true"], s["r_hat"]
     if true.shape[1] < 2 or not np.isfinite(true).all() or not np.isfinite(r_hat).all():
         return float("nan")
     idx = np.arange(len(true))
-    t = idx[:-1][
-        s["episode"][:-1] == s["episode"][1:]
-    ]  # transitions (i, a_i, i+1) inside one episode
-    lookup = lambda table: lambda si, ai, _s2: table[si, ai]  # noqa: E731 - states and actions are indices into the saved table
+    t = idx[:-1][s["episode"][:-1] == s["episode"][1:]]  # transitions (i, a_i, i+1) in one episode
+
+    def lookup(table: np.ndarray):
+        """States and actions are indices into the saved table."""
+        return lambda si, ai, _s2: table[si, ai]
+
     return epic_distance(
         lookup(true),
         lookup(r_hat),
@@ -127,7 +80,8 @@ def samples_epic(s: dict) -> float:
 def segment_returns(
     s: dict, length: int, stride: int = 5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true, r̂, episode) sums over windows of `length` steps (taken actions) inside each saved episode."""
+    """(true, r̂, episode) sums over windows of `length` steps (taken actions) inside each saved
+    episode."""
     out = []
     for e in np.unique(s["episode"]):
         rows = np.flatnonzero(s["episode"] == e)
@@ -158,9 +112,8 @@ def rm_calibration(data: RunData) -> tuple[Reliability | None, str]:
     if not held_out:
         return None, "no held-out judgements"
     env = make_env(data.cfg.env.id, data.cfg.env.horizon, data.cfg.env.kwargs)
-    model = RewardEnsemble(
-        int(np.prod(env.observation_space.shape)), env.action_space, data.cfg.reward
-    )
+    obs_dim = int(np.prod(env.observation_space.shape or ()))
+    model = RewardEnsemble(obs_dim, env.action_space, data.cfg.reward)
     env.close()
     model.load_state_dict(torch.load(ckpt_path, weights_only=False)["reward_model"])
     left = torch.tensor([model.predict(c.left.obs, c.left.actions).sum() for c in held_out])
@@ -171,53 +124,135 @@ def rm_calibration(data: RunData) -> tuple[Reliability | None, str]:
     ), f"{len(held_out)} held-out judgements"
 
 
-# -- figures -------------------------------------------------------------------------------
-def figure(rows: int, cols: int, width: float = 12.0, height: float = 3.4):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height * rows), dpi=90, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    return fig, axes
-
-
-def png(fig) -> str:
-    """A figure as a data: URI (PNG, base64)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def img(uri: str, alt: str) -> str:
-    return f'<img src="{uri}" alt="{html.escape(alt)}">'
-
-
 def _mark_alarms(ax, alarms: dict[str, dict]) -> None:
     for a in alarms.values():
         if a["env_steps"] is not None:
             ax.axvline(a["env_steps"], color="crimson", ls=":", lw=1)
 
 
-def _fmt(x, spec: str = ".3g") -> str:
-    return (
-        "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+def _last_rlhf(metrics: list[dict], key: str | None = None) -> dict:
+    """The last RLHF record (that has a float `key`, when given); {} if there is none."""
+    for r in reversed(metrics):
+        if r.get("phase") == "rlhf" and (key is None or isinstance(r.get(key), float)):
+            return r
+    return {}
+
+
+def _plot_refits(ax, metrics: list[dict]) -> None:
+    """Held-out and training accuracy of the reward model at each refit."""
+    refits: dict[int, tuple] = {}
+    for r in metrics:
+        if (
+            r.get("phase") == "rlhf"
+            and r.get("rm_fits") is not None
+            and isinstance(r.get("rm_val_acc"), float)
+        ):
+            refits.setdefault(r["rm_fits"], (r["rm_val_acc"], r.get("rm_train_acc")))
+    if refits:
+        fits = sorted(refits)
+        ax.plot(fits, [refits[f][0] for f in fits], "o-", label="held-out")
+        ax.plot(fits, [refits[f][1] for f in fits], "x--", alpha=0.6, label="training")
+        ax.legend(fontsize=7)
+    ax.set_title("accuracy over refits")
+    ax.set_xlabel("refit")
+
+
+def _plot_reliability(ax, rel: Reliability | None, about: str) -> None:
+    if rel is not None:
+        ok = rel.count > 0
+        ax.plot([0, 1], [0, 1], color="gray", lw=1)
+        centres = (rel.edges[:-1] + rel.edges[1:])[ok] / 2
+        width = np.diff(rel.edges)[ok] * 0.9
+        ax.bar(centres, rel.frequency[ok], width=width, alpha=0.6, edgecolor="k")
+        ax.plot(rel.mean_prediction[ok], rel.frequency[ok], "o", color="k")
+    ax.set_title(f"reliability: ECE {fmt(rel.ece if rel else None)} ({about})", fontsize=9)
+    ax.set_xlabel("predicted P̂[left ≻ right]")
+    ax.set_ylabel("share judged left")
+
+
+def _plot_learned_vs_true(ax, s: dict, length: int) -> None:
+    true, pred, episode = segment_returns(s, length)
+    for e, name in enumerate(s["source"]):
+        ax.plot(true[episode == e], pred[episode == e], ".", alpha=0.6, label=f"{name} episode")
+    spread = len(true) > 1 and np.std(true) > 0 and np.std(pred) > 0
+    rho = np.corrcoef(true, pred)[0, 1] if spread else float("nan")
+    ax.set_title(f"learned vs true, {length}-step segments (ρ = {fmt(rho, '.2f')})", fontsize=9)
+    ax.set_xlabel(f"true segment return (iteration {int(s['iteration'])})")
+    ax.set_ylabel("Σ r̂")
+    ax.legend(fontsize=7)
+
+
+def _plot_feedback(ax, stats, comparisons) -> None:
+    """Labels per annotator by answer, labels over env steps, and time per label."""
+    bottom = np.zeros(len(stats))
+    for j in Judgement:
+        counts = np.array([s.counts.get(j.value, 0) for s in stats], float)
+        names = [s.annotator for s in stats]
+        ax[0].bar(names, counts, bottom=bottom, label=disclosure.LABELS[j.value])
+        bottom += counts
+    ax[0].set_title("labels per annotator")
+    ax[0].legend(fontsize=7)
+    steps = sorted(c.left.env_steps for c in comparisons)
+    ax[1].plot(steps, np.arange(1, len(steps) + 1), drawstyle="steps-post")
+    ax[1].set_title("labels against the env steps of their segments")
+    ax[1].set_xlabel("env steps")
+    seconds = [c.extra["seconds"] for c in comparisons if c.extra.get("seconds") is not None]
+    if seconds:
+        ax[2].hist(seconds, bins=20)
+        ax[2].set_title("time per label (s)")
+    else:
+        message = "time per label not recorded\n(simulated annotator)"
+        ax[2].text(0.5, 0.5, message, ha="center", va="center", transform=ax[2].transAxes)
+        ax[2].set_axis_off()
+
+
+def _annotator_row(s) -> dict:
+    """One annotator's line of the feedback table, formatted."""
+    bias = "n/a" if s.left_share is None else f"{s.left_share:.0%} ± {s.left_share_halfwidth:.0%}"
+    return {
+        "annotator": s.annotator,
+        "labels": s.labels,
+        "rates": [f"{s.rate(j):.0%}" for j in Judgement],
+        "gold": fmt(s.gold_agreement, ".0%"),
+        "gold_pairs": s.gold_pairs,
+        "bias": bias,
+        "seconds": "not recorded" if s.median_seconds is None else f"{s.median_seconds:.1f}",
+    }
+
+
+def _clip_view(clip: dict, when: str, rows: int = 25) -> dict:
+    """What the clips template shows of one saved episode: the GIF, or its first steps."""
+    caption = (
+        f"{when}: iteration {int(clip['iteration'])}, {int(clip['env_steps'])} env steps · "
+        f"true return {float(np.sum(clip['true'])):.1f} · "
+        f"Σ r̂ {fmt(float(np.nansum(clip['r_hat'])), '.2f')}"
     )
+    gif = clip["gif"] and "data:image/gif;base64," + base64.b64encode(clip["gif"]).decode()
+    steps = [
+        {
+            "t": t,
+            "obs": np.array2string(clip["obs"][t], precision=2, separator=", "),
+            "action": np.array2string(np.asarray(clip["actions"][t]), precision=2),
+            "true": clip["true"][t],
+            "r_hat": clip["r_hat"][t],
+        }
+        for t in range(min(rows, len(clip["obs"])) if not gif else 0)
+    ]
+    return {
+        "caption": caption,
+        "gif": gif,
+        "iteration": int(clip["iteration"]),
+        "render_error": str(clip.get("render_error", "")),
+        "steps": steps,
+    }
 
 
-# -- sections ------------------------------------------------------------------------------
-@dataclass
-class Section:
-    title: str
-    html: str
-    md: str = ""
+class Report(BaseReport):
+    """The report of a control run."""
 
-
-class Report:
     def __init__(self, data: RunData):
-        self.data = data
+        super().__init__(data)
         self.alarms = first_firings(data.metrics)
-        self.facts: dict = {}
 
     def sections(self) -> list[Section]:
         return self._build(
@@ -233,73 +268,28 @@ class Report:
             )
         )
 
-    def _build(self, makers) -> list[Section]:
-        out = []
-        for make in makers:
-            try:
-                section = make()
-            except Exception as exc:  # noqa: BLE001 - one broken section must not cost the whole report; it says what broke
-                section = Section(
-                    make.__name__.replace("_", " "),
-                    f"<p class='error'>This section could not be built: {html.escape(f'{type(exc).__name__}: {exc}')}</p>",
-                    f"This section could not be built: {md_escape(exc)}\n",
-                )
-            if section is not None:
-                out.append(section)
-        return out
-
     # results and alarms
     def overview(self) -> Section:
         d, s = self.data, self.data.summary
-        names = {
-            "rlhf": "RLHF (learned reward)",
-            "true_reward_baseline": "PPO on the true reward",
-            "random": "random",
-        }
-        if s:
-            rows = "".join(
-                f"<tr><td>{html.escape(names.get(k, k))}</td><td class='num'>{v:.1f}</td></tr>"
-                for k, v in s["true_return"].items()
-            )
-            table = f"<table><tr><th>policy</th><th>true return</th></tr>{rows}</table>"
-            score = f"<p>Normalised score (random = 0, true-reward PPO = 1): <b>{_fmt(s.get('normalised_score'), '.2f')}</b> · {s.get('labels')} labels · {_fmt(s.get('wall_seconds'), '.0f')} s</p>"
-            md = "| policy | true return |\n|---|---|\n" + "".join(
-                f"| {names.get(k, k)} | {v:.1f} |\n" for k, v in s["true_return"].items()
-            )
-            md += f"\nNormalised score: {_fmt(s.get('normalised_score'), '.2f')}\n"
-        else:
-            table, score, md = (
-                "<p class='error'>No summary.json: the run did not finish.</p>",
-                "",
-                "No summary.json: the run did not finish.\n",
-            )
-        last = next((r for r in reversed(d.metrics) if r.get("phase") == "rlhf"), None)
-        if (
+        last = _last_rlhf(d.metrics)
+        early_stop = (
             last
             and last["env_steps"] < d.cfg.env_steps
             and d.cfg.alarms.stop
             and last.get("alarms")
-        ):
-            stopped = f"<p class='alarm'>The run stopped at {last['env_steps']} of {d.cfg.env_steps} env steps because an alarm fired (alarms.stop = true).</p>"
-            md += (
-                f"\n**The run stopped at {last['env_steps']} env steps because an alarm fired.**\n"
-            )
-        else:
-            stopped = ""
-        if self.alarms:
-            items = "".join(
-                f"<li><b>{html.escape(n)}</b> at {a['env_steps']} env steps: {html.escape(a['message'])}</li>"
-                for n, a in self.alarms.items()
-            )
-            alarms = f"<h3>Alarms</h3><ul class='alarm'>{items}</ul>"
-            md += "\n### Alarms\n\n" + "".join(
-                f"- **{md_escape(n)}** at {a['env_steps']} env steps: {md_escape(a['message'])}\n"
-                for n, a in self.alarms.items()
-            )
-        else:
-            alarms = "<h3>Alarms</h3><p>No over-optimisation alarm fired.</p>"
-            md += "\nNo over-optimisation alarm fired.\n"
-        return Section("Results", table + score + stopped + alarms, md)
+        )
+        context = {
+            "summary": s,
+            "returns": [
+                (POLICY_NAMES.get(k, k), v) for k, v in (s or {}).get("true_return", {}).items()
+            ],
+            "stopped": last["env_steps"] if early_stop else None,
+            "env_steps": d.cfg.env_steps,
+            "alarms": self.alarms,
+        }
+        return Section(
+            "Results", render("overview.html", **context), render("overview.md", **context)
+        )
 
     def learning_curves(self) -> Section:
         d = self.data
@@ -322,31 +312,29 @@ class Report:
         ax[3].set_title("policy entropy (nats)")
         ax[4].plot(*d.series("labels"), drawstyle="steps-post")
         ax[4].set_title("labels")
-        names = list(ALARMS)
-        for r in d.metrics:
-            for a in r.get("alarms") or []:
-                ax[5].plot(
-                    r["env_steps"],
-                    names.index(a["alarm"]) if a["alarm"] in names else -1,
-                    "|",
-                    color="crimson",
-                    ms=12,
-                )
-        ax[5].set_yticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
-        ax[5].set_ylim(-0.5, len(names) - 0.5)
-        ax[5].set_xlim(ax[4].get_xlim())
-        ax[5].set_title("alarms firing")
+        self._plot_alarms(ax[5], ax[4].get_xlim())
         for a in ax:
             a.set_xlabel("env steps")
             _mark_alarms(a, self.alarms)
             if a.get_legend_handles_labels()[0]:
                 a.legend(fontsize=7)
-        return Section(
-            "Learning curves",
-            img(png(fig), "learning curves")
-            + "<p class='note'>Dotted red lines: the first firing of each alarm. "
-            "The proxy's scale is arbitrary (Bradley–Terry fixes only differences) and shifts at every refit; watch its trend against the gold.</p>",
+        note = (
+            "Dotted red lines: the first firing of each alarm. The proxy's scale is arbitrary "
+            "(Bradley–Terry fixes only differences) and shifts at every refit; watch its trend "
+            "against the gold."
         )
+        return Section("Learning curves", img(png(fig), "learning curves", note))
+
+    def _plot_alarms(self, ax, xlim) -> None:
+        names = list(ALARMS)
+        for r in self.data.metrics:
+            for a in r.get("alarms") or []:
+                row = names.index(a["alarm"]) if a["alarm"] in names else -1
+                ax.plot(r["env_steps"], row, "|", color="crimson", ms=12)
+        ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
+        ax.set_ylim(-0.5, len(names) - 0.5)
+        ax.set_xlim(xlim)
+        ax.set_title("alarms firing")
 
     def overoptimisation(self) -> Section:
         d = self.data
@@ -374,69 +362,23 @@ class Report:
         ax[1].set_xlabel("env steps")
         ax[1].legend(fontsize=7)
         _mark_alarms(ax[1], self.alarms)
-        return Section(
-            "Over-optimisation",
-            img(png(fig), "over-optimisation")
-            + "<p class='note'>π_ref is the policy as initialised. "
-            "A proxy that keeps rising while the gold stalls or falls is over-optimisation; rising disagreement means the policy has gone where the reward model has few labels.</p>",
+        note = (
+            "π_ref is the policy as initialised. A proxy that keeps rising while the gold stalls "
+            "or falls is over-optimisation; rising disagreement means the policy has gone where "
+            "the reward model has few labels."
         )
+        return Section("Over-optimisation", img(png(fig), "over-optimisation", note))
 
     def reward_model(self) -> Section:
         d = self.data
         fig, ax = figure(1, 4, width=16, height=3.8)
-        refits = {}
-        for r in d.metrics:
-            if (
-                r.get("phase") == "rlhf"
-                and r.get("rm_fits") is not None
-                and isinstance(r.get("rm_val_acc"), float)
-            ):
-                refits.setdefault(
-                    r["rm_fits"],
-                    (r["env_steps"], r["rm_val_acc"], r.get("rm_train_acc"), r.get("rm_val_pairs")),
-                )
-        if refits:
-            fits = sorted(refits)
-            ax[0].plot(fits, [refits[f][1] for f in fits], "o-", label="held-out")
-            ax[0].plot(fits, [refits[f][2] for f in fits], "x--", alpha=0.6, label="training")
-            ax[0].legend(fontsize=7)
-        ax[0].set_title("accuracy over refits")
-        ax[0].set_xlabel("refit")
+        _plot_refits(ax[0], d.metrics)
         rel, about = rm_calibration(d)
         if rel is not None:
-            ok = rel.count > 0
-            ax[1].plot([0, 1], [0, 1], color="gray", lw=1)
-            ax[1].bar(
-                (rel.edges[:-1] + rel.edges[1:])[ok] / 2,
-                rel.frequency[ok],
-                width=np.diff(rel.edges)[ok] * 0.9,
-                alpha=0.6,
-                edgecolor="k",
-            )
-            ax[1].plot(rel.mean_prediction[ok], rel.frequency[ok], "o", color="k")
             self.facts["ece"] = rel.ece
-        ax[1].set_title(f"reliability: ECE {_fmt(rel.ece if rel else None)} ({about})", fontsize=9)
-        ax[1].set_xlabel("predicted P̂[left ≻ right]")
-        ax[1].set_ylabel("share judged left")
+        _plot_reliability(ax[1], rel, about)
         if d.samples:
-            s = d.samples[-1]
-            true, pred, episode = segment_returns(s, d.cfg.feedback.segment_length)
-            for e, name in enumerate(s["source"]):
-                ax[2].plot(
-                    true[episode == e], pred[episode == e], ".", alpha=0.6, label=f"{name} episode"
-                )
-            rho = (
-                np.corrcoef(true, pred)[0, 1]
-                if len(true) > 1 and np.std(true) > 0 and np.std(pred) > 0
-                else float("nan")
-            )
-            ax[2].set_title(
-                f"learned vs true, {d.cfg.feedback.segment_length}-step segments (ρ = {_fmt(rho, '.2f')})",
-                fontsize=9,
-            )
-            ax[2].set_xlabel(f"true segment return (iteration {int(s['iteration'])})")
-            ax[2].set_ylabel("Σ r̂")
-            ax[2].legend(fontsize=7)
+            _plot_learned_vs_true(ax[2], d.samples[-1], d.cfg.feedback.segment_length)
             epic = [(int(s["env_steps"]), samples_epic(s)) for s in d.samples]
             ax[3].plot([e[0] for e in epic], [e[1] for e in epic], "o-")
             ax[3].set_ylim(0, 1)
@@ -444,246 +386,90 @@ class Report:
             self.facts["epic_series"] = epic
         ax[3].set_title("EPIC distance to the true reward")
         ax[3].set_xlabel("env steps")
-        last = next(
-            (
-                r
-                for r in reversed(d.metrics)
-                if r.get("phase") == "rlhf" and isinstance(r.get("rm_val_acc"), float)
-            ),
-            {},
-        )
+        last = _last_rlhf(d.metrics, "rm_val_acc")
         self.facts |= {"val_acc": last.get("rm_val_acc"), "val_pairs": last.get("rm_val_pairs")}
-        md = (
-            f"- held-out accuracy (last refit): {_fmt(last.get('rm_val_acc'), '.3f')} on {last.get('rm_val_pairs', 'n/a')} held-out queries\n"
-            f"- expected calibration error: {_fmt(self.facts.get('ece'), '.3f')} ({about})\n"
-            f"- EPIC distance to the true reward (last checkpoint): {_fmt(self.facts.get('epic'), '.3f')}\n"
-        )
-        note = (
-            "<p class='note'>Calibration: the final reward model (checkpoint) on the held-out judgements, P̂ with the ε error term; held-out data also "
-            "chose when to stop fitting, so this is slightly optimistic. EPIC (Gleave et al. 2020): 0 means the same reward up to potential shaping and "
-            "scale, 1 opposite; computed on the saved samples (one episode of the policy and one of a random policy per checkpoint)"
-            + (
-                ", not available for this env (its state cannot be copied to ask for the true reward of untaken actions)"
-                if self.facts.get("epic") is None and d.samples
-                else ""
-            )
-            + ".</p>"
-        )
+        context = {
+            "val_acc": last.get("rm_val_acc"),
+            "val_pairs": last.get("rm_val_pairs", "n/a"),
+            "ece": self.facts.get("ece"),
+            "about": about,
+            "epic": self.facts.get("epic"),
+            "no_epic": self.facts.get("epic") is None and bool(d.samples),
+            "figure": img(png(fig), "reward model evaluation"),
+        }
         return Section(
-            "Reward model", img(png(fig), "reward model evaluation") + note + md_to_list(md), md
+            "Reward model",
+            render("reward_model.html", **context),
+            render("reward_model.md", **context),
         )
+
+    def _annotators(self):
+        if "annotators" not in self.facts:
+            comparisons = self.data.comparisons
+            self.facts["annotators"] = annotator_stats(comparisons)
+            self.facts["inter_rater"] = inter_annotator_agreement(comparisons)
+        return self.facts["annotators"], self.facts["inter_rater"]
 
     def feedback(self) -> Section:
         d = self.data
-        stats = annotator_stats(d.comparisons)
-        inter = inter_annotator_agreement(d.comparisons)
-        self.facts["annotators"], self.facts["inter_rater"] = stats, inter
+        stats, inter = self._annotators()
         if not stats:
             return Section(
                 "Feedback", "<p>No judgements in the feedback store.</p>", "No judgements.\n"
             )
-        head = "<tr><th>annotator</th><th>labels</th><th>left</th><th>right</th><th>equal</th><th>can't tell</th><th>agrees with gold</th><th>says left (strict)</th><th>median s/label</th></tr>"
-        rows, md = (
-            [],
-            "| annotator | labels | equal | can't tell | agrees with gold | says left | s/label |\n|---|---|---|---|---|---|---|\n",
-        )
-        for s in stats:
-            bias = (
-                "n/a"
-                if s.left_share is None
-                else f"{s.left_share:.0%} ± {s.left_share_halfwidth:.0%}"
-            )
-            rates = [f"{s.rate(j):.0%}" for j in Judgement]
-            seconds = "not recorded" if s.median_seconds is None else f"{s.median_seconds:.1f}"
-            rows.append(
-                f"<tr><td>{html.escape(s.annotator)}</td><td class='num'>{s.labels}</td>"
-                + "".join(f"<td class='num'>{r}</td>" for r in rates)
-                + f"<td class='num'>{_fmt(s.gold_agreement, '.0%')} of {s.gold_pairs}</td><td class='num'>{bias}</td><td class='num'>{seconds}</td></tr>"
-            )
-            md += f"| {md_escape(s.annotator)} | {s.labels} | {rates[2]} | {rates[3]} | {_fmt(s.gold_agreement, '.0%')} | {bias} | {seconds} |\n"
         inter_text = (
-            f"Inter-annotator agreement: {inter[0]:.0%} over {inter[1]} pairs of judgements of the same query."
+            f"Inter-annotator agreement: {inter[0]:.0%} over {inter[1]} pairs of judgements of "
+            "the same query."
             if inter[1]
-            else "No query was judged by more than one annotator, so inter-annotator agreement cannot be measured."
+            else "No query was judged by more than one annotator, so inter-annotator agreement "
+            "cannot be measured."
         )
-        md += f"\n{inter_text}\n"
         fig, ax = figure(1, 3, height=3.2)
-        bottom = np.zeros(len(stats))
-        for j in Judgement:
-            counts = np.array([s.counts.get(j.value, 0) for s in stats], float)
-            ax[0].bar(
-                [s.annotator for s in stats],
-                counts,
-                bottom=bottom,
-                label=disclosure.LABELS[j.value],
-            )
-            bottom += counts
-        ax[0].set_title("labels per annotator")
-        ax[0].legend(fontsize=7)
-        steps = sorted(c.left.env_steps for c in d.comparisons)
-        ax[1].plot(steps, np.arange(1, len(steps) + 1), drawstyle="steps-post")
-        ax[1].set_title("labels against the env steps of their segments")
-        ax[1].set_xlabel("env steps")
-        seconds = [
-            c.extra.get("seconds") for c in d.comparisons if c.extra.get("seconds") is not None
-        ]
-        if seconds:
-            ax[2].hist(seconds, bins=20)
-            ax[2].set_title("time per label (s)")
-        else:
-            ax[2].text(
-                0.5,
-                0.5,
-                "time per label not recorded\n(simulated annotator)",
-                ha="center",
-                va="center",
-                transform=ax[2].transAxes,
-            )
-            ax[2].set_axis_off()
-        body = (
-            f"<table>{head}{''.join(rows)}</table><p>{html.escape(inter_text)}</p>"
-            + img(png(fig), "feedback")
-            + "<p class='note'>Agrees with gold: strict answers that pick the segment with the larger true return. Says left: the position bias "
-            "(50% expected, since pairs are shown in random order), with a 95% interval.</p>"
+        _plot_feedback(ax, stats, d.comparisons)
+        context = {
+            "rows": [_annotator_row(s) for s in stats],
+            "inter_text": inter_text,
+            "figure": img(png(fig), "feedback"),
+        }
+        return Section(
+            "Feedback", render("feedback.html", **context), render("feedback.md", **context)
         )
-        return Section("Feedback", body, md)
 
     def clips(self) -> Section | None:
         d = self.data
         if not d.clips:
             return None
         chosen = [d.clips[0]] + ([d.clips[-1]] if len(d.clips) > 1 else [])
-        cells, md = [], ""
-        for clip, when in zip(chosen, ("start of training", "end of training")):
-            caption = (
-                f"{when}: iteration {int(clip['iteration'])}, {int(clip['env_steps'])} env steps · true return {float(np.sum(clip['true'])):.1f} · "
-                f"Σ r̂ {_fmt(float(np.nansum(clip['r_hat'])), '.2f')}"
-            )
-            if clip["gif"]:
-                body = img(
-                    "data:image/gif;base64," + base64.b64encode(clip["gif"]).decode(), caption
-                )
-            else:
-                body = (
-                    f"<p class='note'>The env could not render ({html.escape(str(clip['render_error']))}); the first steps as numbers:</p>"
-                    + steps_table(clip)
-                )
-            cells.append(f"<figure>{body}<figcaption>{html.escape(caption)}</figcaption></figure>")
-            md += (
-                f"- {caption}: `clips/iter_{int(clip['iteration']):04d}."
-                + ("gif`" if clip["gif"] else "npz` (the env could not render)")
-                + "\n"
-            )
-        return Section(
-            "Clips",
-            "<p class='note'>One episode of the deterministic policy (every second frame).</p><div class='clips'>"
-            + "".join(cells)
-            + "</div>",
-            md,
-        )
+        whens = ("start of training", "end of training")
+        views = [_clip_view(clip, when) for clip, when in zip(chosen, whens)]
+        return Section("Clips", render("clips.html", clips=views), render("clips.md", clips=views))
 
     def disclosure(self) -> Section:
         d = self.data
-        if "annotators" not in self.facts:
-            self.facts["annotators"], self.facts["inter_rater"] = (
-                annotator_stats(d.comparisons),
-                inter_annotator_agreement(d.comparisons),
-            )
-        items = disclosure.disclosure_sheet(
-            d.cfg,
-            d.summary,
-            self.alarms,
-            self.facts["annotators"],
-            self.facts["inter_rater"],
-            self.facts,
-        )
+        stats, inter = self._annotators()
+        items = disclosure.disclosure_sheet(d.cfg, d.summary, self.alarms, stats, inter, self.facts)
         self.facts["disclosure_md"] = disclosure.to_markdown(items)
         return Section(
             "Disclosure sheet",
-            "<p class='note'>After Casper et al. 2023, §5. Filled from the run; ⚠ marks what its owner must complete "
-            "(also in <code>disclosure.md</code>).</p>" + disclosure.to_html(items),
+            render("disclosure_note.html", sheet=disclosure.to_html(items)),
             self.facts["disclosure_md"].split("\n", 2)[2],
         )
 
-    def config(self) -> Section:
-        text = (self.data.path / "config.yaml").read_text()
-        return Section(
-            "Config",
-            f"<details><summary>config.yaml</summary><pre>{html.escape(text)}</pre></details>",
-            "The resolved config is `config.yaml`.\n",
-        )
-
-
-def steps_table(clip: dict, rows: int = 25) -> str:
-    """The first steps of a saved episode as an HTML table of numbers."""
-    head = "<tr><th>t</th><th>observation</th><th>action</th><th>true r</th><th>r̂</th></tr>"
-    body = "".join(
-        f"<tr><td>{t}</td><td>{html.escape(np.array2string(clip['obs'][t], precision=2, separator=', '))}</td>"
-        f"<td>{html.escape(np.array2string(np.asarray(clip['actions'][t]), precision=2))}</td><td class='num'>{clip['true'][t]:.2f}</td><td class='num'>{clip['r_hat'][t]:.2f}</td></tr>"
-        for t in range(min(rows, len(clip["obs"])))
-    )
-    return f"<table class='steps'>{head}{body}</table>"
-
-
-def md_to_list(md: str) -> str:
-    """Render our own '- item' lines (already escaped) as an HTML list."""
-    return (
-        "<ul>"
-        + "".join(f"<li>{line[2:]}</li>" for line in md.splitlines() if line.startswith("- "))
-        + "</ul>"
-    )
-
-
-CSS = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-h1 { margin-bottom: 0.1em; } h2 { border-bottom: 1px solid #ddd; margin-top: 2em; }
-table { border-collapse: collapse; margin: 0.8em 0; } td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; } img { max-width: 100%; }
-.note { color: #555; font-size: 0.9em; } .alarm, .error { color: #b00020; } .todo { color: #8a5300; font-weight: 600; }
-.asks { font-weight: normal; color: #666; font-size: 0.85em; } table.disclosure th { width: 28%; }
-.clips { display: flex; gap: 2em; flex-wrap: wrap; } figure { margin: 0; } figcaption { font-size: 0.9em; color: #444; }
-table.steps td { font-family: ui-monospace, monospace; font-size: 0.8em; } pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
-nav a { margin-right: 1em; }
-"""
-
-
-def page(title: str, subtitle: str, sections: list[Section]) -> str:
-    """A whole HTML page; `title`, `subtitle` and section titles are escaped here, section bodies by their makers."""
-    nav = "".join(f'<a href="#s{i}">{html.escape(s.title)}</a>' for i, s in enumerate(sections))
-    body = "".join(
-        f'<section id="s{i}"><h2>{html.escape(s.title)}</h2>{s.html}</section>'
-        for i, s in enumerate(sections)
-    )
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{CSS}</style></head>'
-        f"<body><h1>{html.escape(title)}</h1><p class='note'>{html.escape(subtitle)}</p><nav>{nav}</nav>{body}</body></html>\n"
-    )
-
 
 def build_report(run_dir: str | Path) -> Path:
-    """Write report.html, report.md and disclosure.md into the run directory; return the HTML path."""
-    from rlhflab.diagnostics.text_report import TextReport
-
+    """Write report.html, report.md and disclosure.md into the run directory; return the HTML
+    path."""
     data = load_run(run_dir)
     cfg = data.cfg
     report = TextReport(data) if cfg.text else Report(data)
     sections = report.sections()
     title = f"rlhflab report: {cfg.task}"
-    subtitle = (
-        f"{data.path.resolve()} · {cfg.text.model if cfg.text else cfg.env.id} · "
-        + (
-            f"{cfg.text.labels} comparisons"
-            if cfg.text
-            else f"{cfg.feedback.labels} labels · {cfg.env_steps} env steps"
-        )
-        + f" · seed {cfg.seed}"
-    )
-    out = data.path / "report.html"
-    out.write_text(page(title, subtitle, sections))
-    md = f"# {md_escape(title)}\n\n{md_escape(subtitle)}\n\nPlots: `report.html`.\n\n" + "".join(
-        f"## {md_escape(s.title)}\n\n{s.md}\n" for s in sections if s.md
-    )
-    (data.path / "report.md").write_text(md)
+    if cfg.text:
+        what = f"{cfg.text.model} · {cfg.text.labels} comparisons"
+    else:
+        what = f"{cfg.env.id} · {cfg.feedback.labels} labels · {cfg.env_steps} env steps"
+    subtitle = f"{data.path.resolve()} · {what} · seed {cfg.seed}"
+    out = write_pages(data.path / "report.html", title, subtitle, sections)
     if "disclosure_md" in report.facts:
         (data.path / "disclosure.md").write_text(report.facts["disclosure_md"])
     return out

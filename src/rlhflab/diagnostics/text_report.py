@@ -5,18 +5,17 @@ the feedback's agreement statistics."""
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 
-from rlhflab.diagnostics.disclosure import md_escape
-from rlhflab.diagnostics.report import Report, Section, _fmt, figure, img, png
+from rlhflab.diagnostics.report_base import BaseReport, Section, figure, fmt, img, png, render
 from rlhflab.feedback.agreement import annotator_report
-from rlhflab.feedback.store import PAIR_KINDS, FeedbackStore
+from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
 
+METHOD_COLUMNS = ("gold", "proxy", "kl", "distinct_2", "response_words")
 
-class TextReport(Report):
+
+class TextReport(BaseReport):
     def sections(self) -> list[Section]:
         return self._build(
             (self.methods, self.training, self.samples, self.text_feedback, self.config)
@@ -30,29 +29,16 @@ class TextReport(Report):
                 "<p class='error'>No summary.json: the run did not finish.</p>",
                 "No summary.json.\n",
             )
-        cols = ("gold", "proxy", "kl", "distinct_2", "response_words")
-        head = "<tr><th>method</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
-        rows = "".join(
-            f"<tr><td>{html.escape(name)}</td>"
-            + "".join(f"<td class='num'>{_fmt(m.get(c))}</td>" for c in cols)
-            + "</tr>"
-            for name, m in s["methods"].items()
-        )
-        md = "| method | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1) + "\n"
-        md += "".join(
-            f"| {md_escape(name)} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |\n"
-            for name, m in s["methods"].items()
-        )
         rm = s.get("reward_model", {})
         note = (
-            f"Reward model: held-out accuracy {_fmt(rm.get('rm_val_acc'), '.2f')} on {rm.get('rm_val_pairs', 0)} pairs, "
-            f"ECE {_fmt(rm.get('rm_val_ece'), '.3f')}. {s.get('labels')} labels · {_fmt(s.get('wall_seconds'), '.0f')} s. "
+            f"Reward model: held-out accuracy {fmt(rm.get('rm_val_acc'), '.2f')} on "
+            f"{rm.get('rm_val_pairs', 0)} pairs, ECE {fmt(rm.get('rm_val_ece'), '.3f')}. "
+            f"{s.get('labels')} labels · {fmt(s.get('wall_seconds'), '.0f')} s. "
             "Gold is the task's own reward; proxy is the reward model's; KL is from the SFT policy."
         )
+        context = {"cols": METHOD_COLUMNS, "methods": s["methods"], "note": note}
         return Section(
-            "Methods",
-            f"<table>{head}{rows}</table><p class='note'>{html.escape(note)}</p>",
-            md + "\n" + md_escape(note) + "\n",
+            "Methods", render("methods.html", **context), render("methods.md", **context)
         )
 
     def training(self) -> Section | None:
@@ -77,37 +63,26 @@ class TextReport(Report):
         ax[2].set_xlabel("PPO iteration")
         ax[2].legend(fontsize=8)
         last = ppo[-1]
-        md = f"- last PPO iteration: gold {_fmt(last.get('gold'))}, proxy {_fmt(last['proxy'])}, KL {_fmt(last['kl'])}, β {_fmt(last['beta'])}\n"
+        md = (
+            f"- last PPO iteration: gold {fmt(last.get('gold'))}, proxy {fmt(last['proxy'])}, "
+            f"KL {fmt(last['kl'])}, β {fmt(last['beta'])}\n"
+        )
         return Section("PPO training", img(png(fig), "PPO training curves"), md)
 
     def samples(self) -> Section | None:
         s = self.data.summary
         if not s:
             return None
-        parts, md = [], ""
-        for name, m in s["methods"].items():
-            items = "".join(f"<li><code>{html.escape(t)}</code></li>" for t in m.get("samples", []))
-            parts.append(f"<h3>{html.escape(name)}</h3><ul>{items}</ul>")
-            md += (
-                f"**{md_escape(name)}**\n\n"
-                + "".join(f"- {md_escape(t)}\n" for t in m.get("samples", []))
-                + "\n"
-            )
-        return Section("Samples", "".join(parts), md)
+        methods = s["methods"]
+        return Section(
+            "Samples",
+            render("samples.html", methods=methods),
+            render("samples.md", methods=methods),
+        )
 
     def text_feedback(self) -> Section:
         store = FeedbackStore(RunDir(self.data.path).store_url)
-        rows = [
-            {
-                "query_id": r.query_id,
-                "annotator": r.annotator,
-                "label": r.label,
-                "shown_swapped": r.shown_swapped,
-                "seconds": r.seconds,
-            }
-            for r in store.judgement_rows()
-            if r.query.kind in PAIR_KINDS
-        ]
+        rows = store.pair_judgement_records()
         store.close()
         if not rows:
             return Section(
@@ -116,14 +91,13 @@ class TextReport(Report):
                 "No pairwise judgements.\n",
             )
         rep = annotator_report(rows)
-        md = "".join(
-            f"- {md_escape(n)}: {a['count']} labels, ties {_fmt(a['tie_rate'], '.0%')}, can't tell {_fmt(a['cant_tell_rate'], '.0%')}, "
-            f"shown-left wins {_fmt(a['left_shown_win_rate'], '.0%')}, median {_fmt(a['median_seconds'])} s\n"
-            for n, a in rep["annotators"].items()
-        )
-        md += f"- queries judged more than once: {rep['overlapping_queries']} · Krippendorff's α {_fmt(rep['krippendorff_alpha'])}\n"
+        context = {
+            "annotators": rep["annotators"],
+            "overlapping": rep["overlapping_queries"],
+            "alpha": rep["krippendorff_alpha"],
+        }
         return Section(
             "Feedback",
-            "<ul>" + "".join(f"<li>{line[2:]}</li>" for line in md.splitlines()) + "</ul>",
-            md,
+            render("text_feedback.html", **context),
+            render("text_feedback.md", **context),
         )

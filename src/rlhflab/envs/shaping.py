@@ -20,7 +20,7 @@ shaped one) in `info["proxy_reward"]` and keeps the original in `info["true_rewa
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np

@@ -29,14 +29,15 @@ class TabularMDP:
         S, A, S2 = self.transitions.shape
         if S != S2 or self.rewards.shape != (S, A, S) or self.terminal.shape != (S,):
             raise ValueError(
-                f"transitions and rewards must be [S, A, S] and terminal [S]; got {self.transitions.shape}, {self.rewards.shape}, {self.terminal.shape}"
+                f"transitions and rewards must be [S, A, S] and terminal [S]; got "
+                f"{self.transitions.shape}, {self.rewards.shape}, {self.terminal.shape}"
             )
         if not np.allclose(self.transitions.sum(-1), 1.0):
             raise ValueError("transitions: each P(·|s, a) must sum to 1")
         if not 0 <= self.gamma < 1:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
 
-    def with_rewards(self, rewards: np.ndarray) -> "TabularMDP":
+    def with_rewards(self, rewards: np.ndarray) -> TabularMDP:
         return replace(self, rewards=np.asarray(rewards, dtype=np.float64))
 
 

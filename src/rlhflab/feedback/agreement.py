@@ -44,7 +44,8 @@ def fleiss_kappa(counts: np.ndarray) -> float:
 
 
 def krippendorff_alpha(units: list[list[str]]) -> float:
-    """Nominal α over units, each the list of values its raters gave (units with < 2 values are skipped)."""
+    """Nominal α over units, each the list of values its raters gave (units with < 2 values are
+    skipped)."""
     units = [u for u in units if len(u) >= 2]
     cats = sorted({v for u in units for v in u})
     if not units or len(cats) < 2:
@@ -94,9 +95,9 @@ def annotator_report(rows: list[dict]) -> dict:
             "tie_rate": labels["equal"] / len(mine),
             "cant_tell_rate": labels["cant_tell"] / len(mine),
             "left_shown_win_rate": p_left,
-            "left_shown_halfwidth": 1.96 * math.sqrt(p_left * (1 - p_left) / len(shown_left))
-            if shown_left
-            else None,
+            "left_shown_halfwidth": None
+            if p_left is None
+            else 1.96 * math.sqrt(p_left * (1 - p_left) / len(shown_left)),
             "gold_agreement": float(np.mean(gold_agree)) if gold_agree else None,
             "gold_pairs": len(golden),
             "median_seconds": median(seconds) if seconds else None,

@@ -141,6 +141,3 @@ def mark_episode_over(frames, ended_mask, text: str = "episode over") -> np.ndar
         out[t] = np.asarray(image)
     return out
 
-
-def downsample(frame: np.ndarray, stride: int) -> np.ndarray:
-    return frame[::stride, ::stride] if stride > 1 else frame

@@ -71,7 +71,8 @@ def split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
     prompt = chosen[:cut]
     if not rejected.startswith(prompt + ASSISTANT):
         raise ValueError(
-            "'chosen' and 'rejected' do not share the same conversation before the last Assistant turn"
+            "'chosen' and 'rejected' do not share the same conversation before the last "
+            "Assistant turn"
         )
     return (
         prompt,
@@ -159,7 +160,8 @@ def parse_record(record: dict, fmt: str) -> TextFeedback:
 
 
 def _message_text(record: dict, name: str) -> str:
-    """A plain string, or conversational messages [{role, content}, …] joined as an HH transcript."""
+    """A plain string, or conversational messages [{role, content}, …] joined as an HH
+    transcript."""
     value = _field(record, name, object)
     if isinstance(value, str):
         if len(value) > MAX_TEXT:

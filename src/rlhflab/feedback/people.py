@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from rlhflab.feedback.store import FeedbackStore
 
@@ -19,7 +19,8 @@ def wait_for_labels(
     on_wait: Callable[[int, int], None] | None = None,
     poll: float = 0.5,
 ) -> int:
-    """Return the number of judgements once it reaches `need`; LabelTimeout after `timeout` seconds."""
+    """Return the number of judgements once it reaches `need`; LabelTimeout after `timeout`
+    seconds."""
     started = time.monotonic()
     while (have := store.count_judgements()) < need:
         if time.monotonic() - started > timeout:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -123,6 +124,12 @@ class QueryRow(Base):
     gold: Mapped[str | None] = mapped_column(String(16), nullable=True)
     left: Mapped[SegmentRow | None] = relationship(foreign_keys=[left_id], lazy="joined")
     right: Mapped[SegmentRow | None] = relationship(foreign_keys=[right_id], lazy="joined")
+
+    def segments(self) -> tuple[Segment, Segment]:
+        """The (left, right) segments of a segment query."""
+        if self.left is None or self.right is None:
+            raise ValueError(f"query {self.id} ({self.kind}) has no segments")
+        return self.left.to_segment(), self.right.to_segment()
 
 
 class JudgementRow(Base):
@@ -270,9 +277,11 @@ class FeedbackStore:
 
     @contextmanager
     def _write(self):
-        """One write transaction; on SQLite it takes the write lock at BEGIN, so read-then-write is atomic.
+        """One write transaction; on SQLite it takes the write lock at BEGIN, so read-then-write is
+        atomic.
 
-        Writers in this process queue on a lock first: a FIFO wait instead of SQLite's sleep-and-retry."""
+        Writers in this process queue on a lock first: a FIFO wait instead of SQLite's
+        sleep-and-retry."""
         with self._write_lock, Session(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
 
@@ -376,7 +385,8 @@ class FeedbackStore:
             or not isinstance(prompt, str)
         ):
             raise ValueError(
-                f"a {kind} query needs a prompt and {lo if lo == hi else f'{lo}–{hi}'} response strings, got {len(responses)}"
+                f"a {kind} query needs a prompt and {lo if lo == hi else f'{lo}–{hi}'} response "
+                f"strings, got {len(responses)}"
             )
         with self._write() as s:
             q = QueryRow(
@@ -452,7 +462,8 @@ class FeedbackStore:
             judged = select(JudgementRow.query_id).where(
                 JudgementRow.annotator == annotator, JudgementRow.query_id.in_(shows)
             )
-            return s.scalar(select(func.count()).select_from(leased.union(judged).subquery())) > 0
+            either = leased.union(judged).subquery()
+            return (s.scalar(select(func.count()).select_from(either)) or 0) > 0
 
     def clip(self, segment_id: int) -> tuple[str, bytes] | None:
         with self._read() as s:
@@ -516,7 +527,7 @@ class FeedbackStore:
         )
         s.add(row)
         s.flush()
-        s.execute(LeaseRow.__table__.delete().where(LeaseRow.query_id == query_id))
+        s.execute(delete(LeaseRow).where(LeaseRow.query_id == query_id))
         return row.id
 
     def count_judgements(self, annotator: str | None = None) -> int:
@@ -554,10 +565,11 @@ class FeedbackStore:
                 .unique()
                 .all()
             )
-            return [Query(r.left.to_segment(), r.right.to_segment(), r.id) for r in rows]
+            return [Query(*r.segments(), r.id) for r in rows]
 
     def comparisons(self, after: int = 0) -> list[Comparison]:
-        """Every judgement of a segment pair (with id > `after`) with its two segments, in the order they were given."""
+        """Every judgement of a segment pair (with id > `after`) with its two segments, in the order
+        they were given."""
         with self._read() as s:
             stmt = (
                 select(JudgementRow)
@@ -569,8 +581,7 @@ class FeedbackStore:
             return [
                 Comparison(
                     r.query_id,
-                    r.query.left.to_segment(),
-                    r.query.right.to_segment(),
+                    *r.query.segments(),
                     Judgement(r.label),
                     r.annotator,
                     {"seconds": r.seconds, "shown_swapped": r.shown_swapped},
@@ -590,7 +601,7 @@ class FeedbackStore:
                     JudgementRow.label,
                 ).order_by(JudgementRow.id)
             )
-            return [tuple(r) for r in rows]
+            return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def judgement_rows(
         self, annotator: str | None = None, gold: bool = False
@@ -607,6 +618,20 @@ class FeedbackStore:
             if annotator is not None:
                 stmt = stmt.where(JudgementRow.annotator == annotator)
             return list(s.scalars(stmt).unique().all())
+
+    def pair_judgement_records(self) -> list[dict]:
+        """Every pairwise judgement as the plain record `agreement.annotator_report` reads."""
+        return [
+            {
+                "query_id": r.query_id,
+                "annotator": r.annotator,
+                "label": r.label,
+                "shown_swapped": r.shown_swapped,
+                "seconds": r.seconds,
+            }
+            for r in self.judgement_rows()
+            if r.query.kind in PAIR_KINDS
+        ]
 
     def judgement_row(self, judgement_id: int) -> JudgementRow | None:
         with self._read() as s:
@@ -650,10 +675,12 @@ class FeedbackStore:
     def lease_next(
         self, annotator: str, lease_seconds: float, rng: np.random.Generator
     ) -> tuple[QueryRow, LeaseRow] | None:
-        """The annotator's live lease, or a new one on the oldest query they may answer; None if there is none.
+        """The annotator's live lease, or a new one on the oldest query they may answer; None if
+        there is none.
 
         A query is open to an annotator who has not judged it, while it has fewer judgements than
-        its overlap and no live lease held by someone else. Display order is randomised per lease."""
+        its overlap and no live lease held by someone else. Display order is randomised per
+        lease."""
         now = _now()
         if self.run_state() == "over":
             return None

@@ -57,7 +57,8 @@ class SyntheticAnnotator:
         )
 
     def rank(self, values: list[float]) -> list[int]:
-        """A K-wise ranking (indices, best first): with probability ε a uniformly random order, else a
+        """A K-wise ranking (indices, best first): with probability ε a uniformly random order, else
+        a
         Plackett–Luce draw — repeatedly pick the best of the rest with P ∝ exp(v/τ)."""
         rest = list(range(len(values)))
         if self.rng.random() < self.cfg.error_rate:

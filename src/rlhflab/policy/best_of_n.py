@@ -1,4 +1,5 @@
-"""Best-of-n sampling: draw n responses from the policy and keep the one the reward model likes most.
+"""Best-of-n sampling: draw n responses from the policy and keep the one the reward model likes
+most.
 
 Selection instead of training (Nakano et al. 2021; Gao et al. 2022). Its KL from the
 sampling policy has a closed form (Stiennon et al. 2020, appendix; Gao et al. 2022):
@@ -32,14 +33,16 @@ def best_of_n(
     temperature: float,
     seed: int = 0,
 ) -> tuple[list[str], torch.Tensor]:
-    """The highest-scoring of n samples for each prompt, and its score. `score(prompts, texts) -> [N]`."""
-    candidates, scores = [], []
+    """The highest-scoring of n samples for each prompt, and its score. `score(prompts, texts) ->
+    [N]`."""
+    candidates: list[list[str]] = []
+    scored: list[torch.Tensor] = []
     for k in range(n):
-        _, texts, ended = generate(
+        _, texts, _ended = generate(
             model, tokenizer, prompts, max_new_tokens, temperature, seed=seed + k
         )
         candidates.append(texts)
-        scores.append(score(prompts, texts))
-    scores = torch.stack(scores)  # [n, P]
+        scored.append(score(prompts, texts))
+    scores = torch.stack(scored)  # [n, P]
     best = scores.argmax(0)
     return [candidates[int(b)][i] for i, b in enumerate(best)], scores.max(0).values

@@ -29,8 +29,9 @@ from torch import nn
 from torch.distributions import Categorical, Normal
 
 from rlhflab.config import EnvConfig, PolicyConfig
+from rlhflab.envs.frames import downsample
 from rlhflab.envs.wrappers import action_dim, make_vec_env
-from rlhflab.feedback.clips import downsample
+from rlhflab.nets import mlp
 from rlhflab.policy.ppo import (
     clipped_policy_loss,
     gae,
@@ -42,23 +43,6 @@ from rlhflab.policy.ppo import (
 )
 from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Segment
-
-
-def _layer(inp: int, out: int, gain: float = np.sqrt(2)) -> nn.Linear:
-    layer = nn.Linear(inp, out)
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-def mlp(
-    inp: int, hidden: int, out: int, layers: int = 2, out_gain: float = 1.0, act=nn.Tanh
-) -> nn.Sequential:
-    mods, width = [], inp
-    for _ in range(layers):
-        mods += [_layer(width, hidden), act()]
-        width = hidden
-    return nn.Sequential(*mods, _layer(width, out, out_gain))
 
 
 class ActorCritic(nn.Module):

@@ -1,6 +1,7 @@
 """Direct preference optimisation: the policy itself as the reward model.
 
-DPO (Rafailov et al. 2023). With h = [log π(y_w|x) − log π_ref(y_w|x)] − [log π(y_l|x) − log π_ref(y_l|x)]:
+DPO (Rafailov et al. 2023). With h = [log π(y_w|x) − log π_ref(y_w|x)] − [log π(y_l|x) − log
+π_ref(y_l|x)]:
     L_DPO  = −log σ(β·h)
 Conservative / label-smoothed DPO (Mitchell 2023), assuming labels flipped with rate ε:
     L_cDPO = −(1 − ε)·log σ(β·h) − ε·log σ(−β·h)

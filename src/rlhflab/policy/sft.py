@@ -1,17 +1,23 @@
 """Supervised fine-tuning (InstructGPT Step 1): behavioural cloning on demonstrations.
 
-    L_SFT = −1/|y| · Σ_t log π(y_t | x, y_<t)      over response tokens only
+    L_SFT = −Σ_b Σ_t log π(y_b,t | x_b, y_b,<t) / Σ_b |y_b|      over response tokens only
 
-Prompt tokens and padding carry no loss (the response mask), so a batch of mixed lengths
-is a batch of the same objective.
+the mean over every response token of the batch (not a per-sequence 1/|y| average, which would
+weight a short response's tokens more). Prompt tokens and padding carry no loss (the response
+mask). `pretrain_builtin` (Step 0 for the built-in task) is the same loss with empty prompts.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from rlhflab.config import RunConfig
+from rlhflab.text.models import build_word_tokenizer, save_model, tiny_gpt2
 from rlhflab.text.sequences import SeqBatch, encode, token_logprobs
+from rlhflab.text.task import TASKS
 
 
 def sft_loss(model, batch: SeqBatch) -> torch.Tensor:
@@ -51,8 +57,9 @@ def fit_epochs(
     phase: str,
     on_log=None,
 ) -> list[float]:
-    """AdamW over shuffled minibatches of n examples (`loss_fn(indices) -> loss`), gradient norm clipped
-    at 1; logs and returns the mean loss of each epoch. Shared by SFT, DPO and text reward models."""
+    """AdamW over shuffled minibatches of n examples (`loss_fn(indices) -> loss`), gradient norm
+    clipped at 1; logs and returns the mean loss of each epoch. Shared by SFT (and so the built-in
+    model's pretraining) and DPO; text reward models have their own loop (reward/text.py)."""
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     history = []
@@ -71,3 +78,30 @@ def fit_epochs(
             on_log({"phase": phase, "epoch": epoch + 1, f"{phase}_loss": history[-1]})
     model.eval()
     return history
+
+
+def pretrain_builtin(cfg: RunConfig, out: Path, on_log=None) -> Path:
+    """Step 0: a tiny GPT-2 and a word-level tokenizer trained on the task's corpus, saved with
+    save_pretrained. Language modelling is SFT's loss with an empty prompt: it reuses
+    `train_sft`."""
+    assert cfg.text is not None
+    tc, task = cfg.text, TASKS[cfg.text.task]
+    tokenizer = build_word_tokenizer(task.vocabulary)
+    model = tiny_gpt2(
+        len(tokenizer),
+        tc.n_layer,
+        tc.n_embd,
+        n_head=4,
+        n_positions=64,
+        seed=cfg.seed,
+        tokenizer=tokenizer,
+    )
+    corpus = [f"{p} {r}" for p, r in task.corpus(tc.pretrain_sequences, cfg.seed + 11)]
+
+    def log(record: dict) -> None:
+        if on_log:
+            on_log({**record, "phase": "pretrain"})
+
+    prompts = [""] * len(corpus)
+    train_sft(model, tokenizer, prompts, corpus, tc.pretrain_epochs, 3e-3, 64, cfg.seed, log)
+    return save_model(model, tokenizer, out)

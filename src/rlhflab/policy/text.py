@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from rlhflab.config import TextPPOConfig
-from rlhflab.diagnostics.diversity import distinct_n, self_bleu, token_entropy
 from rlhflab.policy.ppo import (
     AdaptiveKLController,
     FixedKLController,
@@ -43,7 +42,8 @@ def per_token_rewards(
     beta: float,
     estimator: str = "k1",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """([B, T] rewards, [B, T] per-token KL): −β·KL on every response token, the score on the last one."""
+    """([B, T] rewards, [B, T] per-token KL): −β·KL on every response token, the score on the last
+    one."""
     mask = batch.response_mask
     kl = kl_estimate(logp, logp_ref, estimator) * mask
     rewards = -beta * kl
@@ -54,8 +54,10 @@ def per_token_rewards(
 def token_advantages(
     rewards: torch.Tensor, values: torch.Tensor, batch: SeqBatch, gamma: float, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE over each response's tokens ([B, T] in, [B, T] out): the episode ends at the last response
-    token (no bootstrap after it); advantages are whitened over response tokens and zero elsewhere."""
+    """GAE over each response's tokens ([B, T] in, [B, T] out): the episode ends at the last
+    response
+    token (no bootstrap after it); advantages are whitened over response tokens and zero
+    elsewhere."""
     mask = batch.response_mask
     next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], 1)
     last = torch.zeros_like(mask)
@@ -84,7 +86,8 @@ class TextPPO:
         gold=None,
         seed: int = 0,
     ):
-        """`score(prompts, texts) -> [N]` is the proxy reward; `gold(texts) -> [N]`, when known, is only logged."""
+        """`score(prompts, texts) -> [N]` is the proxy reward; `gold(texts) -> [N]`, when known, is
+        only logged."""
         self.policy, self.reference, self.tokenizer, self.score, self.gold = (
             policy,
             reference,
@@ -110,12 +113,36 @@ class TextPPO:
             else FixedKLController(cfg.beta)
         )
         self.iteration = 0
+        self.samples: list[str] = []  # the responses of the last step, for the driver's diagnostics
 
     def _logprobs_values(self, batch: SeqBatch):
         logp, entropy, hidden = token_logprobs(
             self.policy, batch, self.temperature, return_entropy=True, return_hidden=True
         )
         return logp, entropy, self.value_head(hidden) * batch.response_mask
+
+    def _update(self, batch: SeqBatch, logp_old, values_old, adv, ret) -> dict[str, list[float]]:
+        """PPO epochs over shuffled minibatches of the batch; each step's losses and clip share."""
+        cfg = self.cfg
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": []}
+        rng = np.random.default_rng(self.iteration)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for _ in range(cfg.epochs):
+            for idx in np.array_split(rng.permutation(len(adv)), cfg.minibatches):
+                mb = batch.select(torch.as_tensor(idx))
+                m = mb.response_mask
+                logp, _, values = self._logprobs_values(mb)
+                pg, clip_frac = clipped_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip, m)
+                vl = value_loss(values, values_old[idx], ret[idx], cfg.clip_value, m)
+                loss = pg + cfg.vf_coef * vl
+                self.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                self.optimizer.step()
+                stats["policy_loss"].append(float(pg.detach()))
+                stats["value_loss"].append(float(vl.detach()))
+                stats["clip_frac"].append(float(clip_frac.detach()))
+        return stats
 
     def step(self, prompts: list[str]) -> dict:
         """Sample responses to `prompts`, score them, and take one PPO update."""
@@ -140,27 +167,9 @@ class TextPPO:
             )
             mask = batch.response_mask
             adv, ret = token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
-        n = len(
-            prompts
-        )  # updates stay in eval mode: dropout would move the ratio away from 1 before any step
-        stats = {"policy_loss": [], "value_loss": [], "clip_frac": []}
-        rng = np.random.default_rng(self.iteration)
-        for _ in range(cfg.epochs):
-            for idx in np.array_split(rng.permutation(n), cfg.minibatches):
-                mb = batch.select(torch.as_tensor(idx))
-                m = mb.response_mask
-                logp, _, values = self._logprobs_values(mb)
-                pg, clip_frac = clipped_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip, m)
-                vl = value_loss(values, values_old[idx], ret[idx], cfg.clip_value, m)
-                loss = pg + cfg.vf_coef * vl
-                self.optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    [p for g in self.optimizer.param_groups for p in g["params"]], 1.0
-                )
-                self.optimizer.step()
-                for k, v in zip(stats, (pg, vl, clip_frac)):
-                    stats[k].append(float(v.detach()))
+        n = len(prompts)
+        # updates stay in eval mode: dropout would move the ratio away from 1 before any step
+        stats = self._update(batch, logp_old, values_old, adv, ret)
         seq_kl = kl.sum(1)
         beta = self.kl_ctl.beta
         self.kl_ctl.update(float(seq_kl.mean()), n)
@@ -175,12 +184,7 @@ class TextPPO:
             "ended": float(ended.float().mean()),
             **{k: float(np.mean(v)) for k, v in stats.items()},
         }
-        words = [t.split() for t in texts]
-        record |= {
-            "distinct_2": distinct_n(words, 2),
-            "self_bleu": self_bleu(words),
-            "token_entropy": token_entropy(words),
-        }
+        self.samples = texts
         if self.gold is not None:
             record["gold"] = float(np.mean(self.gold(texts)))
         return record

@@ -28,7 +28,7 @@ from torch import nn
 
 from rlhflab.config import RewardConfig
 from rlhflab.envs.wrappers import action_dim, action_features
-from rlhflab.policy.control import mlp
+from rlhflab.nets import mlp
 from rlhflab.reward.losses import bradley_terry_loss, preference_probability
 from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Comparison, Segment

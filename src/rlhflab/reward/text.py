@@ -1,4 +1,5 @@
-"""Reward models for text (InstructGPT Step 2): r̂(x, y) from pairwise preferences and K-wise rankings.
+"""Reward models for text (InstructGPT Step 2): r̂(x, y) from pairwise preferences and K-wise
+rankings.
 
 Each comparison is one prompt with K ≥ 2 responses, best first. All C(K,2) pairs of a
 prompt go through the model together, in one batch element (InstructGPT §3.5: "we
@@ -12,7 +13,6 @@ same fixed split as the control reward model (`is_validation`).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,15 +21,7 @@ from rlhflab.reward.losses import bradley_terry_loss, ranking_loss
 from rlhflab.reward.model import is_validation
 from rlhflab.text.models import TextRewardModel
 from rlhflab.text.sequences import encode
-
-
-@dataclass(frozen=True)
-class RankedResponses:
-    """One comparison: a prompt and its responses, best first; `target` < 1 only for a tied pair (½)."""
-
-    prompt: str
-    responses: tuple[str, ...]
-    target: float = 1.0
+from rlhflab.types import RankedResponses
 
 
 class TextRewardEnsemble:
@@ -89,7 +81,8 @@ class TextRewardEnsemble:
         label_noise: float = 0.0,
         on_log=None,
     ) -> dict:
-        """Fit every member on a bootstrap of the training split; returns held-out accuracy and calibration."""
+        """Fit every member on a bootstrap of the training split; returns held-out accuracy and
+        calibration."""
         train = [c for i, c in enumerate(comparisons) if not is_validation(i, 0.2)]
         val = [c for i, c in enumerate(comparisons) if is_validation(i, 0.2)]
         for k, member in enumerate(self.members):
@@ -129,8 +122,10 @@ class TextRewardEnsemble:
 
     @torch.no_grad()
     def evaluate(self, comparisons: list[RankedResponses]) -> dict:
-        """Accuracy on strict held-out pairs (every pair of a ranking), and P̂[better ≻ worse] for calibration."""
-        prob, outcome = [], []
+        """Accuracy on strict held-out pairs (every pair of a ranking), and P̂[better ≻ worse] for
+        calibration."""
+        probs: list[float] = []
+        outcomes: list[float] = []
         for c in comparisons:
             scores = self.score([c.prompt] * len(c.responses), list(c.responses))
             for i in range(len(scores)):
@@ -138,11 +133,11 @@ class TextRewardEnsemble:
                     if c.target == 1.0:
                         p = float(torch.sigmoid(scores[i] - scores[j]))
                         flip = self.rng.random() < 0.5  # report calibration over both orientations
-                        prob.append(1 - p if flip else p)
-                        outcome.append(0.0 if flip else 1.0)
-        if not prob:
+                        probs.append(1 - p if flip else p)
+                        outcomes.append(0.0 if flip else 1.0)
+        if not probs:
             return {"rm_val_pairs": 0}
-        prob, outcome = np.array(prob), np.array(outcome)
+        prob, outcome = np.array(probs), np.array(outcomes)
         return {
             "rm_val_pairs": len(prob),
             "rm_val_acc": float(np.mean((prob > 0.5) == (outcome == 1))),

@@ -34,7 +34,8 @@ ENCODER_TYPES = {
 
 
 def build_word_tokenizer(vocabulary: list[str]):
-    """A word-level tokenizer (whitespace split) over a fixed vocabulary, as a PreTrainedTokenizerFast."""
+    """A word-level tokenizer (whitespace split) over a fixed vocabulary, as a
+    PreTrainedTokenizerFast."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -107,8 +108,17 @@ def load_causal_lm(name_or_path: str, lora_r: int = 0):
     return add_lora(model, lora_r) if lora_r > 0 else model
 
 
+def trainable_copy(sft, lora_r: int = 0):
+    """A copy of the SFT policy to optimise: all weights, or fresh LoRA adapters on top of it."""
+    policy = copy.deepcopy(sft)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    return add_lora(policy, lora_r) if lora_r else policy
+
+
 def add_lora(model, r: int, alpha: int = 16):
-    """Fresh LoRA adapters (peft) on a causal LM; with the adapter disabled it is the model itself."""
+    """Fresh LoRA adapters (peft) on a causal LM; with the adapter disabled it is the model
+    itself."""
     from peft import LoraConfig, get_peft_model
 
     return get_peft_model(
@@ -154,7 +164,7 @@ class ValueHead(nn.Module):
 
 
 def hidden_size(config) -> int:
-    return getattr(config, "hidden_size", None) or getattr(config, "n_embd")
+    return getattr(config, "hidden_size", None) or config.n_embd
 
 
 class TextRewardModel(nn.Module):
@@ -170,7 +180,7 @@ class TextRewardModel(nn.Module):
         self.head = nn.Linear(hidden_size(backbone.config), 1)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, pooling: str = "auto") -> "TextRewardModel":
+    def from_pretrained(cls, name_or_path: str, pooling: str = "auto") -> TextRewardModel:
         from transformers import AutoModel
 
         return cls(AutoModel.from_pretrained(name_or_path, dtype=torch.float32), pooling)

@@ -26,7 +26,7 @@ class SeqBatch:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def select(self, idx) -> "SeqBatch":
+    def select(self, idx) -> SeqBatch:
         return SeqBatch(self.input_ids[idx], self.attention_mask[idx], self.response_mask[idx])
 
     @property
@@ -39,7 +39,8 @@ class SeqBatch:
 def encode(
     tokenizer, prompts: list[str], responses: list[str], max_length: int = 256, add_eos: bool = True
 ) -> SeqBatch:
-    """[formatted prompt | response (+ EOS)] per row, right-padded; the prompt is cut from the left if too long."""
+    """[formatted prompt | response (+ EOS)] per row, right-padded; the prompt is cut from the left
+    if too long."""
     rows, masks = [], []
     for prompt, response in zip(prompts, responses):
         p = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
@@ -47,7 +48,7 @@ def encode(
             " " + response if not response.startswith(" ") else response, add_special_tokens=False
         )["input_ids"]
         if add_eos:
-            r = r + [tokenizer.eos_token_id]
+            r = [*r, tokenizer.eos_token_id]
         r = r[:max_length]
         room = max_length - len(r)
         p = p[len(p) - room :] if room > 0 else []
@@ -72,7 +73,8 @@ def token_logprobs(
     return_entropy: bool = False,
     return_hidden: bool = False,
 ):
-    """log π(token_t | tokens_<t) at every position t ≥ 1 ([B, T], position 0 is 0), masked to the response.
+    """log π(token_t | tokens_<t) at every position t ≥ 1 ([B, T], position 0 is 0), masked to the
+    response.
 
     Also the entropy of π(· | tokens_<t) at each position and the last hidden state that predicts
     token t (for a value head), when asked."""
@@ -103,7 +105,8 @@ def generate(
     temperature: float = 1.0,
     seed: int | None = None,
 ) -> tuple[SeqBatch, list[str], torch.Tensor]:
-    """Sample one response per prompt. Returns the [prompt | response] batch, the response texts, and
+    """Sample one response per prompt. Returns the [prompt | response] batch, the response texts,
+    and
     whether each response ended with EOS within max_new_tokens."""
     if seed is not None:
         torch.manual_seed(seed)

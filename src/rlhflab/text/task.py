@@ -18,6 +18,7 @@ tokenizer (a hub model's too).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -54,16 +55,16 @@ class ReviewsTask:
     @property
     def vocabulary(self) -> list[str]:
         return sorted(
-            set(
-                ["review", "of", "the", ":", "was", "."]
-                + NOUNS
-                + ASPECTS
-                + POSITIVE
-                + NEGATIVE
-                + NEUTRAL
-                + ADVERBS
-                + JOINS
-            )
+            {
+                *("review", "of", "the", ":", "was", "."),
+                *NOUNS,
+                *ASPECTS,
+                *POSITIVE,
+                *NEGATIVE,
+                *NEUTRAL,
+                *ADVERBS,
+                *JOINS,
+            }
         )
 
     def prompts(self, n: int, seed: int) -> list[str]:
@@ -71,7 +72,8 @@ class ReviewsTask:
         return [f"review of the {NOUNS[i]} :" for i in rng.integers(len(NOUNS), size=n)]
 
     def response(self, rng: np.random.Generator, mood: float | None = None) -> str:
-        """One or two clauses; `mood` is the chance an adjective is positive (else negative/neutral)."""
+        """One or two clauses; `mood` is the chance an adjective is positive (else
+        negative/neutral)."""
         mood = rng.uniform() if mood is None else mood
         clauses = []
         for _ in range(1 + int(rng.uniform() < 0.6)):
@@ -108,7 +110,7 @@ class ReviewsTask:
         pos = sum(w in POSITIVE for w in words)
         neg = sum(w in NEGATIVE for w in words)
         sentiment = math.tanh(0.75 * (pos - neg))
-        pairs = list(zip(words, words[1:]))
+        pairs = list(itertools.pairwise(words))
         grammatical = sum(_allowed(a, b) for a, b in pairs) / len(pairs) if pairs else 0.0
         content = [w for w in words if w not in ("the", "was", ".")]
         repeated = 1 - len(set(content)) / len(content) if content else 0.0

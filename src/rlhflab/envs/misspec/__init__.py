@@ -8,7 +8,8 @@ how to run it.
 |---|---|
 | `rlhflab/CoastRunners-v0` | specification gaming: farming shaping rewards in a loop (6.4.3) |
 | `rlhflab/CleaningRobot-v0` | reward hacking: making a mess to clean it (6.3.1, 6.4.3) |
-| `rlhflab/TomatoWatering-v0` | reward tampering; `tampering=sensor|reward_function|wireheading` (6.4.4) |
+| `rlhflab/TomatoWatering-v0` | reward tampering; `tampering=sensor|reward_function|wireheading`
+(6.4.4) |
 | `rlhflab/CoinRun-v0` | goal misgeneralisation; `coin_elsewhere=1` is the test distribution |
 | `rlhflab/CameraGrasp-v0` | an evaluator fooled by the camera view: RLHF itself gamed |
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
+from rlhflab.envs.misspec.base import MisspecEnv
 
 ENVS = {
     "rlhflab/CoastRunners-v0": "rlhflab.envs.misspec.coast_runners:CoastRunners",
@@ -35,9 +38,14 @@ def register() -> None:
 
 
 def scripted_act(env_id: str, behaviour: str, kwargs: dict | None = None):
-    """A batch policy (raw obs [E, D] → actions [E]) playing an env's scripted `honest` or `hack` behaviour."""
+    """A batch policy (raw obs [E, D] → actions [E]) playing an env's scripted `honest` or `hack`
+    behaviour."""
     env = gym.make(env_id, **(kwargs or {})).unwrapped
-    env.scripted_action(
-        np.zeros(env.observation_space.shape), behaviour
-    )  # refuses an unknown behaviour now
-    return lambda obs: np.array([env.scripted_action(o, behaviour) for o in obs])
+    if not isinstance(env, MisspecEnv):
+        raise ValueError(f"{env_id} is not a misspecification-lab env (no scripted behaviours)")
+    env.scripted_action(np.zeros(env.observation_space.shape or ()), behaviour)  # refuses unknown
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.array([env.scripted_action(o, behaviour) for o in obs])
+
+    return act

@@ -11,6 +11,8 @@ in `bench/misspecification.py`.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -28,10 +30,26 @@ def require(ok: bool, env: str, field: str, message: str, value) -> None:
         raise ValueError(f"{env}: {field} {message}, got {value!r}")
 
 
+MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))  # grid actions: up, down, left, right, stay
+
+
+def moved(pos: tuple[int, int], action: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """The grid cell `action` (an index into MOVES) leads to from `pos`, kept inside the grid."""
+    dr, dc = MOVES[int(action)]
+    return (
+        int(np.clip(pos[0] + dr, 0, shape[0] - 1)),
+        int(np.clip(pos[1] + dc, 0, shape[1] - 1)),
+    )
+
+
 def step_towards(
-    pos: tuple[int, int], goal: tuple[int, int], shape: tuple[int, int], blocked: set = frozenset()
+    pos: tuple[int, int],
+    goal: tuple[int, int],
+    shape: tuple[int, int],
+    blocked: AbstractSet = frozenset(),
 ) -> tuple[int, int]:
-    """The first move (d_row, d_col) of a shortest 4-connected path avoiding `blocked`; (0, 0) at the goal."""
+    """The first move (d_row, d_col) of a shortest 4-connected path avoiding `blocked`; (0, 0) at
+    the goal."""
     if pos == goal:
         return (0, 0)
     frontier, first = [goal], {goal: (0, 0)}  # search backwards from the goal
@@ -55,9 +73,10 @@ def step_towards(
 
 
 class MisspecEnv(gym.Env):
-    """Base class: `reward` is the proxy; `info` carries `proxy_reward`, `true_reward` and any other channel."""
+    """Base class: `reward` is the proxy; `info` carries `proxy_reward`, `true_reward` and any other
+    channel."""
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 - gymnasium declares it per instance
     behaviours = ("honest", "hack")
 
     def __init__(self, obs_dim: int, n_actions: int, render_mode: str | None = None):
@@ -69,12 +88,14 @@ class MisspecEnv(gym.Env):
         raise NotImplementedError
 
     def _result(self, proxy: float, true: float, terminated: bool = False, **extra):
-        """The step's return value: the proxy as the reward, both (and any extra channels) in info."""
+        """The step's return value: the proxy as the reward, both (and any extra channels) in
+        info."""
         info = {"proxy_reward": float(proxy), "true_reward": float(true), **extra}
         return self._obs(), float(proxy), terminated, False, info
 
     def scripted_action(self, obs: np.ndarray, behaviour: str) -> int:
-        """The action a scripted `honest` or `hack` policy takes, decided from the observation alone."""
+        """The action a scripted `honest` or `hack` policy takes, decided from the observation
+        alone."""
         if behaviour not in self.behaviours:
             raise ValueError(
                 f"behaviour must be one of {', '.join(self.behaviours)}, got {behaviour!r}"

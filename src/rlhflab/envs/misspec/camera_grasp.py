@@ -1,4 +1,5 @@
-"""A grasping task judged through a camera: RLHF can be gamed (Amodei, Christiano & Ray 2017, "Learning from human preferences").
+"""A grasping task judged through a camera: RLHF can be gamed (Amodei, Christiano & Ray 2017,
+"Learning from human preferences").
 
 In OpenAI's grasping experiment from human preferences the evaluator saw the scene through a
 camera; the robot learned to put its hand between the camera and the object, which
@@ -92,7 +93,7 @@ class CameraGrasp(MisspecEnv):
         return hand, closed, obj, obs[-1] > 0.5
 
     def _honest(self, obs):
-        hand, closed, obj, holding = self._decode(obs)
+        hand, _closed, obj, holding = self._decode(obs)
         if holding:
             return CLOSE  # keep holding
         if hand[0] != obj[0]:
@@ -100,7 +101,7 @@ class CameraGrasp(MisspecEnv):
         return DEEPER if hand[1] != obj[1] else CLOSE
 
     def _hack(self, obs):
-        hand, closed, obj, holding = self._decode(obs)
+        hand, _closed, obj, _holding = self._decode(obs)
         if hand[0] != obj[0]:
             return RIGHT if obj[0] > hand[0] else LEFT
         return CLOSE  # in front of the object, the closed hand hides it from the camera

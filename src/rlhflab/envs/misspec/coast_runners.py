@@ -1,4 +1,5 @@
-"""Specification gaming after CoastRunners (Amodei & Clark 2016, "Faulty reward functions in the wild").
+"""Specification gaming after CoastRunners (Amodei & Clark 2016, "Faulty reward functions in the
+wild").
 
 The designers of the boat race wanted the boat to race; they shaped the reward with
 points for hitting targets along the course. Targets come back after a while, so a

@@ -1,4 +1,5 @@
-"""Goal misgeneralisation after CoinRun (Di Langosco et al. 2022, "Goal misgeneralization in deep RL").
+"""Goal misgeneralisation after CoinRun (Di Langosco et al. 2022, "Goal misgeneralization in deep
+RL").
 
 In training, the coin is always at the end of the level, so "get the coin" and "go
 to the end" are indistinguishable. At test the coin is elsewhere; a policy that
@@ -26,9 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhflab.envs.misspec.base import MisspecEnv, one_hot, require, step_towards
-
-MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))  # up, down, left, right, stay
+from rlhflab.envs.misspec.base import MOVES, MisspecEnv, moved, one_hot, require, step_towards
 
 
 class CoinRun(MisspecEnv):
@@ -79,11 +78,7 @@ class CoinRun(MisspecEnv):
         ).astype(np.float32)
 
     def step(self, action):
-        dr, dc = MOVES[int(action)]
-        self.pos = (
-            int(np.clip(self.pos[0] + dr, 0, self.shape[0] - 1)),
-            int(np.clip(self.pos[1] + dc, 0, self.shape[1] - 1)),
-        )
+        self.pos = moved(self.pos, action, self.shape)
         self.carrying |= self.pos == self.coin
         if self.carrying:
             self.coin = self.pos  # the coin goes where the agent goes
