@@ -99,7 +99,7 @@ def test_a_finished_run_withdraws_its_unanswered_queries(tmp_path):
     store.add_annotator("alice")
     done, open_ = store.add_query(seg(1.0), seg(2.0)), store.add_query(seg(3.0), seg(4.0))
     store.add_judgement(done, "left", "bob")
-    q, lease = store.lease_next("alice", 60, np.random.default_rng(0))
+    q, _lease = store.lease_next("alice", 60, np.random.default_rng(0))
     assert q.id == open_ and store.run_state() == "running"
     assert store.finish_run() == 1 and store.run_state() == "over"
     assert store.count_unanswered() == 0 and store.lease(open_) is None

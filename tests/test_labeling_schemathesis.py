@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from labeling import AppProcess, make_run
+
 from rlhflab.types import Segment
 
 pytest.importorskip("schemathesis")

@@ -37,7 +37,7 @@ class _ProgressDisplay:
     every `plain_every` seconds and once at the end."""
 
     plain_every = 10.0
-
+    console: Console
     progress: Progress
     tasks: dict[str, TaskID]
 
@@ -57,14 +57,15 @@ class _ProgressDisplay:
 
     def _plain_line(self, phase: str, force: bool = False) -> None:
         """One whole line for a phase: what its bar would show, never cut to the width."""
-        task = self.progress.tasks[self.tasks[phase]]
+        task = next(t for t in self.progress.tasks if t.id == self.tasks[phase])
         total = f"/{task.total:.0f}" if task.total else ""
         info = Text.from_markup(task.fields.get("info", "")).plain
         line = f"{phase:<8} {task.completed:.0f}{total} {info}"
         last_time, last_line = self._printed.get(phase, (float("-inf"), ""))
         now = time.monotonic()
         if line != last_line and (force or now - last_time >= self.plain_every):
-            self.console.out(f"{line} · {task.elapsed or 0:.0f} s", highlight=False, soft_wrap=True)
+            text = f"{line} · {task.elapsed or 0:.0f} s"
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
             self._printed[phase] = (now, line)
         elif phase not in self._printed:
             self._printed[phase] = (float("-inf"), "")

@@ -140,4 +140,3 @@ def mark_episode_over(frames, ended_mask, text: str = "episode over") -> np.ndar
         draw.text(xy, text, fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
         out[t] = np.asarray(image)
     return out
-

@@ -332,7 +332,8 @@ def _parse_segment(value, side: str) -> Segment | tuple[str, int]:
         return run, sid
     obs = _numbers(value.get("obs"), f"{side}.obs", 2)
     actions_raw = value.get("actions")
-    actions = _numbers(actions_raw, f"{side}.actions", np.ndim(actions_raw) or 1)
+    dims = np.ndim(actions_raw) if isinstance(actions_raw, list) else 1
+    actions = _numbers(actions_raw, f"{side}.actions", max(1, min(2, dims)))
     k = len(obs)
     if not 1 <= k <= MAX_SEGMENT_STEPS or obs.shape[1] > MAX_OBS_SIZE:
         raise ValueError(
@@ -358,8 +359,9 @@ def parse_segments(record) -> SegmentFeedback:
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     if record.get("format", SEGMENTS_FORMAT) != SEGMENTS_FORMAT:
         raise ValueError(f"field 'format' must be '{SEGMENTS_FORMAT}'")
-    left, right = _parse_segment(record.get("left"), "left"), _parse_segment(
-        record.get("right"), "right"
+    left, right = (
+        _parse_segment(record.get("left"), "left"),
+        _parse_segment(record.get("right"), "right"),
     )
     choice = record.get("choice")
     if choice not in [j.value for j in Judgement]:

@@ -38,6 +38,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -837,8 +838,9 @@ class FeedbackStore:
 
     def _sign_out(self, s: Session, name: str) -> None:
         """End the annotator's sessions, unused login codes and leases (their queries go back)."""
-        for table in (SessionRow, LoginCodeRow, LeaseRow):
-            s.execute(table.__table__.delete().where(table.annotator == name))
+        s.execute(delete(SessionRow).where(SessionRow.annotator == name))
+        s.execute(delete(LoginCodeRow).where(LoginCodeRow.annotator == name))
+        s.execute(delete(LeaseRow).where(LeaseRow.annotator == name))
 
     def set_disabled(self, name: str, disabled: bool = True, actor: str = "cli") -> None:
         """Disable (or enable) an annotator: their token, sessions and leases stop at once."""
@@ -909,7 +911,7 @@ class FeedbackStore:
 
     def end_session(self, sid: str) -> None:
         with self._write() as s:
-            s.execute(SessionRow.__table__.delete().where(SessionRow.id_hash == hash_token(sid)))
+            s.execute(delete(SessionRow).where(SessionRow.id_hash == hash_token(sid)))
 
     def audit(self, actor: str, action: str, subject: str, detail: dict | None = None) -> None:
         with self._write() as s:
@@ -939,10 +941,8 @@ class FeedbackStore:
                 )
             )
             if ids:
-                s.execute(
-                    QueryRow.__table__.update().where(QueryRow.id.in_(ids)).values(withdrawn=True)
-                )
-                s.execute(LeaseRow.__table__.delete().where(LeaseRow.query_id.in_(ids)))
+                s.execute(update(QueryRow).where(QueryRow.id.in_(ids)).values(withdrawn=True))
+                s.execute(delete(LeaseRow).where(LeaseRow.query_id.in_(ids)))
         return len(ids)
 
     def finish_run(self) -> int:

@@ -33,12 +33,18 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhflab.feedback.agreement import annotator_report, gold_scores
-from rlhflab.feedback.store import PAIR_KINDS, AnnotatorRow, FeedbackStore, LeaseError, lease_token_of
+from rlhflab.feedback.store import (
+    PAIR_KINDS,
+    AnnotatorRow,
+    FeedbackStore,
+    LeaseError,
+    lease_token_of,
+)
 from rlhflab.feedback.web.schemas import (
+    MAX_ID,
     Acknowledged,
     Answer,
     AuditEntry,
-    MAX_ID,
     CreatedAnnotator,
     JudgementOut,
     Me,
@@ -173,6 +179,7 @@ def create_app(
     _pages(app, ctx)
     _sign_in(app, ctx)
     _labeling_api(app, ctx)
+    _segment_api(app, ctx)
     _judgement_api(app, ctx)
     _admin_api(app, ctx)
     return app
@@ -231,7 +238,7 @@ def _pages(app: FastAPI, ctx: Ctx) -> None:
     @app.get("/guidelines", include_in_schema=False)
     def guidelines():
         text = ctx.store.setting("guidelines", "No guidelines were given for this run.") or ""
-        body = Markup(render_markdown(text))  # noqa: S704 - markdown-it escapes raw HTML
+        body = Markup(render_markdown(text))
         return HTMLResponse(TEMPLATES.get_template("guidelines.html").render(body=body))
 
 
@@ -324,6 +331,10 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
         except LeaseError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"judgement_id": jid}
+
+
+def _segment_api(app: FastAPI, ctx: Ctx) -> None:
+    store = ctx.store
 
     @app.get(
         "/api/queries/{query_id}/segments",

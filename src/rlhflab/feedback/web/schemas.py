@@ -73,7 +73,9 @@ class Answer(BaseModel):
         "issue of the lease (the query was leased again, perhaps in the other order) gets 409",
     )
     choice: Choice | None = Field(None, description="pairwise queries: which shown side is better")
-    ranking: list[Annotated[int, Field(ge=0, lt=MAX_RESPONSES), BeforeValidator(_integral)]] | None = Field(
+    ranking: (
+        list[Annotated[int, Field(ge=0, lt=MAX_RESPONSES), BeforeValidator(_integral)]] | None
+    ) = Field(
         None, max_length=MAX_RESPONSES, description="ranking queries: shown positions, best first"
     )
     rating: Annotated[int, Field(ge=1, le=7), BeforeValidator(_integral)] | None = Field(
