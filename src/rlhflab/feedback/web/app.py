@@ -295,6 +295,7 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
     @app.post(
         "/api/next",
         response_model=NextQuery,
+        response_model_exclude_none=True,
         responses={204: {"description": "nothing to judge right now (or the run is over)"}}
         | errors(401),
     )

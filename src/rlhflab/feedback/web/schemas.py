@@ -109,7 +109,8 @@ class Me(BaseModel):
 
 
 class Item(BaseModel):
-    """One shown side: a clip of a segment (with its type, frame count and rate), or a text."""
+    """One shown side: a clip of a segment (`clip` is its URL, or null when none was rendered,
+    with its type, frame count and rate), or a `text`. Absent fields are left out."""
 
     clip: str | None = None
     mime: str | None = None
@@ -121,7 +122,7 @@ class Item(BaseModel):
 class NextQuery(BaseModel):
     query_id: int
     kind: str
-    prompt: str | None
+    prompt: str | None = Field(None, description="text queries: the prompt")
     items: list[Item]
     lease_seconds: float
     lease: str

@@ -83,9 +83,9 @@ function player(item, i) {
   const counter = el("span", { class: "counter", text: "frame –" });
   const fps = item.fps || 20;
   const frames = item.frames || null;
-  const playBtn = el("button", { type: "button", title: "play / pause (space)", "aria-label": `play or pause ${name}`, text: "⏸" });
+  const playBtn = el("button", { type: "button", title: "play / pause (space)", "aria-label": `play or pause ${name}`, text: "Pause" });
   const slowBtn = el("button", { type: "button", title: "slow motion ¼× (s)", "aria-pressed": "false", "aria-label": `slow motion ${name}`, text: "¼×" });
-  const replayBtn = el("button", { type: "button", title: "replay from the start (r)", "aria-label": `replay ${name}`, text: "⟲" });
+  const replayBtn = el("button", { type: "button", title: "replay from the start (r)", "aria-label": `replay ${name}`, text: "↺ Replay" });
   const p = {
     video,
     toggle() { if (video.paused) video.play(); else video.pause(); },
@@ -97,8 +97,8 @@ function player(item, i) {
   playBtn.addEventListener("click", () => p.toggle());
   replayBtn.addEventListener("click", () => p.replay());
   slowBtn.addEventListener("click", () => p.slow(video.playbackRate === 1));
-  video.addEventListener("play", () => { playBtn.textContent = "⏸"; });
-  video.addEventListener("pause", () => { playBtn.textContent = "▶"; });
+  video.addEventListener("play", () => { playBtn.textContent = "Pause"; });
+  video.addEventListener("pause", () => { playBtn.textContent = "Play"; });
   const tick = () => {
     if (!video.isConnected) return;
     const t = video.currentTime;
@@ -124,13 +124,13 @@ function player(item, i) {
 }
 
 function itemBox(i, item, title) {
-  if ("clip" in item && item.clip && (item.mime || "").startsWith("video/")) {
+  if (!("text" in item) && item.clip && (item.mime || "").startsWith("video/")) {
     const [box, p] = player(item, i);
     players.push(p);
     return box;
   }
   const box = el("div", { class: "item" }, el("h3", {}, title ? document.createTextNode(title) : sideName(i)));
-  if ("clip" in item) box.append(item.clip ? el("img", { src: item.clip, alt: i ? "Right" : "Left" }) : el("p", { class: "muted", text: "(no clip rendered for this segment)" }));
+  if (!("text" in item)) box.append(item.clip ? el("img", { src: item.clip, alt: i ? "Right" : "Left" }) : el("p", { class: "muted", text: "(no clip rendered for this segment)" }));
   else box.append(el("pre", { class: "text", text: item.text }));
   return box;
 }
