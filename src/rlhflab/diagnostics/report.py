@@ -123,7 +123,7 @@ def rm_calibration(data: RunData) -> tuple[Reliability | None, str]:
     p = preference_probability(left, right, data.cfg.reward.label_noise).numpy()
     return reliability(
         p, np.array([c.judgement == Judgement.LEFT for c in held_out], float)
-    ), f"{counted(len(held_out), 'held-out judgement')}"
+    ), f"{len(held_out)} held-out judgements"
 
 
 def _mark_alarms(ax, alarms: dict[str, dict]) -> None:
