@@ -24,8 +24,14 @@ def free_port() -> int:
 class AppProcess:
     """`rlhflab label RUN_DIR` in a subprocess, listening on 127.0.0.1."""
 
-    def __init__(self, run_dir: Path, lease_seconds: float = 300.0, port: int | None = None):
-        self.run_dir, self.lease_seconds = Path(run_dir), lease_seconds
+    def __init__(
+        self,
+        run_dir: Path,
+        lease_seconds: float = 300.0,
+        port: int | None = None,
+        extra: list[str] | None = None,
+    ):
+        self.run_dir, self.lease_seconds, self.extra = Path(run_dir), lease_seconds, extra or []
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -43,6 +49,7 @@ class AppProcess:
                 str(self.port),
                 "--lease-seconds",
                 str(self.lease_seconds),
+                *self.extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -93,7 +93,8 @@ def test_annotators_and_feedback_commands(cli, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     link = cli("annotators", "add", "alice", str(run), "--url", "http://127.0.0.1:9000")
-    assert link.returncode == 0 and link.stdout.startswith("http://127.0.0.1:9000/login?token=")
+    assert link.returncode == 0, link.stderr
+    assert link.stdout.startswith("sign-in link (one use): http://127.0.0.1:9000/login?code=")
     dup = cli("annotators", "add", "alice", str(run))
     assert dup.returncode != 0 and "already exists" in dup.stderr
     assert "alice" in cli("annotators", "list", str(run)).stdout
@@ -113,5 +114,7 @@ def test_annotators_and_feedback_commands(cli, tmp_path):
         "chosen": "\n\nHuman: p\n\nAssistant: c",
         "rejected": "\n\nHuman: p\n\nAssistant: r",
     }
+    empty = cli("feedback", "export", str(run), "--format", "segments")
+    assert empty.returncode == 1 and "wrote 0 records" in empty.stderr and empty.stdout == ""
     missing = cli("label", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "no such run directory" in missing.stderr

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from rlhflab.feedback.store import FeedbackStore, sqlite_url
+from rlhflab.feedback.store import FeedbackStore, lease_token_of, sqlite_url
 from rlhflab.types import Judgement, Segment
 
 
@@ -59,8 +59,9 @@ WRITER = textwrap.dedent(
     from rlhflab.types import Segment
     store = FeedbackStore(sys.argv[1])
     s = Segment(np.zeros((25, 4), np.float32), np.zeros(25, np.int64), np.zeros(25, np.float32))
+    t = Segment(np.ones((25, 4), np.float32), np.zeros(25, np.int64), np.zeros(25, np.float32))
     while True:
-        q = store.add_query(s, s)
+        q = store.add_query(s, t)
         j = store.add_judgement(q, "left")
         print(j, flush=True)   # acknowledged only after the commit returned
     """
@@ -84,3 +85,38 @@ def test_every_acknowledged_judgement_survives_sigkill(tmp_path):
     stored = {j for j, *_ in store.judgements()}
     assert set(acknowledged) <= stored
     assert store.count_judgements() >= len(acknowledged)
+
+
+def test_identical_segments_are_never_paired(tmp_path):
+    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+    with pytest.raises(ValueError, match="two different segments"):
+        store.add_queries([(seg(1.0), seg(2.0)), (seg(3.0), seg(3.0))])
+    assert store.count_queries() == 0  # the batch is refused whole
+
+
+def test_a_finished_run_withdraws_its_unanswered_queries(tmp_path):
+    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+    store.add_annotator("alice")
+    done, open_ = store.add_query(seg(1.0), seg(2.0)), store.add_query(seg(3.0), seg(4.0))
+    store.add_judgement(done, "left", "bob")
+    q, _lease = store.lease_next("alice", 60, np.random.default_rng(0))
+    assert q.id == open_ and store.run_state() == "running"
+    assert store.finish_run() == 1 and store.run_state() == "over"
+    assert store.count_unanswered() == 0 and store.lease(open_) is None
+    assert store.lease_next("alice", 60, np.random.default_rng(0)) is None
+    assert store.count_judgements() == 1 and store.count_queries() == 2
+
+
+def test_gold_questions_are_mixed_in_and_never_counted_as_labels(tmp_path):
+    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+    for i in range(5):
+        store.add_query(seg(i), seg(i + 10))
+    gold = store.add_query(seg(50.0), seg(60.0), gold="right")
+    store.set_setting("gold_rate", "1.0")
+    q, lease = store.lease_next("alice", 60, np.random.default_rng(0))
+    assert q.id == gold
+    store.answer_lease("alice", gold, lambda kind, order: ("right", {}), lease_token_of(lease))
+    assert store.count_judgements() == 0 and store.count_queries() == 5
+    assert [a["correct"] for a in store.gold_answers()] == [True]
+    q, _ = store.lease_next("alice", 60, np.random.default_rng(0))
+    assert q.id != gold  # each gold question once per annotator

@@ -30,7 +30,9 @@ def answer(client, choice="left"):
     nxt = client.post("/api/next")
     assert nxt.status_code == 200, nxt.text
     q = nxt.json()
-    r = client.post("/api/answer", json={"query_id": q["query_id"], "choice": choice})
+    r = client.post(
+        "/api/answer", json={"query_id": q["query_id"], "choice": choice, "lease": q["lease"]}
+    )
     assert r.status_code == 201, r.text
     return q, r.json()["judgement_id"]
 
@@ -39,13 +41,18 @@ def test_next_answer_and_orientation(app):
     server, store, tokens = app
     ids = [store.add_query(seg(i), seg(i + 10)) for i in range(3)]
     alice = server.client(tokens["alice"])
-    assert alice.get("/api/me").json() == {"name": "alice", "admin": False, "done": 0, "open": 3}
+    assert alice.get("/api/me").json() == {
+        "name": "alice",
+        "admin": False,
+        "done": 0,
+        "open": 3,
+        "run_state": "running",
+    }
     q1 = alice.post("/api/next").json()
     assert q1["query_id"] == ids[0] and q1["kind"] == "segments" and len(q1["items"]) == 2
     assert alice.post("/api/next").json()["query_id"] == ids[0]  # the live lease is returned again
-    jid = alice.post("/api/answer", json={"query_id": ids[0], "choice": "left"}).json()[
-        "judgement_id"
-    ]
+    body = {"query_id": ids[0], "choice": "left", "lease": q1["lease"]}
+    jid = alice.post("/api/answer", json=body).json()["judgement_id"]
     row = store.judgement_row(jid)
     # "left" was the side shown on the left: stored as right when the pair was shown swapped
     assert row.label == ("right" if row.shown_swapped else "left")
@@ -62,7 +69,7 @@ def test_next_answer_and_orientation(app):
 def test_display_order_is_randomised_and_recorded(app):
     server, store, tokens = app
     for i in range(40):
-        store.add_query(seg(i), seg(-i))
+        store.add_query(seg(i), seg(-i - 1))
     alice = server.client(tokens["alice"])
     swapped = []
     for _ in range(40):
@@ -94,7 +101,7 @@ def test_auth_401_and_403(app):
     assert all(j["annotator"] == "alice" for j in alice.get("/api/judgements").json())
     assert admin.get("/api/admin/stats").status_code == 200
     new = admin.post("/api/admin/annotators", json={"name": "carol"}).json()
-    assert new["link"].startswith(server.url + "/login?token=")
+    assert new["link"].startswith(server.url + "/login?code=")  # the configured public URL
     assert server.client(new["token"]).get("/api/me").json()["name"] == "carol"
 
 
@@ -102,7 +109,7 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
     server, store, tokens = app
     qid = store.add_query(seg(0), seg(1))
     alice = server.client(tokens["alice"])
-    alice.post("/api/next")
+    lease = alice.post("/api/next").json()["lease"]
     bad = [
         b"{not json",
         b"[]",
@@ -116,15 +123,18 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
         json.dumps({"query_id": 999999, "choice": "left"}).encode(),
         json.dumps({"query_id": qid, "rating": 9}).encode(),
         json.dumps({"query_id": qid, "text": "x" * 30_000}).encode(),
+        json.dumps({"query_id": qid, "choice": "left"}).encode(),  # no lease token
+        json.dumps({"query_id": True, "choice": "left", "lease": lease}).encode(),
+        json.dumps({"query_id": str(qid), "choice": "left", "lease": lease}).encode(),
         b"\xff\xfe\x00garbage",
     ]
     for body in bad:
         r = alice.post("/api/answer", content=body, headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500, (body[:40], r.status_code, r.text)
-        assert r.json()["detail"]
+        assert isinstance(r.json()["detail"], str) and r.json()["detail"]  # one error shape
     huge = alice.post(
         "/api/answer",
-        content=b"{" + b" " * 200_000 + b"}",
+        content=b"{" + b" " * 400_000 + b"}",
         headers={"content-type": "application/json"},
     )
     assert huge.status_code == 413 and "larger than" in huge.json()["detail"]
@@ -133,7 +143,8 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
         alice.get("/api/clips/12345").status_code == 403
     )  # unknown and foreign segments look the same
     assert store.count_judgements() == 0  # nothing stored by any of it
-    assert alice.post("/api/answer", json={"query_id": qid, "choice": "left"}).status_code == 201
+    good = {"query_id": qid, "choice": "left", "lease": lease}
+    assert alice.post("/api/answer", json=good).status_code == 201
 
 
 def test_an_answer_to_a_re_leased_query_is_refused(tmp_path):
@@ -166,14 +177,21 @@ def test_lease_expiry_and_reassignment(tmp_path):
     server = AppProcess(run.path, lease_seconds=1.0).start()
     try:
         alice, bob = server.client(tokens["alice"]), server.client(tokens["bob"])
-        assert alice.post("/api/next").json()["query_id"] == q1
-        assert bob.post("/api/next").json()["query_id"] == q2  # q1 is leased to alice
-        assert bob.post("/api/answer", json={"query_id": q2, "choice": "left"}).status_code == 201
+        mine = alice.post("/api/next").json()
+        assert mine["query_id"] == q1
+        theirs = bob.post("/api/next").json()
+        assert theirs["query_id"] == q2  # q1 is leased to alice
+        body = {"query_id": q2, "choice": "left", "lease": theirs["lease"]}
+        assert bob.post("/api/answer", json=body).status_code == 201
         time.sleep(1.3)  # alice's lease expires
-        assert bob.post("/api/next").json()["query_id"] == q1  # and the query is reassigned
-        late = alice.post("/api/answer", json={"query_id": q1, "choice": "right"})
+        theirs = bob.post("/api/next").json()
+        assert theirs["query_id"] == q1  # and the query is reassigned
+        late = alice.post(
+            "/api/answer", json={"query_id": q1, "choice": "right", "lease": mine["lease"]}
+        )
         assert late.status_code == 409 and "not leased to you" in late.json()["detail"]
-        assert bob.post("/api/answer", json={"query_id": q1, "choice": "right"}).status_code == 201
+        body = {"query_id": q1, "choice": "right", "lease": theirs["lease"]}
+        assert bob.post("/api/answer", json=body).status_code == 201
         assert [a for _, _, a, _ in store.judgements()] == ["bob", "bob"]
     finally:
         server.kill()
@@ -182,7 +200,7 @@ def test_lease_expiry_and_reassignment(tmp_path):
 def test_overlap_and_agreement_stats(app):
     server, store, tokens = app
     for i in range(6):
-        store.add_query(seg(i), seg(-i), overlap=2)
+        store.add_query(seg(i), seg(-i - 1), overlap=2)
     alice, bob, admin = (server.client(tokens[n]) for n in ("alice", "bob", "admin"))
     for _ in range(6):
         answer(alice, "left")
@@ -230,9 +248,8 @@ def test_text_queries_rank_rate_critique_correct_and_export(app, tmp_path):
         else:
             body = {"text": "cat"}
         texts[q["kind"]] = q["prompt"]
-        assert (
-            alice.post("/api/answer", json={"query_id": q["query_id"], **body}).status_code == 201
-        )
+        body |= {"query_id": q["query_id"], "lease": q["lease"]}
+        assert alice.post("/api/answer", json=body).status_code == 201
     assert set(texts) == {"text_pair", "ranking", "rating", "critique", "correction"}
     assert export_records(store, "trl") == [
         {"prompt": "Say hi", "chosen": "Hello!", "rejected": "Go away."}
@@ -271,8 +288,10 @@ def test_twenty_concurrent_annotators(tmp_path):
             if nxt.status_code != 200:
                 errors.append((name, nxt.status_code))
                 return
+            q = nxt.json()
             r = client.post(
-                "/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "left"}
+                "/api/answer",
+                json={"query_id": q["query_id"], "choice": "left", "lease": q["lease"]},
             )
             if r.status_code == 201:
                 acknowledged.append(r.json()["judgement_id"])
@@ -310,9 +329,10 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
         client = server.client(tokens["alice"])
         while not stop.is_set():
             try:
-                nxt = client.post("/api/next")
+                q = client.post("/api/next").json()
                 r = client.post(
-                    "/api/answer", json={"query_id": nxt.json()["query_id"], "choice": "right"}
+                    "/api/answer",
+                    json={"query_id": q["query_id"], "choice": "right", "lease": q["lease"]},
                 )
                 if 200 <= r.status_code < 300:
                     acknowledged.append(r.json()["judgement_id"])
@@ -388,3 +408,187 @@ def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path):
         ValueError, match=r"r.jsonl:1: field 'rating' must be an integer from 1 to 7"
     ):
         import_jsonl(store, ratings, "ratings")
+
+
+# -- issue 11: the hardened API -------------------------------------------------------------
+def lease_one(client):
+    q = client.post("/api/next")
+    assert q.status_code == 200, q.text
+    return q.json()
+
+
+def test_the_lease_token_is_required(app):
+    server, store, tokens = app
+    qid = store.add_query(seg(0), seg(1))
+    alice = server.client(tokens["alice"])
+    q = lease_one(alice)
+    r = alice.post("/api/answer", json={"query_id": qid, "choice": "left"})
+    assert r.status_code == 422 and "lease" in r.json()["detail"]
+    assert r.json()["errors"][0]["loc"] == ["body", "lease"]
+    wrong = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": "0" * 16})
+    assert wrong.status_code == 409
+    assert store.count_judgements() == 0
+    ok = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]})
+    assert ok.status_code == 201
+
+
+def test_a_late_answer_after_expiry_gets_409_even_when_not_re_leased(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    qid = store.add_query(seg(0), seg(1))
+    server = AppProcess(run.path, lease_seconds=0.5).start()
+    try:
+        alice = server.client(tokens["alice"])
+        q = lease_one(alice)
+        time.sleep(0.8)
+        late = alice.post(
+            "/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]}
+        )
+        assert late.status_code == 409 and "expired" in late.json()["detail"]
+        assert store.count_judgements() == 0
+    finally:
+        server.kill()
+
+
+def test_types_are_strict(app):
+    server, store, tokens = app
+    rank = store.add_text_query("ranking", "p", ["a", "b", "c", "d"])
+    rate = store.add_text_query("rating", "p", ["a"])
+    alice, admin = server.client(tokens["alice"]), server.client(tokens["admin"])
+    for _ in range(2):
+        q = lease_one(alice)
+        base = {"query_id": q["query_id"], "lease": q["lease"]}
+        if q["query_id"] == rank:
+            bad = alice.post("/api/answer", json=base | {"ranking": [True, False, 2, 3]})
+            good = base | {"ranking": [0, 1, 2, 3]}
+        else:
+            bad = alice.post("/api/answer", json=base | {"rating": True})
+            assert alice.post("/api/answer", json=base | {"rating": 5.5}).status_code == 422
+            good = base | {"rating": 5}
+        assert bad.status_code == 422, bad.text
+        assert alice.post("/api/answer", json=good).status_code == 201
+    assert {r.query_id for r in store.judgement_rows()} == {rank, rate}
+    yes = admin.post("/api/admin/annotators", json={"name": "mallory", "admin": "yes"})
+    assert yes.status_code == 422 and store.annotator("mallory") is None
+    assert admin.post("/api/admin/annotators", json={"name": 7}).status_code == 422
+
+
+def test_disable_rotate_and_demote_take_effect_at_once(app, cli):
+    server, store, tokens = app
+    alice, admin = server.client(tokens["alice"]), server.client(tokens["admin"])
+    assert alice.get("/api/me").status_code == 200  # the server has seen alice's token
+    r = cli("annotators", "disable", "alice", str(server.run_dir))
+    assert r.returncode == 0, r.stderr
+    assert alice.get("/api/me").status_code == 401  # at once: no cache outlives the store
+    store.set_disabled("alice", False)
+    assert alice.get("/api/me").status_code == 200
+    r = cli("annotators", "rotate", "alice", str(server.run_dir))
+    assert r.returncode == 0, r.stderr
+    assert alice.get("/api/me").status_code == 401
+    new_token = r.stdout.split("Bearer …): ")[1].strip()
+    assert server.client(new_token).get("/api/me").json()["name"] == "alice"
+    assert admin.get("/api/admin/stats").status_code == 200
+    store.set_admin("admin", False)  # demoted in the store: no admin powers from now on
+    assert (
+        admin.post("/api/admin/annotators", json={"name": "eve", "admin": True}).status_code == 403
+    )
+    assert store.annotator("eve") is None
+
+
+def test_text_queries_have_no_segments_404_never_500(app):
+    server, store, tokens = app
+    qid = store.add_text_query("text_pair", "p", ["a", "b"])
+    alice = server.client(tokens["alice"])
+    lease_one(alice)
+    r = alice.get(f"/api/queries/{qid}/segments")
+    assert r.status_code == 404 and "text_pair" in r.json()["detail"]
+
+
+def test_sign_in_by_one_time_code_and_post(app):
+    server, store, tokens = app
+    code = store.login_code("alice")
+    anon = server.client(None)
+    form = anon.get(f"/login?code={code}")
+    assert form.status_code == 200 and 'method="post"' in form.text
+    assert "set-cookie" not in form.headers  # a GET (a link preview, say) signs nobody in
+    r = anon.post("/login", data={"code": code, "next": "/admin"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/admin"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Secure" not in cookie
+    assert tokens["alice"] not in cookie  # the cookie holds a session, never the token
+    assert anon.get("/api/me").json()["name"] == "alice"
+    again = server.client(None).post("/login", data={"code": code}, follow_redirects=False)
+    assert again.status_code == 401  # one use
+    evil = server.client(None).post(
+        "/login",
+        data={"token": tokens["bob"], "next": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert evil.status_code == 303 and evil.headers["location"] == "/"
+    store.set_disabled("alice")
+    assert anon.get("/api/me").status_code == 401  # the session ended with the account
+
+
+def test_secure_cookies_and_links_from_the_public_url(tmp_path):
+    run, store, tokens = make_run(tmp_path)
+    server = AppProcess(
+        run.path, extra=["--secure-cookies", "--public-url", "https://label.example/"]
+    )
+    server.start()
+    try:
+        code = store.login_code("alice")
+        r = server.client(None).post("/login", data={"code": code}, follow_redirects=False)
+        assert "Secure" in r.headers["set-cookie"]
+        admin = server.client(tokens["admin"])
+        new = admin.post(
+            "/api/admin/annotators", json={"name": "carol"}, headers={"host": "evil.example"}
+        )
+        assert new.json()["link"].startswith("https://label.example/login?code=")
+    finally:
+        server.kill()
+
+
+def test_a_finished_run_withdraws_its_queries_and_says_so(app):
+    server, store, tokens = app
+    qid = store.add_query(seg(0), seg(1))
+    store.add_query(seg(2), seg(3))
+    alice = server.client(tokens["alice"])
+    q = lease_one(alice)
+    assert store.finish_run() == 2
+    assert alice.get("/api/me").json()["run_state"] == "over"
+    assert alice.post("/api/next").status_code == 204
+    late = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]})
+    assert late.status_code == 409
+    assert store.count_judgements() == 0
+
+
+def test_an_admin_relabel_is_audited(app):
+    server, store, tokens = app
+    store.add_query(seg(0), seg(1))
+    _, jid = answer(server.client(tokens["bob"]), "left")
+    before = store.judgement_row(jid).label
+    admin = server.client(tokens["admin"])
+    after = "equal"
+    assert admin.patch(f"/api/judgements/{jid}", json={"choice": after}).status_code == 200
+    log = admin.get("/api/admin/audit").json()
+    assert log[-1]["actor"] == "admin" and log[-1]["subject"] == f"judgement {jid}"
+    assert log[-1]["detail"] == {"annotator": "bob", "before": before, "after": after}
+    assert server.client(tokens["alice"]).get("/api/admin/audit").status_code == 403
+
+
+def test_every_status_is_documented_with_one_error_shape(app):
+    server, _, _ = app
+    spec = server.client(None).get("/openapi.json").json()
+    ops = {(p, m): op for p, item in spec["paths"].items() for m, op in item.items()}
+    answer_op = ops[("/api/answer", "post")]
+    assert {"201", "401", "409", "413", "422"} <= set(answer_op["responses"])
+    for (path, method), op in ops.items():
+        assert "401" in op["responses"], (path, method)
+        for status, resp in op["responses"].items():
+            if status.startswith("4"):
+                ref = resp["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorBody"), (path, method, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    anon = server.client(None)
+    assert anon.get("/favicon.ico").status_code == 200
+    missing = anon.get("/api/nothing-here")
+    assert missing.status_code == 404 and set(missing.json()) == {"detail", "errors"}

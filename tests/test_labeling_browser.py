@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from labeling import AppProcess, make_run
 
-from rlhflab.feedback.clips import encode_gif
+from rlhflab.feedback.clips import encode_gif, make_clip, mark_episode_over
 from rlhflab.types import Segment
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,19 +36,29 @@ def frames(color):
     return f
 
 
+def segment(i, k=6):
+    return Segment(
+        np.full((k, 2), i, np.float32), np.arange(k) % 2, np.zeros(k, np.float32), env_steps=i
+    )
+
+
+def sign_in(page, server, store, name):
+    page.goto(f"{server.url}/login?code={store.login_code(name)}")
+    page.click("button[type=submit]")
+
+
 def test_new_annotator_answers_five_queries_by_keyboard(tmp_path, browser):
     run, store, _tokens = make_run(tmp_path, names=())
-    k = 6
-    for _ in range(7):
-        left = Segment(np.zeros((k, 2), np.float32), np.zeros(k, np.int64), np.zeros(k, np.float32))
-        store.add_query(left, left, clips=(encode_gif(frames(0)), encode_gif(frames(2))))
-    token = store.add_annotator("newcomer")
+    for i in range(7):
+        gifs = (encode_gif(frames(0)), encode_gif(frames(2)))
+        store.add_query(segment(i), segment(i + 100), clips=gifs)
+    store.add_annotator("newcomer")
     server = AppProcess(run.path).start()
     try:
         page = browser.new_page()
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{server.url}/login?token={token}")
+        sign_in(page, server, store, "newcomer")
         page.wait_for_selector("img[alt=Left]")
         assert page.text_content("#who") == "newcomer"
         assert (
@@ -56,11 +66,11 @@ def test_new_annotator_answers_five_queries_by_keyboard(tmp_path, browser):
         )  # the clip loaded
         for i in range(5):
             page.wait_for_function(
-                f"document.getElementById('progress').textContent.startsWith('{i} done')"
+                f"document.getElementById('progress').textContent.startsWith('{i} judgement')"
             )
             page.keyboard.press("ArrowLeft")
         page.wait_for_function(
-            "document.getElementById('progress').textContent.startsWith('5 done')"
+            "document.getElementById('progress').textContent.startsWith('5 judgements')"
         )
         assert errors == []
     finally:
@@ -73,7 +83,7 @@ def test_new_annotator_answers_five_queries_by_keyboard(tmp_path, browser):
 
 
 def test_model_output_is_shown_as_text_and_never_runs(tmp_path, browser):
-    run, store, tokens = make_run(tmp_path, names=("alice",))
+    run, store, _tokens = make_run(tmp_path, names=("alice",))
     evil = ["<script>window.pwned = 1</script>", '<img src=x onerror="window.pwned = 2">']
     store.add_text_query("text_pair", "<b>prompt</b><script>window.pwned = 3</script>", evil)
     store.set_setting(
@@ -85,7 +95,7 @@ def test_model_output_is_shown_as_text_and_never_runs(tmp_path, browser):
         page = browser.new_page()
         dialogs = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{server.url}/login?token={tokens['alice']}")
+        sign_in(page, server, store, "alice")
         page.wait_for_selector("pre.text")
         shown = page.eval_on_selector_all("pre.text", "els => els.map(e => e.textContent)")
         assert shown[0] == "<b>prompt</b><script>window.pwned = 3</script>"
@@ -102,3 +112,69 @@ def test_model_output_is_shown_as_text_and_never_runs(tmp_path, browser):
         assert dialogs == []
     finally:
         server.kill()
+
+
+def cart_frames(shift, k=24, ended_from=None):
+    """A moving bar (a toy cart), darkened with 'episode over' after `ended_from`."""
+    f = np.full((k, 120, 160, 3), 235, np.uint8)
+    for t in range(k):
+        x = 10 + (5 * t + shift) % 130
+        f[t, 70:90, x : x + 20] = (40, 90, 160)
+    mask = np.arange(k) >= (ended_from if ended_from is not None else k)
+    return mark_episode_over(f, mask)
+
+
+def test_an_annotator_labels_video_clips_on_a_phone(tmp_path, browser):
+    run, store, _tokens = make_run(tmp_path, names=("alice",))
+    for i in range(3):
+        clips = (
+            make_clip(cart_frames(7 * i), 10),
+            make_clip(cart_frames(50 + i, ended_from=16), 10),
+        )
+        store.add_query(segment(i), segment(i + 100), clips=clips)
+    server = AppProcess(run.path).start()
+    try:
+        phone = browser.new_context(
+            viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+        )
+        page = phone.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        sign_in(page, server, store, "alice")
+        page.wait_for_selector("video")
+        page.wait_for_function("document.querySelector('video').readyState >= 2")
+        boxes = page.eval_on_selector_all(
+            ".item", "els => els.map(e => e.getBoundingClientRect().toJSON())"
+        )
+        assert boxes[1]["top"] >= boxes[0]["bottom"] - 1  # stacked, not side by side
+        assert all(b["width"] > 300 for b in boxes)  # and full width: not a shrunken desktop
+        assert page.evaluate("document.querySelector('video').videoWidth") == 160  # native size
+        sizes = page.eval_on_selector_all(
+            ".choices button", "els => els.map(e => e.getBoundingClientRect().height)"
+        )
+        assert len(sizes) == 4 and min(sizes) >= 48  # touch targets
+        assert page.is_visible("text=▲ Top better") and not page.is_visible("text=◀ Left better")
+        page.wait_for_function("document.querySelector('.counter').textContent.includes(' / 24')")
+        first = page.evaluate("document.querySelector('video').currentTime")
+        page.wait_for_timeout(500)
+        assert page.evaluate("document.querySelector('video').currentTime") != first  # it plays
+        page.click(".item >> nth=0 >> button[aria-label^='slow motion']")
+        assert page.evaluate("document.querySelector('video').playbackRate") == 0.25
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        for n in range(3):
+            page.wait_for_function(
+                f"document.getElementById('progress').textContent.startsWith('{n} judgement')"
+            )
+            page.tap("button[data-choice=left]")
+        page.wait_for_function(
+            "document.getElementById('task').textContent.includes('Nothing to judge')"
+        )
+        store.finish_run()
+        page.reload()
+        page.wait_for_function(
+            "document.getElementById('status').textContent.includes('run is over')"
+        )
+        assert errors == []
+    finally:
+        server.kill()
+    assert len(store.judgement_rows("alice")) == 3

@@ -34,7 +34,8 @@ def scripted_annotator(client, stop: threading.Event, answered: list):
         choice = "left" if left > right else "right" if right > left else "equal"
         if (
             client.post(
-                "/api/answer", json={"query_id": q["query_id"], "choice": choice}
+                "/api/answer",
+                json={"query_id": q["query_id"], "choice": choice, "lease": q["lease"]},
             ).status_code
             == 201
         ):

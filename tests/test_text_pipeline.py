@@ -183,7 +183,11 @@ def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path)
             left, right = (len(item["text"]) for item in q["items"])
             client.post(
                 "/api/answer",
-                json={"query_id": q["query_id"], "choice": "left" if left >= right else "right"},
+                json={
+                    "query_id": q["query_id"],
+                    "choice": "left" if left >= right else "right",
+                    "lease": q["lease"],
+                },
             )
 
     worker = threading.Thread(target=person)

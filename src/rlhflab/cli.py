@@ -16,10 +16,9 @@ from rich.console import Console
 
 from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
 from rlhflab.diagnostics.goodhart import add_goodhart_arguments, cmd_goodhart
-from rlhflab.feedback.exchange import DataError
+from rlhflab.feedback.exchange import FORMATS, DataError
 
 console = Console()
-FORMATS = ["trl", "hh", "rankings", "ratings", "critiques", "corrections"]
 STORE_HELP = "feedback store URL instead of RUN_DIR/feedback.db"
 
 
@@ -88,25 +87,52 @@ def _add_label(sub) -> None:
         default=300.0,
         help="a query not answered in this time goes to someone else",
     )
+    label.add_argument(
+        "--public-url",
+        help="the address people reach the app at, for the links it gives out "
+        "(default: http://HOST:PORT); kept in the store for `rlhflab annotators`",
+    )
+    label.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="mark the session cookie Secure (serve the app behind HTTPS)",
+    )
+    label.add_argument(
+        "--gold-rate",
+        type=float,
+        help="share of queries that are gold questions (known answers; import them with "
+        "`rlhflab feedback import --gold`), scoring each annotator on /admin",
+    )
     label.set_defaults(handler=_cmd_label)
 
 
 def _add_annotators(sub) -> None:
     ann = sub.add_parser("annotators", help="manage the people who give feedback")
     ann_sub = ann.add_subparsers(dest="annotators_command", required=True)
-    add = ann_sub.add_parser("add", help="create an annotator and print their personal login link")
-    add.add_argument("name")
-    add.add_argument("run_dir")
-    add.add_argument("--store", help=STORE_HELP)
+    add = ann_sub.add_parser("add", help="create an annotator and print their sign-in link")
     add.add_argument(
         "--admin", action="store_true", help="may see the agreement page and add annotators"
     )
-    add.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="the app's base URL, for the link"
-    )
-    add.set_defaults(handler=_cmd_annotators_add)
+    actions = {
+        "login": "print a new one-time sign-in link for an annotator",
+        "disable": "stop an annotator's token, sessions and leases at once",
+        "enable": "let a disabled annotator sign in again (with a new link)",
+        "rotate": "give an annotator a new token; the old one and their sessions stop at once",
+    }
+    commands = [add, *(ann_sub.add_parser(name, help=text) for name, text in actions.items())]
+    for cmd in commands:
+        cmd.add_argument("name")
+        cmd.add_argument("run_dir")
+        cmd.add_argument("--store", help=STORE_HELP)
+        cmd.add_argument(
+            "--url",
+            help="the app's public URL, for the link (default: the one `rlhflab label` "
+            "was given, else http://127.0.0.1:8000)",
+        )
+        cmd.set_defaults(handler=_cmd_annotators_change)
     listing = ann_sub.add_parser("list", help="list annotators")
     listing.add_argument("run_dir")
+    listing.add_argument("--store", help=STORE_HELP)
     listing.set_defaults(handler=_cmd_annotators_list)
 
 
@@ -115,8 +141,18 @@ def _add_feedback(sub) -> None:
     fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
     exp = fb_sub.add_parser("export", help="write judgements as JSONL")
     exp.add_argument("run_dir")
-    exp.add_argument("--format", required=True, choices=FORMATS)
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="text formats, or segments (judgements of segment pairs, from control runs)",
+    )
     exp.add_argument("--out", help="output file (default: standard output)")
+    exp.add_argument(
+        "--ids",
+        action="store_true",
+        help="segments: refer to segments by id in RUN_DIR instead of writing their numbers",
+    )
     exp.add_argument("--store", help=STORE_HELP)
     exp.set_defaults(handler=_cmd_feedback_export)
     imp = fb_sub.add_parser(
@@ -126,6 +162,11 @@ def _add_feedback(sub) -> None:
     imp.add_argument("run_dir")
     imp.add_argument("file")
     imp.add_argument("--format", required=True, choices=FORMATS)
+    imp.add_argument(
+        "--gold",
+        action="store_true",
+        help="store the records as gold questions (their answers known) instead of judgements",
+    )
     imp.add_argument("--store", help=STORE_HELP)
     imp.set_defaults(handler=_cmd_feedback_import)
 
@@ -153,8 +194,10 @@ def _add_reports(sub) -> None:
 
 # -- handlers ----------------------------------------------------------------------------
 def _cmd_run(args) -> int:
+    from rlhflab.display import headless_rendering
     from rlhflab.runs import RunDir
 
+    headless_rendering()
     if args.resume:
         run = RunDir(args.resume)
         cfg = run.read_config(args.overrides)
@@ -213,43 +256,89 @@ def _cmd_label(args) -> int:
     config = Path(args.run_dir) / "config.yaml"
     if config.exists():
         store.set_setting("guidelines", RunDir(args.run_dir).read_config().feedback.guidelines)
-    base = f"http://{args.host}:{args.port}"
-    if not any(a.is_admin for a in store.annotators()):
-        token = store.add_annotator("admin", is_admin=True)
-        print(f"admin link (keep it private): {base}/login?token={token}")
-        print(f"agreement page: {base}/admin")
-    print(f"add annotators with: rlhflab annotators add NAME {args.run_dir} --url {base}")
-    app = create_app(store.url, lease_seconds=args.lease_seconds)
+    base = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
+    store.set_setting("public_url", base)
+    if args.gold_rate is not None:
+        if not 0 <= args.gold_rate < 1:
+            raise DataError(f"--gold-rate must be in [0, 1), got {args.gold_rate}")
+        store.set_setting("gold_rate", str(args.gold_rate))
+    admins = [a for a in store.annotators() if a.is_admin and not a.disabled]
+    if not admins:
+        store.add_annotator("admin", is_admin=True)
+        admins = [store.annotator("admin")]
+    code = store.login_code(admins[0].name)
+    print(f"admin sign-in link (one use, keep it private): {base}/login?code={code}&next=/admin")
+    print(f"add annotators with: rlhflab annotators add NAME {args.run_dir}")
+    app = create_app(
+        store.url,
+        lease_seconds=args.lease_seconds,
+        public_url=base,
+        secure_cookies=args.secure_cookies,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
-def _cmd_annotators_add(args) -> int:
+def _cmd_annotators_change(args) -> int:
+    """add, login, disable, enable, rotate: each takes effect in the store at once."""
     store = _store(args)
+    command = args.annotators_command
+    if command != "add" and store.annotator(args.name) is None:
+        raise DataError(f"no annotator named '{args.name}' (see `rlhflab annotators list`)")
     try:
-        token = store.add_annotator(args.name, is_admin=args.admin)
+        token = _change_annotator(store, args)
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    print(f"{args.url.rstrip('/')}/login?token={token}")
+    if command == "disable":
+        print(f"{args.name} is disabled: their token, sessions and leases stopped")
+        return 0
+    base = (args.url or store.setting("public_url") or "http://127.0.0.1:8000").rstrip("/")
+    admin = store.annotator(args.name).is_admin
+    code = store.login_code(args.name)
+    print(f"sign-in link (one use): {base}/login?code={code}" + ("&next=/admin" * admin))
+    if token:
+        print(f"token for scripts (Authorization: Bearer …): {token}")
     return 0
+
+
+def _change_annotator(store, args) -> str | None:
+    """Apply an annotators command; the new token for add and rotate."""
+    command = args.annotators_command
+    if command == "add":
+        return store.add_annotator(args.name, is_admin=args.admin)
+    if command == "rotate":
+        return store.rotate_token(args.name)
+    if command in ("disable", "enable"):
+        store.set_disabled(args.name, command == "disable")
+    return None
 
 
 def _cmd_annotators_list(args) -> int:
     store = _store(args)
     for a in store.annotators():
-        role = "admin" if a.is_admin else "annotator"
-        print(f"{a.name}\t{role}\t{store.count_judgements(a.name)} judgements")
+        role = ("disabled " if a.disabled else "") + ("admin" if a.is_admin else "annotator")
+        n = store.count_judgements(a.name)
+        print(f"{a.name}\t{role}\t{n} judgement{'' if n == 1 else 's'}")
     return 0
 
 
 def _cmd_feedback_export(args) -> int:
+    """Write the records; writing none is an error (exit 1) that says why."""
     from rlhflab.feedback.exchange import export_records
 
-    records = export_records(_store(args), args.format)
+    by_id = str(Path(args.run_dir).resolve()) if args.ids else None
+    records = export_records(_store(args), args.format, by_id=by_id)
+    if not records:
+        hint = "" if args.format == "segments" else (
+            " (judgements of segment pairs, from control runs, export with --format segments)"
+        )  # fmt: skip
+        print(f"error: wrote 0 records: no {args.format} judgements in the store{hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if args.out:
         Path(args.out).write_text(lines, encoding="utf-8")
-        print(f"wrote {lines.count(chr(10))} records to {args.out}", file=sys.stderr)
+        print(f"wrote {len(records)} records to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(lines)
     return 0
@@ -258,8 +347,8 @@ def _cmd_feedback_export(args) -> int:
 def _cmd_feedback_import(args) -> int:
     from rlhflab.feedback.exchange import import_jsonl
 
-    n = import_jsonl(_store(args), args.file, args.format)
-    print(f"imported {n} judgements from {args.file}")
+    n = import_jsonl(_store(args), args.file, args.format, gold=args.gold)
+    print(f"imported {n} {'gold questions' if args.gold else 'judgements'} from {args.file}")
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -14,20 +17,62 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+
+def headless_rendering() -> None:
+    """Render envs off-screen without a display or sound: pygame's SDL (classic control) would
+    otherwise print "XDG_RUNTIME_DIR is invalid or not set" when there is no session."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    if not os.environ.get("XDG_RUNTIME_DIR") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 
 class _ProgressDisplay:
-    """A rich Progress used as a context manager and called with each metrics record."""
+    """A rich Progress used as a context manager and called with each metrics record.
 
+    Without a terminal (output to a file or pipe) live bars cannot redraw and would be cut to
+    the 80-column default ("0:0…"); there each phase's line is printed whole instead, at most
+    every `plain_every` seconds and once at the end."""
+
+    plain_every = 10.0
+    console: Console
     progress: Progress
     tasks: dict[str, TaskID]
 
     def __enter__(self):
-        self.progress.__enter__()
+        self.plain = not self.console.is_terminal
+        self._printed: dict[str, tuple[float, str]] = {}
+        if not self.plain:
+            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
+        if self.plain:
+            for phase in self._printed:
+                self._plain_line(phase, force=True)
+        else:
+            self.progress.__exit__(*exc)
+
+    def _plain_line(self, phase: str, force: bool = False) -> None:
+        """One whole line for a phase: what its bar would show, never cut to the width."""
+        task = next(t for t in self.progress.tasks if t.id == self.tasks[phase])
+        total = f"/{task.total:.0f}" if task.total else ""
+        info = Text.from_markup(task.fields.get("info", "")).plain
+        line = f"{phase:<8} {task.completed:.0f}{total} {info}"
+        last_time, last_line = self._printed.get(phase, (float("-inf"), ""))
+        now = time.monotonic()
+        if line != last_line and (force or now - last_time >= self.plain_every):
+            text = f"{line} · {task.elapsed or 0:.0f} s"
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self._printed[phase] = (now, line)
+        elif phase not in self._printed:
+            self._printed[phase] = (float("-inf"), "")
+
+    def _shown(self, phase: str) -> None:
+        if getattr(self, "plain", False):
+            self._plain_line(phase)
 
 
 class RunDisplay(_ProgressDisplay):
@@ -60,6 +105,7 @@ class RunDisplay(_ProgressDisplay):
                 info=f"waiting for people: {record['labels']}/{record['waiting_for']} labels "
                 f"before RL",
             )
+            self._shown(phase)
             return
         parts = []
         if "labels" in record:
@@ -82,6 +128,7 @@ class RunDisplay(_ProgressDisplay):
         self.progress.update(
             self.tasks[phase], completed=record["env_steps"], info=" · ".join(parts)
         )
+        self._shown(phase)
 
 
 def summary_table(summary: dict) -> Table:
@@ -137,6 +184,7 @@ class TextDisplay(_ProgressDisplay):
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
             ),
         )
+        self._shown(phase)
 
 
 def text_table(summary: dict) -> Table:

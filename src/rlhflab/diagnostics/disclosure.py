@@ -53,7 +53,7 @@ def _people_items(cfg: RunConfig, stats: list[AnnotatorStats], humans: bool) -> 
             "Annotators: selection and training",
             "how evaluators were selected and trained (risks: malicious, unrepresentative "
             "or incapable evaluators)",
-            [f"{s.annotator}: {s.labels} judgements" for s in stats]
+            [f"{s.annotator}: {s.labels} judgement{'' if s.labels == 1 else 's'}" for s in stats]
             + (
                 [
                     f"'synthetic' is a simulated, Boltzmann-rational annotator judging "

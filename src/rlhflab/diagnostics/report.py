@@ -1,8 +1,9 @@
 """The run report: what a run did, built from its run directory alone.
 
 `build_report(RUN_DIR)` writes
-  RUN_DIR/report.html    one self-contained page: plots embedded as base64 PNG (clips as GIF),
-                         no scripts, no external resources — it opens offline;
+  RUN_DIR/report.html    one self-contained page: plots embedded as base64 PNG, clips as H.264
+                         MP4 (GIF in older runs); no scripts, no external resources — it opens
+                         offline;
   RUN_DIR/report.md      the numbers as Markdown;
   RUN_DIR/disclosure.md  the Casper et al. 2023 §5 disclosure sheet, for the run's owner.
 
@@ -32,6 +33,7 @@ from rlhflab.diagnostics.report_base import (
     BaseReport,
     RunData,
     Section,
+    counted,
     figure,
     fmt,
     img,
@@ -223,13 +225,14 @@ def _annotator_row(s) -> dict:
 
 
 def _clip_view(clip: dict, when: str, rows: int = 25) -> dict:
-    """What the clips template shows of one saved episode: the GIF, or its first steps."""
+    """What the clips template shows of one saved episode: its clip, or its first steps."""
     caption = (
         f"{when}: iteration {int(clip['iteration'])}, {int(clip['env_steps'])} env steps · "
         f"true return {float(np.sum(clip['true'])):.1f} · "
         f"Σ r̂ {fmt(float(np.nansum(clip['r_hat'])), '.2f')}"
     )
-    gif = clip["gif"] and "data:image/gif;base64," + base64.b64encode(clip["gif"]).decode()
+    media = clip.get("media")
+    src = media and f"data:{media[0]};base64," + base64.b64encode(media[1]).decode()
     steps = [
         {
             "t": t,
@@ -238,11 +241,13 @@ def _clip_view(clip: dict, when: str, rows: int = 25) -> dict:
             "true": clip["true"][t],
             "r_hat": clip["r_hat"][t],
         }
-        for t in range(min(rows, len(clip["obs"])) if not gif else 0)
+        for t in range(min(rows, len(clip["obs"])) if not src else 0)
     ]
     return {
         "caption": caption,
-        "gif": gif,
+        "src": src,
+        "video": media is not None and media[0].startswith("video/"),
+        "suffix": "mp4" if media is not None and media[0] == "video/mp4" else "gif",
         "iteration": int(clip["iteration"]),
         "render_error": str(clip.get("render_error", "")),
         "steps": steps,
@@ -288,6 +293,7 @@ class Report(BaseReport):
             "stopped": last["env_steps"] if early_stop else None,
             "env_steps": d.cfg.env_steps,
             "alarms": self.alarms,
+            "labels": counted(d.labels, "label"),
         }
         return Section(
             "Results", render("overview.html", **context), render("overview.md", **context)
@@ -469,7 +475,9 @@ def build_report(run_dir: str | Path) -> Path:
     if cfg.text:
         what = f"{cfg.text.model} · {cfg.text.labels} comparisons"
     else:
-        what = f"{cfg.env.id} · {cfg.feedback.labels} labels · {cfg.env_steps} env steps"
+        n, wanted = data.labels, cfg.feedback.labels
+        labels = counted(n, "label") + ("" if n == wanted else f" (of {wanted} configured)")
+        what = f"{cfg.env.id} · {labels} · {cfg.env_steps} env steps"
     subtitle = f"{data.path.resolve()} · {what} · seed {cfg.seed}"
     out = write_pages(data.path / "report.html", title, subtitle, sections)
     if "disclosure_md" in report.facts:

@@ -32,11 +32,22 @@ class RunData:
     summary: dict | None
     comparisons: list[Comparison] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)  # samples/iter_*.npz, by iteration
-    clips: list[dict] = field(default_factory=list)  # clips/iter_*.npz (+ gif bytes), by iteration
+    # clips/iter_*.npz, with the rendered clip ("media": (mime, bytes): MP4, or GIF in older
+    # runs), by iteration
+    clips: list[dict] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def labels(self) -> int:
+        """The labels the run gathered, counted one way everywhere: the judgements in its
+        feedback store that train the reward model (gold questions excluded), as the summary
+        records them at the end of the run."""
+        if self.summary and isinstance(self.summary.get("labels"), int):
+            return self.summary["labels"]
+        return len(self.comparisons)
 
     def series(self, key: str, phase: str = "rlhf") -> tuple[np.ndarray, np.ndarray]:
         """(env steps, values) of one metric, records without a finite value left out (and policy
@@ -78,10 +89,21 @@ def load_run(path: str | Path) -> RunData:
     clips = []
     for p in sorted((run.path / "clips").glob("iter_*.npz")):
         clip = _load_npz(p)
-        gif = p.with_suffix(".gif")
-        clip["gif"] = gif.read_bytes() if gif.exists() else None
+        clip["media"] = next(
+            ((mime, m.read_bytes()) for mime, m in _clip_files(p) if m.exists()), None
+        )
         clips.append(clip)
     return RunData(run.path, cfg, run.metrics(), summary, comparisons, samples, clips)
+
+
+def _clip_files(npz: Path) -> list[tuple[str, Path]]:
+    """Where a saved episode's rendered clip may be: MP4 (`clips.encode_clip`), or GIF."""
+    return [("video/mp4", npz.with_suffix(".mp4")), ("image/gif", npz.with_suffix(".gif"))]
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 judgement', '2 judgements'."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 # -- figures -------------------------------------------------------------------------------

@@ -178,3 +178,25 @@ def inter_annotator_agreement(comparisons: list[Comparison]) -> tuple[float | No
     """(share of agreeing pairs of judgements of the same query, number of such pairs)."""
     report = annotator_report(comparison_rows(comparisons))
     return report["pairwise_agreement"], report["judgement_pairs"]
+
+
+def gold_scores(answers: list[dict], window: int = 10) -> dict:
+    """Per annotator, from their answers to gold questions (dicts with annotator, at, correct,
+    in time order): how many, the share right, and the share right in each successive block of
+    `window` answers — the annotator's accuracy over time."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for a in answers:
+        by[a["annotator"]].append(a)
+    out = {}
+    for name, rows in by.items():
+        right = [bool(r["correct"]) for r in rows]
+        blocks = [
+            {
+                "until": rows[min(i + window, len(rows)) - 1]["at"].isoformat(),
+                "answers": len(right[i : i + window]),
+                "accuracy": float(np.mean(right[i : i + window])),
+            }
+            for i in range(0, len(right), window)
+        ]
+        out[name] = {"answers": len(right), "accuracy": float(np.mean(right)), "over_time": blocks}
+    return out

@@ -1,30 +1,38 @@
 """The labeling app: a FastAPI service over the feedback store.
 
-People open a personal login link, then answer queries one at a time: two clips (or two
-responses) side by side, or a ranking, a 1–7 rating, a critique, a correction. Each query
-is leased to one annotator at a time; a lease expires and the query goes to someone else.
-The left/right (or ranking) display order is randomised per lease and recorded. All model
-output and annotator text reaches the page as JSON and is inserted with `textContent`;
-the guidelines' markdown is rendered with raw HTML disabled. The JSON API is documented
-at /openapi.json.
+People open a personal sign-in link (a one-time code, exchanged by a POST for a session
+cookie), then answer queries one at a time: two clips (or two responses) side by side, or a
+ranking, a 1–7 rating, a critique, a correction. Each query is leased to one annotator at a
+time; a lease expires and the query goes to someone else. The left/right (or ranking)
+display order is randomised per lease and recorded. Tokens and sessions are looked up in the
+store on every request, so disabling or rotating an annotator takes effect at once. All
+model output and annotator text reaches the page as JSON and is inserted with
+`textContent`; server-rendered pages are Jinja2 templates with autoescaping, and the
+guidelines' markdown is rendered with raw HTML disabled. The JSON API, with every status it
+returns and its one error shape, is documented at /openapi.json.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
+from urllib.parse import parse_qs
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
-from pydantic import BaseModel, ConfigDict, Field
+from markupsafe import Markup
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rlhflab.feedback.agreement import annotator_report
+from rlhflab.feedback.agreement import annotator_report, gold_scores
 from rlhflab.feedback.store import (
     PAIR_KINDS,
     AnnotatorRow,
@@ -32,51 +40,38 @@ from rlhflab.feedback.store import (
     LeaseError,
     lease_token_of,
 )
+from rlhflab.feedback.web.schemas import (
+    MAX_ID,
+    Acknowledged,
+    Answer,
+    AuditEntry,
+    CreatedAnnotator,
+    JudgementOut,
+    Me,
+    NewAnnotator,
+    NextQuery,
+    Relabel,
+    Segments,
+    errors,
+)
 
 STATIC = Path(__file__).parent / "static"
-COOKIE = "rlhflab_token"
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+COOKIE = "rlhflab_session"
 CHOICES = ("left", "right", "equal", "cant_tell")
-Id = Annotated[int, PathParam(ge=1, le=2**62)]  # database ids: SQLite integers are 64-bit
 FLIP = {"left": "right", "right": "left", "equal": "equal", "cant_tell": "cant_tell"}
-
-
-class Answer(BaseModel):
-    """An answer to a leased query, in the order it was *shown*."""
-
-    model_config = ConfigDict(extra="forbid")
-    query_id: int = Field(ge=1, le=2**62)
-    choice: Literal["left", "right", "equal", "cant_tell"] | None = Field(
-        None, description="pairwise queries: which shown side is better"
-    )
-    ranking: list[int] | None = Field(
-        None, max_length=64, description="ranking queries: shown positions, best first"
-    )
-    rating: int | None = Field(
-        None, ge=1, le=7, description="rating queries: 1 (worst) to 7 (best)"
-    )
-    text: str | None = Field(None, max_length=20_000, description="critique or corrected response")
-    lease: str | None = Field(
-        None,
-        max_length=64,
-        description="the lease token /api/next gave with this query (refuses answers to a "
-        "re-leased query)",
-    )
-
-
-class Relabel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    choice: Literal["left", "right", "equal", "cant_tell"]
-
-
-class NewAnnotator(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    admin: bool = False
+NEXT_PAGES = ("/", "/admin")  # where a sign-in may lead (never an outside address)
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+bearer = HTTPBearer(auto_error=False, description="an annotator's token (for scripts)")
+session_cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="a browser session")
 
 
 class MaxBodySize:
-    """ASGI middleware: refuse request bodies over `limit` bytes with 413, before the app reads
-    them."""
+    """ASGI middleware: refuse request bodies over `limit` bytes with 413, before the app
+    reads them."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -108,14 +103,9 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
+    body = json.dumps({"detail": f"request body larger than {limit} bytes", "errors": []}).encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -124,194 +114,255 @@ def render_markdown(text: str) -> str:
     return MarkdownIt("commonmark", {"html": False}).render(text)
 
 
-def create_app(
-    store_url: str, lease_seconds: float = 300.0, max_body: int = 64_000, seed: int | None = None
-) -> FastAPI:
-    store = FeedbackStore(store_url)
-    app = FastAPI(
-        title="rlhflab labeling app",
-        description="Judge queries from an RLHF run's feedback store.",
-        version="1",
-    )
-    app.add_middleware(MaxBodySize, limit=max_body)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.state.store = store
-    annotator, admin = _auth(store)
-    _page_routes(app, store)
-    _lease_routes(app, store, annotator, lease_seconds, np.random.default_rng(seed))
-    _judgement_routes(app, store, annotator)
-    _clip_routes(app, store, annotator)
-    _admin_routes(app, store, admin)
+@dataclass
+class Ctx:
+    """What the routes share: the store, the lease length, the randomness, the public URL."""
 
-    @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    store: FeedbackStore
+    lease_seconds: float
+    rng: np.random.Generator
+    public_url: str
+    secure_cookies: bool
 
-    return app
+    def annotator(
+        self,
+        creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+        session: str | None = Depends(session_cookie),
+    ) -> AnnotatorRow:
+        """Who is asking: a Bearer token, else the session cookie; read from the store each time."""
+        if creds is not None:
+            row = self.store.annotator_by_token(creds.credentials)
+            why = "unknown, rotated or disabled token"
+        elif session:
+            row = self.store.annotator_by_session(session)
+            why = "your session ended: open your personal sign-in link again"
+        else:
+            row, why = None, "no token: open your personal sign-in link, or send a Bearer token"
+        if row is None:
+            raise HTTPException(401, why, headers={"www-authenticate": "Bearer"})
+        return row
 
-
-def _auth(store: FeedbackStore) -> tuple[Callable, Callable]:
-    """FastAPI dependencies: the annotator a request's token names (cached), and admins only."""
-    tokens: dict[str, AnnotatorRow] = {}
-
-    def annotator(request: Request) -> AnnotatorRow:
-        auth = request.headers.get("authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
-        if not token:
-            raise HTTPException(
-                401,
-                "no token: open your personal login link, or send 'Authorization: Bearer TOKEN'",
-            )
-        if token not in tokens:
-            row = store.annotator_by_token(token)
-            if row is None:
-                raise HTTPException(401, "unknown token")
-            tokens[token] = row
-        return tokens[token]
-
-    def admin(who: AnnotatorRow = Depends(annotator)) -> AnnotatorRow:
+    def admin(self, creds=Depends(bearer), session=Depends(session_cookie)) -> AnnotatorRow:
+        who = self.annotator(creds, session)
         if not who.is_admin:
             raise HTTPException(403, "admin only")
         return who
 
-    return annotator, admin
+    def link(self, code: str, next_page: str = "/") -> str:
+        suffix = "" if next_page == "/" else f"&next={next_page}"
+        return f"{self.public_url.rstrip('/')}/login?code={code}{suffix}"
 
 
-def _page_routes(app: FastAPI, store: FeedbackStore) -> None:
-    """The pages people open: login, labeling, agreement (admin), guidelines."""
+def create_app(
+    store_url: str,
+    lease_seconds: float = 300.0,
+    max_body: int = 256 * 1024,
+    seed: int | None = None,
+    public_url: str = "http://127.0.0.1:8000",
+    secure_cookies: bool = False,
+) -> FastAPI:
+    """The app over the store at `store_url`. `public_url` is the address people reach it at
+    (links are built from it, never from a request's Host header); `secure_cookies` marks the
+    session cookie Secure, for HTTPS deployments."""
+    store = FeedbackStore(store_url)
+    ctx = Ctx(store, lease_seconds, np.random.default_rng(seed), public_url, secure_cookies)
+    app = FastAPI(
+        title="rlhflab labeling app",
+        description="Judge queries from an RLHF run's feedback store. Every error has the "
+        "shape `ErrorBody`: a `detail` string, and for 422 the invalid fields in `errors`.",
+        version="2",
+    )
+    app.add_middleware(MaxBodySize, limit=max_body)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.store = store
+    _error_handlers(app)
+    _pages(app, ctx)
+    _sign_in(app, ctx)
+    _labeling_api(app, ctx)
+    _segment_api(app, ctx)
+    _judgement_api(app, ctx)
+    _admin_api(app, ctx)
+    return app
 
-    @app.get("/login", include_in_schema=False)
-    def login(token: str):
-        if store.annotator_by_token(token) is None:
-            raise HTTPException(401, "unknown token")
-        resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=30 * 86400)
-        return resp
 
+def _error_handlers(app: FastAPI) -> None:
+    """One error shape for every status: {"detail": str, "errors": [...]}."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        status, headers = exc.status_code, dict(exc.headers or {})
+        detail = str(exc.detail)
+        if status == 400:  # a body that is not JSON at all: malformed, like any other
+            status, detail = 422, f"malformed request: {detail.lower()}"
+        if status == 405:  # every method the path has, not just those of the first route
+            headers["allow"] = ", ".join(_methods(app, request.scope))
+        return JSONResponse({"detail": detail, "errors": []}, status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        found = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": e["type"]}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in found)
+        return JSONResponse({"detail": detail or "malformed request", "errors": found}, 422)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(request: Request, exc: ValueError):
+        return JSONResponse({"detail": str(exc), "errors": []}, 422)
+
+
+def _methods(app: FastAPI, scope) -> list[str]:
+    from starlette.routing import Match
+
+    found: set[str] = set()
+    for route in app.router.routes:
+        if route.matches(scope)[0] != Match.NONE:
+            found |= set(getattr(route, "methods", None) or ())
+    return sorted(found)
+
+
+def _pages(app: FastAPI, ctx: Ctx) -> None:
     @app.get("/", include_in_schema=False)
     def label_page():
-        return HTMLResponse((STATIC / "label.html").read_text())
+        return FileResponse(STATIC / "label.html")
 
     @app.get("/admin", include_in_schema=False)
     def admin_page():
-        return HTMLResponse((STATIC / "admin.html").read_text())
+        return FileResponse(STATIC / "admin.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon")
 
     @app.get("/guidelines", include_in_schema=False)
     def guidelines():
-        body = render_markdown(
-            store.setting("guidelines", "No guidelines were given for this run.") or ""
+        text = ctx.store.setting("guidelines", "No guidelines were given for this run.") or ""
+        body = Markup(render_markdown(text))
+        return HTMLResponse(TEMPLATES.get_template("guidelines.html").render(body=body))
+
+
+def _sign_in(app: FastAPI, ctx: Ctx) -> None:
+    """GET /login shows a form (link previews that fetch it use nothing up); its POST spends
+    the one-time code (or checks a token) and sets a session cookie."""
+
+    @app.get("/login", include_in_schema=False)
+    def login_form(code: str = "", token: str = "", next: str = "/"):
+        page = TEMPLATES.get_template("login.html")
+        dest = next if next in NEXT_PAGES else "/"
+        return HTMLResponse(page.render(code=code[:200], token=token[:200], next=dest))
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request):
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        code, token = form.get("code", [""])[0], form.get("token", [""])[0]
+        who = ctx.store.redeem_login_code(code) if code else None
+        if who is None and token:
+            who = ctx.store.annotator_by_token(token)
+        if who is None:
+            page = TEMPLATES.get_template("login.html").render(failed=True, next="/")
+            return HTMLResponse(page, status_code=401)
+        dest = form.get("next", ["/"])[0]
+        resp = RedirectResponse(dest if dest in NEXT_PAGES else "/", status_code=303)
+        resp.set_cookie(
+            COOKIE,
+            ctx.store.new_session(who.name),
+            max_age=30 * 86400,
+            httponly=True,
+            samesite="strict",
+            secure=ctx.secure_cookies,
         )
-        page = (STATIC / "guidelines.html").read_text()
-        return HTMLResponse(page.replace("<!--GUIDELINES-->", body))
+        return resp
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request):
+        if sid := request.cookies.get(COOKIE):
+            ctx.store.end_session(sid)
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE)
+        return resp
 
 
-def _lease_routes(
-    app: FastAPI, store: FeedbackStore, annotator: Callable, lease_seconds: float, rng
-) -> None:
-    """Who am I, lease the next query, answer it."""
+def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
+    store = ctx.store
 
-    @app.get("/api/me")
-    def me(who: AnnotatorRow = Depends(annotator)):
+    @app.get("/api/me", response_model=Me, responses=errors(401))
+    def me(who: AnnotatorRow = Depends(ctx.annotator)):
         done, open_ = store.progress(who.name)
-        return {"name": who.name, "admin": who.is_admin, "done": done, "open": open_}
+        state = store.run_state()
+        return Me(name=who.name, admin=who.is_admin, done=done, open=open_, run_state=state)
 
-    @app.post("/api/next", responses={204: {"description": "nothing to judge right now"}})
-    def next_query(who: AnnotatorRow = Depends(annotator)):
-        """Lease the next query (or return the one already leased), in a randomised display
-        order."""
-        leased = store.lease_next(who.name, lease_seconds, rng)
+    @app.post(
+        "/api/next",
+        response_model=NextQuery,
+        response_model_exclude_none=True,
+        responses={204: {"description": "nothing to judge right now (or the run is over)"}}
+        | errors(401),
+    )
+    def next_query(who: AnnotatorRow = Depends(ctx.annotator)):
+        """Lease the next query (or the one already leased), in a randomised display order."""
+        leased = store.lease_next(who.name, ctx.lease_seconds, ctx.rng)
         if leased is None:
             return Response(status_code=204)
         q, lease = leased
-        if q.kind == "segments":
-            ids = [q.left_id, q.right_id]
-            have = store.clip_ids([i for i in ids if i is not None])
-            items = [
-                {"clip": f"/api/clips/{ids[i]}" if ids[i] in have else None} for i in lease.order
-            ]
-        else:
-            responses = q.payload.get("responses", [])
-            items = [{"text": responses[i]} for i in lease.order]
         done, open_ = store.progress(who.name)
         return {
             "query_id": q.id,
             "kind": q.kind,
             "prompt": q.payload.get("prompt"),
-            "items": items,
-            "lease_seconds": lease_seconds,
+            "items": _shown_items(store, q, lease.order),
+            "lease_seconds": ctx.lease_seconds,
             "lease": lease_token_of(lease),
             "done": done,
             "open": open_,
         }
 
-    @app.post("/api/answer", status_code=201)
-    def answer(a: Answer, who: AnnotatorRow = Depends(annotator)):
-        """Answer the leased query; the judgement is stored in the query's own orientation."""
+    @app.post(
+        "/api/answer",
+        status_code=201,
+        response_model=Acknowledged,
+        responses=errors(401, 409, 413, 422),
+    )
+    def answer(a: Answer, who: AnnotatorRow = Depends(ctx.annotator)):
+        """Answer the leased query (quoting its lease token); stored in the query's own order."""
         try:
             jid = store.answer_lease(
-                who.name,
-                a.query_id,
-                lambda kind, order: _stored_answer(kind, a, order),
-                lease_token=a.lease,
+                who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order), a.lease
             )
         except LeaseError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"judgement_id": jid}
 
 
-def _judgement_routes(app: FastAPI, store: FeedbackStore, annotator: Callable) -> None:
-    """An annotator's own judgements: list, read, relabel."""
+def _segment_api(app: FastAPI, ctx: Ctx) -> None:
+    store = ctx.store
 
-    @app.get("/api/judgements")
-    def my_judgements(who: AnnotatorRow = Depends(annotator)):
-        return [_judgement_json(r) for r in store.judgement_rows(who.name)]
-
-    @app.get("/api/judgements/{judgement_id}")
-    def one_judgement(judgement_id: Id, who: AnnotatorRow = Depends(annotator)):
-        return _judgement_json(_own(judgement_id, who))
-
-    @app.patch("/api/judgements/{judgement_id}")
-    def change_judgement(judgement_id: Id, change: Relabel, who: AnnotatorRow = Depends(annotator)):
-        """Correct one of your own pairwise answers (in stored orientation, as GET shows it)."""
-        row = _own(judgement_id, who)
-        if row.query.kind not in PAIR_KINDS:
-            raise HTTPException(422, "only pairwise judgements can be relabelled")
-        store.relabel(judgement_id, change.choice)
-        return _judgement_json(store.judgement_row(judgement_id))
-
-    def _own(judgement_id: int, who: AnnotatorRow):
-        row = store.judgement_row(judgement_id)
-        if row is None:
-            raise HTTPException(404, f"no judgement {judgement_id}")
-        if row.annotator != who.name and not who.is_admin:
-            raise HTTPException(403, "that judgement belongs to another annotator")
-        return row
-
-
-def _clip_routes(app: FastAPI, store: FeedbackStore, annotator: Callable) -> None:
-    """What a leased segment query shows: its observations and actions, and its clips."""
-
-    @app.get("/api/queries/{query_id}/segments")
-    def segments(query_id: Id, who: AnnotatorRow = Depends(annotator)):
-        """Observations and actions of a leased segment query, in shown order (for scripted
-        annotators)."""
+    @app.get(
+        "/api/queries/{query_id}/segments",
+        response_model=Segments,
+        responses=errors(401, 403, 404, 422),
+    )
+    def segments(query_id: Id, who: AnnotatorRow = Depends(ctx.annotator)):
+        """Observations and actions of a leased segment query, in shown order (for scripts)."""
         lease = store.lease(query_id)
         if lease is None or lease.annotator != who.name:
             raise HTTPException(403, f"query {query_id} is not leased to you")
         q = store.query(query_id)
-        if q is None:
-            raise HTTPException(404, f"no query {query_id}")
-        segs = q.segments()
-        return {
-            "items": [
-                {"obs": segs[i].obs.tolist(), "actions": segs[i].actions.tolist()}
-                for i in lease.order
-            ]
-        }
+        if q is None or q.left is None or q.right is None:
+            kind = q.kind if q is not None else "missing"
+            raise HTTPException(404, f"query {query_id} has no segments (it is a {kind} query)")
+        segs = [q.left.to_segment(), q.right.to_segment()]
+        shown = [segs[i] for i in lease.order]
+        return {"items": [{"obs": g.obs.tolist(), "actions": g.actions.tolist()} for g in shown]}
 
-    @app.get("/api/clips/{segment_id}", response_class=Response)
-    def clip(segment_id: Id, who: AnnotatorRow = Depends(annotator)):
-        """A clip of a segment in a query you lease or have judged."""
+    @app.get(
+        "/api/clips/{segment_id}",
+        response_class=Response,
+        responses={200: {"content": {"video/mp4": {}, "image/gif": {}}, "description": "a clip"}}
+        | errors(401, 403, 404, 422),
+    )
+    def clip(segment_id: Id, who: AnnotatorRow = Depends(ctx.annotator)):
+        """A clip of a segment in a query you lease or have judged (MP4, or GIF in old runs)."""
         if not who.is_admin and not store.segment_visible_to(who.name, segment_id):
             raise HTTPException(403, f"segment {segment_id} is not in a query leased to you")
         found = store.clip(segment_id)
@@ -321,51 +372,135 @@ def _clip_routes(app: FastAPI, store: FeedbackStore, annotator: Callable) -> Non
         return Response(data, media_type=mime, headers={"cache-control": "private, max-age=3600"})
 
 
-def _admin_routes(app: FastAPI, store: FeedbackStore, admin: Callable) -> None:
-    """Agreement statistics and new annotators, for admins."""
+def _judgement_api(app: FastAPI, ctx: Ctx) -> None:
+    store = ctx.store
 
-    @app.get("/api/admin/stats")
-    def stats(who: AnnotatorRow = Depends(admin)):
-        """Per-annotator counts, agreement with consensus, tie/can't-tell rates, position bias,
-        time; κ and α."""
-        rows = store.pair_judgement_records()
-        return annotator_report(rows) | {"queries": store.count_queries()}
+    @app.get("/api/judgements", response_model=list[JudgementOut], responses=errors(401))
+    def my_judgements(who: AnnotatorRow = Depends(ctx.annotator)):
+        return [_judgement_json(r) for r in store.judgement_rows(who.name)]
 
-    @app.post("/api/admin/annotators", status_code=201)
-    def add_annotator(new: NewAnnotator, request: Request, who: AnnotatorRow = Depends(admin)):
+    @app.get(
+        "/api/judgements/{judgement_id}",
+        response_model=JudgementOut,
+        responses=errors(401, 403, 404, 422),
+    )
+    def one_judgement(judgement_id: Id, who: AnnotatorRow = Depends(ctx.annotator)):
+        return _judgement_json(_own(store, judgement_id, who))
+
+    @app.patch(
+        "/api/judgements/{judgement_id}",
+        response_model=JudgementOut,
+        responses=errors(401, 403, 404, 409, 413, 422),
+    )
+    def change_judgement(
+        judgement_id: Id, change: Relabel, who: AnnotatorRow = Depends(ctx.annotator)
+    ):
+        """Correct a pairwise answer (yours; an admin may correct anyone's, and every change
+        is kept in the audit log). In stored orientation, as GET shows it."""
+        row = _own(store, judgement_id, who)
+        if row.query.kind not in PAIR_KINDS:
+            raise HTTPException(409, "only pairwise judgements can be relabelled")
+        store.relabel(judgement_id, change.choice, actor=who.name)
+        return _judgement_json(store.judgement_row(judgement_id))
+
+
+def _admin_api(app: FastAPI, ctx: Ctx) -> None:
+    store = ctx.store
+
+    @app.get("/api/admin/stats", responses=errors(401, 403))
+    def stats(who: AnnotatorRow = Depends(ctx.admin)):
+        """Per annotator: counts, agreement with consensus, tie/can't-tell rates, position bias,
+        time, and gold-question accuracy over time; κ and α over queries judged twice."""
+        rows = [
+            {
+                "query_id": r.query_id,
+                "annotator": r.annotator,
+                "label": r.label,
+                "shown_swapped": r.shown_swapped,
+                "seconds": r.seconds,
+            }
+            for r in store.judgement_rows()
+            if r.query.kind in PAIR_KINDS
+        ]
+        report = annotator_report(rows) | {"queries": store.count_queries()}
+        gold_rate = float(store.setting("gold_rate", "0") or 0)
+        return report | {"gold": gold_scores(store.gold_answers()), "gold_rate": gold_rate}
+
+    @app.get("/api/admin/audit", response_model=list[AuditEntry], responses=errors(401, 403))
+    def audit(who: AnnotatorRow = Depends(ctx.admin)):
+        """Changes made to judgements and annotators: who, when, what (before and after)."""
+        return [
+            {
+                "at": r.at.isoformat(),
+                "actor": r.actor,
+                "action": r.action,
+                "subject": r.subject,
+                "detail": r.detail,
+            }
+            for r in store.audit_rows()
+        ]
+
+    @app.post(
+        "/api/admin/annotators",
+        status_code=201,
+        response_model=CreatedAnnotator,
+        responses=errors(401, 403, 409, 413, 422),
+    )
+    def add_annotator(new: NewAnnotator, who: AnnotatorRow = Depends(ctx.admin)):
+        """Create an annotator; the link (from the configured public URL) signs in once."""
         try:
             token = store.add_annotator(new.name, new.admin)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {
-            "name": new.name,
-            "token": token,
-            "link": str(request.base_url).rstrip("/") + f"/login?token={token}",
-        }
+        name = new.name.strip()
+        store.audit(who.name, "add", f"annotator {name}", {"admin": new.admin})
+        link = ctx.link(store.login_code(name), "/admin" if new.admin else "/")
+        return {"name": name, "token": token, "link": link}
+
+
+def _shown_items(store: FeedbackStore, q, order: list[int]) -> list[dict]:
+    if q.kind != "segments":
+        responses = q.payload.get("responses", [])
+        return [{"text": responses[i]} for i in order]
+    ids = [q.left_id, q.right_id]
+    info = store.clip_info(ids)
+    items = []
+    for i in order:
+        c = info.get(ids[i])
+        items.append({"clip": f"/api/clips/{ids[i]}", **c} if c else {"clip": None})
+    return items
+
+
+def _own(store: FeedbackStore, judgement_id: int, who: AnnotatorRow):
+    row = store.judgement_row(judgement_id)
+    if row is None or row.query.gold is not None:
+        raise HTTPException(404, f"no judgement {judgement_id}")
+    if row.annotator != who.name and not who.is_admin:
+        raise HTTPException(403, "that judgement belongs to another annotator")
+    return row
 
 
 def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
-    """Map an answer in shown order to the stored (label, payload); 422 when it does not fit the
-    query."""
+    """Map an answer in shown order to the stored (label, payload); 409 when it does not fit
+    the leased query (the body itself was valid)."""
     if kind in PAIR_KINDS:
         if a.choice is None:
-            raise HTTPException(422, f"a {kind} query needs 'choice' (one of {', '.join(CHOICES)})")
+            raise HTTPException(409, f"a {kind} query needs 'choice' (one of {', '.join(CHOICES)})")
         swapped = order != sorted(order)
         return (FLIP[a.choice] if swapped else a.choice), {}
     if kind == "ranking":
         if a.ranking is None or sorted(a.ranking) != list(range(len(order))):
+            last = len(order) - 1
             raise HTTPException(
-                422,
-                f"a ranking query needs 'ranking': a permutation of 0..{len(order) - 1}, best "
-                f"first",
+                409, f"a ranking query needs 'ranking': a permutation of 0..{last}, best first"
             )
         return kind, {"order": [order[p] for p in a.ranking]}
     if kind == "rating":
         if a.rating is None:
-            raise HTTPException(422, "a rating query needs 'rating' from 1 to 7")
+            raise HTTPException(409, "a rating query needs 'rating' from 1 to 7")
         return kind, {"rating": a.rating}
     if a.text is None or not a.text.strip():
-        raise HTTPException(422, f"a {kind} query needs non-empty 'text'")
+        raise HTTPException(409, f"a {kind} query needs non-empty 'text'")
     return kind, {"text": a.text}
 
 
