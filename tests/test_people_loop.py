@@ -20,8 +20,9 @@ def alive_steps(obs) -> int:
     return int(np.sum((np.abs(obs[:, 0]) <= 2.4) & (np.abs(obs[:, 2]) <= 0.2095)))
 
 
-def scripted_annotator(client, stop: threading.Event, answered: list):
+def scripted_annotator(client, stop: threading.Event, answered: list, think: float = 0.0):
     while not stop.is_set():
+        time.sleep(think)
         nxt = client.post("/api/next")
         if nxt.status_code == 204:
             time.sleep(0.05)
@@ -70,9 +71,7 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
         worker.join(timeout=30)
         server.kill()
     rows = store.judgement_rows()
-    assert len(rows) >= 200 and {r.annotator for r in rows} == {
-        "script"
-    }  # every label came through the app
+    assert len(rows) == 400 and {r.annotator for r in rows} == {"script"}  # all, through the app
     assert len(answered) == len(rows)
     metrics = run.metrics()
     assert metrics[0]["labels"] >= 60  # RL waited for the required labels
@@ -80,14 +79,14 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
     assert policy.evaluate(cfg.eval_episodes) > 2 * random
 
 
-def test_people_mode_renders_clips_of_the_queried_segments(tmp_path):
-    iio = pytest.importorskip("imageio.v3")
+def test_people_mode_renders_video_clips_of_the_queried_segments(tmp_path):
     pytest.importorskip("pygame")
     run, store, _ = make_run(tmp_path, names=())
     cfg = build_config(
         None,
         [
             "feedback.annotator.kind=people",
+            "feedback.pace=false",
             "feedback.render_envs=1",
             "feedback.clip_stride=4",
             "env_steps=1024",
@@ -99,21 +98,48 @@ def test_people_mode_renders_clips_of_the_queried_segments(tmp_path):
         ],
     )
     run_rlhf(cfg, run)
-    lengths = []
+    assert store.count_queries() >= 2 and store.count_judgements() == 0
     for qid in range(1, store.count_queries() + 1):
         q = store.query(qid)
-        for sid in (q.left_id, q.right_id):
+        left, right = (store.segment(sid) for sid in (q.left_id, q.right_id))
+        assert not np.array_equal(left.obs, right.obs)  # never two identical segments
+        for sid, seg in ((q.left_id, left), (q.right_id, right)):
+            assert not seg.absorbing_mask.all()  # never a clip wholly after the episode ended
             mime, data = store.clip(sid)
-            frames = iio.imread(io.BytesIO(data), index=None)
-            assert mime == "image/gif" and frames.shape[1:3] == (
-                100,
-                150,
-            )  # 400×600 rendered, every 4th pixel
-            lengths.append(frames.shape[0])
-    # one frame per step (the GIF encoder merges identical frames, e.g. a pole lying still
-    # after a fall)
-    assert max(lengths) == 10 and min(lengths) >= 1
-    assert store.count_queries() >= 2 and store.count_judgements() == 0
+            assert mime == "video/mp4" and data[4:8] == b"ftyp"
+    assert store.run_state() == "over" and store.count_unanswered() == 0  # withdrawn at the end
+
+
+def test_a_people_run_waits_for_a_slow_annotator_and_gets_every_label(tmp_path):
+    run, store, tokens = make_run(tmp_path, names=("slow",))
+    cfg = build_config(
+        None,
+        [
+            "feedback.annotator.kind=people",
+            "feedback.render_envs=0",
+            "env_steps=8192",
+            "labels=40",
+            "feedback.pacing_slack=2",
+            "feedback.wait_timeout=60",
+            "baseline=false",
+        ],
+    )
+    run.write_config(cfg)
+    server = AppProcess(run.path).start()
+    stop, answered = threading.Event(), []
+    client = server.client(tokens["slow"])
+    worker = threading.Thread(target=scripted_annotator, args=(client, stop, answered, 0.1))
+    worker.start()
+    waits: list[dict] = []
+    try:
+        run_rlhf(cfg, run, lambda r: waits.append(r) if r["phase"] == "waiting" else None)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        server.kill()
+    assert store.count_judgements() == 40 == len(answered)  # all configured labels, none lost
+    assert waits and run.metrics()[-1]["labels"] <= 40  # RL paused for the annotator
+    assert store.run_state() == "over"
 
 
 def test_waiting_for_people_times_out_with_a_clear_message(tmp_path):

@@ -140,6 +140,12 @@ class FeedbackConfig(_Section):
         gt=0,
         description="people: seconds to wait for the labels required before RL, then stop with a message",
     )
+    pace: bool = Field(
+        True, description="people: RL pauses while the labels lag the schedule (see pacing_slack)"
+    )
+    pacing_slack: int = Field(
+        10, ge=0, description="people: labels the judgements may lag the schedule before RL pauses"
+    )
     max_pending: int = Field(
         100, ge=1, description="people: at most this many unanswered queries queued at once"
     )
@@ -149,7 +155,7 @@ class FeedbackConfig(_Section):
         description="people: envs whose frames are rendered as clips; queries come from their segments (0: no clips)",
     )
     clip_stride: int = Field(
-        2, ge=1, description="people: keep every n-th pixel of rendered frames (smaller clips)"
+        1, ge=1, description="people: keep every n-th pixel of rendered frames (1: native size)"
     )
     clip_fps: float = Field(20.0, gt=0, description="people: frames per second of the clips")
 

@@ -40,7 +40,7 @@ from rlhflab.config import RunConfig
 from rlhflab.diagnostics.alarms import AlarmMonitor
 from rlhflab.diagnostics.probe import Probe
 from rlhflab.diagnostics.report import build_report
-from rlhflab.feedback.clips import encode_gif
+from rlhflab.feedback.clips import make_clip, mark_episode_over
 from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
@@ -49,7 +49,7 @@ from rlhflab.policy.control import ControlPolicy, Rollout, evaluate_true_return,
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.stats import RunningMeanStd
-from rlhflab.types import Comparison
+from rlhflab.types import Comparison, Segment
 
 OnLog = Callable[[dict], None]
 
@@ -126,6 +126,7 @@ class ControlLoop:
             [m for m in self.run_dir.metrics() if m.get("phase") == "rlhf"],
         )
         self.answer_pending()  # a crash may have left queries unanswered
+        self.store.set_run_state("running")
         try:
             if self.policy.env_steps == 0:
                 self.gather_initial_feedback()
@@ -134,14 +135,20 @@ class ControlLoop:
                 self.probe.save_samples(0, clip=True)
                 self.run_dir.save_policy(0, self.policy.state_dict())  # π₀ of Goodhart curves
             while self.policy.env_steps < self.cfg.env_steps:
+                self.keep_pace()
                 record = self.rl_iteration()
                 record["alarms"] = monitor.check(record)
                 if self.end_of_iteration(record):
                     break
+            if self.people and self.cfg.feedback.pace:  # people give every configured label
+                self.wait_for(self.schedule.total, "every configured label")
+                self.fit_reward_model()
+                self.checkpoint(done=True)
         except KeyboardInterrupt:
             self.checkpoint()
             raise
         finally:
+            self.store.finish_run()  # unanswered queries withdrawn; the app says the run is over
             self.store.close()
         return self.policy
 
@@ -220,13 +227,16 @@ class ControlLoop:
             segments, n, selection, self.rng, fb.candidates, self.reward_model.disagreement
         )
         clips = None
-        if pairs and pairs[0][0].frames is not None:
-            clips = [(encode_gif(a.frames, fb.clip_fps), encode_gif(b.frames, fb.clip_fps))
-                     for a, b in pairs]  # fmt: skip
+        if pairs and pairs[0][0].frames is not None:  # people see clips; ended steps marked
+            clips = [tuple(self.clip(s) for s in pair) for pair in pairs]
         ids = self.store.add_queries(pairs, clips, overlap=fb.overlap if self.people else 1)
         if not self.people:
             answers = [(qid, self.annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)]
             self.store.add_judgements(answers, self.annotator.name)
+
+    def clip(self, segment: Segment):
+        frames = mark_episode_over(segment.frames, segment.absorbing_mask)
+        return make_clip(frames, self.cfg.feedback.clip_fps)
 
     def answer_pending(self) -> None:
         if not self.people:
@@ -245,11 +255,24 @@ class ControlLoop:
         return self.known
 
     def wait_for_people(self) -> None:
-        """Block (visibly, at most wait_timeout) until the labels required before RL arrive."""
-        fb = self.cfg.feedback
-        need = fb.min_labels_before_rl
+        """Before RL: the labels required (75% of the initial share, as rl-teacher)."""
+        need = self.cfg.feedback.min_labels_before_rl
         if need is None:
             need = round(0.75 * self.schedule.initial)
+        self.wait_for(need, "required before RL")
+
+    def keep_pace(self) -> None:
+        """People: RL pauses while the judgements lag the schedule by more than
+        `feedback.pacing_slack` labels (`feedback.pace`)."""
+        fb = self.cfg.feedback
+        if self.people and fb.pace:
+            wanted = self.schedule.wanted(self.policy.env_steps)
+            self.wait_for(min(wanted, self.store.count_queries()) - fb.pacing_slack, "to keep pace")
+
+    def wait_for(self, need: int, why: str) -> None:
+        """Block (visibly, at most `feedback.wait_timeout`) until `need` judgements exist."""
+        if self.store.count_judgements() >= need:
+            return
 
         def show(have: int, need: int) -> None:
             steps = self.policy.env_steps
@@ -257,11 +280,16 @@ class ControlLoop:
                 {"phase": "waiting", "env_steps": steps, "labels": have, "waiting_for": need}
             )
 
+        self.store.set_run_state("waiting")
         try:
-            wait_for_labels(self.store, need, fb.wait_timeout, show)
+            wait_for_labels(self.store, need, self.cfg.feedback.wait_timeout, show)
         except LabelTimeout as exc:
+            if self.iteration:  # before RL a resumed run simply waits again
+                self.checkpoint()
             hint = people_hint(self.run_dir.path)
-            raise RunError(f"{exc} (required before RL). {hint}") from None
+            raise RunError(f"{exc} ({why}). {hint}") from None
+        self.store.set_run_state("running")
+        self.fit_reward_model()
 
     # -- reward model ---------------------------------------------------------------------
     def fit_reward_model(self) -> None:
