@@ -118,3 +118,17 @@ def test_annotators_and_feedback_commands(cli, tmp_path):
     assert empty.returncode == 1 and "wrote 0 records" in empty.stderr and empty.stdout == ""
     missing = cli("label", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "no such run directory" in missing.stderr
+
+
+def test_a_new_run_refuses_a_directory_that_holds_another_run(tmp_path, cli):
+    out = tmp_path / "run"
+    assert (
+        cli("run", "--out", str(out), "env_steps=2048", "labels=10", "eval_episodes=2").returncode
+        == 0
+    )
+    before = (out / "feedback.db").read_bytes()
+    r = cli("run", "--out", str(out), "env_steps=2048", "labels=10")
+    assert r.returncode == 1 and "already holds a run" in r.stderr and "--resume" in r.stderr
+    assert (out / "feedback.db").read_bytes() == before  # nothing touched
+    text = cli("run", "--config", "examples/text/reviews.yaml", "--out", str(out))
+    assert text.returncode == 1 and "already holds a run" in text.stderr

@@ -203,7 +203,7 @@ def _cmd_run(args) -> int:
         cfg = run.read_config(args.overrides)
     else:
         cfg = build_config(args.config, args.overrides)
-        run = RunDir(args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}")
+        run = RunDir.fresh(args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}")
     console.print(f"run directory: [bold]{run.path}[/]")
     if cfg.text is not None:
         return _run_text(cfg, run, bool(args.resume))
@@ -404,9 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the run's own errors are shown; anything else is re-raised
         from rlhflab.control_loop import RunError
         from rlhflab.envs.wrappers import UnsupportedEnvError
+        from rlhflab.runs import RunDirInUse
         from rlhflab.text_loop import TextRunError
 
-        if isinstance(exc, (RunError, UnsupportedEnvError, TextRunError)):
+        if isinstance(exc, (RunError, UnsupportedEnvError, TextRunError, RunDirInUse)):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise

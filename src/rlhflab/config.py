@@ -164,6 +164,9 @@ class RewardConfig(_Section):
     ensemble: int = Field(3, ge=1, description="bootstrapped reward-model members")
     hidden: int = Field(64, ge=1, description="hidden units per layer of the reward MLP")
     layers: int = Field(2, ge=1, description="hidden layers of the reward MLP")
+    use_actions: bool = Field(
+        True, description="r̂(o, a) reads the action as well as the observation (else r̂(o))"
+    )
     lr: float = Field(1e-3, gt=0, description="reward-model learning rate (Adam)")
     weight_decay: float = Field(1e-4, ge=0, description="L2 regularisation (AdamW)")
     batch_size: int = Field(64, ge=1, description="comparisons per reward-model gradient step")

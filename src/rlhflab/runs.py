@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from rlhflab.config import RunConfig, build_config, to_yaml
-from rlhflab.feedback.store import sqlite_url
+from rlhflab.feedback.store import FeedbackStore, sqlite_url
 
 
 def _jsonable(v):
@@ -32,7 +32,30 @@ def _jsonable(v):
     return v
 
 
+class RunDirInUse(ValueError):
+    """--out names a directory that already holds a run."""
+
+
 class RunDir:
+    @classmethod
+    def fresh(cls, path: str | Path) -> RunDir:
+        """A run directory for a new run; refuses one that already holds a run, whose feedback
+        store the new run would otherwise silently reuse (skipping its initial labels and
+        fitting on the other run's segments)."""
+        path = Path(path)
+        held = [n for n in ("config.yaml", "metrics.jsonl") if (path / n).exists()]
+        if (path / "feedback.db").exists():  # annotators may be added before the run starts
+            store = FeedbackStore(sqlite_url(path / "feedback.db"))
+            if store.count_queries():
+                held.append(f"feedback.db with {store.count_queries()} queries")
+            store.close()
+        if held:
+            raise RunDirInUse(
+                f"{path} already holds a run ({', '.join(held)}): continue it with "
+                f"`rlhflab run --resume {path}`, or choose another --out"
+            )
+        return cls(path)
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ class PairData:
 class RewardEnsemble:
     def __init__(self, obs_dim: int, action_space: gym.Space, cfg: RewardConfig, seed: int = 0):
         self.cfg, self.action_space = cfg, action_space
-        self.input_dim = obs_dim + action_dim(action_space)
+        self.input_dim = obs_dim + (action_dim(action_space) if cfg.use_actions else 0)
         self.feature_dim = self.input_dim + 1  # + the absorbing indicator
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():
@@ -120,9 +120,9 @@ class RewardEnsemble:
     ) -> np.ndarray:
         """[..., F]: (obs, action) per step — actions one-hot when discrete — and the
         absorbing indicator; an absorbing step's observation and action are zeroed."""
-        x = np.concatenate(
-            [np.asarray(obs, np.float32), action_features(self.action_space, actions)], axis=-1
-        )
+        x = np.asarray(obs, np.float32)
+        if self.cfg.use_actions:
+            x = np.concatenate([x, action_features(self.action_space, actions)], axis=-1)
         flag = np.zeros(x.shape[:-1], bool) if absorbing is None else np.asarray(absorbing, bool)
         return np.concatenate([x, flag[..., None].astype(np.float32)], axis=-1)
 
