@@ -50,7 +50,12 @@ def test_rlhf_on_a_tiny_budget_beats_a_random_policy(tmp_path):
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["env=Pendulum-v1", "feedback.segment_length=20"],
+        [
+            "env=Pendulum-v1",
+            "policy.n_steps=128",
+            "policy.minibatches=4",
+            "feedback.segment_length=20",
+        ],
         ["algo=a2c", "policy.n_steps=32", "feedback.segment_length=16"],
     ],
 )

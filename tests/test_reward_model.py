@@ -30,7 +30,9 @@ def comparisons(n, seed=0, label_fn=None):
 
 
 def test_ensemble_learns_the_true_reward_from_noisy_preferences():
-    model = RewardEnsemble(3, ACTIONS, RewardConfig(ensemble=3, max_epochs=40), seed=0)
+    model = RewardEnsemble(
+        3, ACTIONS, RewardConfig(ensemble=3, max_epochs=40, use_actions=True), seed=0
+    )
     metrics = model.fit(comparisons(400))
     assert metrics["rm_val_acc"] > 0.8
     # learned reward correlates with the true reward on fresh states

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rlhflab.config import SHORT_NAMES, ConfigError, build_config, field_help, to_yaml
+from rlhflab.config import (
+    PRESETS,
+    SHORT_NAMES,
+    ConfigError,
+    build_config,
+    field_help,
+    preset_path,
+    to_yaml,
+)
 from rlhflab.diagnostics.goodhart import add_goodhart_arguments, cmd_goodhart
 from rlhflab.feedback.exchange import FORMATS, DataError
 
@@ -209,6 +217,12 @@ def _cmd_run(args) -> int:
         return _run_text(cfg, run, bool(args.resume))
     if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
         return _run_demonstrations(cfg, run)
+    if not preset_path(cfg.env.id).exists():
+        console.print(
+            f"note: no tuned preset for {cfg.env.id}; generic settings (horizon "
+            f"{cfg.env.horizon}, the env's own time limit). Tuned presets: "
+            + ", ".join(sorted(p.stem.replace("__", "/") for p in PRESETS.glob("*.yaml")))
+        )
     return _run_control(cfg, run, bool(args.resume))
 
 

@@ -33,9 +33,10 @@ class _Section(BaseModel):
 class EnvConfig(_Section):
     id: str = Field("CartPole-v1", description="gymnasium env id")
     horizon: int = Field(
-        200,
+        None,  # type: ignore[assignment]  # resolved by build_config: the env's own time limit
         ge=1,
-        description="fixed episode length; after termination the env stays in an absorbing state",
+        description="fixed episode length; after termination the env stays in an absorbing "
+        "state (default: the env's own time limit)",
     )
     num_envs: int = Field(8, ge=1, description="parallel envs in the policy's vector env")
     kwargs: dict[str, Any] = Field(
@@ -165,7 +166,9 @@ class RewardConfig(_Section):
     hidden: int = Field(64, ge=1, description="hidden units per layer of the reward MLP")
     layers: int = Field(2, ge=1, description="hidden layers of the reward MLP")
     use_actions: bool = Field(
-        True, description="r̂(o, a) reads the action as well as the observation (else r̂(o))"
+        False,
+        description="r̂(o, a) reads the action as well as the observation; off, r̂(o): with few "
+        "labels an action input learns credit the policy then exploits (docs/benchmarks.md)",
     )
     lr: float = Field(1e-3, gt=0, description="reward-model learning rate (Adam)")
     weight_decay: float = Field(1e-4, ge=0, description="L2 regularisation (AdamW)")
@@ -436,7 +439,10 @@ class DemonstrationsConfig(_Section):
 
 
 class RunConfig(_Section):
-    task: str = Field("cartpole-preferences", description="name of this experiment")
+    task: str = Field(
+        None,  # type: ignore[assignment]  # resolved by build_config: named after the env
+        description="name of this experiment (default: '<env>-preferences')",
+    )
     seed: int = Field(0, description="seed for envs, networks, annotator and query selection")
     env_steps: int = Field(
         100_000,
@@ -585,11 +591,47 @@ def parse_overrides(items: Sequence[str]) -> DictConfig:
     return cast(DictConfig, OmegaConf.merge(OmegaConf.create(), *confs))
 
 
+PRESETS = Path(__file__).parent / "presets"
+
+
+def preset_path(env_id: str) -> Path:
+    return PRESETS / f"{env_id.replace('/', '__')}.yaml"
+
+
+def _preset(data: dict) -> dict:
+    """The tuned settings of a control run's env (`presets/<env id>.yaml`), or {}."""
+    method = (data.get("demonstrations") or {}).get("method", "preferences")
+    if data.get("text") is not None or method != "preferences":
+        return {}
+    env_id = (data.get("env") or {}).get("id") or EnvConfig.model_fields["id"].default
+    path = preset_path(str(env_id))
+    return load_yaml(path) if path.exists() else {}
+
+
+def _env_defaults(data: dict) -> None:
+    """What only the env can tell: its horizon (its own time limit, else 1000 steps) and the
+    run's name."""
+    import gymnasium as gym
+
+    env = data.setdefault("env", {}) or {}
+    data["env"] = env
+    env_id = str(env.get("id") or EnvConfig.model_fields["id"].default)
+    if env.get("horizon") is None:
+        try:
+            env["horizon"] = gym.spec(env_id).max_episode_steps or 1000
+        except gym.error.Error:
+            env["horizon"] = 1000  # the unknown id is reported by validation
+    if data.get("task") is None:
+        name = "text" if data.get("text") is not None else env_id.split("/")[-1].lower()
+        data["task"] = f"{name}-preferences"
+
+
 def build_config(
     path: str | Path | None = None, overrides: Sequence[str] = (), base: dict | None = None
 ) -> RunConfig:
-    """Config from (an optional base dict, then) a YAML file, then key=value overrides, merged
-    by OmegaConf (later sources win; sections merge key by key) and validated by pydantic."""
+    """Config from layers, later ones winning (sections merge key by key, by OmegaConf), then
+    validated by pydantic: an optional base dict, the env's preset (tuned settings for that
+    env id, `presets/`), a YAML file, then key=value overrides."""
     source = "config" if path is None else str(path)
     try:
         layers = [OmegaConf.create(base or {})]
@@ -597,8 +639,13 @@ def build_config(
             layers.append(OmegaConf.create(load_yaml(path)))
         layers.append(parse_overrides(overrides))
         data = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=False)
+        preset = _preset(data)  # type: ignore[arg-type]
+        if preset:
+            layers.insert(1, OmegaConf.create(preset))
+            data = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=False)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{source} + overrides: {exc}") from None
+    _env_defaults(data)  # type: ignore[arg-type]
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

@@ -157,7 +157,10 @@ class ControlLoop:
         enough rollouts that the queries need not share segments."""
         want = self.schedule.initial - self.store.count_queries()
         if want > 0:
-            fb, cap = self.cfg.feedback, self.cfg.feedback.initial_rollouts_max
+            fb = self.cfg.feedback
+            rollout_steps = self.cfg.policy.n_steps * self.cfg.env.num_envs
+            # at most a tenth of the env-step budget goes to the untrained policy's rollouts
+            cap = min(fb.initial_rollouts_max, max(1, self.cfg.env_steps // (10 * rollout_steps)))
             self.recent = deque(maxlen=max(cap, fb.pool_rollouts))
             while len(self.recent) < cap and self.windows() < 2 * 2 * want:
                 self.recent.append(self.policy.collect())
