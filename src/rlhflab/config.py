@@ -177,7 +177,9 @@ class RewardConfig(_Section):
         30, ge=1, description="epochs per refit at most (early stopping on validation loss)"
     )
     min_steps: int = Field(
-        200, ge=1, description="gradient steps per refit at least (a few labels are one batch)"
+        200,
+        ge=1,
+        description="gradient steps of the first fit at least (its few labels are one batch)",
     )
     patience: int = Field(
         3, ge=1, description="validation checks without improvement before stopping"

@@ -6,10 +6,10 @@ resample of the comparisons, with about 1/e of them left out for validation. Dep
 the paper holds out a fixed 1/e of all comparisons; here (`reward.validation=out_of_bag`,
 the default) each member validates on the comparisons its bootstrap left out, so every
 label trains the ensemble and every member still early-stops on labels it never saw —
-the fixed split (`held_out`) wasted 37% of a 175-label budget. A refit runs at least
-`reward.min_steps` gradient steps (imitation's `initial_epoch_multiplier` for the same
-reason: a few dozen initial labels are one minibatch, and 30 epochs were 30 steps),
-then stops when the validation loss has not improved for `patience` evaluations. The
+the fixed split (`held_out`) wasted 37% of a 175-label budget. The first fit runs at
+least `reward.min_steps` gradient steps (imitation's `initial_epoch_multiplier` for the
+same reason: a few dozen initial labels are one minibatch, and 30 epochs were 30 steps);
+every fit stops when the validation loss has not improved for `patience` evaluations. The
 paper tunes L2 strength to keep validation loss near training loss; we use weight decay
 plus early stopping. The ensemble mean is the reward, normalised before the policy
 sees it (that normalisation lives with the policy). Members are warm-started across
@@ -267,7 +267,8 @@ class RewardEnsemble:
         M, n = boot.shape
         per_epoch = max(1, math.ceil(n / cfg.batch_size))
         every = max(per_epoch, 10)  # gradient steps between validation checks
-        max_steps = max(cfg.max_epochs * per_epoch, cfg.min_steps)
+        min_steps = cfg.min_steps if self.fits == 0 else 0  # warm-started refits need fewer
+        max_steps = max(cfg.max_epochs * per_epoch, min_steps)
         has_val = val.any(1)
         val_idx = torch.arange(len(data.target)).expand(M, -1)
         best = torch.full((M,), float("inf"))
@@ -289,7 +290,7 @@ class RewardEnsemble:
                 waited = torch.where(better, 0, waited + 1)
                 for kept, p in zip(best_state, self.net.parameters()):
                     kept[better] = p.detach()[better]
-            if step >= cfg.min_steps and bool((waited >= cfg.patience).all()):
+            if step >= min_steps and bool((waited >= cfg.patience).all()):
                 break
         with torch.no_grad():
             for kept, p in zip(best_state, self.net.parameters()):
