@@ -43,6 +43,15 @@ class EnvConfig(_Section):
         default_factory=dict, description="extra keyword arguments for gymnasium.make"
     )
 
+    @model_validator(mode="after")
+    def _own_horizon(self) -> EnvConfig:
+        """No horizon given: the env's own time limit (1000 steps where it has none)."""
+        if self.horizon is None:
+            import gymnasium as gym
+
+            self.horizon = gym.spec(self.id).max_episode_steps or 1000
+        return self
+
     @field_validator("id")
     @classmethod
     def _known_env(cls, env_id: str) -> str:
@@ -610,19 +619,9 @@ def _preset(data: dict) -> dict:
     return load_yaml(path) if path.exists() else {}
 
 
-def _env_defaults(data: dict) -> None:
-    """What only the env can tell: its horizon (its own time limit, else 1000 steps) and the
-    run's name."""
-    import gymnasium as gym
-
-    env = data.setdefault("env", {}) or {}
-    data["env"] = env
-    env_id = str(env.get("id") or EnvConfig.model_fields["id"].default)
-    if env.get("horizon") is None:
-        try:
-            env["horizon"] = gym.spec(env_id).max_episode_steps or 1000
-        except gym.error.Error:
-            env["horizon"] = 1000  # the unknown id is reported by validation
+def _default_task(data: dict) -> None:
+    """A run without a name is named after its env."""
+    env_id = str((data.get("env") or {}).get("id") or EnvConfig.model_fields["id"].default)
     if data.get("task") is None:
         name = "text" if data.get("text") is not None else env_id.split("/")[-1].lower()
         data["task"] = f"{name}-preferences"
@@ -647,7 +646,7 @@ def build_config(
             data = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=False)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{source} + overrides: {exc}") from None
-    _env_defaults(data)  # type: ignore[arg-type]
+    _default_task(data)  # type: ignore[arg-type]
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

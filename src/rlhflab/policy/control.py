@@ -61,8 +61,8 @@ class ActorCritic(nn.Module):
     def distribution(self, obs: torch.Tensor):
         out = self.actor(obs)
         if self.discrete:
-            return Categorical(logits=out)
-        return Normal(out, self.log_std.exp().expand_as(out))
+            return Categorical(logits=out, validate_args=False)
+        return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
 
     def log_prob_entropy(
         self, obs: torch.Tensor, actions: torch.Tensor
@@ -169,6 +169,100 @@ def sample_segments(
     return [rollouts[i].segment(t, e, length, judge) for i, t, e in (windows[p] for p in picks)]
 
 
+class NumpyActor:
+    """The actor-critic's weights as numpy arrays, for acting while a rollout is collected (the
+    weights do not change meanwhile): a batch of a few observations runs several times faster
+    than through torch. Samples π(·|o) and returns log π(a|o) and V(o), as the torch net would."""
+
+    def __init__(self, net: ActorCritic):
+        self.discrete = net.discrete
+        self.actor, self.critic = _numpy_layers(net.actor), _numpy_layers(net.critic)
+        self.std = None if net.discrete else net.log_std.detach().exp().numpy().astype(np.float64)
+
+    def act(
+        self, obs: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = _numpy_mlp(self.actor, obs)
+        if self.discrete:  # Gumbel-max sampling from the softmax of the logits
+            logp_all = out - np.logaddexp.reduce(out, axis=-1, keepdims=True)
+            action = np.argmax(logp_all + rng.gumbel(size=out.shape), axis=-1)
+            logp = np.take_along_axis(logp_all, action[:, None], -1)[:, 0]
+        else:
+            z = rng.standard_normal(out.shape)
+            action = out + self.std * z
+            logp = (-0.5 * z**2 - np.log(self.std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+        return action, logp.astype(np.float32), self.value(obs)
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return _numpy_mlp(self.critic, obs)[..., 0].astype(np.float32)
+
+
+def _numpy_layers(seq: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+    if not all(isinstance(m, (nn.Linear, nn.Tanh)) for m in seq):
+        raise TypeError("NumpyActor supports tanh MLPs only")
+    return [
+        (m.weight.detach().numpy().T.astype(np.float64), m.bias.detach().numpy().astype(np.float64))
+        for m in seq
+        if isinstance(m, nn.Linear)
+    ]
+
+
+def _numpy_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    for i, (w, b) in enumerate(layers):
+        x = x @ w + b
+        if i < len(layers) - 1:
+            x = np.tanh(x)
+    return x
+
+
+@dataclass
+class StepRecords:
+    """A rollout as it is collected, one entry per vector-env step."""
+
+    raw_obs: list = field(default_factory=list)
+    obs: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    logp: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+    channels: list = field(default_factory=list)
+    terminated: list = field(default_factory=list)
+    episode_end: list = field(default_factory=list)
+    absorbing: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
+    episode_returns: list = field(default_factory=list)
+
+    def add(self, raw_obs, obs, action, logp, value, channels, terminated, end, absorbing) -> None:
+        self.raw_obs.append(raw_obs)
+        self.obs.append(obs)
+        self.actions.append(action)
+        self.logp.append(logp)
+        self.values.append(value)
+        self.channels.append(channels)
+        self.terminated.append(terminated)
+        self.episode_end.append(end)
+        self.absorbing.append(absorbing)
+
+    def rollout(self, next_values: np.ndarray, policy: ControlPolicy) -> Rollout:
+        channels = _stack_channels(self.channels)
+        actions = np.stack(self.actions)
+        return Rollout(
+            raw_obs=np.stack(self.raw_obs).astype(np.float32),
+            obs=np.stack(self.obs),
+            actions=actions if policy.net.discrete else actions.astype(np.float32),
+            logp=np.stack(self.logp),
+            values=np.stack(self.values),
+            next_values=next_values,
+            true_rewards=channels["true_reward"],
+            terminated=np.stack(self.terminated),
+            episode_end=np.stack(self.episode_end),
+            absorbing=np.stack(self.absorbing),
+            env_steps=policy.env_steps,
+            episode_returns=self.episode_returns,
+            frames=np.stack(self.frames) if self.frames else None,
+            reward_channels=channels,
+        )
+
+
 class ControlPolicy:
     """Rollout collection and policy updates for one actor-critic on a vector env."""
 
@@ -183,6 +277,7 @@ class ControlPolicy:
         self.env_cfg, self.cfg, self.seed = env_cfg, cfg, seed
         self.render_envs, self.render_stride = min(render_envs, env_cfg.num_envs), render_stride
         torch.manual_seed(seed)
+        self.np_rng = np.random.default_rng(seed)  # actions while collecting rollouts
         self.envs = make_vec_env(
             env_cfg.id,
             env_cfg.horizon,
@@ -216,91 +311,43 @@ class ControlPolicy:
     # -- rollouts ---------------------------------------------------------------------
     @torch.no_grad()
     def collect(self) -> Rollout:
+        """n_steps of every env with the current policy; actions come from `NumpyActor`."""
         T, N = self.cfg.n_steps, self.env_cfg.num_envs
-        buf = {
-            k: []
-            for k in (
-                "raw_obs",
-                "obs",
-                "actions",
-                "logp",
-                "values",
-                "true_rewards",
-                "terminated",
-                "episode_end",
-                "absorbing",
-            )
-        }
-        final_values = np.full(
-            (T, N), np.nan, dtype=np.float32
-        )  # V(final observation) where an episode ended
-        episode_returns, frames, channels = [], [], []
+        actor, steps = NumpyActor(self.net), StepRecords()
+        final_values = np.full((T, N), np.nan, dtype=np.float32)  # V(final obs) at episode ends
         raw = self._obs
         obs = self._normalize(raw, update=True)
-        for _ in range(T):
+        for t in range(T):
             if self.render_envs:  # the frame shows s_t, the state the action is taken in
-                frames.append(
-                    np.stack(
-                        [
-                            downsample(self.envs.envs[i].render(), self.render_stride)
-                            for i in range(self.render_envs)
-                        ]
-                    )
-                )
-            obs_t = torch.as_tensor(obs)
-            dist = self.net.distribution(obs_t)
-            action = dist.sample()
-            logp = dist.log_prob(action) if self.net.discrete else dist.log_prob(action).sum(-1)
-            value = self.net.value(obs_t)
-            a = action.numpy()
-            next_raw, reward, terminated, truncated, info = self.envs.step(self._env_action(a))
-            next_obs = self._normalize(next_raw, update=True)
+                steps.frames.append(self._frames())
+            action, logp, value = actor.act(obs, self.np_rng)
+            next_raw, reward, terminated, truncated, info = self.envs.step(self._env_action(action))
             end = terminated | truncated
             absorbing = _info_flag(info, "absorbing", N)
-            if end.any():
+            if end.any():  # an ended episode's true next state is its final observation
                 absorbing[end] = _info_flag(info["final_info"], "absorbing", N)[end]
-            if end.any():  # the true next state of an ended episode is its final observation, not the reset one
                 ended = np.flatnonzero(end)
                 final = np.stack([info["final_obs"][i] for i in ended]).astype(np.float32)
-                final_values[len(buf["values"]), ended] = self.net.value(
-                    torch.as_tensor(self._normalize(final, update=False))
-                ).numpy()
-            channels.append(step_rewards(reward, info, end))
-            for k, v in zip(
-                buf,
-                (
-                    raw,
-                    obs,
-                    a,
-                    logp.numpy(),
-                    value.numpy(),
-                    channels[-1]["true_reward"],
-                    terminated,
-                    end,
-                    absorbing,
-                ),
-            ):
-                buf[k].append(v)
-            self._episode_return += channels[-1]["true_reward"]
-            for i in np.flatnonzero(end):
-                episode_returns.append(float(self._episode_return[i]))
-                self._episode_return[i] = 0.0
-            raw, obs = next_raw, next_obs
+                final_values[t, ended] = actor.value(self._normalize(final, update=False))
+            channels = step_rewards(reward, info, end)
+            steps.add(raw, obs, action, logp, value, channels, terminated, end, absorbing)
+            self._episode_return += channels["true_reward"]
+            steps.episode_returns += self._episode_return[end].tolist()
+            self._episode_return[end] = 0.0
+            raw, obs = next_raw, self._normalize(next_raw, update=True)
         self._obs = raw
         self.env_steps += T * N
-        arrays = {k: np.asarray(np.stack(v)) for k, v in buf.items()}
-        # V(s_{t+1}) is the next step's V(s_t) (one critic pass per step), or the final observation's value
-        bootstrap = self.net.value(torch.as_tensor(obs)).numpy()[None]
-        next_values = np.concatenate([arrays["values"][1:], bootstrap])
-        arrays["next_values"] = np.where(np.isnan(final_values), next_values, final_values)
-        arrays["raw_obs"] = arrays["raw_obs"].astype(np.float32)
-        arrays["true_rewards"] = arrays["true_rewards"].astype(np.float32)
-        return Rollout(
-            **arrays,
-            env_steps=self.env_steps,
-            episode_returns=episode_returns,
-            frames=np.stack(frames) if frames else None,
-            reward_channels=_stack_channels(channels),
+        # V(s_{t+1}) is the next step's V(s_t) (one critic pass per step), or the final obs's
+        values = np.stack(steps.values)
+        next_values = np.concatenate([values[1:], actor.value(obs)[None]])
+        return steps.rollout(np.where(np.isnan(final_values), next_values, final_values), self)
+
+    def _frames(self) -> np.ndarray:
+        return np.stack(
+            [
+                downsample(self.envs.envs[i].render(), self.render_stride)
+                for i in range(self.render_envs)
+            ]
         )
 
     # -- updates ----------------------------------------------------------------------
@@ -401,6 +448,7 @@ class ControlPolicy:
             "obs_rms": self.obs_rms.state_dict(),
             "reward_rms": self.reward_rms.state_dict(),
             "env_steps": self.env_steps,
+            "rng": self.np_rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -409,6 +457,7 @@ class ControlPolicy:
         self.obs_rms.load_state_dict(state["obs_rms"])
         self.reward_rms.load_state_dict(state["reward_rms"])
         self.env_steps = state["env_steps"]
+        self.np_rng.bit_generator.state = state["rng"]
 
     def close(self) -> None:
         self.envs.close()
