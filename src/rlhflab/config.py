@@ -91,9 +91,9 @@ class AnnotatorConfig(_Section):
     cant_tell_below: float | None = Field(
         None, description="answer 'can't tell' when both values are below this (None: never)"
     )
-    judge: Literal["true_reward", "reward", "apparent_reward"] = Field(
+    judge: Literal["true_reward", "reward", "apparent_reward", "backflip_reward"] = Field(
         "true_reward",
-        description="what the synthetic annotator judges: the gold reward, the env's returned reward (a misspecified env's proxy), or info['apparent_reward'] (what a camera shows)",
+        description="what the synthetic annotator judges: the gold reward, the env's returned reward (a misspecified env's proxy), info['apparent_reward'] (what a camera shows), or info['backflip_reward'] (the scripted backflip judge of rlhflab/HopperBackflip-v0)",
     )
 
 

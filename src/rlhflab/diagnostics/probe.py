@@ -223,8 +223,9 @@ class ProbeEpisode:
 
 def counterfactual_rewards(env: gym.Env, actions: np.ndarray) -> list[float]:
     """The gold reward r(s, a) of each action at the env's current state s, leaving the env
-    where it was: a MuJoCo env's simulator state is saved and restored (`MjData`), any other
-    env is copied (copy.deepcopy). An episode that has ended (absorbing) gives 0."""
+    where it was: a MuJoCo env's simulator state is saved and restored (`MjData`, and the
+    env's `reward_state` if it keeps one), any other env is copied (copy.deepcopy). An
+    episode that has ended (absorbing) gives 0."""
     if getattr(env, "absorbing", False):
         return [0.0] * len(actions)
     base = env.unwrapped
@@ -233,10 +234,13 @@ def counterfactual_rewards(env: gym.Env, actions: np.ndarray) -> list[float]:
         import mujoco
 
         saved, out = copy.copy(data), []
+        reward_state = copy.deepcopy(getattr(base, "reward_state", None))  # kept outside MjData
         for a in actions:
             _, reward, _, _, info = base.step(a)
             out.append(float(info.get("true_reward", reward)))
             mujoco.mj_copyData(data, base.model, saved)
+            if reward_state is not None:
+                base.reward_state = copy.deepcopy(reward_state)
         return out
     out = []
     for a in actions:

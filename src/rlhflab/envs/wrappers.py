@@ -90,9 +90,12 @@ def make_env(
     return FixedHorizon(env, horizon)
 
 
+MUJOCO_ENTRY_POINTS = ("gymnasium.envs.mujoco", "rlhflab.envs.backflip")
+
+
 def is_mujoco(env_id: str) -> bool:
     entry = gym.spec(env_id).entry_point
-    return isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco")
+    return isinstance(entry, str) and entry.startswith(MUJOCO_ENTRY_POINTS)
 
 
 def render_size(env_id: str) -> dict:
