@@ -31,7 +31,9 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,7 @@ from rich.progress import (
 from rich.table import Table
 
 from rlhflab.config import RunConfig, build_config
-from rlhflab.control_loop import run_rlhf, train_true_reward
+from rlhflab.control_loop import run_experiment, train_true_reward
 from rlhflab.policy.control import evaluate_true_return
 from rlhflab.runs import RunDir
 
@@ -61,7 +63,7 @@ TASKS = {
     "halfcheetah": "halfcheetah.yaml",
 }
 DEFAULT_TASKS = ["cartpole", "pendulum", "halfcheetah"]
-DEFAULT_BUDGETS = [175, 350, 700, 1400]
+DEFAULT_BUDGETS = [175, 700, 1400]
 # Targets from the issue: normalised score at a label budget, for these tasks.
 TARGETS = {
     ("cartpole", 700): 1.0,
@@ -110,35 +112,31 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def run_rlhf_once(cfg: RunConfig, on_log) -> dict:
-    """One RLHF run in a temporary run directory; the policy's true return afterwards."""
-    last: dict = {}
-
-    def log(record: dict) -> None:
-        last.update(record)
-        on_log(record)
-
+def run_rlhf_once(cfg: RunConfig, on_log=None) -> dict:
+    """One whole RLHF run as a user lives it — `rlhflab run baseline=false`: the loop, its
+    evaluations, probes, checkpoints, the final evaluation and the report — in a temporary
+    run directory."""
+    cfg = cfg.model_copy(update={"baseline": False})
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-") as tmp:
         load = _load()
         started = time.perf_counter()
-        policy = run_rlhf(cfg, RunDir(tmp), log)
+        summary = run_experiment(cfg, RunDir(tmp), on_log)
         wall = time.perf_counter() - started
-        true_return = policy.evaluate(cfg.eval_episodes)
-        env_steps = policy.env_steps
-        policy.close()
+        metrics = [m for m in RunDir(tmp).metrics() if m.get("phase") == "rlhf"]
+    last = metrics[-1] if metrics else {}
     return {
-        "true_return": true_return,
+        "true_return": summary["true_return"]["rlhf"],
         "wall_seconds": wall,
-        "env_steps": env_steps,
-        "steps_per_second": env_steps / wall,
-        "labels": last.get("labels"),
+        "env_steps": cfg.env_steps,
+        "steps_per_second": cfg.env_steps / wall,
+        "labels": summary["labels"],
         "rm_val_acc": last.get("rm_val_acc"),
         "proxy_return": last.get("proxy_return"),
         "loadavg": [load, _load()],
     }
 
 
-def run_baseline_once(cfg: RunConfig, on_log) -> dict:
+def run_baseline_once(cfg: RunConfig, on_log=None) -> dict:
     """PPO on the true reward with the same config and env-step budget."""
     load = _load()
     started = time.perf_counter()
@@ -164,7 +162,7 @@ def sb3_available() -> bool:
     return True
 
 
-def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress) -> dict:
+def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress=None) -> dict:
     """Stable-Baselines3 PPO on the same fixed-horizon env with the same batch settings.
 
     Same num_envs, n_steps, epochs, minibatch size (n_steps·num_envs / minibatches), lr,
@@ -209,7 +207,8 @@ def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress) -> dict:
 
     class Progress(BaseCallback):
         def _on_rollout_end(self) -> None:
-            on_progress(self.num_timesteps)
+            if on_progress is not None:
+                on_progress(self.num_timesteps)
 
         def _on_step(self) -> bool:
             return True
@@ -284,6 +283,7 @@ def summarise(results: dict) -> tuple[list[dict], list[dict]]:
                     "labels": budget,
                     "seeds": len(seeds),
                     "rlhf": mean_std(rl),
+                    "per_seed": norm,
                     "baseline": (base_mean, base_std),
                     "random": random_return,
                     "normalised": (n_mean, n_std),
@@ -341,6 +341,7 @@ SCORE_HEADER = [
     "PPO (true reward)",
     "random",
     "normalised score",
+    "per seed (normalised)",
     "paired",
     "RM val acc",
     "RLHF wall s",
@@ -374,6 +375,7 @@ def score_cells(r: dict) -> list[str]:
         fmt(*r["baseline"]),
         fmt(r["random"]),
         fmt(*r["normalised"], digits=2),
+        " ".join(f"{x:.2f}" for x in r["per_seed"]),
         fmt(*r["normalised_paired"], digits=2),
         fmt(*r["rm_val_acc"], digits=2),
         fmt(*r["wall"], digits=0),
@@ -489,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
         help="config override for every task (repeatable)",
     )
     ap.add_argument(
+        "--jobs", type=int, default=2, help="runs at a time, each in its own process (default: 2)"
+    )
+    ap.add_argument(
         "--no-sb3", action="store_true", help="skip the Stable-Baselines3 speed reference"
     )
     ap.add_argument(
@@ -514,7 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.budgets
         else (QUICK["budgets"] if args.quick else DEFAULT_BUDGETS)
     )
-    seeds = parse_seeds(args.seeds) if args.seeds else (QUICK["seeds"] if args.quick else [0, 1, 2])
+    seeds = (
+        parse_seeds(args.seeds)
+        if args.seeds
+        else (QUICK["seeds"] if args.quick else [0, 1, 2, 3, 4])
+    )
     use_sb3 = not args.no_sb3 and sb3_available()
     if not args.no_sb3 and not use_sb3:
         console.print(
@@ -553,99 +562,76 @@ def main(argv: list[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float) + "\n")
 
-    # progress: overall env steps, and the current run's
-    total = 0
-    for cfg in configs.values():
-        total += cfg.env_steps * len(seeds) * (1 + len(budgets))
+    jobs = []  # (kind, task, seed, budget): SB3 and baselines first, then budget by budget
+    for name, cfg in configs.items():
+        results["tasks"][name] = {
+            "env": cfg.env.id,
+            "env_steps": cfg.env_steps,
+            "config": cfg.model_dump(mode="json"),
+            "random": evaluate_true_return(cfg.env, cfg.eval_episodes),
+            "baseline": {},
+            "rlhf": {},
+            "sb3": None,
+        }
         if use_sb3:
-            total += args.sb3_steps or (QUICK["sb3_steps"] if args.quick else cfg.env_steps)
-    progress = Progress(
-        TextColumn("[bold]{task.description:<34}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+            jobs.append(("sb3", name, seeds[0], None))
+        jobs += [("baseline", name, seed, None) for seed in seeds]
+    jobs += [("rlhf", n, seed, b) for b in budgets for n in configs for seed in seeds]
+    sb3_steps = args.sb3_steps or (QUICK["sb3_steps"] if args.quick else None)
     started = time.perf_counter()
-    with progress:
-        overall = progress.add_task("all runs", total=total, info="")
-        done = 0
-
-        def runner(label: str, steps: int):
-            current = progress.add_task(label, total=steps, info="")
-
-            def on_log(record: dict) -> None:
-                info = [f"true {record['true_return']:.1f}"]
-                if "labels" in record:
-                    info.insert(0, f"labels {record['labels']}")
-                progress.update(current, completed=record["env_steps"], info=" · ".join(info))
-                progress.update(overall, completed=done + min(record["env_steps"], steps))
-
-            def finish(result: dict) -> None:
-                nonlocal done
-                done += steps
-                progress.update(
-                    current,
-                    completed=steps,
-                    info=f"return {result['true_return']:.1f} · {result['steps_per_second']:.0f} steps/s",
-                )
-                progress.update(overall, completed=done)
-                progress.remove_task(current)
-                progress.console.log(
-                    f"{label}: true return {result['true_return']:.1f}, {result['wall_seconds']:.0f} s, {result['steps_per_second']:.0f} steps/s"
-                )
-
-            return on_log, finish
-
-        for name, cfg in configs.items():
-            t = results["tasks"][name] = {
-                "env": cfg.env.id,
-                "env_steps": cfg.env_steps,
-                "config": cfg.model_dump(mode="json"),
-                "random": evaluate_true_return(cfg.env, cfg.eval_episodes),
-                "baseline": {},
-                "rlhf": {},
-                "sb3": None,
-            }
-            if use_sb3:
-                steps = args.sb3_steps or (QUICK["sb3_steps"] if args.quick else cfg.env_steps)
-                on_log, finish = runner(f"{name} SB3 PPO", steps)
-                t["sb3"] = run_sb3_once(
-                    cfg,
-                    steps,
-                    seeds[0],
-                    lambda n: on_log({"env_steps": n, "true_return": float("nan")}),
-                )
-                finish(t["sb3"])
-                save()
-            # baselines first, then budget by budget: a run cut short still has whole budgets over all seeds
-            for seed in seeds:
-                on_log, finish = runner(f"{name} seed {seed} PPO (true reward)", cfg.env_steps)
-                t["baseline"][str(seed)] = run_baseline_once(
-                    cfg.model_copy(update={"seed": seed}), on_log
-                )
-                finish(t["baseline"][str(seed)])
-                save()
-            for budget in budgets:
-                for seed in seeds:
-                    seeded = cfg.model_copy(update={"seed": seed})
-                    budgeted = seeded.model_copy(
-                        update={"feedback": seeded.feedback.model_copy(update={"labels": budget})}
-                    )
-                    on_log, finish = runner(
-                        f"{name} seed {seed} RLHF {budget} labels", cfg.env_steps
-                    )
-                    t["rlhf"].setdefault(str(budget), {})[str(seed)] = run_rlhf_once(
-                        budgeted, on_log
-                    )
-                    finish(t["rlhf"][str(budget)][str(seed)])
-                    save()
+    with (
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress,
+        ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool,
+    ):
+        bar = progress.add_task(f"{len(jobs)} runs, {args.jobs} at a time", total=len(jobs))
+        futures = {
+            pool.submit(run_job, kind, configs[name], seed, budget, sb3_steps): (
+                kind,
+                name,
+                seed,
+                budget,
+            )
+            for kind, name, seed, budget in jobs
+        }
+        for future in as_completed(futures):
+            kind, name, seed, budget = futures[future]
+            result, t = future.result(), results["tasks"][name]
+            if kind == "sb3":
+                t["sb3"] = result
+            elif kind == "baseline":
+                t["baseline"][str(seed)] = result
+            else:
+                t["rlhf"].setdefault(str(budget), {})[str(seed)] = result
+            what = f"{name} {kind}" + (f" {budget} labels" if budget else "") + f" seed {seed}"
+            progress.console.log(
+                f"{what}: true return {result['true_return']:.1f}, "
+                f"{result['wall_seconds']:.0f} s, {result['steps_per_second']:.0f} steps/s"
+            )
+            progress.advance(bar)
+            save()
     results["meta"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["meta"]["wall_seconds"] = round(time.perf_counter() - started, 1)
     save()
     return report(results, args.out)
+
+
+def run_job(kind: str, cfg: RunConfig, seed: int, budget: int | None, sb3_steps: int | None):
+    """One benchmark run in a worker process, with the config's torch threads."""
+    torch.set_num_threads(cfg.threads)
+    cfg = cfg.model_copy(update={"seed": seed})
+    if kind == "sb3":
+        return run_sb3_once(cfg, sb3_steps or cfg.env_steps, seed)
+    if kind == "baseline":
+        return run_baseline_once(cfg)
+    feedback = cfg.feedback.model_copy(update={"labels": budget})
+    return run_rlhf_once(cfg.model_copy(update={"feedback": feedback}))
 
 
 def _sb3_version() -> str:
