@@ -14,8 +14,9 @@ queries, PPO updates), of plain PPO on the true reward, and of Stable-Baselines3
 on the same task with the same batch settings, all with one torch thread.
 
     python bench/control_preferences.py --quick
-    python bench/control_preferences.py --tasks cartpole,pendulum --seeds 3 --out bench/results/control_preferences.md
-    python bench/control_preferences.py --render a.json b.json --out combined.md   # re-render saved results
+    python bench/control_preferences.py --tasks cartpole,pendulum --seeds 5 \\
+        --out bench/results/control_preferences.md
+    python bench/control_preferences.py --render a.json b.json --out combined.md  # saved results
 
 Per-task settings live in examples/<task>.yaml (any config key can be overridden with
 --set key=value). This is a benchmark, not a test: it takes minutes to an hour.
@@ -262,7 +263,7 @@ def summarise(results: dict) -> tuple[list[dict], list[dict]]:
             runs = t["rlhf"][str(budget)]
             seeds = sorted(runs, key=int)
             rl = [runs[s]["true_return"] for s in seeds]
-            # normalised against the mean baseline over seeds (robust to one baseline seed failing) …
+            # normalised against the mean baseline over seeds (robust to one baseline seed failing)
             norm = [(r - random_return) / gap if abs(gap) > 1e-9 else float("nan") for r in rl]
             # … and paired with the same seed's baseline (kept in the JSON / markdown for reference)
             paired = [
@@ -316,7 +317,10 @@ def summarise(results: dict) -> tuple[list[dict], list[dict]]:
             {
                 "task": task,
                 "env": t["env"],
-                "batch": f"{cfg['env']['num_envs']}×{cfg['policy']['n_steps']}, {cfg['policy']['epochs']} epochs × {cfg['policy']['minibatches']} minibatches of {cfg['env']['num_envs'] * cfg['policy']['n_steps'] // cfg['policy']['minibatches']}",
+                "batch": f"{cfg['env']['num_envs']}×{cfg['policy']['n_steps']}, "
+                "{cfg['policy']['epochs']} epochs × {cfg['policy']['minibatches']} minibatches of"
+                " {cfg['env']['num_envs'] * cfg['policy']['n_steps'] // "
+                "cfg['policy']['minibatches']}",
                 "reference_budget": ref,
                 "rlhf_sps": rlhf_sps,
                 "rlhf_sps_by_budget": by_budget,
@@ -404,7 +408,10 @@ def speed_cells(r: dict) -> list[str]:
 def rich_tables(results: dict) -> list[Table]:
     score_rows, speed_rows = summarise(results)
     scores = Table(
-        title="RLHF from synthetic preferences: true return, normalised so random = 0 and true-reward PPO = 1 (mean ± std over seeds)"
+        title=(
+            "RLHF from synthetic preferences: true return, normalised so random = 0 and "
+            "true-reward PPO = 1 (mean ± std over seeds)"
+        )
     )
     for h in SCORE_HEADER:
         scores.add_column(h, justify="left" if h in ("task", "target") else "right")
@@ -434,14 +441,19 @@ def markdown(results: dict) -> str:
         "# RLHF from synthetic preferences on control tasks",
         "",
         f"Generated {meta['finished'] or meta['started']} by `{meta['command']}`.",
-        f"Machine: {meta['machine']}; torch {meta['torch']} with {meta['threads']} thread(s) for every run (ours and SB3); SB3 {meta.get('sb3') or 'not installed'}.",
+        f"Machine: {meta['machine']}; torch {meta['torch']} with {meta['threads']} thread(s) for "
+        f"every run (ours and SB3); SB3 {meta.get('sb3') or 'not installed'}.",
         "",
         "## Score",
         "",
-        "True return of the final policy (deterministic, `eval_episodes` fixed-horizon episodes), mean ± std over seeds. "
-        "Normalised score = (RLHF − random) / (PPO on the true reward − random), with the PPO baseline averaged over seeds "
-        "(trained once per task and seed for the same env steps, reused across label budgets); *paired* divides each seed by "
-        "its own seed's baseline instead. Synthetic annotator: the config's (default Boltzmann τ = 1, 10% random answers). "
+        "True return of the final policy (deterministic, `eval_episodes` fixed-horizon episodes),"
+        " mean ± std over seeds. "
+        "Normalised score = (RLHF − random) / (PPO on the true reward − random), with the PPO "
+        "baseline averaged over seeds "
+        "(trained once per task and seed for the same env steps, reused across label budgets); "
+        "*paired* divides each seed by "
+        "its own seed's baseline instead. Synthetic annotator: the config's (default Boltzmann τ "
+        "= 1, 10% random answers). "
         "RM val acc: the reward ensemble's accuracy on held-out comparisons at the end of the run. "
         "RLHF wall s: seconds of `run_rlhf` per run (training only).",
         "",
@@ -449,11 +461,16 @@ def markdown(results: dict) -> str:
         "",
         "## Speed",
         "",
-        "Env steps per second over a whole run: for RLHF the whole loop of `run_rlhf` (rollouts, reward-model predictions, "
-        "queries and the feedback store, reward-model refits, PPO updates, and its periodic evaluations and checkpoints) at the "
-        "reference label budget; for our PPO `train_true_reward` (with its periodic evaluations); for SB3 `PPO.learn` with the "
-        "same env, num_envs, n_steps, epochs, minibatch size, lr, γ, λ, 64×64 tanh actor and critic and VecNormalize, one run "
-        "(seed 0). All with `torch.set_num_threads(1)`. Another process may have shared the 2 CPUs (load averages are in the JSON).",
+        "Env steps per second over a whole run: for RLHF the whole loop of `run_rlhf` (rollouts, "
+        "reward-model predictions, "
+        "queries and the feedback store, reward-model refits, PPO updates, and its periodic "
+        "evaluations and checkpoints) at the "
+        "reference label budget; for our PPO `train_true_reward` (with its periodic evaluations);"
+        " for SB3 `PPO.learn` with the "
+        "same env, num_envs, n_steps, epochs, minibatch size, lr, γ, λ, 64×64 tanh actor and "
+        "critic and VecNormalize, one run "
+        "(seed 0). All with `torch.set_num_threads(1)`. Another process may have shared the 2 "
+        "CPUs (load averages are in the JSON).",
         "",
         table(SPEED_HEADER, [speed_cells(r) for r in speed_rows]),
         "",
@@ -468,7 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--tasks",
-        help=f"comma-separated task names ({', '.join(TASKS)}) or YAML paths (default: {','.join(DEFAULT_TASKS)})",
+        help=(
+            f"comma-separated task names ({', '.join(TASKS)}) or YAML paths (default: "
+            f"{','.join(DEFAULT_TASKS)})"
+        ),
     )
     ap.add_argument(
         "--budgets",
@@ -527,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     use_sb3 = not args.no_sb3 and sb3_available()
     if not args.no_sb3 and not use_sb3:
         console.print(
-            "[yellow]stable-baselines3 is not installed (pip install -e '.[bench]'): skipping the SB3 speed reference[/]"
+            "[yellow]stable-baselines3 is not installed (pip install -e '.[bench]'): skipping the"
+            " SB3 speed reference[/]"
         )
 
     configs = {}
@@ -546,7 +567,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "finished": None,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+            "{platform.python_version()}",
             "torch": torch.__version__,
             "threads": min(threads),
             "sb3": _sb3_version() if use_sb3 else None,

@@ -35,9 +35,9 @@ from rich.console import Console
 from rich.table import Table
 
 from rlhflab.config import RunConfig, build_config
+from rlhflab.control_loop import run_rlhf, train_true_reward
 from rlhflab.diagnostics.goodhart import Options, goodhart
 from rlhflab.envs.misspec import scripted_act
-from rlhflab.control_loop import run_rlhf, train_true_reward
 from rlhflab.policy.control import evaluate_returns
 from rlhflab.runs import RunDir
 

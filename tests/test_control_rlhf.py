@@ -66,7 +66,8 @@ def test_candidate_pairs_never_pair_a_segment_with_itself_or_its_copy():
 
 
 def test_the_probe_measures_gold_not_the_hackable_proxy(tmp_path):
-    """On a misspecification env the returned reward is the proxy: samples hold info['true_reward']."""
+    """On a misspecification env the returned reward is the proxy: samples hold "
+    "info['true_reward']."""
     cfg = build_config(
         None,
         [

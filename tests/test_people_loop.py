@@ -1,6 +1,5 @@
 """People in the loop: queries go to the labeling app; labels come back over HTTP while RL runs."""
 
-import io
 import threading
 import time
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from rlhflab.config import build_config
-from rlhflab.diagnostics.report import build_report
 from rlhflab.control_loop import run_experiment
+from rlhflab.diagnostics.report import build_report
 from rlhflab.runs import RunDir
 
 CHROMIUM = "/usr/bin/chromium"

@@ -69,12 +69,17 @@ class EnvConfig(_Section):
 class AnnotatorConfig(_Section):
     kind: Literal["synthetic", "people"] = Field(
         "synthetic",
-        description="who answers queries: a simulated Boltzmann-rational person, or people in the labeling app",
+        description=(
+            "who answers queries: a simulated Boltzmann-rational person, or people in the"
+            " labeling app"
+        ),
     )
     temperature: float = Field(
         1.0,
         ge=0,
-        description="Boltzmann rationality temperature τ over segment returns (0 = always picks the better)",
+        description=(
+            "Boltzmann rationality temperature τ over segment returns (0 = always picks the better)"
+        ),
     )
     error_rate: float = Field(
         0.1, ge=0, le=1, description="probability ε of answering left/right uniformly at random"
@@ -93,7 +98,12 @@ class AnnotatorConfig(_Section):
     )
     judge: Literal["true_reward", "reward", "apparent_reward", "backflip_reward"] = Field(
         "true_reward",
-        description="what the synthetic annotator judges: the gold reward, the env's returned reward (a misspecified env's proxy), info['apparent_reward'] (what a camera shows), or info['backflip_reward'] (the scripted backflip judge of rlhflab/HopperBackflip-v0)",
+        description=(
+            "what the synthetic annotator judges: the gold reward, the env's returned "
+            "reward (a misspecified env's proxy), info['apparent_reward'] (what a camera "
+            "shows), or info['backflip_reward'] (the scripted backflip judge of "
+            "rlhflab/HopperBackflip-v0)"
+        ),
     )
 
 
@@ -143,12 +153,17 @@ class FeedbackConfig(_Section):
     min_labels_before_rl: int | None = Field(
         None,
         ge=0,
-        description="people: labels required before RL starts (None: 75% of the initial share, as rl-teacher)",
+        description=(
+            "people: labels required before RL starts (None: 75% of the initial share, as"
+            " rl-teacher)"
+        ),
     )
     wait_timeout: float = Field(
         3600.0,
         gt=0,
-        description="people: seconds to wait for the labels required before RL, then stop with a message",
+        description=(
+            "people: seconds to wait for the labels required before RL, then stop with a message"
+        ),
     )
     pace: bool = Field(
         True, description="people: RL pauses while the labels lag the schedule (see pacing_slack)"
@@ -162,7 +177,10 @@ class FeedbackConfig(_Section):
     render_envs: int = Field(
         2,
         ge=0,
-        description="people: envs whose frames are rendered as clips; queries come from their segments (0: no clips)",
+        description=(
+            "people: envs whose frames are rendered as clips; queries come from their "
+            "segments (0: no clips)"
+        ),
     )
     clip_stride: int = Field(
         1, ge=1, description="people: keep every n-th pixel of rendered frames (1: native size)"
@@ -217,7 +235,10 @@ class RewardConfig(_Section):
     )
     objective: Literal["mean", "conservative", "worst"] = Field(
         "mean",
-        description="reward the policy optimises: ensemble mean, mean − λ·std, or the worst member (Coste et al. 2023)",
+        description=(
+            "reward the policy optimises: ensemble mean, mean − λ·std, or the worst "
+            "member (Coste et al. 2023)"
+        ),
     )
     conservative_lambda: float = Field(
         1.0, ge=0, description="λ in mean − λ·std (reward.objective=conservative)"

@@ -49,7 +49,7 @@ from rlhflab.policy.control import ControlPolicy, Rollout, evaluate_true_return,
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.stats import RunningMeanStd
-from rlhflab.types import Comparison, Segment
+from rlhflab.types import Comparison, Judgement, Segment
 
 OnLog = Callable[[dict], None]
 
@@ -111,7 +111,8 @@ class ControlLoop:
         self.recent: deque[Rollout] = deque(maxlen=fb.pool_rollouts)  # segments come from these
         self.known: list[Comparison] = []  # judged comparisons, read from the store incrementally
         self.relabels = self.store.setting("relabels", "0")
-        self.iteration, self.labels_at_fit, self.rm_metrics = 0, 0, {}
+        self.iteration, self.labels_at_fit = 0, 0
+        self.rm_metrics: dict[str, float] = {}
         self.reward_scale = (0.0, 1.0)  # r̂'s mean and std at the last refit
         self.done = False
 
@@ -234,7 +235,9 @@ class ControlLoop:
             clips = [tuple(self.clip(s) for s in pair) for pair in pairs]
         ids = self.store.add_queries(pairs, clips, overlap=fb.overlap if self.people else 1)
         if not self.people:
-            answers = [(qid, self.annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)]
+            answers: list[tuple[int, Judgement | str]] = [
+                (qid, self.annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)
+            ]
             self.store.add_judgements(answers, self.annotator.name)
 
     def clip(self, segment: Segment):
@@ -244,7 +247,9 @@ class ControlLoop:
     def answer_pending(self) -> None:
         if not self.people:
             pending = self.store.pending_queries()
-            answers = [(q.id, self.annotator.judge(q.left, q.right)) for q in pending]
+            answers: list[tuple[int, Judgement | str]] = [
+                (int(q.id or 0), self.annotator.judge(q.left, q.right)) for q in pending
+            ]
             self.store.add_judgements(answers, self.annotator.name)
 
     def sync(self) -> list[Comparison]:
@@ -429,7 +434,7 @@ def run_experiment(
     store = FeedbackStore(run.store_url)
     labels = store.count_judgements()
     store.close()
-    last = next((m for m in reversed(run.metrics()) if m.get("phase") == "rlhf"), {})
+    last: dict = next((m for m in reversed(run.metrics()) if m.get("phase") == "rlhf"), {})
     summary = {
         "task": cfg.task,
         "env": cfg.env.id,

@@ -1,12 +1,14 @@
 """Measurements of the policy on fresh samples, beside the loop's own metrics.
 
 Every iteration (into the metrics record):
-  rm_disagreement  mean over pairs (σ¹, σ²) of fresh rollout segments of std_m P̂_m[σ¹ ≻ σ²], the spread
-                   of the ensemble members' preferences — the quantity Christiano et al. 2017 §2.2.4
-                   select queries by. It rises when the policy goes where the reward model has no labels.
-  kl               KL(π‖π_ref) per step on the rollout's states, in nats: the analytic KL between the
-                   action distributions, absorbing states left out. π_ref is the policy as initialised,
-                   with its own observation statistics (`policy.control.kl_per_step`).
+  rm_disagreement  mean over pairs (σ¹, σ²) of fresh rollout segments of std_m P̂_m[σ¹ ≻ σ²],
+                   the spread of the ensemble members' preferences — the quantity Christiano et
+                   al. 2017 §2.2.4 select queries by. It rises when the policy goes where the
+                   reward model has no labels.
+  kl               KL(π‖π_ref) per step on the rollout's states, in nats: the analytic KL
+                   between the action distributions, absorbing states left out. π_ref is the
+                   policy as initialised, with its own observation statistics
+                   (`policy.control.kl_per_step`).
 
 At checkpoints, `samples/iter_XXXX.npz`: one episode of the current (stochastic) policy and one of a
 uniformly random policy — together the coverage distribution D for EPIC (Gleave et al. 2020 advise
@@ -30,6 +32,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -179,7 +182,7 @@ class Probe:
                 episode.add_frame(env)
             action = env.action_space.sample() if act is None else act(obs[None])[0]
             others = [np.nan] * (0 if action_samples is None else len(action_samples))
-            if counterfactuals:
+            if counterfactuals and action_samples is not None:
                 try:
                     others = counterfactual_rewards(env, action_samples)
                 except Exception:  # noqa: BLE001 - an env that cannot be copied: taken actions only
@@ -208,7 +211,7 @@ class ProbeEpisode:
 
     def add_frame(self, env: gym.Env) -> None:
         try:
-            self.frames.append(env.render()[::2, ::2])
+            self.frames.append(np.asarray(env.render())[::2, ::2])
         except Exception as exc:  # noqa: BLE001 - no renderer (no pygame, no GL): numbers only
             self.render_error, self.frames = f"{type(exc).__name__}: {exc}", []
 
@@ -228,7 +231,7 @@ def counterfactual_rewards(env: gym.Env, actions: np.ndarray) -> list[float]:
     episode that has ended (absorbing) gives 0."""
     if getattr(env, "absorbing", False):
         return [0.0] * len(actions)
-    base = env.unwrapped
+    base: Any = env.unwrapped
     data = getattr(base, "data", None)
     if type(data).__module__.startswith("mujoco"):
         import mujoco

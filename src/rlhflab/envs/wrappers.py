@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -57,7 +58,7 @@ def make_env(
     env_id: str, horizon: int, kwargs: dict | None = None, render_mode: str | None = None
 ) -> gym.Env:
     """One env: observations flattened to a vector, a Discrete or Box action, a fixed horizon."""
-    extra = {"render_mode": render_mode} if render_mode else {}
+    extra: dict[str, Any] = {"render_mode": render_mode} if render_mode else {}
     if render_mode and not os.environ.get(
         "DISPLAY"
     ):  # MuJoCo renders offscreen through OSMesa (Debian's libosmesa6)
@@ -81,11 +82,13 @@ def make_env(
             ) from None
     elif not isinstance(obs_space, spaces.Box):
         raise UnsupportedEnvError(
-            f"{env_id}: unsupported observation space {obs_space}; rlhflab needs a Box, Discrete, Dict or Tuple space"
+            f"{env_id}: unsupported observation space {obs_space}; rlhflab needs a Box, Discrete,"
+            f" Dict or Tuple space"
         )
     if not isinstance(env.action_space, (spaces.Discrete, spaces.Box)):
         raise UnsupportedEnvError(
-            f"{env_id}: unsupported action space {env.action_space}; rlhflab supports Discrete and Box actions"
+            f"{env_id}: unsupported action space {env.action_space}; rlhflab supports Discrete "
+            f"and Box actions"
         )
     return FixedHorizon(env, horizon)
 
@@ -138,6 +141,7 @@ def action_features(action_space: gym.Space, actions: np.ndarray) -> np.ndarray:
             np.asarray(actions, dtype=np.int64) - action_space.start
         ]
     a = np.asarray(actions, dtype=np.float32)
+    assert isinstance(action_space, spaces.Box)
     return np.clip(a, action_space.low, action_space.high)
 
 
@@ -145,5 +149,5 @@ def action_dim(action_space: gym.Space) -> int:
     return (
         int(action_space.n)
         if isinstance(action_space, spaces.Discrete)
-        else int(np.prod(action_space.shape))
+        else int(np.prod(action_space.shape or ()))
     )

@@ -20,7 +20,8 @@ def select_pairs(
     k: int = 4,
     disagreement=None,
 ) -> list[tuple[Segment, Segment]]:
-    """Choose n pairs from `segments`; `disagreement(pairs) -> scores` is needed for method 'disagreement'."""
+    """Choose n pairs from `segments`; `disagreement(pairs) -> scores` is needed for method "
+    "'disagreement'."""
     if n <= 0:
         return []
     if len(segments) < 2:

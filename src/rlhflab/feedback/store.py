@@ -1010,25 +1010,6 @@ def _clip_row(segment_id: int, clip: ClipLike) -> ClipRow:
     return ClipRow(segment_id=segment_id, data=clip, mime=mime)
 
 
-def _add_missing_columns(engine) -> None:
-    """Stores written by older versions: add the (nullable) columns added since; create_all
-    only adds missing tables."""
-    from sqlalchemy import inspect
-
-    have = inspect(engine)
-    missing = [
-        (table.name, col)
-        for table in Base.metadata.sorted_tables
-        for col in table.columns
-        if col.nullable and col.name not in {c["name"] for c in have.get_columns(table.name)}
-    ]
-    if missing:
-        with engine.begin() as conn:
-            for name, col in missing:
-                kind = col.type.compile(engine.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {col.name} {kind}")
-
-
 def _sqlite_connect(dbapi_conn, record) -> None:
     dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE
     _sqlite_pragmas(dbapi_conn, record)

@@ -109,7 +109,8 @@ class Rollout:
             return self.true_rewards
         if channel not in self.reward_channels:
             raise ValueError(
-                f"reward channel '{channel}': the env reports no info['{channel}'] (it reports {', '.join(sorted(self.reward_channels))})"
+                f"reward channel '{channel}': the env reports no info['{channel}'] (it reports "
+                f"{', '.join(sorted(self.reward_channels))})"
             )
         return self.reward_channels[channel]
 
@@ -188,9 +189,11 @@ class NumpyActor:
             action = np.argmax(logp_all + rng.gumbel(size=out.shape), axis=-1)
             logp = np.take_along_axis(logp_all, action[:, None], -1)[:, 0]
         else:
+            std = self.std
+            assert std is not None
             z = rng.standard_normal(out.shape)
-            action = out + self.std * z
-            logp = (-0.5 * z**2 - np.log(self.std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+            action = out + std * z
+            logp = (-0.5 * z**2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
         return action, logp.astype(np.float32), self.value(obs)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
@@ -286,7 +289,7 @@ class ControlPolicy:
             "rgb_array" if self.render_envs else None,
         )
         self.action_space = self.envs.single_action_space
-        self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
+        self.obs_dim = int(np.prod(self.envs.single_observation_space.shape or ()))
         self.net = ActorCritic(self.obs_dim, self.action_space, cfg.hidden)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
@@ -306,7 +309,9 @@ class ControlPolicy:
     def _env_action(self, action: np.ndarray) -> np.ndarray:
         if self.net.discrete:
             return action
-        return np.clip(action, self.action_space.low, self.action_space.high)
+        box = self.action_space
+        assert isinstance(box, gym.spaces.Box)
+        return np.clip(action, box.low, box.high)
 
     # -- rollouts ---------------------------------------------------------------------
     @torch.no_grad()
@@ -345,7 +350,7 @@ class ControlPolicy:
     def _frames(self) -> np.ndarray:
         return np.stack(
             [
-                downsample(self.envs.envs[i].render(), self.render_stride)
+                downsample(np.asarray(self.envs.envs[i].render()), self.render_stride)
                 for i in range(self.render_envs)
             ]
         )
@@ -374,13 +379,13 @@ class ControlPolicy:
         if not self.net.discrete:
             actions = actions.float()
         adv, ret = adv.reshape(-1), ret.reshape(-1)
-        # actions taken in an absorbing state change nothing: their policy-gradient terms are pure noise
+        # actions taken in an absorbing state change nothing: their policy-gradient terms are noise
         acting = torch.as_tensor(~flat(rollout.absorbing)).float()
         ppo = cfg.algo == "ppo"
         epochs, minibatches = (cfg.epochs, cfg.minibatches) if ppo else (1, 1)
         n = len(obs)
         size = n // minibatches
-        stats = {
+        stats: dict[str, list[float]] = {
             "policy_loss": [],
             "value_loss": [],
             "entropy": [],
@@ -426,7 +431,8 @@ class ControlPolicy:
         seed: int = 10_000,
         env_cfg: EnvConfig | None = None,
     ) -> dict[str, float]:
-        """Mean return per reward channel (see `evaluate_returns`), optionally on another env config (e.g. a test distribution)."""
+        """Mean return per reward channel (see `evaluate_returns`), optionally on another env "
+        "config (e.g. a test distribution)."""
         return evaluate_returns(env_cfg or self.env_cfg, episodes, self.act_fn(deterministic), seed)
 
     def distribution(self, raw_obs: np.ndarray):
@@ -495,7 +501,8 @@ def _info_flag(info: dict, key: str, n: int) -> np.ndarray:
 
 
 def step_rewards(reward: np.ndarray, info: dict, end: np.ndarray) -> dict[str, np.ndarray]:
-    """One vector-env step's rewards by channel: 'reward' as returned, each '*_reward' in info, and 'true_reward'.
+    """One vector-env step's rewards by channel: 'reward' as returned, each '*_reward' in info,
+    and 'true_reward'.
 
     An env that finished this step reports in `info["final_info"]`; a step whose info lacks a
     channel (an absorbing state, or an env without that channel) gets the returned reward.
@@ -517,7 +524,8 @@ def step_rewards(reward: np.ndarray, info: dict, end: np.ndarray) -> dict[str, n
 
 
 def _stack_channels(steps: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """[T, N] float32 per channel; a channel missing at some step takes that step's returned reward."""
+    """[T, N] float32 per channel; a channel missing at some step takes that step's returned "
+    "reward."""
     keys = sorted(set().union(*steps)) if steps else []
     return {k: np.stack([d.get(k, d["reward"]) for d in steps]).astype(np.float32) for k in keys}
 
@@ -537,14 +545,15 @@ class Episodes:
 
 
 def play_episodes(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> Episodes:
-    """Play `episodes` fixed-horizon episodes with `act` (raw obs → env actions; None = uniformly random).
+    """Play `episodes` fixed-horizon episodes with `act` (raw obs → env actions; None =
+    uniformly random).
 
     Every episode lasts exactly `horizon` steps, so the episodes run side by side in one vector env.
     """
     envs = make_vec_env(env_cfg.id, env_cfg.horizon, episodes, env_cfg.kwargs)
     envs.action_space.seed(seed)
     obs, _ = envs.reset(seed=seed)
-    buf = {"obs": [], "actions": [], "absorbing": []}
+    buf: dict[str, list] = {"obs": [], "actions": [], "absorbing": []}
     channels = []
     for _ in range(env_cfg.horizon):
         action = envs.action_space.sample() if act is None else act(obs)
@@ -564,12 +573,14 @@ def play_episodes(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_00
 def evaluate_returns(
     env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000
 ) -> dict[str, float]:
-    """Mean return per reward channel ('reward', 'true_reward', and any other the env reports) of `act`."""
+    """Mean return per reward channel ('reward', 'true_reward', and any other the env reports) of"
+    " `act`."""
     return {
         k: float(v.mean()) for k, v in play_episodes(env_cfg, episodes, act, seed).returns().items()
     }
 
 
 def evaluate_true_return(env_cfg: EnvConfig, episodes: int, act=None, seed: int = 10_000) -> float:
-    """Mean true (gold) return of `act` (raw obs → env actions; None = uniformly random) over fixed-horizon episodes."""
+    """Mean true (gold) return of `act` (raw obs → env actions; None = uniformly random) over "
+    "fixed-horizon episodes."""
     return evaluate_returns(env_cfg, episodes, act, seed)["true_reward"]

@@ -31,6 +31,7 @@ fixes only differences) neither decides the minimum nor inflates the std.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ class EnsembleMLP(nn.Module):
         widths = [inp] + [hidden] * layers + [1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(widths)):
             gain = 1.0 if i == layers else math.sqrt(2)
             w = torch.empty(members, a, b)
             for m in range(members):  # orthogonal init per member, as nn.init does per layer
