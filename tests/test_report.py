@@ -55,7 +55,7 @@ def test_the_run_directory_holds_what_the_report_needs(run_dir):
         assert np.isfinite(s["true"]).all() and np.isfinite(s["r_hat"]).all()
     clips = sorted((run_dir / "clips").glob("iter_*"))
     assert [c.suffix for c in clips].count(".npz") == 2  # start and end of training
-    assert [c.suffix for c in clips].count(".gif") == 2, "CartPole renders headless with pygame"
+    assert [c.suffix for c in clips].count(".mp4") == 2, "CartPole renders headless with pygame"
 
 
 def test_report_builds_from_the_run_directory_alone(run_dir, tmp_path):
@@ -116,12 +116,18 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded(run_dir, tmp_
             "Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && "
             "i.naturalWidth > 0}))"
         )
+        page.wait_for_function(  # the start and end clips are H.264 videos that play here
+            "Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 1)",
+            timeout=15_000,
+        )
+        videos = page.evaluate(
+            "Array.from(document.querySelectorAll('video')).map(v => v.videoWidth)"
+        )
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert errors == []
-    assert len(images) >= 6 and all(i["ok"] for i in images), (
-        images
-    )  # 4 figure panels + start and end clips
+    assert len(images) >= 4 and all(i["ok"] for i in images), images  # 4 figure panels
+    assert len(videos) >= 2 and all(w > 0 for w in videos), videos  # start and end clips
     shot = np.asarray(Image.open(tmp_path / "report.png").convert("L"), float)
     assert shot.shape[0] > 2000 and shot.shape[1] == 1280  # the whole page, not a blank viewport
     assert shot.std() > 20  # plots and text, not an empty page

@@ -19,10 +19,12 @@ env: a MuJoCo env's simulator state is saved and restored, any other env is copi
 env cannot be copied those columns are NaN. "True" is `info["true_reward"]` where the env
 reports one (the misspecification envs, whose returned reward is the hackable proxy).
 
-At the start and the end of training, `clips/iter_XXXX.gif` — one episode of the deterministic
-policy rendered with render_mode='rgb_array', every second frame at half size — and
-`clips/iter_XXXX.npz` with the numbers of that episode (obs, actions, true reward, r̂). When the env
-cannot render, only the numbers are saved and the report shows them as a table.
+At the start and the end of training, `clips/iter_XXXX.mp4` (H.264, the labeling app's encoder;
+`.gif` without ffmpeg) — the first 300 steps of one episode of the deterministic policy, every
+second frame at half size (MuJoCo rendered at 240×240), frames after the episode ended marked —
+and `clips/iter_XXXX.npz` with the numbers of the whole episode (obs, actions, true reward,
+r̂). When the env cannot render, only the numbers are saved and the report shows them as a
+table.
 
 The probe holds the policy and reward model objects themselves, so it runs where they live.
 """
@@ -40,7 +42,7 @@ import torch
 
 from rlhflab.config import RunConfig
 from rlhflab.envs.wrappers import make_env, render_size
-from rlhflab.feedback.clips import encode_gif
+from rlhflab.feedback.clips import make_clip, mark_episode_over
 from rlhflab.policy.control import FrozenPolicy, kl_per_step
 from rlhflab.reward.model import NonFiniteRewardError
 
@@ -139,10 +141,11 @@ class Probe:
         numbers = episode.arrays()
         out = self.run.path / "clips"
         out.mkdir(exist_ok=True)
-        if episode.frames:
-            (out / f"iter_{iteration:04d}.gif").write_bytes(
-                encode_gif(episode.frames, fps=1000 / (20 * FRAME_STRIDE))
-            )
+        if episode.frames:  # the labeling app's encoder: MP4 (H.264), GIF without ffmpeg
+            ended = np.asarray(episode.absorbing[: len(episode.frames) * FRAME_STRIDE])
+            frames = mark_episode_over(episode.frames, ended[::FRAME_STRIDE])
+            clip = make_clip(frames, fps=1000 / (20 * FRAME_STRIDE))
+            (out / f"iter_{iteration:04d}{clip.suffix}").write_bytes(clip.data)
         np.savez_compressed(
             out / f"iter_{iteration:04d}.npz",
             obs=numbers["obs"],
