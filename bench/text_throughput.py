@@ -660,6 +660,26 @@ def _recording(trainer_cls):
     return Recording
 
 
+def _preference_dataset(data: Data, n: int):
+    """The first `n` preference pairs as TRL reads them (prompt, chosen, rejected)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "prompt": data.prompts[:n],
+            "chosen": [" " + c for c in data.chosen[:n]],
+            "rejected": [" " + r for r in data.rejected[:n]],
+        }
+    )
+
+
+def _trl_trainer(trainer_cls, path: str, args, ds):
+    """A recording TRL trainer (`_recording`) of the model at `path` on `ds`."""
+    return _recording(trainer_cls)(
+        model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path)
+    )
+
+
 def _run_trl(
     trainer, warmup: int, steps: int, method: str, n_params: int, threads: int, ours: Side | None
 ) -> tuple[Measurement, Measurement | None]:
@@ -751,9 +771,7 @@ def trl_sft(
             packing=False,
             completion_only_loss=True,
         )
-        trainer = _recording(SFTTrainer)(
-            model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path)
-        )
+        trainer = _trl_trainer(SFTTrainer, path, args, ds)
         _check_same_tokens(trainer, data, B, "sft")
         return _run_trl(trainer, warmup, steps, "SFT", flop_params(trainer.model), threads, ours)
 
@@ -769,26 +787,16 @@ def trl_rm(
     head_init: torch.Tensor,
     ours: Side | None,
 ) -> tuple[Measurement, Measurement | None]:
-    from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    n = (warmup + steps) * B
-    ds = Dataset.from_dict(
-        {
-            "prompt": data.prompts[:n],
-            "chosen": [" " + c for c in data.chosen[:n]],
-            "rejected": [" " + r for r in data.rejected[:n]],
-        }
-    )
+    ds = _preference_dataset(data, (warmup + steps) * B)
     with tempfile.TemporaryDirectory() as out:
         args = RewardConfig(
             **_trl_common(out, B, warmup + steps, LR["rm"], seed),
             max_length=None,
             disable_dropout=True,
         )
-        trainer = _recording(RewardTrainer)(
-            model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path)
-        )
+        trainer = _trl_trainer(RewardTrainer, path, args, ds)
         with (
             torch.no_grad()
         ):  # the same head init as ours (our head's bias starts at 0 and cancels in r_w − r_l)
@@ -809,17 +817,9 @@ def trl_dpo(
     threads: int,
     ours: Side | None,
 ) -> tuple[Measurement, Measurement | None]:
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    n = (warmup + steps) * B
-    ds = Dataset.from_dict(
-        {
-            "prompt": data.prompts[:n],
-            "chosen": [" " + c for c in data.chosen[:n]],
-            "rejected": [" " + r for r in data.rejected[:n]],
-        }
-    )
+    ds = _preference_dataset(data, (warmup + steps) * B)
     with tempfile.TemporaryDirectory() as out:
         args = DPOConfig(
             **_trl_common(out, B, warmup + steps, LR["dpo"], seed),
@@ -829,9 +829,7 @@ def trl_dpo(
             precompute_ref_log_probs=False,
             disable_dropout=True,
         )
-        trainer = _recording(DPOTrainer)(
-            model=path, args=args, train_dataset=ds, processing_class=load_tokenizer(path)
-        )
+        trainer = _trl_trainer(DPOTrainer, path, args, ds)
         _check_same_tokens(trainer, data, B, "dpo")
         return _run_trl(trainer, warmup, steps, "DPO", flop_params(trainer.model), threads, ours)
 

@@ -1,8 +1,10 @@
-"""Helpers for labeling-app tests: a real app process on a free loopback port."""
+"""Helpers for labeling-app tests: a real app process on a free loopback port, small segments,
+and the headless Chromium the browser tests drive (the report's test drives it too)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,9 +12,29 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
+from rlhflab.types import Segment
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def seg(value, k=4):
+    """A segment of k steps whose observations and rewards are all `value`."""
+    return Segment(
+        np.full((k, 2), value, np.float32), np.zeros(k, np.int64), np.full(k, value, np.float32)
+    )
 
 
 def free_port() -> int:

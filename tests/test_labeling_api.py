@@ -4,18 +4,10 @@ import json
 import threading
 import time
 
-import numpy as np
 import pytest
-from labeling import AppProcess, make_run
+from labeling import AppProcess, make_run, seg
 
 from rlhflab.feedback.exchange import export_records, import_jsonl
-from rlhflab.types import Segment
-
-
-def seg(value, k=4):
-    return Segment(
-        np.full((k, 2), value, np.float32), np.zeros(k, np.int64), np.full(k, value, np.float32)
-    )
 
 
 @pytest.fixture
@@ -147,28 +139,32 @@ def test_bad_payloads_get_4xx_with_a_message_never_5xx(app):
     assert alice.post("/api/answer", json=good).status_code == 201
 
 
-def test_an_answer_to_a_re_leased_query_is_refused(tmp_path):
+@pytest.fixture
+def short_lease(tmp_path):
+    """One query on an app whose leases last 0.5 s: (store, alice's client, the query's id)."""
     run, store, tokens = make_run(tmp_path)
     qid = store.add_query(seg(0), seg(1))
     server = AppProcess(run.path, lease_seconds=0.5).start()
-    try:
-        alice = server.client(tokens["alice"])
-        first = alice.post("/api/next").json()
-        time.sleep(0.7)  # the lease expires; asking again re-leases it, maybe in the other order
-        second = alice.post("/api/next").json()
-        assert first["query_id"] == second["query_id"] == qid and first["lease"] != second["lease"]
-        stale = alice.post(
-            "/api/answer", json={"query_id": qid, "choice": "left", "lease": first["lease"]}
-        )
-        assert stale.status_code == 409 and "leased again" in stale.json()["detail"]
-        assert (
-            alice.post(
-                "/api/answer", json={"query_id": qid, "choice": "left", "lease": second["lease"]}
-            ).status_code
-            == 201
-        )
-    finally:
-        server.kill()
+    yield store, server.client(tokens["alice"]), qid
+    server.kill()
+
+
+def test_an_answer_to_a_re_leased_query_is_refused(short_lease):
+    _, alice, qid = short_lease
+    first = alice.post("/api/next").json()
+    time.sleep(0.7)  # the lease expires; asking again re-leases it, maybe in the other order
+    second = alice.post("/api/next").json()
+    assert first["query_id"] == second["query_id"] == qid and first["lease"] != second["lease"]
+    stale = alice.post(
+        "/api/answer", json={"query_id": qid, "choice": "left", "lease": first["lease"]}
+    )
+    assert stale.status_code == 409 and "leased again" in stale.json()["detail"]
+    assert (
+        alice.post(
+            "/api/answer", json={"query_id": qid, "choice": "left", "lease": second["lease"]}
+        ).status_code
+        == 201
+    )
 
 
 def test_lease_expiry_and_reassignment(tmp_path):
@@ -432,21 +428,13 @@ def test_the_lease_token_is_required(app):
     assert ok.status_code == 201
 
 
-def test_a_late_answer_after_expiry_gets_409_even_when_not_re_leased(tmp_path):
-    run, store, tokens = make_run(tmp_path)
-    qid = store.add_query(seg(0), seg(1))
-    server = AppProcess(run.path, lease_seconds=0.5).start()
-    try:
-        alice = server.client(tokens["alice"])
-        q = lease_one(alice)
-        time.sleep(0.8)
-        late = alice.post(
-            "/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]}
-        )
-        assert late.status_code == 409 and "expired" in late.json()["detail"]
-        assert store.count_judgements() == 0
-    finally:
-        server.kill()
+def test_a_late_answer_after_expiry_gets_409_even_when_not_re_leased(short_lease):
+    store, alice, qid = short_lease
+    q = lease_one(alice)
+    time.sleep(0.8)
+    late = alice.post("/api/answer", json={"query_id": qid, "choice": "left", "lease": q["lease"]})
+    assert late.status_code == 409 and "expired" in late.json()["detail"]
+    assert store.count_judgements() == 0
 
 
 def test_types_are_strict(app):

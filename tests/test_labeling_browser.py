@@ -1,31 +1,18 @@
 """The labeling page in real headless Chromium (Debian's, driven by Playwright)."""
 
-import shutil
-
 import numpy as np
 import pytest
-from labeling import AppProcess, make_run
+from labeling import CHROMIUM, CHROMIUM_ARGS, AppProcess, make_run
 
 from rlhflab.feedback.clips import encode_gif, make_clip, mark_episode_over
 from rlhflab.types import Segment
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
 def browser():
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

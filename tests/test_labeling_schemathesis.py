@@ -8,19 +8,10 @@ Bounded: at most 10 examples per operation and phase, and 30 s per identity.
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from labeling import AppProcess, make_run
-
-from rlhflab.types import Segment
+from labeling import AppProcess, make_run, seg
 
 pytest.importorskip("schemathesis")
-
-
-def seg(value, k=4):
-    return Segment(
-        np.full((k, 2), value, np.float32), np.zeros(k, np.int64), np.full(k, value, np.float32)
-    )
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -42,6 +43,24 @@ def scripted_annotator(client, stop: threading.Event, answered: list, think: flo
             answered.append(q["query_id"])
 
 
+@contextmanager
+def answering(run, token: str, think: float = 0.0):
+    """The run's labeling app, with `scripted_annotator` answering through it in a thread;
+    yields the ids of the queries it answered. The app and the annotator stop on exit."""
+    server = AppProcess(run.path).start()
+    stop, answered = threading.Event(), []
+    worker = threading.Thread(
+        target=scripted_annotator, args=(server.client(token), stop, answered, think)
+    )
+    worker.start()
+    try:
+        yield answered
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        server.kill()
+
+
 def test_loop_learns_from_labels_given_over_http(tmp_path):
     run, store, tokens = make_run(tmp_path, names=("script",))
     cfg = build_config(
@@ -57,18 +76,8 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
         ],
     )
     run.write_config(cfg)
-    server = AppProcess(run.path).start()
-    stop, answered = threading.Event(), []
-    worker = threading.Thread(
-        target=scripted_annotator, args=(server.client(tokens["script"]), stop, answered)
-    )
-    worker.start()
-    try:
+    with answering(run, tokens["script"]) as answered:
         policy = run_rlhf(cfg, run)
-    finally:
-        stop.set()
-        worker.join(timeout=30)
-        server.kill()
     rows = store.judgement_rows()
     assert len(rows) == 400 and {r.annotator for r in rows} == {"script"}  # all, through the app
     assert len(answered) == len(rows)
@@ -124,18 +133,9 @@ def test_a_people_run_waits_for_a_slow_annotator_and_gets_every_label(tmp_path):
         ],
     )
     run.write_config(cfg)
-    server = AppProcess(run.path).start()
-    stop, answered = threading.Event(), []
-    client = server.client(tokens["slow"])
-    worker = threading.Thread(target=scripted_annotator, args=(client, stop, answered, 0.1))
-    worker.start()
     waits: list[dict] = []
-    try:
+    with answering(run, tokens["slow"], think=0.1) as answered:
         run_rlhf(cfg, run, lambda r: waits.append(r) if r["phase"] == "waiting" else None)
-    finally:
-        stop.set()
-        worker.join(timeout=30)
-        server.kill()
     assert store.count_judgements() == 40 == len(answered)  # all configured labels, none lost
     assert waits and run.metrics()[-1]["labels"] <= 40  # RL paused for the annotator
     assert store.run_state() == "over"

@@ -5,22 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from labeling import CHROMIUM, CHROMIUM_ARGS
 
 from rlhflab.config import build_config
 from rlhflab.control_loop import run_experiment
 from rlhflab.diagnostics.report import build_report
 from rlhflab.runs import RunDir
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 HOSTILE = "<script>alert(1)</script>"
 
 

@@ -16,15 +16,16 @@ unknown (the last step of an episode), h(s') is taken as h(s).
 
 from __future__ import annotations
 
+from functools import partial
+
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from rlhflab.config import EnvConfig, PolicyConfig
-from rlhflab.demonstrations.bc import mlp
+from rlhflab.demonstrations.bc import ObsNormalized, mlp
 from rlhflab.demonstrations.dataset import Demonstrations
-from rlhflab.demonstrations.gail import AdversarialResult, adversarial_imitation
+from rlhflab.demonstrations.gail import AdversarialResult, imitate
 from rlhflab.policy.control import ControlPolicy
 
 
@@ -35,21 +36,16 @@ def shaped_logit(
     return g_s + gamma * h_next - h_s - log_pi
 
 
-class AIRLDiscriminator(nn.Module):
+class AIRLDiscriminator(ObsNormalized):
     def __init__(self, obs_dim: int, action_space: gym.Space, gamma: float, hidden: int = 64):
         super().__init__()
         self.action_space, self.gamma = action_space, gamma
         self.g = mlp(obs_dim, hidden, 1)  # the reward g_θ(s)
         self.h = mlp(obs_dim, hidden, 1)  # the shaping potential h_φ(s)
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-
-    def fit_normalizer(self, obs: np.ndarray) -> None:
-        self.obs_mean = torch.as_tensor(obs.mean(0), dtype=torch.float32)
-        self.obs_std = torch.as_tensor(np.maximum(obs.std(0), 1e-3), dtype=torch.float32)
+        self.register_normalizer(obs_dim)
 
     def _norm(self, obs: np.ndarray) -> torch.Tensor:
-        return (torch.as_tensor(np.asarray(obs, np.float32)) - self.obs_mean) / self.obs_std
+        return self.normalize(torch.as_tensor(np.asarray(obs, np.float32)))
 
     def f(self, obs, next_obs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(g(s), h(s), h(s')) for a batch."""
@@ -91,8 +87,5 @@ def airl(
     **kwargs,
 ) -> AdversarialResult:
     """AIRL on `demos` with PPO as the policy optimiser; the result's discriminator holds g."""
-    probe = gym.make(env_cfg.id, **env_cfg.kwargs)
-    obs_dim = int(np.prod(probe.observation_space.shape or ()))
-    torch.manual_seed(seed)
-    disc = AIRLDiscriminator(obs_dim, probe.action_space, policy_cfg.gamma, hidden)
-    return adversarial_imitation(disc, demos, env_cfg, policy_cfg, env_steps, seed, **kwargs)
+    make = partial(AIRLDiscriminator, gamma=policy_cfg.gamma, hidden=hidden)
+    return imitate(make, demos, env_cfg, policy_cfg, env_steps, seed, **kwargs)

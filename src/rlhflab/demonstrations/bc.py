@@ -36,14 +36,11 @@ def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
     return nn.Sequential(*mods, nn.Linear(width, out))
 
 
-class ClonedPolicy(nn.Module):
-    """A policy network with the dataset's observation normalisation fixed inside it."""
+class ObsNormalized(nn.Module):
+    """A module whose observations are normalised by the data's mean and standard deviation,
+    held in the buffers `obs_mean` and `obs_std` (saved with the module)."""
 
-    def __init__(self, net: nn.Module, action_space: gym.Space, obs_dim: int):
-        super().__init__()
-        self.net = net
-        self.action_space: Any = action_space  # Discrete (start) or Box (low, high)
-        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+    def register_normalizer(self, obs_dim: int) -> None:
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
 
@@ -51,8 +48,22 @@ class ClonedPolicy(nn.Module):
         self.obs_mean = torch.as_tensor(obs.mean(0), dtype=torch.float32)
         self.obs_std = torch.as_tensor(np.maximum(obs.std(0), 1e-3), dtype=torch.float32)
 
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+
+class ClonedPolicy(ObsNormalized):
+    """A policy network with the dataset's observation normalisation fixed inside it."""
+
+    def __init__(self, net: nn.Module, action_space: gym.Space, obs_dim: int):
+        super().__init__()
+        self.net = net
+        self.action_space: Any = action_space  # Discrete (start) or Box (low, high)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.register_normalizer(obs_dim)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net((obs - self.obs_mean) / self.obs_std)
+        return self.net(self.normalize(obs))
 
     def loss(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         out = self(obs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 from torch.nn import functional
 
 from rlhflab.config import EnvConfig, PolicyConfig
-from rlhflab.demonstrations.bc import mlp
+from rlhflab.demonstrations.bc import ObsNormalized, mlp
 from rlhflab.demonstrations.dataset import Demonstrations
 from rlhflab.envs.wrappers import action_dim, action_features
 from rlhflab.policy.control import ControlPolicy, Rollout
@@ -40,7 +41,7 @@ def discriminator_loss(expert_logits: torch.Tensor, policy_logits: torch.Tensor)
     return functional.softplus(-expert_logits).mean() + functional.softplus(policy_logits).mean()
 
 
-class GAILDiscriminator(nn.Module):
+class GAILDiscriminator(ObsNormalized):
     """d_ω(s, a): an MLP over normalised observations and action features."""
 
     def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int = 64):
@@ -48,15 +49,10 @@ class GAILDiscriminator(nn.Module):
         self.action_space = action_space
         act_dim = action_dim(action_space)
         self.net = mlp(obs_dim + act_dim, hidden, 1)
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-
-    def fit_normalizer(self, obs: np.ndarray) -> None:
-        self.obs_mean = torch.as_tensor(obs.mean(0), dtype=torch.float32)
-        self.obs_std = torch.as_tensor(np.maximum(obs.std(0), 1e-3), dtype=torch.float32)
+        self.register_normalizer(obs_dim)
 
     def features(self, obs: np.ndarray, acts: np.ndarray) -> torch.Tensor:
-        o = (torch.as_tensor(np.asarray(obs, np.float32)) - self.obs_mean) / self.obs_std
+        o = self.normalize(torch.as_tensor(np.asarray(obs, np.float32)))
         a = torch.as_tensor(action_features(self.action_space, acts))
         return torch.cat([o, a], -1)
 
@@ -137,6 +133,24 @@ def adversarial_imitation(  # the paper's algorithm loop (Ho & Ermon 2016, Algor
     return AdversarialResult(policy, discriminator, history)
 
 
+def imitate(
+    make_discriminator: Callable[[int, gym.Space], nn.Module],
+    demos: Demonstrations,
+    env_cfg: EnvConfig,
+    policy_cfg: PolicyConfig,
+    env_steps: int,
+    seed: int = 0,
+    **kwargs,
+) -> AdversarialResult:
+    """`adversarial_imitation` with a fresh discriminator, `make_discriminator(obs_dim,
+    action_space)` of the env, built after seeding torch with `seed`."""
+    probe = gym.make(env_cfg.id, **env_cfg.kwargs)
+    obs_dim = int(np.prod(probe.observation_space.shape or ()))
+    torch.manual_seed(seed)
+    disc = make_discriminator(obs_dim, probe.action_space)
+    return adversarial_imitation(disc, demos, env_cfg, policy_cfg, env_steps, seed, **kwargs)
+
+
 def gail(
     demos: Demonstrations,
     env_cfg: EnvConfig,
@@ -147,8 +161,5 @@ def gail(
     **kwargs,
 ) -> AdversarialResult:
     """GAIL on `demos` with PPO as the policy optimiser."""
-    probe = gym.make(env_cfg.id, **env_cfg.kwargs)
-    obs_dim = int(np.prod(probe.observation_space.shape or ()))
-    torch.manual_seed(seed)
-    disc = GAILDiscriminator(obs_dim, probe.action_space, hidden)
-    return adversarial_imitation(disc, demos, env_cfg, policy_cfg, env_steps, seed, **kwargs)
+    make = partial(GAILDiscriminator, hidden=hidden)
+    return imitate(make, demos, env_cfg, policy_cfg, env_steps, seed, **kwargs)

@@ -913,8 +913,7 @@ class FeedbackStore:
             s.delete(row)
             if _aware(row.expires_at) <= _now():
                 return None
-            who = s.scalar(select(AnnotatorRow).where(AnnotatorRow.name == row.annotator))
-            return who if who is not None and not who.disabled else None
+            return self._enabled_annotator(s, row.annotator)
 
     def new_session(self, name: str, ttl_seconds: float = 30 * 86400) -> str:
         sid = secrets.token_urlsafe(32)
@@ -929,11 +928,16 @@ class FeedbackStore:
             row = s.get(SessionRow, hash_token(sid))
             if row is None or _aware(row.expires_at) <= _now():
                 return None
-            return s.scalar(
-                select(AnnotatorRow).where(
-                    AnnotatorRow.name == row.annotator, AnnotatorRow.disabled.is_not(True)
-                )
+            return self._enabled_annotator(s, row.annotator)
+
+    @staticmethod
+    def _enabled_annotator(s: Session, name: str) -> AnnotatorRow | None:
+        """The annotator named `name` unless disabled (NULL in stores older than the column)."""
+        return s.scalar(
+            select(AnnotatorRow).where(
+                AnnotatorRow.name == name, AnnotatorRow.disabled.is_not(True)
             )
+        )
 
     def end_session(self, sid: str) -> None:
         with self._write() as s:
