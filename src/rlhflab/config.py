@@ -624,6 +624,7 @@ def parse_overrides(items: Sequence[str]) -> DictConfig:
 
 
 PRESETS = Path(__file__).parent / "presets"
+_DEMO_DEFAULT = DemonstrationsConfig.model_fields["method"].default
 
 
 def preset_path(env_id: str) -> Path:
@@ -632,7 +633,8 @@ def preset_path(env_id: str) -> Path:
 
 def _preset(data: dict) -> dict:
     """The tuned settings of a control run's env (`presets/<env id>.yaml`), or {}."""
-    method = (data.get("demonstrations") or {}).get("method", "preferences")
+    demos = data.get("demonstrations")
+    method = "preferences" if demos is None else demos.get("method", _DEMO_DEFAULT)
     if data.get("text") is not None or method != "preferences":
         return {}
     env_id = (data.get("env") or {}).get("id") or EnvConfig.model_fields["id"].default

@@ -114,6 +114,7 @@ class ControlLoop:
         self.iteration, self.labels_at_fit = 0, 0
         self.rm_metrics: dict[str, float] = {}
         self.reward_scale = (0.0, 1.0)  # r̂'s mean and std at the last refit
+        self.rl_start: int | None = None  # env steps when RL began (after the initial labels)
         self.done = False
 
     # -- the loop -------------------------------------------------------------------------
@@ -121,35 +122,36 @@ class ControlLoop:
         """Train a policy from preferences; returns the trained policy."""
         self.restore()
         if self.done:
+            self.store.close()
             return self.policy
         monitor = AlarmMonitor(
             self.cfg.alarms,
             [m for m in self.run_dir.metrics() if m.get("phase") == "rlhf"],
         )
+        self.store.reopen_withdrawn()  # a stopped run withdrew them; resumed, they count again
         self.answer_pending()  # a crash may have left queries unanswered
         self.store.set_run_state("running")
         try:
-            if self.policy.env_steps == 0:
+            if self.rl_start is None:
                 self.gather_initial_feedback()
                 self.fit_reward_model()
-            if self.iteration == 0:
+                self.rl_start = self.policy.env_steps
+                self.probe.freeze_reference()  # π₀: the weights and statistics RL starts from
                 self.probe.save_samples(0, clip=True)
                 self.run_dir.save_policy(0, self.policy.state_dict())  # π₀ of Goodhart curves
-            while self.policy.env_steps < self.cfg.env_steps:
+            stopped = False
+            while self.policy.env_steps < self.cfg.env_steps and not stopped:
                 self.keep_pace()
                 record = self.rl_iteration()
                 record["alarms"] = monitor.check(record)
-                if self.end_of_iteration(record):
-                    break
-            if self.people and self.cfg.feedback.pace:  # people give every configured label
-                self.wait_for(self.schedule.total, "every configured label")
-                self.fit_reward_model()
-                self.checkpoint(done=True)
+                stopped = self.end_of_iteration(record)
+            if self.people and self.cfg.feedback.pace and not stopped:
+                self.gather_last_labels()
         except KeyboardInterrupt:
             self.checkpoint()
             raise
-        finally:
-            self.store.finish_run()  # unanswered queries withdrawn; the app says the run is over
+        finally:  # unanswered queries withdrawn; the app says the run is over (until a resume)
+            self.store.finish_run()
             self.store.close()
         return self.policy
 
@@ -170,6 +172,15 @@ class ControlLoop:
         if self.people:
             self.wait_for_people()
 
+    def gather_last_labels(self) -> None:
+        """People: after the last policy update, ask what the schedule still lacks, wait for
+        every configured label, refit, and only then mark the run done."""
+        self.ask(self.schedule.total - self.store.count_queries())
+        overlap = self.cfg.feedback.overlap
+        self.wait_for(min(self.schedule.total, self.store.count_queries() * overlap), "every label")
+        self.fit_reward_model()
+        self.checkpoint(done=True)
+
     def rl_iteration(self) -> dict:
         """One policy phase on r̂, then the feedback the schedule wants, then a refit."""
         started = time.perf_counter()
@@ -177,7 +188,7 @@ class ControlLoop:
         r_hat = self.r_hat(rollout)
         stats = self.policy.update(rollout, self.normalise(r_hat), normalized=self.fixed_scale)
         self.recent.append(rollout)
-        missing = self.schedule.wanted(self.policy.env_steps) - self.store.count_queries()
+        missing = self.labels_wanted() - self.store.count_queries()
         if self.people:  # keep a bounded queue of unanswered queries
             missing = min(missing, self.cfg.feedback.max_pending - self.store.count_unanswered())
         if missing > 0:
@@ -205,13 +216,23 @@ class ControlLoop:
         if self.iteration % self.cfg.checkpoint_every == 0 or finished or stop:
             record["eval_true_return"] = self.policy.evaluate(self.cfg.eval_episodes)
             self.probe.save_samples(self.iteration, clip=stop or finished)
-            self.checkpoint(done=finished)
+            people_wait = self.people and self.cfg.feedback.pace  # done after the last labels
+            self.checkpoint(done=finished and not people_wait)
             self.run_dir.save_policy(self.iteration, self.policy.state_dict())
         self.run_dir.log(record)
         self.on_log(record)
         return stop
 
     # -- feedback -------------------------------------------------------------------------
+    def labels_wanted(self) -> int:
+        """The schedule's labels by now, its time T counted from the start of RL (the initial
+        rollouts of π₀ are the pre-RL share's, not a head start on the decaying rate)."""
+        start = self.rl_start or 0
+        steps = self.policy.env_steps - start
+        return self.schedule.wanted(
+            round(steps * self.cfg.env_steps / max(1, self.cfg.env_steps - start))
+        )
+
     def windows(self) -> int:
         length = self.cfg.feedback.segment_length
         return sum(len(r.segment_windows(length)) for r in self.recent)
@@ -258,6 +279,7 @@ class ControlLoop:
         if relabels != self.relabels:  # someone corrected a label: read everything again
             self.relabels = relabels
             self.known.clear()
+            self.labels_at_fit = 0  # and refit on the corrected labels
         after = self.known[-1].judgement_id if self.known else 0
         self.known.extend(self.store.comparisons(after=after))
         return self.known
@@ -274,8 +296,8 @@ class ControlLoop:
         `feedback.pacing_slack` labels (`feedback.pace`)."""
         fb = self.cfg.feedback
         if self.people and fb.pace:
-            wanted = self.schedule.wanted(self.policy.env_steps)
-            self.wait_for(min(wanted, self.store.count_queries()) - fb.pacing_slack, "to keep pace")
+            wanted = min(self.labels_wanted(), self.store.count_queries()) * fb.overlap
+            self.wait_for(wanted - fb.pacing_slack, "to keep pace")
 
     def wait_for(self, need: int, why: str) -> None:
         """Block (visibly, at most `feedback.wait_timeout`) until `need` judgements exist."""
@@ -321,6 +343,8 @@ class ControlLoop:
         if not self.fixed_scale:
             self.policy.reward_rms = RunningMeanStd(())
             return
+        if not self.recent:  # resumed before any rollout: collect one to measure r̂ on
+            self.recent.append(self.policy.collect())
         r = np.concatenate([self.r_hat(rollout).ravel() for rollout in self.recent])
         self.reward_scale = (float(r.mean()), float(r.std()) + 1e-8)
 
@@ -353,6 +377,9 @@ class ControlLoop:
                 "labels_at_fit": self.labels_at_fit,
                 "rm_metrics": self.rm_metrics,
                 "reward_scale": self.reward_scale,
+                "rl_start": self.rl_start,
+                "recent": [] if self.people else list(self.recent),  # people: frames too big
+                "torch_rng": torch.get_rng_state(),
                 "done": done,
             }
         )
@@ -369,6 +396,11 @@ class ControlLoop:
         self.iteration = ckpt["iteration"]
         self.labels_at_fit, self.rm_metrics = ckpt["labels_at_fit"], ckpt["rm_metrics"]
         self.reward_scale = tuple(ckpt["reward_scale"])
+        self.rl_start = ckpt["rl_start"]
+        self.recent.extend(ckpt["recent"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if self.rl_start is not None:
+            self.probe.freeze_reference(self.run_dir.policy_snapshots().get(0))
         self.run_dir.drop_metrics(
             lambda r: r.get("phase") == "rlhf" and r.get("iteration", 0) > self.iteration
         )

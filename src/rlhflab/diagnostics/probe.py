@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -54,7 +55,16 @@ CLIP_STEPS = 300  # a clip shows at most the first 300 steps of an episode
 class Probe:
     def __init__(self, cfg: RunConfig, run, policy, reward_model):
         self.cfg, self.run, self.policy, self.reward_model = cfg, run, policy, reward_model
-        self.reference = FrozenPolicy(policy)  # π_ref, taken before any checkpoint is loaded
+        self.reference = FrozenPolicy(policy)  # π_ref until `freeze_reference` at the start of RL
+
+    def freeze_reference(self, snapshot: Path | None = None) -> None:
+        """π_ref = π₀ as RL starts (its weights and observation statistics), the policy that
+        `policy_0000.pt` holds for Goodhart curves; from that file when resuming."""
+        self.reference = FrozenPolicy(self.policy)
+        if snapshot is not None:
+            state = torch.load(snapshot, weights_only=False)
+            self.reference.net.load_state_dict(state["net"])
+            self.reference.obs_rms.load_state_dict(state["obs_rms"])
 
     def measure(self, rollout, iteration: int) -> dict:
         return {

@@ -975,6 +975,18 @@ class FeedbackStore:
                 s.execute(delete(LeaseRow).where(LeaseRow.query_id.in_(ids)))
         return len(ids)
 
+    def reopen_withdrawn(self) -> int:
+        """A stopped run resumes: its withdrawn queries that still want judgements are served
+        again (the loop counts them as asked). Returns how many."""
+        with self._write() as s:
+            rows = select(QueryRow.id).where(
+                QueryRow.withdrawn.is_(True), _judged_count() < QueryRow.overlap, NOT_GOLD
+            )
+            ids = list(s.scalars(rows))
+            if ids:
+                s.execute(update(QueryRow).where(QueryRow.id.in_(ids)).values(withdrawn=False))
+        return len(ids)
+
     def finish_run(self) -> int:
         """The run ended or stopped: withdraw its unanswered queries and tell annotators."""
         withdrawn = self.withdraw_unanswered()
