@@ -156,3 +156,38 @@ def test_waiting_for_people_times_out_with_a_clear_message(tmp_path):
         RunError, match=r"waited 1 s for 8 labels; 0 arrived \(required before RL\).*rlhflab label"
     ):
         run_rlhf(cfg, run)
+
+
+def test_sigterm_stops_a_waiting_run_promptly_and_cleanly(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from rlhflab.feedback.store import FeedbackStore, sqlite_url
+
+    out = tmp_path / "run"
+    args = ["feedback.annotator.kind=people", "feedback.render_envs=0", "labels=40"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlhflab.cli", "run", "--out", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    store = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # waiting for people: its queries are stored
+        if (out / "feedback.db").exists():
+            store = FeedbackStore(sqlite_url(out / "feedback.db"))
+            if store.count_queries() and store.run_state() == "waiting":
+                break
+            store.close()
+            store = None
+        time.sleep(0.5)
+    assert store is not None, "the run never started waiting"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 7 and proc.returncode == 130, err
+    assert "interrupted" in err.decode()
+    assert store.run_state() == "over" and store.count_unanswered() == 0  # withdrawn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -201,10 +202,16 @@ def _add_reports(sub) -> None:
 
 
 # -- handlers ----------------------------------------------------------------------------
+def _stop_on_sigterm(signum, frame) -> None:
+    """SIGTERM stops a run the way Ctrl-C does: checkpoint, withdraw unanswered queries."""
+    raise KeyboardInterrupt
+
+
 def _cmd_run(args) -> int:
     from rlhflab.display import headless_rendering
     from rlhflab.runs import RunDir
 
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     headless_rendering()
     if args.resume:
         run = RunDir(args.resume)
