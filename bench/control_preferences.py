@@ -251,6 +251,15 @@ def fmt(m: float, s: float | None = None, digits: int = 1) -> str:
     return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def batch_cell(cfg: dict) -> str:
+    env, ppo = cfg["env"], cfg["policy"]
+    minibatch = env["num_envs"] * ppo["n_steps"] // ppo["minibatches"]
+    return (
+        f"{env['num_envs']}×{ppo['n_steps']}, {ppo['epochs']} epochs × "
+        f"{ppo['minibatches']} minibatches of {minibatch}"
+    )
+
+
 def summarise(results: dict) -> tuple[list[dict], list[dict]]:
     """Rows of the score table and of the speed table from raw results."""
     score_rows, speed_rows = [], []
@@ -317,10 +326,7 @@ def summarise(results: dict) -> tuple[list[dict], list[dict]]:
             {
                 "task": task,
                 "env": t["env"],
-                "batch": f"{cfg['env']['num_envs']}×{cfg['policy']['n_steps']}, "
-                "{cfg['policy']['epochs']} epochs × {cfg['policy']['minibatches']} minibatches of"
-                " {cfg['env']['num_envs'] * cfg['policy']['n_steps'] // "
-                "cfg['policy']['minibatches']}",
+                "batch": batch_cell(cfg),
                 "reference_budget": ref,
                 "rlhf_sps": rlhf_sps,
                 "rlhf_sps_by_budget": by_budget,
@@ -455,22 +461,21 @@ def markdown(results: dict) -> str:
         "its own seed's baseline instead. Synthetic annotator: the config's (default Boltzmann τ "
         "= 1, 10% random answers). "
         "RM val acc: the reward ensemble's accuracy on held-out comparisons at the end of the run. "
-        "RLHF wall s: seconds of `run_rlhf` per run (training only).",
+        "RLHF wall s: seconds of a whole run per seed, as `rlhflab run baseline=false` lives "
+        "it (the loop, evaluations, probes, checkpoints, the final evaluation and the report).",
         "",
         table(SCORE_HEADER, [score_cells(r) for r in score_rows]),
         "",
         "## Speed",
         "",
-        "Env steps per second over a whole run: for RLHF the whole loop of `run_rlhf` (rollouts, "
-        "reward-model predictions, "
-        "queries and the feedback store, reward-model refits, PPO updates, and its periodic "
-        "evaluations and checkpoints) at the "
-        "reference label budget; for our PPO `train_true_reward` (with its periodic evaluations);"
-        " for SB3 `PPO.learn` with the "
-        "same env, num_envs, n_steps, epochs, minibatch size, lr, γ, λ, 64×64 tanh actor and "
-        "critic and VecNormalize, one run "
-        "(seed 0). All with `torch.set_num_threads(1)`. Another process may have shared the 2 "
-        "CPUs (load averages are in the JSON).",
+        "Env steps per second over a whole run: for RLHF a whole `rlhflab run baseline=false` "
+        "(rollouts, reward-model predictions, queries and the feedback store, refits, PPO "
+        "updates, periodic evaluations, probes and checkpoints, the final evaluation and the "
+        "report) at the reference label budget; for our PPO `train_true_reward` (with its "
+        "periodic evaluations); for SB3 `PPO.learn` with the same env, num_envs, n_steps, "
+        "epochs, minibatch size, lr, γ, λ, 64×64 tanh actor and critic and VecNormalize, one "
+        "run (seed 0). All with `torch.set_num_threads(1)`, two runs at a time (`--jobs 2`) "
+        "on the 2 CPUs, SB3's among them (load averages are in the JSON).",
         "",
         table(SPEED_HEADER, [speed_cells(r) for r in speed_rows]),
         "",
@@ -567,8 +572,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "finished": None,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-            "{platform.python_version()}",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}",
             "torch": torch.__version__,
             "threads": min(threads),
             "sb3": _sb3_version() if use_sb3 else None,
