@@ -15,7 +15,7 @@ on the same task with the same batch settings, all with one torch thread.
 
     python bench/control_preferences.py --quick
     python bench/control_preferences.py --tasks cartpole,pendulum --seeds 5 \\
-        --out bench/results/control_preferences.md
+        --out bench/results/control_preferences_classic.md
     python bench/control_preferences.py --render a.json b.json --out combined.md  # saved results
 
 Per-task settings live in examples/<task>.yaml (any config key can be overridden with
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -239,7 +240,8 @@ def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress=None) -> dic
 
 # -- summaries ----------------------------------------------------------------------------
 def mean_std(xs: list[float]) -> tuple[float, float]:
-    xs = [x for x in xs if x is not None]
+    """Over the finite values (a seed whose baseline equals random has no paired score)."""
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
     if not xs:
         return float("nan"), float("nan")
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
