@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rlhflab.feedback.exchange import DataError, export_records, import_jsonl
-from rlhflab.feedback.store import FeedbackStore, lease_token_of
+from rlhflab.feedback.schema import lease_token_of
+from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
 from rlhflab.types import Segment
 

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from rlhflab.feedback.store import FeedbackStore, lease_token_of, sqlite_url
+from rlhflab.feedback.schema import lease_token_of, sqlite_url
+from rlhflab.feedback.store import FeedbackStore
 from rlhflab.types import Judgement, Segment
 
 

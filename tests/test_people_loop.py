@@ -164,7 +164,8 @@ def test_sigterm_stops_a_waiting_run_promptly_and_cleanly(tmp_path):
     import subprocess
     import sys
 
-    from rlhflab.feedback.store import FeedbackStore, sqlite_url
+    from rlhflab.feedback.schema import sqlite_url
+    from rlhflab.feedback.store import FeedbackStore
 
     out = tmp_path / "run"
     args = ["feedback.annotator.kind=people", "feedback.render_envs=0", "labels=40"]

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from rlhflab.config import RunConfig, build_config, to_yaml
-from rlhflab.feedback.store import FeedbackStore, sqlite_url
+from rlhflab.feedback.schema import sqlite_url
+from rlhflab.feedback.store import FeedbackStore
 
 
 def _jsonable(v):

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhflab.feedback.store import MAX_RESPONSES, MAX_TEXT, FeedbackStore
+from rlhflab.feedback.schema import MAX_RESPONSES, MAX_TEXT
+from rlhflab.feedback.store import FeedbackStore
 from rlhflab.types import Judgement, Segment
 
 TEXT_FORMATS = ("trl", "hh", "rankings", "ratings", "critiques", "corrections")

@@ -14,277 +14,46 @@ whether the annotator saw the two sides the other way round.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import secrets
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    UniqueConstraint,
     create_engine,
     delete,
     event,
     func,
-    inspect,
     select,
     update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Session
 
+from rlhflab.feedback.accounts import AccountsMixin
 from rlhflab.feedback.clips import GIF, MP4, Clip
+from rlhflab.feedback.leases import LeaseMixin
+from rlhflab.feedback.schema import (
+    LIVE,
+    MAX_RESPONSES,
+    NOT_GOLD,
+    PAIR_KINDS,
+    RUN_STATES,
+    AuditRow,
+    Base,
+    ClipLike,
+    ClipRow,
+    JudgementRow,
+    LeaseRow,
+    QueryRow,
+    SegmentRow,
+    SettingRow,
+    add_missing_columns,
+    judged_count,
+    pack,
+)
 from rlhflab.types import Comparison, Judgement, Query, Segment
 
-ClipLike = Clip | bytes
 
-QUERY_KINDS = ("segments", "text_pair", "ranking", "rating", "critique", "correction")
-PAIR_KINDS = ("segments", "text_pair")
-MAX_TEXT = 20_000  # characters in one prompt, response or answer: the web API's limit, and import's
-MAX_RESPONSES = 64  # responses in one ranking query
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite returns naive datetimes
-
-
-def _pack(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(a), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _unpack(b: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(b), allow_pickle=False)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class SegmentRow(Base):
-    __tablename__ = "segments"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    obs: Mapped[bytes] = mapped_column(LargeBinary)
-    actions: Mapped[bytes] = mapped_column(LargeBinary)
-    judged_rewards: Mapped[bytes] = mapped_column(
-        "true_rewards", LargeBinary
-    )  # column name kept: older stores open
-    env_steps: Mapped[int] = mapped_column(Integer, default=0)
-    absorbing: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-
-    def to_segment(self) -> Segment:
-        return Segment(
-            _unpack(self.obs),
-            _unpack(self.actions),
-            _unpack(self.judged_rewards),
-            self.env_steps,
-            absorbing=None if self.absorbing is None else _unpack(self.absorbing),
-        )
-
-
-class ClipRow(Base):
-    """A rendered clip of one segment (H.264 MP4, or GIF in older stores), for people to watch."""
-
-    __tablename__ = "clips"
-    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), primary_key=True)
-    mime: Mapped[str] = mapped_column(String(40), default="image/gif")
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-class QueryRow(Base):
-    __tablename__ = "queries"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), default="segments")
-    left_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), nullable=True)
-    right_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), nullable=True)
-    payload: Mapped[dict] = mapped_column(JSON, default=dict)  # text queries: prompt, responses
-    overlap: Mapped[int] = mapped_column(
-        Integer, default=1
-    )  # judgements wanted from distinct annotators
-    env_steps: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    # withdrawn when the run ended before it was answered: no longer served, answers get 409
-    withdrawn: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
-    # a gold question: the known answer (stored orientation); never counted as a run's label
-    gold: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    left: Mapped[SegmentRow | None] = relationship(foreign_keys=[left_id], lazy="joined")
-    right: Mapped[SegmentRow | None] = relationship(foreign_keys=[right_id], lazy="joined")
-
-    def segments(self) -> tuple[Segment, Segment]:
-        """The (left, right) segments of a segment query."""
-        if self.left is None or self.right is None:
-            raise ValueError(f"query {self.id} ({self.kind}) has no segments")
-        return self.left.to_segment(), self.right.to_segment()
-
-
-class JudgementRow(Base):
-    __tablename__ = "judgements"
-    __table_args__ = (
-        UniqueConstraint("query_id", "annotator", name="one_judgement_per_annotator"),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id"), index=True)
-    annotator: Mapped[str] = mapped_column(String(200), default="synthetic", index=True)
-    label: Mapped[str] = mapped_column(
-        String(16)
-    )  # left/right/equal/cant_tell, or the kind of a text answer
-    payload: Mapped[dict] = mapped_column(
-        JSON, default=dict
-    )  # ranking order, rating, critique or edited text
-    shown_swapped: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
-    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    query: Mapped[QueryRow] = relationship(lazy="joined")
-
-
-class AnnotatorRow(Base):
-    __tablename__ = "annotators"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    disabled: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
-
-
-class SessionRow(Base):
-    """A browser session (its cookie holds the session id, never the annotator's token)."""
-
-    __tablename__ = "sessions"
-    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    annotator: Mapped[str] = mapped_column(String(200), index=True)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class LoginCodeRow(Base):
-    """A one-time login code: the personal link carries it; the first sign-in uses it up."""
-
-    __tablename__ = "login_codes"
-    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    annotator: Mapped[str] = mapped_column(String(200), index=True)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class AuditRow(Base):
-    """Who changed what: judgements changed through the API, annotators added, disabled, rotated."""
-
-    __tablename__ = "audit"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(40))
-    subject: Mapped[str] = mapped_column(String(200))  # "judgement 12", "annotator alice"
-    detail: Mapped[dict] = mapped_column(JSON, default=dict)
-
-
-class LeaseRow(Base):
-    """At most one live lease per query: the annotator who is answering it now."""
-
-    __tablename__ = "leases"
-    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id"), primary_key=True)
-    annotator: Mapped[str] = mapped_column(String(200), index=True)
-    order: Mapped[list] = mapped_column(JSON)  # shown position → stored index (a permutation)
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class SettingRow(Base):
-    __tablename__ = "settings"
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
-def lease_token_of(lease: LeaseRow) -> str:
-    """Identifies one issue of a lease (and so its display order): the answer must quote it."""
-    return hashlib.sha256(
-        f"{lease.query_id}:{lease.annotator}:{_aware(lease.issued_at).isoformat()}:{lease.order}".encode()
-    ).hexdigest()[:16]
-
-
-RUN_STATES = ("running", "waiting", "over")
-LIVE = QueryRow.withdrawn.is_not(True)  # not withdrawn (NULL in stores older than the column)
-NOT_GOLD = QueryRow.gold.is_(None)
-
-
-def _judged_count():
-    return (
-        select(func.count(JudgementRow.id))
-        .where(JudgementRow.query_id == QueryRow.id)
-        .scalar_subquery()
-    )
-
-
-def sqlite_url(path) -> str:
-    return f"sqlite:///{path}"
-
-
-class LeaseError(Exception):
-    """An answer to a query the annotator does not (or no longer) hold."""
-
-
-def _open_to(annotator: str, now: datetime) -> tuple:
-    """Conditions for a query that `annotator` may be given: short of its overlap, not judged by
-    them, and not under someone else's live lease."""
-    mine_done = select(JudgementRow.query_id).where(JudgementRow.annotator == annotator)
-    busy = select(LeaseRow.query_id).where(
-        LeaseRow.expires_at > now, LeaseRow.annotator != annotator
-    )
-    return (
-        _judged_count() < QueryRow.overlap,
-        QueryRow.id.not_in(mine_done),
-        QueryRow.id.not_in(busy),
-        LIVE,
-        NOT_GOLD,
-    )
-
-
-def _gold_open_to(annotator: str, now: datetime) -> tuple:
-    """Gold questions the annotator has not answered and nobody else holds (overlap ignored)."""
-    return (QueryRow.gold.is_not(None), LIVE, *_open_to(annotator, now)[1:3])
-
-
-def _add_missing_columns(engine) -> None:
-    """Stores written by an older rlhflab lack newer nullable columns: add them in place."""
-    with engine.connect() as conn:
-        inspector = inspect(conn)
-        missing = [
-            (table.name, column)
-            for table in Base.metadata.sorted_tables
-            if inspector.has_table(table.name)
-            for have in [{c["name"] for c in inspector.get_columns(table.name)}]
-            for column in table.columns
-            if column.name not in have and column.nullable
-        ]
-    if missing:
-        with engine.begin() as conn:
-            for table, column in missing:
-                kind = column.type.compile(engine.dialect)
-                conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}')
-
-
-class FeedbackStore:
+class FeedbackStore(LeaseMixin, AccountsMixin):
     def __init__(self, url: str):
         self.url = url
         self.engine = create_engine(url, future=True)
@@ -299,7 +68,7 @@ class FeedbackStore:
             self.reader = create_engine(url, future=True)
             event.listen(self.reader, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        add_missing_columns(self.engine)
 
     @contextmanager
     def _write(self):
@@ -357,11 +126,11 @@ class FeedbackStore:
             for k, (left, right) in enumerate(pairs):
                 rows = [
                     SegmentRow(
-                        obs=_pack(g.obs),
-                        actions=_pack(g.actions),
-                        judged_rewards=_pack(g.judged_rewards),
+                        obs=pack(g.obs),
+                        actions=pack(g.actions),
+                        judged_rewards=pack(g.judged_rewards),
                         env_steps=g.env_steps,
-                        absorbing=None if g.absorbing is None else _pack(g.absorbing),
+                        absorbing=None if g.absorbing is None else pack(g.absorbing),
                     )
                     for g in (left, right)
                 ]
@@ -448,9 +217,9 @@ class FeedbackStore:
             for (left, right), r in zip(pairs, records):
                 rows = [
                     SegmentRow(
-                        obs=_pack(g.obs),
-                        actions=_pack(g.actions),
-                        judged_rewards=_pack(g.judged_rewards),
+                        obs=pack(g.obs),
+                        actions=pack(g.actions),
+                        judged_rewards=pack(g.judged_rewards),
                         env_steps=g.env_steps,
                     )
                     for g in (left, right)
@@ -575,7 +344,7 @@ class FeedbackStore:
 
     def count_unanswered(self) -> int:
         """Queries that still want judgements (fewer than their overlap), not withdrawn."""
-        wanted = (_judged_count() < QueryRow.overlap, LIVE, NOT_GOLD)
+        wanted = (judged_count() < QueryRow.overlap, LIVE, NOT_GOLD)
         with self._read() as s:
             return s.scalar(select(func.count(QueryRow.id)).where(*wanted)) or 0
 
@@ -698,259 +467,6 @@ class FeedbackStore:
             )  # readers that cache judgements re-read when this changes
             s.add(counter)
 
-    # -- leases: one query to one annotator at a time ---------------------------------------
-    def lease_next(
-        self, annotator: str, lease_seconds: float, rng: np.random.Generator
-    ) -> tuple[QueryRow, LeaseRow] | None:
-        """The annotator's live lease, or a new one on the oldest query they may answer; None if
-        there is none.
-
-        A query is open to an annotator who has not judged it, while it has fewer judgements than
-        its overlap and no live lease held by someone else. Display order is randomised per
-        lease."""
-        now = _now()
-        if self.run_state() == "over":
-            return None
-        gold_rate = float(self.setting("gold_rate", "0") or 0)
-        with self._write() as s:
-            mine = s.scalars(
-                select(LeaseRow).where(LeaseRow.annotator == annotator).order_by(LeaseRow.issued_at)
-            ).all()
-            for lease in mine:
-                if _aware(lease.expires_at) > now:
-                    return s.get(QueryRow, lease.query_id), lease
-            q = None
-            if gold_rate > 0 and rng.random() < gold_rate:  # a gold question, mixed in at random
-                q = self._first(s, _gold_open_to(annotator, now))
-            q = q or self._first(s, _open_to(annotator, now))
-            if q is None:
-                return None
-            n = 2 if q.kind in PAIR_KINDS else len(q.payload.get("responses", [None]))
-            order = [int(i) for i in rng.permutation(n)]
-            lease = s.get(LeaseRow, q.id)
-            if lease is None:
-                lease = LeaseRow(query_id=q.id)
-                s.add(lease)
-            lease.annotator, lease.order, lease.issued_at, lease.expires_at = (
-                annotator,
-                order,
-                now,
-                now + timedelta(seconds=lease_seconds),
-            )
-            s.flush()
-            return q, lease
-
-    def _first(self, s: Session, where: tuple) -> QueryRow | None:
-        stmt = select(QueryRow).where(*where).order_by(QueryRow.id).limit(1)
-        if not self.sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
-        return s.scalars(stmt).first()
-
-    def lease(self, query_id: int) -> LeaseRow | None:
-        with self._read() as s:
-            return s.get(LeaseRow, query_id)
-
-    def answer_lease(
-        self,
-        annotator: str,
-        query_id: int,
-        answer,
-        lease_token: str,
-        max_seconds: float = 3600.0,
-    ) -> int:
-        """Store an answer given through a lease, in one transaction.
-
-        `lease_token` is the token issued with the lease (`lease_token_of`): an answer quoting
-        another issue of the lease, or arriving after it expired, is refused. `answer(kind,
-        order) -> (label, payload)` maps what the annotator was shown (display order `order`)
-        to the stored orientation; it may raise to refuse the answer."""
-        now = _now()
-        with self._write() as s:
-            lease = s.get(LeaseRow, query_id)
-            if lease is None or lease.annotator != annotator:
-                raise LeaseError(
-                    f"query {query_id} is not leased to you (the lease expired and was "
-                    "reassigned, the run is over, or it was never issued); ask for the next query"
-                )
-            if lease_token != lease_token_of(lease):
-                raise LeaseError(
-                    f"query {query_id} was leased again since you saw it (its display order "
-                    "may differ); ask for the next query"
-                )
-            if _aware(lease.expires_at) <= now:
-                raise LeaseError(f"your lease on query {query_id} expired; ask for the next query")
-            q = s.get(QueryRow, query_id)
-            if q.withdrawn:
-                raise LeaseError(f"query {query_id} was withdrawn: the run is over")
-            done = (
-                s.scalar(
-                    select(func.count(JudgementRow.id)).where(JudgementRow.query_id == query_id)
-                )
-                or 0
-            )
-            if q.gold is None and done >= q.overlap:
-                raise LeaseError(
-                    f"query {query_id} already has the {q.overlap} judgement(s) it needs"
-                )
-            label, payload = answer(q.kind, lease.order)
-            seconds = min((now - _aware(lease.issued_at)).total_seconds(), max_seconds)
-            swapped = lease.order != sorted(lease.order) if q.kind in PAIR_KINDS else None
-            return self._insert_judgement(s, query_id, label, annotator, seconds, payload, swapped)
-
-    def gold_answers(self) -> list[dict]:
-        """Every answer to a gold question, in order: annotator, time, whether it was right."""
-        with self._read() as s:
-            rows = s.execute(
-                select(
-                    JudgementRow.annotator,
-                    JudgementRow.created_at,
-                    JudgementRow.label,
-                    QueryRow.gold,
-                )
-                .join(QueryRow, JudgementRow.query_id == QueryRow.id)
-                .where(QueryRow.gold.is_not(None))
-                .order_by(JudgementRow.id)
-            )
-            return [
-                {"annotator": a, "at": _aware(t), "label": label, "correct": label == gold}
-                for a, t, label, gold in rows
-            ]
-
-    def progress(self, annotator: str) -> tuple[int, int]:
-        """(judgements given, queries open to them now) for one annotator, in one read."""
-        with self._read() as s:
-            done = (
-                s.scalar(
-                    select(func.count(JudgementRow.id)).where(JudgementRow.annotator == annotator)
-                )
-                or 0
-            )
-            open_ = (
-                s.scalar(select(func.count(QueryRow.id)).where(*_open_to(annotator, _now()))) or 0
-            )
-            return done, open_
-
-    # -- annotators and settings ------------------------------------------------------------
-    def add_annotator(self, name: str, is_admin: bool = False) -> str:
-        """Create an annotator; returns their secret token (only its hash is stored)."""
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise ValueError("an annotator name must be 1–200 characters")
-        token = secrets.token_urlsafe(24)
-        with self._write() as s:
-            if s.scalar(select(AnnotatorRow).where(AnnotatorRow.name == name)) is not None:
-                raise ValueError(f"an annotator named '{name}' already exists")
-            s.add(AnnotatorRow(name=name, token_hash=hash_token(token), is_admin=is_admin))
-        return token
-
-    def annotator_by_token(self, token: str) -> AnnotatorRow | None:
-        """The enabled annotator holding this token, read from the store on every call."""
-        with self._read() as s:
-            return s.scalar(
-                select(AnnotatorRow).where(
-                    AnnotatorRow.token_hash == hash_token(token), AnnotatorRow.disabled.is_not(True)
-                )
-            )
-
-    def annotator(self, name: str) -> AnnotatorRow | None:
-        with self._read() as s:
-            return s.scalar(select(AnnotatorRow).where(AnnotatorRow.name == name))
-
-    def _annotator_for_change(self, s: Session, name: str) -> AnnotatorRow:
-        row = s.scalar(select(AnnotatorRow).where(AnnotatorRow.name == name))
-        if row is None:
-            raise KeyError(f"no annotator named '{name}'")
-        return row
-
-    def _sign_out(self, s: Session, name: str) -> None:
-        """End the annotator's sessions, unused login codes and leases (their queries go back)."""
-        s.execute(delete(SessionRow).where(SessionRow.annotator == name))
-        s.execute(delete(LoginCodeRow).where(LoginCodeRow.annotator == name))
-        s.execute(delete(LeaseRow).where(LeaseRow.annotator == name))
-
-    def set_disabled(self, name: str, disabled: bool = True, actor: str = "cli") -> None:
-        """Disable (or enable) an annotator: their token, sessions and leases stop at once."""
-        with self._write() as s:
-            row = self._annotator_for_change(s, name)
-            row.disabled = disabled
-            if disabled:
-                self._sign_out(s, name)
-            action = "disable" if disabled else "enable"
-            s.add(AuditRow(actor=actor, action=action, subject=f"annotator {name}"))
-
-    def set_admin(self, name: str, is_admin: bool, actor: str = "cli") -> None:
-        """Promote or demote an annotator; effective on their next request."""
-        with self._write() as s:
-            self._annotator_for_change(s, name).is_admin = is_admin
-            action = "promote" if is_admin else "demote"
-            s.add(AuditRow(actor=actor, action=action, subject=f"annotator {name}"))
-
-    def rotate_token(self, name: str, actor: str = "cli") -> str:
-        """A new token for the annotator; the old one, their sessions and codes stop at once."""
-        token = secrets.token_urlsafe(24)
-        with self._write() as s:
-            row = self._annotator_for_change(s, name)
-            row.token_hash = hash_token(token)
-            self._sign_out(s, name)
-            s.add(AuditRow(actor=actor, action="rotate", subject=f"annotator {name}"))
-        return token
-
-    def login_code(self, name: str, ttl_seconds: float = 7 * 86400) -> str:
-        """A one-time login code for the annotator's personal link (only its hash is stored)."""
-        code = secrets.token_urlsafe(18)
-        with self._write() as s:
-            self._annotator_for_change(s, name)
-            expires = _now() + timedelta(seconds=ttl_seconds)
-            s.add(LoginCodeRow(code_hash=hash_token(code), annotator=name, expires_at=expires))
-        return code
-
-    def redeem_login_code(self, code: str) -> AnnotatorRow | None:
-        """The enabled annotator a live login code belongs to; the code is used up either way."""
-        with self._write() as s:
-            row = s.get(LoginCodeRow, hash_token(code))
-            if row is None:
-                return None
-            s.delete(row)
-            if _aware(row.expires_at) <= _now():
-                return None
-            return self._enabled_annotator(s, row.annotator)
-
-    def new_session(self, name: str, ttl_seconds: float = 30 * 86400) -> str:
-        sid = secrets.token_urlsafe(32)
-        with self._write() as s:
-            expires = _now() + timedelta(seconds=ttl_seconds)
-            s.add(SessionRow(id_hash=hash_token(sid), annotator=name, expires_at=expires))
-        return sid
-
-    def annotator_by_session(self, sid: str) -> AnnotatorRow | None:
-        """The enabled annotator of a live session, read from the store on every call."""
-        with self._read() as s:
-            row = s.get(SessionRow, hash_token(sid))
-            if row is None or _aware(row.expires_at) <= _now():
-                return None
-            return self._enabled_annotator(s, row.annotator)
-
-    @staticmethod
-    def _enabled_annotator(s: Session, name: str) -> AnnotatorRow | None:
-        """The annotator named `name` unless disabled (NULL in stores older than the column)."""
-        return s.scalar(
-            select(AnnotatorRow).where(
-                AnnotatorRow.name == name, AnnotatorRow.disabled.is_not(True)
-            )
-        )
-
-    def end_session(self, sid: str) -> None:
-        with self._write() as s:
-            s.execute(delete(SessionRow).where(SessionRow.id_hash == hash_token(sid)))
-
-    def audit(self, actor: str, action: str, subject: str, detail: dict | None = None) -> None:
-        with self._write() as s:
-            s.add(AuditRow(actor=actor, action=action, subject=subject, detail=detail or {}))
-
-    def audit_rows(self) -> list[AuditRow]:
-        with self._read() as s:
-            return list(s.scalars(select(AuditRow).order_by(AuditRow.id)))
-
     # -- the run's state, as annotators see it ---------------------------------------------
     def set_run_state(self, state: str) -> None:
         """`running`, `waiting` (RL paused for labels) or `over` (nothing more will be asked)."""
@@ -967,7 +483,7 @@ class FeedbackStore:
         with self._write() as s:
             ids = list(
                 s.scalars(
-                    select(QueryRow.id).where(_judged_count() < QueryRow.overlap, LIVE, NOT_GOLD)
+                    select(QueryRow.id).where(judged_count() < QueryRow.overlap, LIVE, NOT_GOLD)
                 )
             )
             if ids:
@@ -980,7 +496,7 @@ class FeedbackStore:
         again (the loop counts them as asked). Returns how many."""
         with self._write() as s:
             rows = select(QueryRow.id).where(
-                QueryRow.withdrawn.is_(True), _judged_count() < QueryRow.overlap, NOT_GOLD
+                QueryRow.withdrawn.is_(True), judged_count() < QueryRow.overlap, NOT_GOLD
             )
             ids = list(s.scalars(rows))
             if ids:
@@ -992,10 +508,6 @@ class FeedbackStore:
         withdrawn = self.withdraw_unanswered()
         self.set_run_state("over")
         return withdrawn
-
-    def annotators(self) -> list[AnnotatorRow]:
-        with self._read() as s:
-            return list(s.scalars(select(AnnotatorRow).order_by(AnnotatorRow.id)))
 
     def set_setting(self, key: str, value: str) -> None:
         with self._write() as s:

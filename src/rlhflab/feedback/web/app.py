@@ -33,13 +33,9 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhflab.feedback.agreement import annotator_report, gold_scores
-from rlhflab.feedback.store import (
-    PAIR_KINDS,
-    AnnotatorRow,
-    FeedbackStore,
-    LeaseError,
-    lease_token_of,
-)
+from rlhflab.feedback.leases import LeaseError
+from rlhflab.feedback.schema import PAIR_KINDS, AnnotatorRow, lease_token_of
+from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.web.schemas import (
     MAX_ID,
     Acknowledged,

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from rlhflab.feedback.store import MAX_RESPONSES, MAX_TEXT
+from rlhflab.feedback.schema import MAX_RESPONSES, MAX_TEXT
 
 Choice = Literal["left", "right", "equal", "cant_tell"]
 STRICT = ConfigDict(extra="forbid", strict=True)

@@ -1,0 +1,242 @@
+"""The feedback store's tables (SQLAlchemy ORM) and the small pieces every part of the
+store shares: array packing, token hashing, lease tokens, the conditions "live" and "not
+gold", and the in-place migration of stores written by older versions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from rlhflab.feedback.clips import Clip
+from rlhflab.types import Segment
+
+ClipLike = Clip | bytes
+
+QUERY_KINDS = ("segments", "text_pair", "ranking", "rating", "critique", "correction")
+PAIR_KINDS = ("segments", "text_pair")
+MAX_TEXT = 20_000  # characters in one prompt, response or answer: the web API's limit, and import's
+MAX_RESPONSES = 64  # responses in one ranking query
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite returns naive datetimes
+
+
+def pack(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def unpack(b: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(b), allow_pickle=False)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SegmentRow(Base):
+    __tablename__ = "segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    obs: Mapped[bytes] = mapped_column(LargeBinary)
+    actions: Mapped[bytes] = mapped_column(LargeBinary)
+    judged_rewards: Mapped[bytes] = mapped_column(
+        "true_rewards", LargeBinary
+    )  # column name kept: older stores open
+    env_steps: Mapped[int] = mapped_column(Integer, default=0)
+    absorbing: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_segment(self) -> Segment:
+        return Segment(
+            unpack(self.obs),
+            unpack(self.actions),
+            unpack(self.judged_rewards),
+            self.env_steps,
+            absorbing=None if self.absorbing is None else unpack(self.absorbing),
+        )
+
+
+class ClipRow(Base):
+    """A rendered clip of one segment (H.264 MP4, or GIF in older stores), for people to watch."""
+
+    __tablename__ = "clips"
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), primary_key=True)
+    mime: Mapped[str] = mapped_column(String(40), default="image/gif")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class QueryRow(Base):
+    __tablename__ = "queries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default="segments")
+    left_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), nullable=True)
+    right_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), nullable=True)
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)  # text queries: prompt, responses
+    overlap: Mapped[int] = mapped_column(
+        Integer, default=1
+    )  # judgements wanted from distinct annotators
+    env_steps: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # withdrawn when the run ended before it was answered: no longer served, answers get 409
+    withdrawn: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
+    # a gold question: the known answer (stored orientation); never counted as a run's label
+    gold: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    left: Mapped[SegmentRow | None] = relationship(foreign_keys=[left_id], lazy="joined")
+    right: Mapped[SegmentRow | None] = relationship(foreign_keys=[right_id], lazy="joined")
+
+    def segments(self) -> tuple[Segment, Segment]:
+        """The (left, right) segments of a segment query."""
+        if self.left is None or self.right is None:
+            raise ValueError(f"query {self.id} ({self.kind}) has no segments")
+        return self.left.to_segment(), self.right.to_segment()
+
+
+class JudgementRow(Base):
+    __tablename__ = "judgements"
+    __table_args__ = (
+        UniqueConstraint("query_id", "annotator", name="one_judgement_per_annotator"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id"), index=True)
+    annotator: Mapped[str] = mapped_column(String(200), default="synthetic", index=True)
+    label: Mapped[str] = mapped_column(
+        String(16)
+    )  # left/right/equal/cant_tell, or the kind of a text answer
+    payload: Mapped[dict] = mapped_column(
+        JSON, default=dict
+    )  # ranking order, rating, critique or edited text
+    shown_swapped: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    query: Mapped[QueryRow] = relationship(lazy="joined")
+
+
+class AnnotatorRow(Base):
+    __tablename__ = "annotators"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
+
+
+class SessionRow(Base):
+    """A browser session (its cookie holds the session id, never the annotator's token)."""
+
+    __tablename__ = "sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    annotator: Mapped[str] = mapped_column(String(200), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoginCodeRow(Base):
+    """A one-time login code: the personal link carries it; the first sign-in uses it up."""
+
+    __tablename__ = "login_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    annotator: Mapped[str] = mapped_column(String(200), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRow(Base):
+    """Who changed what: judgements changed through the API, annotators added, disabled, rotated."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200))  # "judgement 12", "annotator alice"
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class LeaseRow(Base):
+    """At most one live lease per query: the annotator who is answering it now."""
+
+    __tablename__ = "leases"
+    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id"), primary_key=True)
+    annotator: Mapped[str] = mapped_column(String(200), index=True)
+    order: Mapped[list] = mapped_column(JSON)  # shown position → stored index (a permutation)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SettingRow(Base):
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def lease_token_of(lease: LeaseRow) -> str:
+    """Identifies one issue of a lease (and so its display order): the answer must quote it."""
+    return hashlib.sha256(
+        f"{lease.query_id}:{lease.annotator}:{aware(lease.issued_at).isoformat()}:{lease.order}".encode()
+    ).hexdigest()[:16]
+
+
+RUN_STATES = ("running", "waiting", "over")
+LIVE = QueryRow.withdrawn.is_not(True)  # not withdrawn (NULL in stores older than the column)
+NOT_GOLD = QueryRow.gold.is_(None)
+
+
+def judged_count():
+    return (
+        select(func.count(JudgementRow.id))
+        .where(JudgementRow.query_id == QueryRow.id)
+        .scalar_subquery()
+    )
+
+
+def sqlite_url(path) -> str:
+    return f"sqlite:///{path}"
+
+
+def add_missing_columns(engine) -> None:
+    """Stores written by an older rlhflab lack newer nullable columns: add them in place."""
+    with engine.connect() as conn:
+        inspector = inspect(conn)
+        missing = [
+            (table.name, column)
+            for table in Base.metadata.sorted_tables
+            if inspector.has_table(table.name)
+            for have in [{c["name"] for c in inspector.get_columns(table.name)}]
+            for column in table.columns
+            if column.name not in have and column.nullable
+        ]
+    if missing:
+        with engine.begin() as conn:
+            for table, column in missing:
+                kind = column.type.compile(engine.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}')
