@@ -70,10 +70,12 @@ class LabelSchedule:
     env_steps: int
 
     @classmethod
-    def from_config(cls, cfg: RunConfig) -> LabelSchedule:
+    def from_config(cls, cfg: RunConfig, rl_start: int = 0) -> LabelSchedule:
+        """The run's schedule over its RL env steps: those after `rl_start`."""
         fb = cfg.feedback
         initial = max(2, round(fb.labels * fb.initial_share)) if fb.initial_share > 0 else 0
-        return cls(fb.labels, min(initial, fb.labels), fb.t0 * cfg.env_steps, cfg.env_steps)
+        span = max(1, cfg.env_steps - rl_start)
+        return cls(fb.labels, min(initial, fb.labels), fb.t0 * span, span)
 
     def wanted(self, env_steps: int) -> int:
         """Labels that should exist once the policy has taken `env_steps` steps."""
@@ -136,6 +138,7 @@ class ControlLoop:
                 self.gather_initial_feedback()
                 self.fit_reward_model()
                 self.rl_start = self.policy.env_steps
+                self.schedule = LabelSchedule.from_config(self.cfg, self.rl_start)
                 self.probe.freeze_reference()  # π₀: the weights and statistics RL starts from
                 self.probe.save_samples(0, clip=True)
                 self.run_dir.save_policy(0, self.policy.state_dict())  # π₀ of Goodhart curves
@@ -225,13 +228,9 @@ class ControlLoop:
 
     # -- feedback -------------------------------------------------------------------------
     def labels_wanted(self) -> int:
-        """The schedule's labels by now, its time T counted from the start of RL (the initial
+        """The schedule's labels by now; its time T counts from the start of RL (the initial
         rollouts of π₀ are the pre-RL share's, not a head start on the decaying rate)."""
-        start = self.rl_start or 0
-        steps = self.policy.env_steps - start
-        return self.schedule.wanted(
-            round(steps * self.cfg.env_steps / max(1, self.cfg.env_steps - start))
-        )
+        return self.schedule.wanted(self.policy.env_steps - (self.rl_start or 0))
 
     def windows(self) -> int:
         length = self.cfg.feedback.segment_length
@@ -397,6 +396,7 @@ class ControlLoop:
         self.labels_at_fit, self.rm_metrics = ckpt["labels_at_fit"], ckpt["rm_metrics"]
         self.reward_scale = tuple(ckpt["reward_scale"])
         self.rl_start = ckpt["rl_start"]
+        self.schedule = LabelSchedule.from_config(self.cfg, self.rl_start or 0)
         self.recent.extend(ckpt["recent"])
         torch.set_rng_state(ckpt["torch_rng"])
         if self.rl_start is not None:

@@ -209,12 +209,16 @@ class RewardEnsemble:
         if not comparisons:
             return np.zeros(0)
         returns = self.segment_returns([s for c in comparisons for s in (c.left, c.right)])
-        unseen = torch.tensor(
-            [[c.query_id not in seen for c in comparisons] for seen in self.trained_on]
-        ).float()
+        unseen = self._unseen([c.query_id for c in comparisons])
         left = (returns[:, 0::2] * unseen).sum(0) / unseen.sum(0)
         right = (returns[:, 1::2] * unseen).sum(0) / unseen.sum(0)
         return preference_probability(left, right, self.cfg.label_noise).numpy()
+
+    def _unseen(self, query_ids: list[int]) -> torch.Tensor:
+        """[M, n] 1 where member m did not train on query i (its out-of-bag mask)."""
+        return torch.tensor(
+            [[q not in seen for q in query_ids] for seen in self.trained_on]
+        ).float()
 
     # -- fitting ----------------------------------------------------------------------
     def fit(self, comparisons: list[Comparison]) -> dict:
@@ -307,9 +311,7 @@ class RewardEnsemble:
         left, right = returns[:, :n], returns[:, n:]
         out = {"rm_train_loss": self._loss(left.mean(0), right.mean(0), data.target, train)}
         out["rm_train_acc"] = self._accuracy(left.mean(0), right.mean(0), data.target, train)
-        unseen = torch.tensor(
-            [[q not in seen for q in data.query_ids] for seen in self.trained_on]
-        ).float()
+        unseen = self._unseen(data.query_ids)
         if self.cfg.validation == "held_out":
             unseen = torch.as_tensor(held, dtype=torch.float32).expand_as(unseen)
         rows = np.flatnonzero((unseen.sum(0) > 0).numpy())
