@@ -1,9 +1,13 @@
+from dataclasses import replace
+
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from rlhflab.config import AnnotatorConfig, RewardConfig
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.synthetic import SyntheticAnnotator
+from rlhflab.reward.background import BackgroundFitter
 from rlhflab.reward.model import RewardEnsemble, is_validation
 from rlhflab.types import Comparison, Judgement, Segment
 
@@ -80,4 +84,34 @@ def test_checkpoint_round_trip_reproduces_predictions():
     seg = random_segment(np.random.default_rng(1))
     np.testing.assert_allclose(
         model.predict(seg.obs, seg.actions), other.predict(seg.obs, seg.actions)
+    )
+
+
+def _judged(data):  # comparisons as the store returns them: with increasing judgement ids
+    return [replace(c, judgement_id=i + 1) for i, c in enumerate(data)]
+
+
+def test_a_background_fit_gives_the_model_an_in_line_fit_would():
+    data = _judged(comparisons(120))
+    cfg = RewardConfig(ensemble=2, max_epochs=5)
+    in_line, background = (RewardEnsemble(3, ACTIONS, cfg, seed=0) for _ in range(2))
+    fitter = BackgroundFitter(background, 3, ACTIONS, seed=0)
+    assert fitter.pool is not None  # a worker process, not an in-line fallback
+    try:
+        for n in (60, 90, 120):  # warm-started refits: only the new comparisons are sent
+            expected = in_line.fit(data[:n])
+            fitter.submit(data[:n])
+            got = fitter.collect()
+            assert got == expected
+        assert fitter.sent == [c.judgement_id for c in data]
+        relabelled = [replace(data[0], judgement_id=999), *data[1:]]  # the worker starts over
+        fitter.submit(relabelled)
+        assert fitter.collect() == in_line.fit(relabelled)
+    finally:
+        fitter.close()
+    for a, b in zip(in_line.net.parameters(), background.net.parameters()):
+        assert torch.equal(a, b)
+    seg = random_segment(np.random.default_rng(1), k=50)
+    assert np.array_equal(
+        in_line.predict(seg.obs, seg.actions), background.predict(seg.obs, seg.actions)
     )

@@ -225,6 +225,12 @@ class RewardConfig(_Section):
     label_noise: float = Field(
         0.1, ge=0, lt=1, description="ε in P = (1-ε)·σ(R₁-R₂) + ε/2: assumed annotator error"
     )
+    background: bool = Field(
+        False,
+        description="fit the reward model in a second process while the policy trains "
+        "(Christiano et al.'s asynchronous processes); the policy gets each refit one "
+        "iteration later",
+    )
     refit_growth: float = Field(
         0.05, ge=0, description="refit once the labels have grown by this share since the last fit"
     )
@@ -259,6 +265,9 @@ class PolicyConfig(_Section):
     ent_coef: float = Field(0.0, ge=0, description="entropy-bonus coefficient")
     max_grad_norm: float = Field(0.5, gt=0, description="gradient-norm clip")
     hidden: int = Field(64, ge=1, description="hidden units per layer of actor and critic")
+    log_std_init: float = Field(
+        0.0, description="initial log σ of Gaussian actions (continuous actions only)"
+    )
     normalize_obs: bool = Field(True, description="running mean/std observation normalisation")
     normalize_rewards: bool = Field(
         True, description="running mean/std reward normalisation before the policy sees rewards"

@@ -46,6 +46,7 @@ from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.policy.control import ControlPolicy, Rollout, evaluate_true_return, sample_segments
+from rlhflab.reward.background import BackgroundFitter
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.stats import RunningMeanStd
@@ -104,6 +105,11 @@ class ControlLoop:
         self.reward_model = RewardEnsemble(
             self.policy.obs_dim, self.policy.action_space, cfg.reward, cfg.seed + 1
         )
+        self.fitter = None
+        if cfg.reward.background:
+            self.fitter = BackgroundFitter(
+                self.reward_model, self.policy.obs_dim, self.policy.action_space, cfg.seed + 1
+            )
         self.probe = Probe(cfg, run, self.policy, self.reward_model)
         self.annotator = SyntheticAnnotator(fb.annotator, cfg.seed + 2)
         self.store = FeedbackStore(run.store_url)
@@ -154,6 +160,8 @@ class ControlLoop:
             self.checkpoint()
             raise
         finally:  # unanswered queries withdrawn; the app says the run is over (until a resume)
+            if self.fitter is not None:
+                self.fitter.close()
             self.store.finish_run()
             self.store.close()
         return self.policy
@@ -196,7 +204,7 @@ class ControlLoop:
             missing = min(missing, self.cfg.feedback.max_pending - self.store.count_unanswered())
         if missing > 0:
             self.ask(missing)
-        self.fit_reward_model()  # on whatever labels have arrived
+        self.fit_reward_model(wait=False)  # on whatever labels have arrived
         self.iteration += 1
         horizon = self.cfg.env.horizon
         return {
@@ -321,14 +329,30 @@ class ControlLoop:
         self.fit_reward_model()
 
     # -- reward model ---------------------------------------------------------------------
-    def fit_reward_model(self) -> None:
-        """Refit once the labels have grown by `reward.refit_growth` (or never fit yet)."""
+    def fit_reward_model(self, wait: bool = True) -> None:
+        """Refit once the labels have grown by `reward.refit_growth` (or never fit yet).
+        `reward.background`: the fit runs in the worker process; unless `wait`, the loop
+        goes on and the fit is collected at the next call (the next policy iteration)."""
+        self.collect_fit()
         labels = len(self.sync())
         grown = labels > self.labels_at_fit * (1 + self.cfg.reward.refit_growth)
         if grown or (labels and not self.reward_model.fits):
-            self.rm_metrics = self.reward_model.fit(self.known)
             self.labels_at_fit = labels
-            self.rescale()
+            if self.fitter is None:
+                self.refitted(self.reward_model.fit(self.known))
+                return
+            self.fitter.submit(self.known)
+            if wait:
+                self.collect_fit()
+
+    def collect_fit(self) -> None:
+        """Wait for the background fit, if one runs, and take its reward model."""
+        if self.fitter is not None and (metrics := self.fitter.collect()) is not None:
+            self.refitted(metrics)
+
+    def refitted(self, metrics: dict) -> None:
+        self.rm_metrics = metrics
+        self.rescale()
 
     @property
     def fixed_scale(self) -> bool:
@@ -366,6 +390,7 @@ class ControlLoop:
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, done: bool = False) -> None:
+        self.collect_fit()  # the checkpoint holds the reward model of its labels_at_fit
         self.run_dir.save_checkpoint(
             {
                 "policy": self.policy.state_dict(),

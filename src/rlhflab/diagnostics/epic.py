@@ -34,11 +34,22 @@ def _expected_from(
     samples."""
     k, m = len(action_samples), len(state_samples)
     a = np.repeat(action_samples, m, axis=0)  # [k·m]: every A with every S'
-    s2 = np.tile(state_samples, (k,) + (1,) * (state_samples.ndim - 1))
+    s2 = _tile(state_samples, k)
     out = np.empty(len(states))
-    for i, s in enumerate(states):
-        out[i] = np.mean(reward(np.repeat(s[None], k * m, axis=0), a, s2))
+    block = max(1, _BATCH // (k * m))  # states per call of the reward
+    for i in range(0, len(states), block):
+        s = states[i : i + block]
+        b = len(s)
+        r = reward(np.repeat(s, k * m, axis=0), _tile(a, b), _tile(s2, b))
+        out[i : i + b] = np.asarray(r, float).reshape(b, k * m).mean(1)
     return out
+
+
+_BATCH = 1 << 20  # (s, A, S') triples per call of the reward
+
+
+def _tile(x: np.ndarray, times: int) -> np.ndarray:
+    return np.tile(x, (times,) + (1,) * (x.ndim - 1))
 
 
 def canonicalize(

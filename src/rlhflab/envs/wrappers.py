@@ -67,6 +67,8 @@ def make_env(
     if is_mujoco(env_id):
         quiet_mujoco()
     env = gym.make(env_id, max_episode_steps=horizon, **extra, **(kwargs or {}))
+    if render_mode and is_mujoco(env_id):
+        plain_scene(env.unwrapped.model)  # type: ignore[attr-defined]
     obs_space = env.observation_space
     if isinstance(
         obs_space,
@@ -105,6 +107,14 @@ def render_size(env_id: str) -> dict:
     """gymnasium.make keywords for frames small enough to render in software: MuJoCo
     renders 240×240 instead of 480×480 (OSMesa on a CPU takes ~4× less time)."""
     return {"width": 240, "height": 240} if is_mujoco(env_id) else {}
+
+
+def plain_scene(model) -> None:
+    """No shadows and no mirror floor in MuJoCo's frames: OSMesa renders a 240×240
+    HalfCheetah frame in ~9 ms instead of ~45 ms, and the floor no longer reflects the body
+    (which read as a second, ghostly body). Visual fields only; the physics is unchanged."""
+    model.light_castshadow[:] = 0
+    model.mat_reflectance[:] = 0
 
 
 def _mujoco_warning(message: str) -> None:

@@ -47,13 +47,15 @@ from rlhflab.types import Segment
 
 
 class ActorCritic(nn.Module):
-    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int = 64):
+    def __init__(
+        self, obs_dim: int, action_space: gym.Space, hidden: int = 64, log_std_init: float = 0.0
+    ):
         super().__init__()
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.critic = mlp(obs_dim, hidden, 1, out_gain=1.0)
         self.actor = mlp(obs_dim, hidden, action_dim(action_space), out_gain=0.01)
         if not self.discrete:
-            self.log_std = nn.Parameter(torch.zeros(action_dim(action_space)))
+            self.log_std = nn.Parameter(torch.full((action_dim(action_space),), log_std_init))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
@@ -290,7 +292,7 @@ class ControlPolicy:
         )
         self.action_space = self.envs.single_action_space
         self.obs_dim = int(np.prod(self.envs.single_observation_space.shape or ()))
-        self.net = ActorCritic(self.obs_dim, self.action_space, cfg.hidden)
+        self.net = ActorCritic(self.obs_dim, self.action_space, cfg.hidden, cfg.log_std_init)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.reward_rms = RunningMeanStd(())
