@@ -134,3 +134,25 @@ def test_kl_to_the_initial_policy_reads_each_policy_through_its_own_statistics()
     got = kl_per_step(policy, reference, rollout.raw_obs).mean()
     assert got > 1e-4 and got == pytest.approx(float(expected), rel=1e-4)
     policy.close()
+
+
+def test_a_mujoco_env_without_a_preset_gets_the_family_settings():
+    walker = build_config(None, ["env=Walker2d-v5"])
+    assert walker.task == "walker2d-v5-preferences"
+    assert walker.env.horizon == 1000  # the env's own time limit
+    assert walker.policy.log_std_init == -1.0 and walker.env_steps == 307_200
+    assert build_config(None, ["env=Walker2d-v5", "policy.log_std_init=0"]).policy.log_std_init == 0
+    # an env with a preset of its own keeps it; a classic-control env has no family
+    assert build_config(None, ["env=Pendulum-v1"]).policy.gamma == 0.9
+    assert build_config(None, ["env=Acrobot-v1"]).policy.log_std_init == 0.0
+
+
+def test_mujoco_frames_render_without_shadows_or_reflections():
+    pytest.importorskip("mujoco")
+    env = make_env("HalfCheetah-v5", 10, {"width": 64, "height": 64}, render_mode="rgb_array")
+    env.reset(seed=0)
+    model = env.unwrapped.model
+    assert not model.light_castshadow.any() and not model.mat_reflectance.any()
+    frame = np.asarray(env.render())
+    assert frame.shape == (64, 64, 3) and frame.std() > 10  # a picture, not a blank buffer
+    env.close()

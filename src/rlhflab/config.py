@@ -641,14 +641,26 @@ def preset_path(env_id: str) -> Path:
 
 
 def _preset(data: dict) -> dict:
-    """The tuned settings of a control run's env (`presets/<env id>.yaml`), or {}."""
+    """The tuned settings of a control run's env (`presets/<env id>.yaml`); for a MuJoCo env
+    without one, those of the family (`presets/mujoco.yaml`); else {}."""
     demos = data.get("demonstrations")
     method = "preferences" if demos is None else demos.get("method", _DEMO_DEFAULT)
     if data.get("text") is not None or method != "preferences":
         return {}
-    env_id = (data.get("env") or {}).get("id") or EnvConfig.model_fields["id"].default
-    path = preset_path(str(env_id))
+    env_id = str((data.get("env") or {}).get("id") or EnvConfig.model_fields["id"].default)
+    path = preset_path(env_id)
+    if not path.exists() and _is_mujoco(env_id):
+        path = PRESETS / "mujoco.yaml"
     return load_yaml(path) if path.exists() else {}
+
+
+def _is_mujoco(env_id: str) -> bool:
+    """A registered gymnasium MuJoCo env (read from the registry; nothing is built)."""
+    from gymnasium.envs.registration import registry
+
+    spec = registry.get(env_id)
+    entry = spec.entry_point if spec is not None else None
+    return isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco")
 
 
 def _default_task(data: dict) -> None:
