@@ -16,12 +16,13 @@ from pathlib import Path
 from rich.console import Console
 
 from rlhflab.config import (
+    FAMILY_PRESET,
     PRESETS,
     SHORT_NAMES,
     ConfigError,
     build_config,
     field_help,
-    preset_path,
+    preset_for,
     to_yaml,
 )
 from rlhflab.diagnostics.goodhart import add_goodhart_arguments, cmd_goodhart
@@ -224,11 +225,13 @@ def _cmd_run(args) -> int:
         return _run_text(cfg, run, bool(args.resume))
     if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
         return _run_demonstrations(cfg, run)
-    if not preset_path(cfg.env.id).exists():
+    preset = preset_for(cfg.env.id)
+    if preset is None or preset == FAMILY_PRESET:
+        settings = "generic settings" if preset is None else f"the MuJoCo family's ({preset.name})"
+        tuned = (p.stem.replace("__", "/") for p in PRESETS.glob("*.yaml") if p != FAMILY_PRESET)
         console.print(
-            f"note: no tuned preset for {cfg.env.id}; generic settings (horizon "
-            f"{cfg.env.horizon}, the env's own time limit). Tuned presets: "
-            + ", ".join(sorted(p.stem.replace("__", "/") for p in PRESETS.glob("*.yaml")))
+            f"note: no tuned preset for {cfg.env.id}; {settings}, horizon {cfg.env.horizon} "
+            f"(the env's own time limit). Tuned presets: " + ", ".join(sorted(tuned))
         )
     return _run_control(cfg, run, bool(args.resume))
 

@@ -648,10 +648,20 @@ def _preset(data: dict) -> dict:
     if data.get("text") is not None or method != "preferences":
         return {}
     env_id = str((data.get("env") or {}).get("id") or EnvConfig.model_fields["id"].default)
-    path = preset_path(env_id)
-    if not path.exists() and _is_mujoco(env_id):
-        path = PRESETS / "mujoco.yaml"
-    return load_yaml(path) if path.exists() else {}
+    path = preset_for(env_id)
+    return {} if path is None else load_yaml(path)
+
+
+FAMILY_PRESET = PRESETS / "mujoco.yaml"
+
+
+def preset_for(env_id: str) -> Path | None:
+    """The preset a control run on `env_id` starts from: its own, the MuJoCo family's, or
+    None (rlhflab's generic defaults)."""
+    own = preset_path(env_id)
+    if own.exists():
+        return own
+    return FAMILY_PRESET if _is_mujoco(env_id) else None
 
 
 def _is_mujoco(env_id: str) -> bool:
