@@ -169,8 +169,10 @@ def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress=None) -> dic
 
     Same num_envs, n_steps, epochs, minibatch size (n_steps·num_envs / minibatches), lr,
     gamma, GAE λ, clip, entropy/value coefficients, grad-norm clip, 64x64 tanh actor and
-    critic (separate, orthogonal init), observation and reward normalisation (VecNormalize).
+    critic (separate, orthogonal init), initial action log σ, observation and reward
+    normalisation (VecNormalize).
     """
+    import gymnasium as gym
     import stable_baselines3
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -181,6 +183,7 @@ def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress=None) -> dic
     p, e = cfg.policy, cfg.env
     torch.set_num_threads(cfg.threads)
     venv = DummyVecEnv([lambda: make_env(e.id, e.horizon, e.kwargs) for _ in range(e.num_envs)])
+    is_box = isinstance(venv.action_space, gym.spaces.Box)
     venv = VecNormalize(
         venv, norm_obs=p.normalize_obs, norm_reward=p.normalize_rewards, gamma=p.gamma
     )
@@ -201,6 +204,7 @@ def run_sb3_once(cfg: RunConfig, steps: int, seed: int, on_progress=None) -> dic
         policy_kwargs={
             "net_arch": {"pi": [p.hidden, p.hidden], "vf": [p.hidden, p.hidden]},
             "activation_fn": torch.nn.Tanh,
+            **({"log_std_init": p.log_std_init} if is_box else {}),
         },
         seed=seed,
         device="cpu",
