@@ -152,3 +152,19 @@ def test_counterfactual_steps_leave_the_judge_alone():
     counterfactual_rewards(env, np.random.default_rng(0).uniform(-1, 1, (4, 3)))
     assert env.unwrapped.reward_state == before
     env.close()
+
+
+def test_the_judge_counts_rotation_only_above_its_lifted_height():
+    """`env.kwargs.lifted_height` sets how high the torso must be for rotation to pay."""
+    quarter = [-(math.pi / 2) * i / 10 for i in range(11)]  # a quarter turn backwards
+
+    def paid(lifted_height: float, height: float) -> float:
+        tracker = FlipTracker.at(0.0, lifted_height)
+        return sum(tracker.update(a, height) for a in quarter[1:])
+
+    assert paid(0.5, 0.8) == pytest.approx(2.5)  # 10 per turn, a quarter turn at 0.8 m
+    assert paid(1.0, 0.8) == 0.0  # the same motion, too low for this judge
+    assert paid(1.0, 1.2) == pytest.approx(2.5)
+    env = gym.make("rlhflab/HopperBackflip-v0", lifted_height=1.0)
+    env.reset(seed=0)
+    assert env.unwrapped.reward_state.lifted_height == 1.0

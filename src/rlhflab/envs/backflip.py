@@ -66,16 +66,17 @@ class FlipTracker:
     lifted_best: float = 0.0  # C_t: the most of it reached
     upright_run: int = 0  # consecutive upright steps since the turn was completed
     completed: bool = False  # a turn, then LANDING_STEPS upright steps in a row
+    lifted_height: float = LIFTED_HEIGHT  # the judge's "off the ground"
 
     @classmethod
-    def at(cls, angle: float) -> FlipTracker:
+    def at(cls, angle: float, lifted_height: float = LIFTED_HEIGHT) -> FlipTracker:
         """A new episode whose torso starts at `angle`."""
-        return cls(start=angle, last=angle)
+        return cls(start=angle, last=angle, lifted_height=lifted_height)
 
     def update(self, angle: float, height: float) -> float:
         """Take the torso's new state; returns the judge's reward r_t for the step."""
         before = min(self.lifted_best, 1.0)
-        if height > LIFTED_HEIGHT:
+        if height > self.lifted_height:
             self.lifted += (self.last - angle) / (2 * math.pi)
         self.last = angle
         self.lifted_best = max(self.lifted_best, self.lifted)
@@ -115,13 +116,19 @@ class HopperBackflipEnv(HopperEnv):
     `reward_state` (the FlipTracker) is the Python-side state the reward depends on; code
     that steps the simulator speculatively (the probe's counterfactuals) restores it."""
 
-    def __init__(self, terminate_when_unhealthy: bool = False, **kwargs):
+    def __init__(
+        self,
+        terminate_when_unhealthy: bool = False,
+        lifted_height: float = LIFTED_HEIGHT,
+        **kwargs,
+    ):
         super().__init__(terminate_when_unhealthy=terminate_when_unhealthy, **kwargs)
-        self.reward_state = FlipTracker()
+        self.lifted_height = lifted_height  # env kwarg: how high rotation must be to count
+        self.reward_state = FlipTracker(lifted_height=lifted_height)
 
     def reset_model(self) -> np.ndarray:
         obs = super().reset_model()
-        self.reward_state = FlipTracker.at(float(self.data.qpos[2]))
+        self.reward_state = FlipTracker.at(float(self.data.qpos[2]), self.lifted_height)
         return obs
 
     def step(self, action):
