@@ -168,3 +168,14 @@ def test_the_judge_counts_rotation_only_above_its_lifted_height():
     env = gym.make("rlhflab/HopperBackflip-v0", lifted_height=1.0)
     env.reset(seed=0)
     assert env.unwrapped.reward_state.lifted_height == 1.0
+
+
+def test_a_takeoff_weight_pays_backward_rotation_made_above_standing_height():
+    quarter = [-(math.pi / 2) * i / 10 for i in range(11)]
+
+    def paid(height: float) -> float:
+        tracker = FlipTracker.at(0.0, takeoff_weight=40.0)
+        return sum(tracker.update(a, height) for a in quarter[1:])
+
+    assert paid(1.0) == pytest.approx(2.5)  # rotation only: 10 per turn
+    assert paid(1.45) == pytest.approx(2.5 + 40.0 * 0.2 * 0.25)  # + weight · metres · turns

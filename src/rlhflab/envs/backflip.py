@@ -27,6 +27,9 @@ earns nothing (a random policy flops over by 0.2–0.8 turns) — plus 0.5 per s
 upright after a full backward turn: the judge prefers more completed backward rotation,
 and landing upright after it. A 20-step landing is worth as much as the flip itself.
 
+Two env keywords vary the judge (docs/backflip.md): `lifted_height` (0.5 above) and
+`takeoff_weight` w, which adds w · max(0, z_t − 1.25) · max(0, θ_{t−1} − θ_t)/2π per step
+until the first full turn: backward rotation paid in proportion to height above standing.
 An episode completed a flip when B reaches one turn and the hopper is then upright for
 `LANDING_STEPS` = 20 consecutive steps (`FlipTracker.completed`, `score_flips`): the
 verification's criterion, on the plain rotation B.
@@ -45,6 +48,7 @@ LANDING_WEIGHT = 0.5  # reward per upright step after a completed turn
 LIFTED_HEIGHT = 0.5  # torso height above which rotation earns reward (lying: below 0.3)
 UPRIGHT_ANGLE = 0.4  # rad: |torso angle mod 2π| below this is upright …
 UPRIGHT_HEIGHT = 1.0  # … with the torso at least this high (standing: 1.25)
+STANDING_HEIGHT = 1.25  # torso height of the hopper standing still
 LANDING_STEPS = 20  # consecutive upright steps after a turn that complete a flip
 HEIGHT, ANGLE = 0, 1  # Hopper-v5 observation columns (x excluded): qpos[1], qpos[2]
 
@@ -67,17 +71,22 @@ class FlipTracker:
     upright_run: int = 0  # consecutive upright steps since the turn was completed
     completed: bool = False  # a turn, then LANDING_STEPS upright steps in a row
     lifted_height: float = LIFTED_HEIGHT  # the judge's "off the ground"
+    takeoff_weight: float = 0.0  # reward per turn·metre of backward rotation above standing
 
     @classmethod
-    def at(cls, angle: float, lifted_height: float = LIFTED_HEIGHT) -> FlipTracker:
+    def at(
+        cls, angle: float, lifted_height: float = LIFTED_HEIGHT, takeoff_weight: float = 0.0
+    ) -> FlipTracker:
         """A new episode whose torso starts at `angle`."""
-        return cls(start=angle, last=angle, lifted_height=lifted_height)
+        return cls(angle, angle, lifted_height=lifted_height, takeoff_weight=takeoff_weight)
 
     def update(self, angle: float, height: float) -> float:
         """Take the torso's new state; returns the judge's reward r_t for the step."""
         before = min(self.lifted_best, 1.0)
+        backwards = (self.last - angle) / (2 * math.pi)
         if height > self.lifted_height:
-            self.lifted += (self.last - angle) / (2 * math.pi)
+            self.lifted += backwards
+        takeoff = max(0.0, height - STANDING_HEIGHT) * max(0.0, backwards) * (self.turns < 1.0)
         self.last = angle
         self.lifted_best = max(self.lifted_best, self.lifted)
         self.turns = max(self.turns, (self.start - angle) / (2 * math.pi))
@@ -85,7 +94,7 @@ class FlipTracker:
         self.upright_run = self.upright_run + 1 if landed else 0
         self.completed |= self.upright_run >= LANDING_STEPS
         rotation = min(self.lifted_best, 1.0) - before
-        return ROTATION_WEIGHT * rotation + LANDING_WEIGHT * landed
+        return ROTATION_WEIGHT * rotation + LANDING_WEIGHT * landed + self.takeoff_weight * takeoff
 
 
 @dataclass(frozen=True)
@@ -120,15 +129,16 @@ class HopperBackflipEnv(HopperEnv):
         self,
         terminate_when_unhealthy: bool = False,
         lifted_height: float = LIFTED_HEIGHT,
+        takeoff_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(terminate_when_unhealthy=terminate_when_unhealthy, **kwargs)
-        self.lifted_height = lifted_height  # env kwarg: how high rotation must be to count
-        self.reward_state = FlipTracker(lifted_height=lifted_height)
+        self.judge = {"lifted_height": lifted_height, "takeoff_weight": takeoff_weight}
+        self.reward_state = FlipTracker(**self.judge)
 
     def reset_model(self) -> np.ndarray:
         obs = super().reset_model()
-        self.reward_state = FlipTracker.at(float(self.data.qpos[2]), self.lifted_height)
+        self.reward_state = FlipTracker.at(float(self.data.qpos[2]), **self.judge)
         return obs
 
     def step(self, action):
