@@ -133,12 +133,12 @@ class HopperBackflipEnv(HopperEnv):
         **kwargs,
     ):
         super().__init__(terminate_when_unhealthy=terminate_when_unhealthy, **kwargs)
-        self.judge = {"lifted_height": lifted_height, "takeoff_weight": takeoff_weight}
-        self.reward_state = FlipTracker(**self.judge)
+        self.judge = (lifted_height, takeoff_weight)  # the judge's keywords, for each episode
+        self.reward_state = FlipTracker.at(0.0, *self.judge)
 
     def reset_model(self) -> np.ndarray:
         obs = super().reset_model()
-        self.reward_state = FlipTracker.at(float(self.data.qpos[2]), **self.judge)
+        self.reward_state = FlipTracker.at(float(self.data.qpos[2]), *self.judge)
         return obs
 
     def step(self, action):
