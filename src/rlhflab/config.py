@@ -67,11 +67,11 @@ class EnvConfig(_Section):
 
 
 class AnnotatorConfig(_Section):
-    kind: Literal["synthetic", "people"] = Field(
+    kind: Literal["synthetic", "people", "ai"] = Field(
         "synthetic",
         description=(
-            "who answers queries: a simulated Boltzmann-rational person, or people in the"
-            " labeling app"
+            "who answers queries: a simulated Boltzmann-rational person, people in the"
+            " labeling app, or an AI judge under a constitution (text runs; see `judge`)"
         ),
     )
     temperature: float = Field(
@@ -288,6 +288,11 @@ class TextSFTConfig(_Section):
 
 
 class TextRewardConfig(_Section):
+    kind: Literal["learned", "judge"] = Field(
+        "learned",
+        description="the reward PPO and best-of-n optimise: a reward model learned from the "
+        "labels, or the AI judge's verdict under the constitution (`judge`; nothing learned)",
+    )
     model: str | None = Field(
         None, description="reward-model backbone (hub name or path); None: the base model"
     )
@@ -392,6 +397,74 @@ class TextConfig(_Section):
     reward: TextRewardConfig = Field(default_factory=TextRewardConfig)
     ppo: TextPPOConfig = Field(default_factory=TextPPOConfig)
     dpo: TextDPOConfig = Field(default_factory=TextDPOConfig)
+
+
+DEFAULT_JUDGE_TEMPLATE = (
+    "{principle}\nPrompt: {prompt}\nResponse A: {first}\nResponse B: {second}\nAnswer with A or B:"
+)
+
+
+class JudgeConfig(_Section):
+    """An AI judge (`feedback.annotator.kind=ai`, `text.reward.kind=judge`): docs/ai-feedback.md."""
+
+    model: str | None = Field(
+        None,
+        description="local causal LM judge (hub name or path, loaded with from_pretrained), or "
+        "'builtin': a tiny GPT-2 trained on the reviews task's judge examples",
+    )
+    url: str | None = Field(
+        None,
+        description="OpenAI-compatible API base URL of a judge server (…/v1); used instead of "
+        "`model`",
+    )
+    api_model: str = Field("judge", description="the `model` field sent to the judge server")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the judge server's API key (None: none)"
+    )
+    timeout: float = Field(30.0, gt=0, description="seconds to wait for one judge answer")
+    retries: int = Field(
+        2, ge=0, description="judge server: retries after a timeout or a 5xx answer, then an error"
+    )
+    constitution: str | None = Field(
+        None,
+        description="YAML or markdown file of principles (None: the built-in reviews principles)",
+    )
+    template: str = Field(
+        DEFAULT_JUDGE_TEMPLATE,
+        description="judge prompt with {principle}, {prompt}, {first}, {second}; answered A or B",
+    )
+    both_orders: bool = Field(
+        True, description="ask each pair in both orders and average, cancelling position bias"
+    )
+    soft_labels: bool = Field(
+        True,
+        description="fit the reward model to the judge's P(x ≻ y) from its log-probabilities "
+        "(False: to its hard choice)",
+    )
+    human_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of queries sent to the synthetic human annotator instead of the AI "
+        "(besides those whose principle says `by: human`)",
+    )
+    references: int = Field(
+        2,
+        ge=1,
+        description="judge reward: SFT responses each response is compared with "
+        "(r = mean logit P(y ≻ y_ref))",
+    )
+    batch_size: int = Field(64, ge=1, description="local judge: prompts per forward pass")
+    builtin_examples: int = Field(
+        6000, ge=1, description="builtin judge: judge-format training examples"
+    )
+    builtin_epochs: int = Field(4, ge=1, description="builtin judge: training epochs")
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> JudgeConfig:
+        if self.model is not None and self.url is not None:
+            raise ValueError("give judge.model or judge.url, not both")
+        return self
 
 
 class AlarmConfig(_Section):
@@ -507,6 +580,7 @@ class RunConfig(_Section):
         ),
     )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     demonstrations: DemonstrationsConfig | None = Field(
         None, description="learn from demonstrations (BC, DAgger, PC, IRL, GAIL, AIRL, CIRL)"
     )
@@ -519,6 +593,20 @@ class RunConfig(_Section):
                 f"feedback.segment_length ({fb.segment_length}) must not exceed "
                 f"policy.n_steps ({n_steps}) or env.horizon ({horizon})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _judge_given(self) -> RunConfig:
+        uses = self.feedback.annotator.kind == "ai" or (
+            self.text is not None and self.text.reward.kind == "judge"
+        )
+        if uses and self.judge.model is None and self.judge.url is None:
+            raise ValueError(
+                "an AI judge (feedback.annotator.kind=ai or text.reward.kind=judge) needs "
+                "judge.model or judge.url"
+            )
+        if self.feedback.annotator.kind == "ai" and self.text is None:
+            raise ValueError("feedback.annotator.kind=ai needs a text run (a `text:` section)")
         return self
 
 

@@ -32,8 +32,10 @@ from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.text import gather_comparisons
 from rlhflab.policy.best_of_n import best_of_n, best_of_n_kl
 from rlhflab.policy.dpo import train_dpo
+from rlhflab.policy.judge import make_judge
 from rlhflab.policy.sft import pretrain_builtin, train_sft
 from rlhflab.policy.text import TextPPO
+from rlhflab.reward.judge import JudgeReward, judge_reward
 from rlhflab.reward.text import TextRewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.text.data import load_prompts_and_demos
@@ -133,7 +135,13 @@ class TextLoop:
         self.store = FeedbackStore(self.run_dir.store_url)
         try:
             self.comparisons = gather_comparisons(
-                self.cfg, self.sft, self.tokenizer, self.train_prompts, self.store, self.log
+                self.cfg,
+                self.sft,
+                self.tokenizer,
+                self.train_prompts,
+                self.store,
+                self.log,
+                judge=self.judge() if self.cfg.feedback.annotator.kind == "ai" else None,
             )
         except LabelTimeout as exc:
             raise TextRunError(f"{exc}. {people_hint(self.run_dir.path)}") from None
@@ -141,10 +149,15 @@ class TextLoop:
     def fit_reward_model(self) -> None:
         """Step 2: the reward model (ensemble) on the comparisons, with held-out calibration."""
         rc = self.tc.reward
+        self.rm: TextRewardEnsemble | JudgeReward
+        if rc.kind == "judge":  # a reward read from the constitution: nothing to fit
+            self.rm = judge_reward(self.cfg, self.judge(), self.sft, self.tokenizer)
+            self.rm_metrics = {"reward": "judge"}
+            return
         rm_tokenizer = load_tokenizer(rc.model) if rc.model else self.tokenizer
         backbone = TextRewardModel.from_pretrained(rc.model or self.model_path, rc.pooling)
-        self.rm = TextRewardEnsemble(backbone, rm_tokenizer, rc.ensemble, self.cfg.seed)
-        metrics = self.rm.fit(
+        self.rm = rm = TextRewardEnsemble(backbone, rm_tokenizer, rc.ensemble, self.cfg.seed)
+        metrics = rm.fit(
             self.comparisons, rc.epochs, rc.lr, rc.batch_size, rc.margin, rc.label_noise, self.log
         )
         probs, outcomes = metrics.pop("rm_val_probs", []), metrics.pop("rm_val_outcomes", [])
@@ -196,7 +209,7 @@ class TextLoop:
     def train_dpo(self):
         """DPO on the strict comparisons (best against worst response), from SFT."""
         pairs = [
-            (c.prompt, c.responses[0], c.responses[-1]) for c in self.comparisons if c.target == 1.0
+            (c.prompt, c.responses[0], c.responses[-1]) for c in self.comparisons if c.target > 0.5
         ]
         policy = trainable_copy(self.sft, self.tc.lora_r)
         train_dpo(policy, self.sft, self.tokenizer, pairs, self.tc.dpo, self.cfg.seed, self.log)
@@ -233,6 +246,12 @@ class TextLoop:
         self.run_dir.write_summary(summary)
         build_report(self.run_dir.path)
         return summary
+
+    def judge(self):
+        """The AI judge (built once: the built-in one is trained here, in RUN_DIR/judge)."""
+        if getattr(self, "_judge", None) is None:
+            self._judge = make_judge(self.cfg, self.run_dir.path / "judge", self.log)
+        return self._judge
 
     # -- scoring -----------------------------------------------------------------------------
     def proxy(self, prompts: list[str], texts: list[str]) -> torch.Tensor:

@@ -76,19 +76,29 @@ def gather_comparisons(
     prompts: list[str],
     store: FeedbackStore,
     log: Callable[[dict], None],
+    judge=None,
 ) -> list[RankedResponses]:
-    """Queries of K samples of `policy`, judged by the synthetic annotator or by people (then
-    `LabelTimeout` if they do not answer in time); the judged comparisons, best first."""
-    ids, _, samples = ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
-    if cfg.feedback.annotator.kind == "people":
+    """Queries of K samples of `policy`, judged by the synthetic annotator, by people (then
+    `LabelTimeout` if they do not answer in time) or by an AI `judge` (`feedback/ai.py`); the
+    judged comparisons, best first."""
+    ids, chosen, samples = ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
+    kind = cfg.feedback.annotator.kind
+    if kind == "people":
         wait_for_people(cfg, store, log)
+    elif kind == "ai":
+        from rlhflab.feedback.ai import judge_with_ai
+
+        if judge is None:
+            raise ValueError("feedback.annotator.kind=ai needs a judge")
+        judge_with_ai(cfg, store, judge, ids, chosen, samples, log)
     else:
         judge_synthetically(cfg, store, ids, samples)
-    return comparisons_from_store(store)
+    return comparisons_from_store(store, soft=cfg.judge.soft_labels)
 
 
-def comparisons_from_store(store: FeedbackStore) -> list[RankedResponses]:
-    """Text judgements as best-first comparisons (can't-tell answers are dropped)."""
+def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[RankedResponses]:
+    """Text judgements as best-first comparisons (can't-tell answers are dropped). With `soft`,
+    an AI judgement's P(left ≻ right) (`p_left`) is the pair's target: P(first ≻ second) ≥ ½."""
     out = []
     for r in store.judgement_rows():
         q = r.query
@@ -96,6 +106,9 @@ def comparisons_from_store(store: FeedbackStore) -> list[RankedResponses]:
         if q.kind == "text_pair" and r.label != Judgement.CANT_TELL.value:
             first, second = (responses[1], responses[0]) if r.label == "right" else responses[:2]
             target = 0.5 if r.label == "equal" else 1.0
+            p_left = (r.payload or {}).get("p_left")
+            if soft and p_left is not None and r.label != "equal":
+                target = max(p_left, 1.0 - p_left)
             out.append(RankedResponses(q.payload["prompt"], (first, second), target))
         elif q.kind == "ranking":
             ranked = tuple(responses[i] for i in r.payload["order"])

@@ -105,3 +105,26 @@ def pretrain_builtin(cfg: RunConfig, out: Path, on_log=None) -> Path:
     prompts = [""] * len(corpus)
     train_sft(model, tokenizer, prompts, corpus, tc.pretrain_epochs, 3e-3, 64, cfg.seed, log)
     return save_model(model, tokenizer, out)
+
+
+def pretrain_builtin_judge(cfg: RunConfig, out: Path, on_log=None) -> Path:
+    """The built-in AI judge: a tiny GPT-2 (4 layers, 64 wide) trained with SFT's loss to answer
+    judge-format examples of the reviews task (`text/judge_world.py`: the answer token is the
+    only target), saved with save_pretrained and loaded back by path like any hub model."""
+    from rlhflab.text.judge_world import build_judge_tokenizer, judge_examples
+
+    assert cfg.text is not None
+    task, jc = TASKS[cfg.text.task], cfg.judge
+    tokenizer = build_judge_tokenizer(task)
+    model = tiny_gpt2(
+        len(tokenizer), 4, 64, n_head=4, n_positions=160, seed=cfg.seed + 7, tokenizer=tokenizer
+    )
+    examples = judge_examples(task, jc.builtin_examples, cfg.seed + 13)
+
+    def log(record: dict) -> None:
+        if on_log:
+            on_log({**record, "phase": "judge_pretrain"})
+
+    prompts, answers = [p for p, _ in examples], [a for _, a in examples]
+    train_sft(model, tokenizer, prompts, answers, jc.builtin_epochs, 2e-3, 32, cfg.seed, log)
+    return save_model(model, tokenizer, out)

@@ -130,7 +130,7 @@ class TextRewardEnsemble:
             scores = self.score([c.prompt] * len(c.responses), list(c.responses))
             for i in range(len(scores)):
                 for j in range(i + 1, len(scores)):
-                    if c.target == 1.0:
+                    if c.target > 0.5:  # strict pairs (an AI soft label is > ½)
                         p = float(torch.sigmoid(scores[i] - scores[j]))
                         flip = self.rng.random() < 0.5  # report calibration over both orientations
                         probs.append(1 - p if flip else p)

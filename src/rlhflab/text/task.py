@@ -107,17 +107,26 @@ class ReviewsTask:
         words = response.split()
         if not words:
             return -2.0
-        pos = sum(w in POSITIVE for w in words)
-        neg = sum(w in NEGATIVE for w in words)
-        sentiment = math.tanh(0.75 * (pos - neg))
-        pairs = list(itertools.pairwise(words))
-        grammatical = sum(_allowed(a, b) for a, b in pairs) / len(pairs) if pairs else 0.0
-        content = [w for w in words if w not in ("the", "was", ".")]
-        repeated = 1 - len(set(content)) / len(content) if content else 0.0
-        fluency = (
-            -(1 - grammatical) - repeated - 0.1 * max(0, len(words) - 14) - 0.5 * (words[-1] != ".")
-        )
-        return sentiment + fluency
+        return sentiment(words) + fluency(words)
+
+
+def sentiment(words: list[str]) -> float:
+    """tanh(0.75·(#positive − #negative)): the gold reward's first term."""
+    pos = sum(w in POSITIVE for w in words)
+    neg = sum(w in NEGATIVE for w in words)
+    return math.tanh(0.75 * (pos - neg))
+
+
+def fluency(words: list[str]) -> float:
+    """−(1 − grammatical bigram share) − repeated-word share − length and full-stop penalties:
+    the gold reward's second term (≤ 0)."""
+    if not words:
+        return -2.0
+    pairs = list(itertools.pairwise(words))
+    grammatical = sum(_allowed(a, b) for a, b in pairs) / len(pairs) if pairs else 0.0
+    content = [w for w in words if w not in ("the", "was", ".")]
+    repeated = 1 - len(set(content)) / len(content) if content else 0.0
+    return -(1 - grammatical) - repeated - 0.1 * max(0, len(words) - 14) - 0.5 * (words[-1] != ".")
 
 
 _ADJ = set(POSITIVE + NEGATIVE + NEUTRAL)

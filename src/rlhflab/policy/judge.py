@@ -1,0 +1,22 @@
+"""The AI judge a run uses, from its `judge` config: a local causal LM (`judge.model`, by hub name
+or path; `builtin` trains the reviews task's tiny judge first, `policy/sft.py`) or an
+OpenAI-compatible server (`judge.url`). The judges themselves are in `rlhflab.text.judge`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rlhflab.config import RunConfig
+from rlhflab.policy.sft import pretrain_builtin_judge
+from rlhflab.text.judge import EndpointJudge, HFJudge
+
+
+def make_judge(cfg: RunConfig, out: Path, log: Callable[[dict], None] | None = None):
+    jc = cfg.judge
+    if jc.url is not None:
+        return EndpointJudge(jc.url, jc.api_model, jc.api_key_env, jc.timeout, jc.retries)
+    if jc.model is None:
+        raise ValueError("an AI judge needs judge.model or judge.url")
+    path = str(pretrain_builtin_judge(cfg, out, log)) if jc.model == "builtin" else jc.model
+    return HFJudge(path, jc.batch_size)

@@ -1,0 +1,241 @@
+"""AI feedback: the constitution file, the AI annotator over real HTTP and a local HF judge,
+position-bias cancellation, judges that fail, and the judge as a reward (issue 13)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from judge_server import JudgeServer
+
+from rlhflab.config import ConfigError, build_config
+from rlhflab.feedback.ai import judge_with_ai
+from rlhflab.feedback.store import FeedbackStore
+from rlhflab.feedback.text import comparisons_from_store
+from rlhflab.policy.sft import train_sft
+from rlhflab.reward.judge import JudgeReward
+from rlhflab.runs import RunDir
+from rlhflab.text.constitution import ConstitutionError, Principle, load_constitution
+from rlhflab.text.judge import EndpointJudge, HFJudge, JudgeError, render
+from rlhflab.text.judge_world import build_judge_tokenizer, judge_examples
+from rlhflab.text.models import save_model, tiny_gpt2
+from rlhflab.text.task import TASKS
+from rlhflab.text_loop import TextLoop
+
+TASK = TASKS["reviews"]
+PAIRS = [  # (better, worse) by gold; gold gaps from 0.2 to 2
+    ("the plot was great .", "the plot was fine ."),
+    ("the acting was good and the music was lovely .", "the acting was good ."),
+    ("the cast was clever .", "the cast was dull ."),
+    ("the story was fine .", "the story was bad ."),
+    ("the ending was okay .", "the ending was okay"),
+    ("the sound was moving .", "the sound was moving moving ."),
+]
+
+
+@pytest.fixture(scope="module")
+def judge_path(tmp_path_factory):
+    """A tiny GPT-2 judge (1 layer, 32 wide) the test trains for a moment on judge-format
+    examples, so that "A" and "B" lead its next-token distribution; saved like a hub model."""
+    tokenizer = build_judge_tokenizer(TASK)
+    model = tiny_gpt2(len(tokenizer), 1, 32, n_head=2, n_positions=160, tokenizer=tokenizer)
+    examples = judge_examples(TASK, 192, seed=0)
+    train_sft(model, tokenizer, *map(list, zip(*examples)), 3, 1e-2, 16)
+    return str(save_model(model, tokenizer, tmp_path_factory.mktemp("judge")))
+
+
+def _cfg(*extra: str):
+    return build_config(None, ["text.task=reviews", "judge.url=http://127.0.0.1:9/v1", *extra])
+
+
+def _queries(store: FeedbackStore, pairs):
+    """Each pair stored as a text_pair query, worse response first half of the time."""
+    prompts, first, second = [], [], []
+    for i, (good, bad) in enumerate(pairs):
+        a, b = (good, bad) if i % 2 else (bad, good)
+        prompts.append("review of the film :")
+        first.append(a)
+        second.append(b)
+    ids = [store.add_text_query("text_pair", p, [a, b]) for p, a, b in zip(prompts, first, second)]
+    return ids, prompts, [first, second]
+
+
+# -- the constitution file ------------------------------------------------------------------
+def test_constitution_yaml_markdown_and_the_shipped_example(tmp_path):
+    shipped = load_constitution(Path(__file__).parents[1] / "examples/text/constitution.yaml")
+    assert [p.id for p in shipped] == ["positive", "fluent"] and all(p.by == "ai" for p in shipped)
+    y = tmp_path / "c.yaml"
+    y.write_text("- Which is kinder?\n- id: helpful\n  text: Which helps more?\n  by: human\n")
+    assert load_constitution(y) == [
+        Principle("p1", "Which is kinder?"),
+        Principle("helpful", "Which helps more?", "human"),
+    ]
+    md = tmp_path / "c.md"
+    md.write_text("# Principles\n\nSome prose.\n- Which is kinder?\n2. Which is shorter?\n")
+    assert [p.text for p in load_constitution(md)] == ["Which is kinder?", "Which is shorter?"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "principles:\n  - id: a\n    text: ok\n  - id: b\n    txt: oops\n",
+            r"c.yaml:5: principle 2: unknown field 'txt'",
+        ),
+        ("principles:\n  - id: a\n    text: ''\n", r"c.yaml:3: principle 1: field 'text' must be"),
+        (
+            "- id: a\n  text: x\n- id: a\n  text: y\n",
+            r"c.yaml:3: principle 2: id 'a' is used twice",
+        ),
+        ("- text: x\n  by: robot\n", r"c.yaml:2: principle 1: field 'by' must be ai or human"),
+        ("- text: x\n  weight: -1\n", r"c.yaml:2: principle 1: field 'weight' must be a number"),
+        ("principles: [a, b\n", r"c.yaml:2: constitution does not parse"),
+        ("rules:\n  - x\n", r"c.yaml:1: unknown key 'rules'"),
+    ],
+)
+def test_a_bad_constitution_names_file_and_line(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConstitutionError, match=message):
+        load_constitution(path)
+
+
+def test_config_needs_a_judge():
+    with pytest.raises(ConfigError, match=r"needs judge\.model or judge\.url"):
+        build_config(None, ["text.task=reviews", "feedback.annotator.kind=ai"])
+
+
+# -- the AI annotator over real HTTP -----------------------------------------------------------
+def test_http_judge_labels_like_the_local_model_and_the_store_records_it(judge_path, tmp_path):
+    items = [
+        ("Which review is more positive about the film?", "review of the film :", a, b)
+        for a, b in PAIRS
+    ]
+    texts = [render(_cfg().judge.template, *it) for it in items]
+    local = HFJudge(judge_path).choice_logprobs(texts)
+    assert all(max(a, b) > math.log(0.3) for a, b in local)  # A and B lead its distribution
+    with JudgeServer("model", judge_path) as server:
+        remote = EndpointJudge(server.url).choice_logprobs(texts)
+        assert np.allclose(remote, local, atol=1e-4)
+        cfg = _cfg(f"judge.url={server.url}", "judge.human_share=0.5", "seed=1")
+        store = FeedbackStore(f"sqlite:///{tmp_path / 's.db'}")
+        ids, prompts, samples = _queries(store, PAIRS * 4)
+        logged: list[dict] = []
+        record = judge_with_ai(
+            cfg, store, EndpointJudge(server.url), ids, prompts, samples, logged.append
+        )
+        assert server.calls == len(texts) + 2 * record["ai_labels"]  # both orders per AI label
+    rows = store.judgement_rows()
+    ai = [r for r in rows if r.annotator == "ai"]
+    assert len(rows) == 24 and len(ai) == record["ai_labels"] and 6 <= len(ai) <= 18
+    for r in ai:
+        assert r.payload["judge"] == f"api:judge@{server.url}"
+        assert r.payload["principle"] in ("positive", "fluent")
+        assert "Response A: " + r.query.payload["responses"][0] in r.payload["judge_prompt"]
+        assert (r.label == "left") == (r.payload["p_left"] > 0.5)
+    assert {r.payload["principle"] for r in rows if r.annotator == "synthetic"}
+    assert logged == [record] and {"position_bias", "ai_gold_agreement"} <= record.keys()
+    soft = {c.target for c in comparisons_from_store(store)} - {1.0, 0.5}
+    assert soft and all(0.5 < t < 1 for t in soft)  # the judge's probabilities are the targets
+    assert {c.target for c in comparisons_from_store(store, soft=False)} <= {1.0, 0.5}
+
+
+def test_both_orders_cancel_a_judge_rigged_to_prefer_a(tmp_path):
+    """P_A = σ(2·(gold(A) − gold(B)) + 2): asked once, the judge picks A for any pair within a
+    gold gap of 1; asked both ways it agrees with gold on every pair, and its bias is measured."""
+    with JudgeServer("rigged", bias=2.0) as server:
+        found = {}
+        for both in (False, True):
+            store = FeedbackStore(f"sqlite:///{tmp_path / f'{both}.db'}")
+            ids, prompts, samples = _queries(store, PAIRS)
+            cfg = _cfg(f"judge.url={server.url}", f"judge.both_orders={both}")
+            found[both] = judge_with_ai(
+                cfg, store, EndpointJudge(server.url), ids, prompts, samples, lambda r: None
+            )
+    assert found[True]["ai_gold_agreement"] == 1.0
+    assert found[False]["ai_gold_agreement"] <= 4 / 6  # the worse-first pairs with small gaps
+    gaps = [TASK.gold(a) - TASK.gold(b) for a, b in PAIRS]
+    expected = np.mean([0.5 * (_sig(2 * d + 2) + _sig(2 - 2 * d)) - 0.5 for d in gaps])
+    assert found[True]["position_bias"] == pytest.approx(expected, abs=1e-6) and expected > 0.3
+
+
+def _sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+@pytest.mark.parametrize(
+    "mode, message, calls",
+    [
+        ("slow", r"ReadTimeout.* after 2 attempts", 2),
+        ("error", r"HTTP 503 after 3 attempts", 3),
+        ("garbage", r"answered 'maybe', which is neither A nor B", 1),
+    ],
+)
+def test_a_failing_judge_is_an_error_never_a_silent_label(tmp_path, mode, message, calls):
+    timeout, retries = (0.5, 1) if mode == "slow" else (5.0, 2)
+    store = FeedbackStore(f"sqlite:///{tmp_path / 's.db'}")
+    ids, prompts, samples = _queries(store, PAIRS[:1])
+    with JudgeServer(mode) as server:
+        judge = EndpointJudge(server.url, timeout=timeout, retries=retries)
+        with pytest.raises(JudgeError, match=message):
+            judge_with_ai(_cfg(), store, judge, ids, prompts, samples, lambda r: None)
+        assert server.calls == calls
+    assert store.count_judgements() == 0
+
+
+def test_the_api_key_comes_from_the_named_variable(monkeypatch):
+    monkeypatch.delenv("RLHFLAB_TEST_KEY", raising=False)
+    with pytest.raises(JudgeError, match=r"\$RLHFLAB_TEST_KEY, which is not set"):
+        EndpointJudge("http://127.0.0.1:9/v1", api_key_env="RLHFLAB_TEST_KEY")
+    monkeypatch.setenv("RLHFLAB_TEST_KEY", "sekrit")
+    judge = EndpointJudge("http://127.0.0.1:9/v1", api_key_env="RLHFLAB_TEST_KEY")
+    assert judge.headers == {"Authorization": "Bearer sekrit"}
+
+
+# -- the judge as a reward -------------------------------------------------------------------
+def test_judge_reward_is_the_bradley_terry_score_of_the_rigged_judge():
+    """With P_A(y, y′) = σ(2(g(y) − g(y′)) + 2), both orders give r(y) = 2·(g(y) − mean g(ref))."""
+    refs = ["the plot was fine .", "the acting was dull but the music was good ."]
+    texts = [a for pair in PAIRS for a in pair]
+    with JudgeServer("rigged") as server:
+        reward = JudgeReward(
+            EndpointJudge(server.url),
+            [Principle("p", "Which is better?")],
+            _cfg().judge.template,
+            refs,
+        )
+        r = reward.score(["review of the film :"] * len(texts), texts)
+    mean_ref = np.mean([TASK.gold(t) for t in refs])
+    assert np.allclose(r.numpy(), [2 * (TASK.gold(t) - mean_ref) for t in texts], atol=1e-4)
+
+
+def test_a_text_run_with_ai_labels_and_a_judge_reward(judge_path, tmp_path):
+    """End to end through the driver: AI labels from the local judge for the reward model's
+    run, and best-of-n against the judge reward in a second run."""
+    common = [
+        f"judge.model={judge_path}",
+        "text.labels=12",
+        "text.eval_prompts=8",
+        "text.methods=[best_of_n]",
+        "text.best_of_n=2",
+        "text.sft.demonstrations=64",
+        "text.sft.epochs=1",
+        "text.reward.epochs=1",
+        "text.max_new_tokens=8",
+        "text.pretrain_sequences=200",
+        "text.pretrain_epochs=1",
+        "text.goodhart_samples=2",
+    ]
+    rlaif = TextLoop(
+        build_config(None, [*common, "feedback.annotator.kind=ai"]), RunDir(tmp_path / "rlaif")
+    ).run()
+    assert rlaif["labels"] == 12 and "rm_val_acc" in rlaif["reward_model"]
+    records = [r for r in RunDir(tmp_path / "rlaif").metrics() if r["phase"] == "ai_feedback"]
+    assert records[0]["ai_labels"] == 12
+    judged = TextLoop(
+        build_config(None, [*common, "text.reward.kind=judge"]), RunDir(tmp_path / "judged")
+    ).run()
+    assert judged["reward_model"] == {"reward": "judge"}
+    assert judged["methods"]["best_of_2"]["proxy"] >= judged["methods"]["sft"]["proxy"]
