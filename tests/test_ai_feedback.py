@@ -239,3 +239,28 @@ def test_a_text_run_with_ai_labels_and_a_judge_reward(judge_path, tmp_path):
     ).run()
     assert judged["reward_model"] == {"reward": "judge"}
     assert judged["methods"]["best_of_2"]["proxy"] >= judged["methods"]["sft"]["proxy"]
+
+
+def test_a_judge_template_is_checked():
+    with pytest.raises(ConfigError, match=r"lacks \{second\}"):
+        _cfg("judge.template='{principle} {first}'")
+    with pytest.raises(ConfigError, match=r"only \{principle\}.*KeyError"):
+        _cfg("judge.template='{principle} {first} {second} {answer}'")
+
+
+def test_the_scripted_judge_follows_its_principle_with_a_known_bias():
+    from rlhflab.text.judge import ScriptedJudge, verdicts
+
+    template = _cfg().judge.template
+    judge = ScriptedJudge(template, scale=3.0, bias=1.0, noise=0.0)
+    positive, fluent = (p.text for p in load_constitution(None))
+    items = [(positive, "review of the film :", a, b) for a, b in PAIRS[:4]]
+    items += [(fluent, "review of the film :", a, b) for a, b in PAIRS[4:]]
+    found = verdicts(judge, template, items, both_orders=True)
+    assert all(v.p > 0.5 for v in found)  # each pair's first is better under its principle
+    assert found[0].p_first_xy == pytest.approx(_sig(3 * math.tanh(0.75) + 1.0))
+    assert found[0].position_bias == pytest.approx(
+        0.5 * (_sig(3 * math.tanh(0.75) + 1) + _sig(1 - 3 * math.tanh(0.75))) - 0.5
+    )
+    with pytest.raises(JudgeError, match="knows only the built-in principles"):
+        judge.choice_logprobs([render(template, "Which is kinder?", "p", "a", "b")])

@@ -409,8 +409,9 @@ class JudgeConfig(_Section):
 
     model: str | None = Field(
         None,
-        description="local causal LM judge (hub name or path, loaded with from_pretrained), or "
-        "'builtin': a tiny GPT-2 trained on the reviews task's judge examples",
+        description="local causal LM judge (hub name or path, loaded with from_pretrained); "
+        "'builtin': a tiny GPT-2 trained on the reviews task's judge examples; 'scripted': a "
+        "simulated judge that applies the reviews principles' rules (scripted_* below)",
     )
     url: str | None = Field(
         None,
@@ -455,10 +456,36 @@ class JudgeConfig(_Section):
         "(r = mean logit P(y ≻ y_ref))",
     )
     batch_size: int = Field(64, ge=1, description="local judge: prompts per forward pass")
+    scripted_scale: float = Field(
+        3.0, ge=0, description="scripted judge: logit P(A) per unit of the principle's rule"
+    )
+    scripted_bias: float = Field(
+        1.0, description="scripted judge: logit added to P(A) (its position bias)"
+    )
+    scripted_noise: float = Field(
+        1.0, ge=0, description="scripted judge: std of its logit noise (fixed per prompt)"
+    )
     builtin_examples: int = Field(
         6000, ge=1, description="builtin judge: judge-format training examples"
     )
     builtin_epochs: int = Field(4, ge=1, description="builtin judge: training epochs")
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, template: str) -> str:
+        try:
+            template.format(principle="", prompt="", first="", second="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"the judge template may use only {{principle}}, {{prompt}}, {{first}} and "
+                f"{{second}} ({type(exc).__name__}: {exc})"
+            ) from None
+        missing = [k for k in ("principle", "first", "second") if "{" + k + "}" not in template]
+        if missing:
+            raise ValueError(
+                f"the judge template lacks {', '.join('{' + k + '}' for k in missing)}"
+            )
+        return template
 
     @model_validator(mode="after")
     def _one_judge(self) -> JudgeConfig:

@@ -151,7 +151,9 @@ class TextLoop:
         rc = self.tc.reward
         self.rm: TextRewardEnsemble | JudgeReward
         if rc.kind == "judge":  # a reward read from the constitution: nothing to fit
-            self.rm = judge_reward(self.cfg, self.judge(), self.sft, self.tokenizer)
+            self.rm = judge_reward(
+                self.cfg, self.judge(), self.sft, self.tokenizer, self.train_prompts
+            )
             self.rm_metrics = {"reward": "judge"}
             return
         rm_tokenizer = load_tokenizer(rc.model) if rc.model else self.tokenizer

@@ -1,6 +1,7 @@
 """The AI judge a run uses, from its `judge` config: a local causal LM (`judge.model`, by hub name
-or path; `builtin` trains the reviews task's tiny judge first, `policy/sft.py`) or an
-OpenAI-compatible server (`judge.url`). The judges themselves are in `rlhflab.text.judge`."""
+or path; `builtin` trains the reviews task's tiny judge first, `policy/sft.py`; `scripted` is
+the simulated judge of the reviews task) or an OpenAI-compatible server (`judge.url`). The
+judges themselves are in `rlhflab.text.judge`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from rlhflab.config import RunConfig
 from rlhflab.policy.sft import pretrain_builtin_judge
-from rlhflab.text.judge import EndpointJudge, HFJudge
+from rlhflab.text.judge import EndpointJudge, HFJudge, ScriptedJudge
 
 
 def make_judge(cfg: RunConfig, out: Path, log: Callable[[dict], None] | None = None):
@@ -18,5 +19,7 @@ def make_judge(cfg: RunConfig, out: Path, log: Callable[[dict], None] | None = N
         return EndpointJudge(jc.url, jc.api_model, jc.api_key_env, jc.timeout, jc.retries)
     if jc.model is None:
         raise ValueError("an AI judge needs judge.model or judge.url")
+    if jc.model == "scripted":
+        return ScriptedJudge(jc.template, jc.scripted_scale, jc.scripted_bias, jc.scripted_noise)
     path = str(pretrain_builtin_judge(cfg, out, log)) if jc.model == "builtin" else jc.model
     return HFJudge(path, jc.batch_size)

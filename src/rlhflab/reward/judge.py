@@ -70,20 +70,14 @@ class JudgeReward:
         return torch.tensor(per.mean(2) @ self.weights, dtype=torch.float32)
 
 
-def judge_reward(cfg, judge, sft, tokenizer) -> JudgeReward:
-    """The run's judge reward: its constitution, and `judge.references` SFT responses to the
-    first training prompt of the built-in task (or a neutral prompt) as references."""
+def judge_reward(cfg, judge, sft, tokenizer, prompts: list[str]) -> JudgeReward:
+    """The run's judge reward: its constitution, and SFT responses to the first
+    `judge.references` training prompts as the references (the same for every response)."""
     from rlhflab.text.constitution import load_constitution
     from rlhflab.text.sequences import generate
 
     jc, tc = cfg.judge, cfg.text
-    prompt = (tc.dataset and "") or "review of the film :"
     _, refs, _ = generate(
-        sft,
-        tokenizer,
-        [prompt] * jc.references,
-        tc.max_new_tokens,
-        tc.temperature,
-        seed=cfg.seed + 77,
+        sft, tokenizer, prompts[: jc.references], tc.max_new_tokens, tc.temperature, cfg.seed + 77
     )
     return JudgeReward(judge, load_constitution(jc.constitution), jc.template, refs, jc.both_orders)

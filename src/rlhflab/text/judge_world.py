@@ -68,16 +68,19 @@ def degraded(task: ReviewsTask, rng: np.random.Generator) -> str:
 
 
 def judge_examples(
-    task: ReviewsTask, n: int, seed: int, min_gap: float = 0.05
+    task: ReviewsTask, n: int, seed: int, min_gap: float = 0.05, easy: bool = False
 ) -> list[tuple[str, str]]:
-    """n (judge prompt, answer) pairs over the built-in principles, answers balanced A/B."""
+    """n (judge prompt, answer) pairs over the built-in principles, answers balanced A/B.
+    `easy`: only the positive principle, on grammar samples (a first lesson: the tiny model
+    learns to compare the two responses there, then the rest)."""
     rng = np.random.default_rng(seed)
     prompts = task.prompts(n, seed + 1)
     out: list[tuple[str, str]] = []
     while len(out) < n:
-        principle = DEFAULT_PRINCIPLES[int(rng.integers(len(DEFAULT_PRINCIPLES)))]
+        principle = DEFAULT_PRINCIPLES[0 if easy else int(rng.integers(len(DEFAULT_PRINCIPLES)))]
         x, y = (
-            degraded(task, rng) if rng.uniform() < 0.5 else task.response(rng) for _ in range(2)
+            degraded(task, rng) if rng.uniform() < 0.5 and not easy else task.response(rng)
+            for _ in range(2)
         )
         rule = RULES[principle.id]
         gap = rule(x.split()) - rule(y.split())
