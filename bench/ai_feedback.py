@@ -1,10 +1,12 @@
 """AI feedback on the built-in text task: RLHF from synthetic people, RLAIF (a reward model on the
 AI judge's labels) and the judge as a reward (no reward model), on the same gold.
 
-The built-in judge (`judge.model=builtin`: a tiny GPT-2 trained on judge-format examples of the
-task's two principles) is trained once per seed and shared by the runs of that seed. Each run
-is Step 0 → SFT → labels → reward (learned or judge) → best-of-n and PPO, and Gao et al.'s
-Goodhart forms are fitted to its best-of-n samples and PPO iterations (`rlhflab goodhart`).
+The judge is the scripted one (`judge.model=scripted`: the constitution's two principles
+applied by their rules, with a position bias and logit noise of known size); `--builtin` adds
+the tiny GPT-2 judge trained on judge-format examples, once per seed. Step 0 (the base model) is
+pretrained once per seed and shared; each run is SFT → labels → reward (learned, or the judge)
+→ best-of-n and PPO, and Gao et al.'s Goodhart forms are fitted to its best-of-n samples and
+PPO iterations (`rlhflab goodhart`).
 
 Prints one table (means over seeds, ± the standard deviation when there are several) and
 writes bench/results/ai_feedback.json.
@@ -26,7 +28,7 @@ from rich.table import Table
 
 from rlhflab.config import build_config
 from rlhflab.diagnostics.goodhart import goodhart
-from rlhflab.policy.sft import pretrain_builtin_judge
+from rlhflab.policy.sft import pretrain_builtin, pretrain_builtin_judge
 from rlhflab.runs import RunDir
 from rlhflab.text_loop import TextLoop
 
@@ -54,14 +56,19 @@ COLUMNS = [
 ]
 
 
-def one_run(name: str, extra: list[str], args, seed: int, judge: str | None) -> dict:
+def one_run(extra: list[str], args, seed: int, base: str, judge: str | None) -> dict:
     run = RunDir(tempfile.mkdtemp(prefix="aifb-"))
     cfg = build_config(
         None,
         [
             f"seed={seed}",
             f"task=ai-feedback-{seed}",
+            f"text.model={base}",
             "feedback.annotator.temperature=0.2",
+            f"text.sft.demonstrations={args.demonstrations}",
+            f"text.eval_prompts={args.eval_prompts}",
+            f"text.ppo.batch_size={args.batch_size}",
+            f"judge.references={args.references}",
             f"judge.scripted_bias={args.judge_bias}",
             f"judge.scripted_noise={args.judge_noise}",
             f"text.labels={args.labels}",
@@ -121,10 +128,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--labels", type=int, default=400)
-    ap.add_argument("--steps", type=int, default=40, help="PPO iterations")
+    ap.add_argument("--labels", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=25, help="PPO iterations")
+    ap.add_argument("--batch-size", type=int, default=32, help="PPO prompts per iteration")
+    ap.add_argument("--demonstrations", type=int, default=1000, help="SFT demonstrations")
+    ap.add_argument("--eval-prompts", type=int, default=64)
+    ap.add_argument("--references", type=int, default=1, help="judge reward: references")
     ap.add_argument("--beta", type=float, default=0.05, help="PPO's KL coefficient")
-    ap.add_argument("--goodhart-samples", type=int, default=64)
+    ap.add_argument("--goodhart-samples", type=int, default=32)
     ap.add_argument("--judge-bias", type=float, default=1.0, help="scripted judge: position bias")
     ap.add_argument("--judge-noise", type=float, default=1.0, help="scripted judge: logit noise")
     ap.add_argument(
@@ -137,6 +148,9 @@ def main() -> None:
     settings = SETTINGS | (BUILTIN if args.builtin else {})
     for seed in args.seeds:
         path = None
+        base = RunDir(tempfile.mkdtemp(prefix="aifb-base-")).path / "base"
+        with console.status(f"Step 0: the built-in base model (seed {seed})"):
+            pretrain_builtin(build_config(None, [f"seed={seed}", "text.task=reviews"]), base)
         if args.builtin:
             started = time.time()
             cfg = build_config(None, [f"seed={seed}", "judge.model=builtin", "text.task=reviews"])
@@ -146,7 +160,8 @@ def main() -> None:
         for name, extra in settings.items():
             with console.status(f"{name}, seed {seed}"):
                 rows.append(
-                    {"setting": name, "seed": seed} | one_run(name, extra, args, seed, str(path))
+                    {"setting": name, "seed": seed}
+                    | one_run(extra, args, seed, str(base), str(path))
                 )
     judge_agreement_row(rows)
     table = Table(

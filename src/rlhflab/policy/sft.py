@@ -108,23 +108,30 @@ def pretrain_builtin(cfg: RunConfig, out: Path, on_log=None) -> Path:
 
 
 def pretrain_builtin_judge(cfg: RunConfig, out: Path, on_log=None) -> Path:
-    """The built-in AI judge: a tiny GPT-2 (4 layers, 64 wide) trained with SFT's loss to answer
-    judge-format examples of the reviews task (`text/judge_world.py`: the answer token is the
-    only target), saved with save_pretrained and loaded back by path like any hub model."""
+    """The built-in AI judge: a tiny GPT-2 (2 layers, 64 wide) trained with SFT's loss to answer
+    judge-format examples of the reviews task in `judge.template` (`text/judge_world.py`; the
+    answer token is the only target): a first lesson on the positive principle alone, then
+    every principle on clean and degraded reviews. Saved with save_pretrained and loaded back by
+    path like any hub model."""
     from rlhflab.text.judge_world import build_judge_tokenizer, judge_examples
 
     assert cfg.text is not None
     task, jc = TASKS[cfg.text.task], cfg.judge
-    tokenizer = build_judge_tokenizer(task)
+    tokenizer = build_judge_tokenizer(task, jc.template)
     model = tiny_gpt2(
-        len(tokenizer), 4, 64, n_head=4, n_positions=160, seed=cfg.seed + 7, tokenizer=tokenizer
+        len(tokenizer), 2, 64, n_head=4, n_positions=192, seed=cfg.seed + 7, tokenizer=tokenizer
     )
-    examples = judge_examples(task, jc.builtin_examples, cfg.seed + 13)
 
     def log(record: dict) -> None:
         if on_log:
             on_log({**record, "phase": "judge_pretrain"})
 
-    prompts, answers = [p for p, _ in examples], [a for _, a in examples]
-    train_sft(model, tokenizer, prompts, answers, jc.builtin_epochs, 2e-3, 32, cfg.seed, log)
+    n = jc.builtin_examples
+    lessons = [(judge_examples(task, n, cfg.seed + 12, easy=True, template=jc.template), 1)]
+    lessons.append(
+        (judge_examples(task, n, cfg.seed + 13, template=jc.template), jc.builtin_epochs)
+    )
+    for examples, epochs in lessons:
+        prompts, answers = [p for p, _ in examples], [a for _, a in examples]
+        train_sft(model, tokenizer, prompts, answers, epochs, 3e-3, 16, cfg.seed, log)
     return save_model(model, tokenizer, out)

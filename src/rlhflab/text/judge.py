@@ -231,5 +231,5 @@ class ScriptedJudge:
             eps = np.random.default_rng(zlib.crc32(text.encode())).standard_normal()
             x = self.scale * (rule(m["first"].split()) - rule(m["second"].split()))
             x += self.bias + self.noise * eps
-            out.append((-math.log1p(math.exp(-x)), -math.log1p(math.exp(x))))
+            out.append((-float(np.logaddexp(0.0, -x)), -float(np.logaddexp(0.0, x))))
         return out

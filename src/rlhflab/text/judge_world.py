@@ -29,19 +29,19 @@ RULES = {"positive": sentiment, "fluent": fluency}
 WORD = re.compile(r"\w+|[^\w\s]+")  # the judge tokenizer's pre-tokenizer (tokenizers' Whitespace)
 
 
-def judge_vocabulary(task: ReviewsTask) -> list[str]:
+def judge_vocabulary(task: ReviewsTask, template: str = TEMPLATE) -> list[str]:
     """Every word of the task, the template and the built-in principles."""
-    texts = [TEMPLATE, *CHOICES, *(p.text for p in DEFAULT_PRINCIPLES)]
+    texts = [template, *CHOICES, *(p.text for p in DEFAULT_PRINCIPLES)]
     return sorted(set(task.vocabulary) | {w for t in texts for w in WORD.findall(t)})
 
 
-def build_judge_tokenizer(task: ReviewsTask):
+def build_judge_tokenizer(task: ReviewsTask, template: str = TEMPLATE):
     """A word-level tokenizer over `judge_vocabulary` that also splits off punctuation."""
     from tokenizers import pre_tokenizers
 
     from rlhflab.text.models import build_word_tokenizer
 
-    tok = build_word_tokenizer(judge_vocabulary(task))
+    tok = build_word_tokenizer(judge_vocabulary(task, template))
     tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     return tok
 
@@ -68,7 +68,12 @@ def degraded(task: ReviewsTask, rng: np.random.Generator) -> str:
 
 
 def judge_examples(
-    task: ReviewsTask, n: int, seed: int, min_gap: float = 0.05, easy: bool = False
+    task: ReviewsTask,
+    n: int,
+    seed: int,
+    min_gap: float = 0.05,
+    easy: bool = False,
+    template: str = TEMPLATE,
 ) -> list[tuple[str, str]]:
     """n (judge prompt, answer) pairs over the built-in principles, answers balanced A/B.
     `easy`: only the positive principle, on grammar samples (a first lesson: the tiny model
@@ -86,6 +91,6 @@ def judge_examples(
         gap = rule(x.split()) - rule(y.split())
         if abs(gap) < min_gap:
             continue
-        text = render(TEMPLATE, principle.text, prompts[len(out)], x, y)
+        text = render(template, principle.text, prompts[len(out)], x, y)
         out.append((text, "A" if gap > 0 else "B"))
     return out
