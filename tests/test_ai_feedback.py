@@ -264,3 +264,32 @@ def test_the_scripted_judge_follows_its_principle_with_a_known_bias():
     )
     with pytest.raises(JudgeError, match="knows only the built-in principles"):
         judge.choice_logprobs([render(template, "Which is kinder?", "p", "a", "b")])
+
+
+def test_the_example_config_builds_its_judge(tmp_path):
+    from rlhflab.policy.judge import make_judge
+    from rlhflab.text.judge import ScriptedJudge
+
+    root = Path(__file__).parents[1]
+    cfg = build_config(root / "examples/text/rlaif.yaml")
+    assert cfg.feedback.annotator.kind == "ai" and cfg.judge.constitution
+    assert isinstance(make_judge(cfg, tmp_path), ScriptedJudge)
+
+
+# -- assisted evaluation ---------------------------------------------------------------------
+def test_flaws_add_up_to_gold_and_critiques_move_limited_attention_annotators():
+    from rlhflab.feedback.assisted import assisted_accuracy, perceived
+    from rlhflab.text.judge_world import degraded
+
+    rng = np.random.default_rng(0)
+    texts = [degraded(TASK, rng) if k % 2 else TASK.response(rng) for k in range(300)]
+    for t in texts:  # read in full and shown nothing, an annotator perceives the gold exactly
+        w = t.split()
+        assert perceived(w, set(range(len(w))), [], 0.5, rng) == pytest.approx(TASK.gold(t))
+    pairs = list(zip(texts[::2], texts[1::2]))
+    none, helpful, wrong = (
+        assisted_accuracy(pairs, 0.3, c, trust=0.9, seed=1) for c in ("none", "helpful", "wrong")
+    )
+    assert helpful > none + 0.03 and wrong < none - 0.3, (none, helpful, wrong)
+    full = assisted_accuracy(pairs, 1.0, "none", temperature=1e-9)
+    assert full == 1.0  # full attention, no noise: every strict pair right
