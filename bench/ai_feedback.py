@@ -113,8 +113,10 @@ def judge_agreement_row(rows: list[dict]) -> None:
                 r[k] = twin[k]
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], column: str = "") -> str:
     v = np.array(values, dtype=float)
+    if column == "wall s":
+        return f"{np.mean(v):.0f}"
     if np.all(np.isnan(v)):
         return "–"
     if np.any(np.isinf(v)):
@@ -175,7 +177,7 @@ def main() -> None:
         table.add_column(c, justify="right")
     for name in settings:
         mine = [r for r in rows if r["setting"] == name]
-        table.add_row(name, *(fmt([r[c] for r in mine]) for c in COLUMNS))
+        table.add_row(name, *(fmt([r[c] for r in mine], c) for c in COLUMNS))
     console.print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

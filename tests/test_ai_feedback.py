@@ -293,3 +293,29 @@ def test_flaws_add_up_to_gold_and_critiques_move_limited_attention_annotators():
     assert helpful > none + 0.03 and wrong < none - 0.3, (none, helpful, wrong)
     full = assisted_accuracy(pairs, 1.0, "none", temperature=1e-9)
     assert full == 1.0  # full attention, no noise: every strict pair right
+
+
+def test_rl_cai_raises_gold_on_the_built_in_task(tmp_path):
+    """RL-CAI's shape: a preference model on the scripted judge's labels (both orders, soft), then
+    PPO against it; gold rises on a fixed seed."""
+    cfg = build_config(
+        None,
+        [
+            "seed=0",
+            "feedback.annotator.kind=ai",
+            "judge.model=scripted",
+            "text.pretrain_sequences=2000",
+            "text.labels=240",
+            "text.eval_prompts=64",
+            "text.methods=[ppo]",
+            "text.ppo.steps=25",
+            "text.ppo.batch_size=32",
+            "text.sft.demonstrations=1000",
+            "text.goodhart_samples=0",
+        ],
+    )
+    summary = TextLoop(cfg, RunDir(tmp_path)).run()
+    m = summary["methods"]
+    assert m["ppo"]["gold"] > m["sft"]["gold"] + 0.2, m
+    ai = next(r for r in RunDir(tmp_path).metrics() if r["phase"] == "ai_feedback")
+    assert ai["ai_labels"] == 240 and ai["position_bias"] > 0.05  # the scripted bias, measured
