@@ -181,8 +181,9 @@ def main() -> None:
     console.print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean = [{k: None if v != v else v for k, v in r.items()} for r in rows]  # NaN → null
     out.write_text(
-        json.dumps({"args": vars(args), "judge_seconds": judges, "rows": rows}, indent=2)
+        json.dumps({"args": vars(args), "judge_seconds": judges, "rows": clean}, indent=2) + "\n"
     )
     print(f"wrote {out}")
 
