@@ -36,6 +36,11 @@ SETTINGS = {
     "RLHF (synthetic people)": ["feedback.annotator.kind=synthetic"],
     "RLAIF, scripted judge": ["feedback.annotator.kind=ai", "judge.model=scripted"],
     "judge reward, scripted judge": ["text.reward.kind=judge", "judge.model=scripted"],
+    "judge reward, positive-only constitution": [
+        "text.reward.kind=judge",
+        "judge.model=scripted",
+        "judge.constitution=examples/text/constitution_positive.md",
+    ],
 }
 BUILTIN = {  # --builtin: the same two with the tiny GPT-2 judge trained on judge examples
     "RLAIF, built-in judge": ["feedback.annotator.kind=ai", "judge.model=BUILTIN"],
@@ -143,16 +148,21 @@ def main() -> None:
     ap.add_argument(
         "--builtin", action="store_true", help="also the tiny GPT-2 judge (trained per seed)"
     )
+    ap.add_argument("--only", nargs="+", help="run only the settings whose names start so")
+    ap.add_argument("--base", help="a saved Step-0 model to start from (one seed only)")
     ap.add_argument("--out", default="bench/results/ai_feedback.json")
     args = ap.parse_args()
     console = Console(width=200)
     rows, judges = [], {}
     settings = SETTINGS | (BUILTIN if args.builtin else {})
+    if args.only:
+        settings = {k: v for k, v in settings.items() if k.startswith(tuple(args.only))}
     for seed in args.seeds:
         path = None
-        base = RunDir(tempfile.mkdtemp(prefix="aifb-base-")).path / "base"
-        with console.status(f"Step 0: the built-in base model (seed {seed})"):
-            pretrain_builtin(build_config(None, [f"seed={seed}", "text.task=reviews"]), base)
+        base = Path(args.base) if args.base else Path(tempfile.mkdtemp(prefix="aifb-")) / "base"
+        if not args.base:
+            with console.status(f"Step 0: the built-in base model (seed {seed})"):
+                pretrain_builtin(build_config(None, [f"seed={seed}", "text.task=reviews"]), base)
         if args.builtin:
             started = time.time()
             cfg = build_config(None, [f"seed={seed}", "judge.model=builtin", "text.task=reviews"])
