@@ -111,9 +111,10 @@ def judge_agreement_row(rows: list[dict]) -> None:
     the same judge, so it shows the same figures."""
     for r in rows:
         if r["setting"].startswith("judge"):
-            twin = next(
-                x for x in rows if x["seed"] == r["seed"] and x["setting"].startswith("RLAIF")
-            )
+            same = f"RLAIF, {r['setting'].split(', ', 1)[1]}"  # the RLAIF run with its judge
+            twin = next((x for x in rows if x["seed"] == r["seed"] and x["setting"] == same), None)
+            if twin is None:
+                continue
             for k in ("AI–gold agree", "AI–human agree", "position bias"):
                 r[k] = twin[k]
 
