@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from rlhflab.config import RunConfig
 from rlhflab.feedback.people import wait_for_labels
 from rlhflab.feedback.store import FeedbackStore
@@ -21,12 +23,16 @@ from rlhflab.types import Judgement, RankedResponses
 
 def ask_for_comparisons(
     cfg: RunConfig, policy, tokenizer, prompts: list[str], store: FeedbackStore
-) -> tuple[list[int], list[str], list[list[str]]]:
-    """Store one query per label: a prompt (cycling through `prompts`) and K samples of `policy`.
-    Returns the query ids, their prompts and the samples ([K][n])."""
+) -> list[int]:
+    """Store the queries the run still lacks, up to one per label: a prompt (cycling through
+    `prompts`) and K samples of `policy`. A resumed run keeps the queries it has and asks only
+    the rest; the samples are drawn with the same seeds either way, so the queries are those
+    an uninterrupted run would have asked. Returns the new query ids."""
     assert cfg.text is not None
     tc, fb = cfg.text, cfg.feedback
-    K, n = tc.ranking_k, tc.labels
+    K, n, have = tc.ranking_k, tc.labels, store.count_queries()
+    if have >= n:
+        return []
     chosen = [prompts[i % len(prompts)] for i in range(n)]
     samples = [
         generate(
@@ -36,23 +42,23 @@ def ask_for_comparisons(
     ]
     kind = "text_pair" if K == 2 else "ranking"
     overlap = fb.overlap if fb.annotator.kind == "people" else 1
-    ids = [
-        store.add_text_query(kind, p, [samples[k][i] for k in range(K)], overlap=overlap)
-        for i, p in enumerate(chosen)
+    return [
+        store.add_text_query(kind, chosen[i], [samples[k][i] for k in range(K)], overlap=overlap)
+        for i in range(have, n)
     ]
-    return ids, chosen, samples
 
 
-def judge_synthetically(
-    cfg: RunConfig, store: FeedbackStore, ids: list[int], samples: list[list[str]]
-) -> None:
-    """The Boltzmann-rational synthetic annotator judges each query by the task's gold reward."""
+def judge_synthetically(cfg: RunConfig, store: FeedbackStore) -> None:
+    """The Boltzmann-rational synthetic annotator judges each unjudged query by the task's gold
+    reward; its noise is seeded by the query id, so a resumed run judges as an uninterrupted
+    one."""
     assert cfg.text is not None
-    task, K = TASKS[cfg.text.task], cfg.text.ranking_k
+    task = TASKS[cfg.text.task]
     annotator = SyntheticAnnotator(cfg.feedback.annotator, cfg.seed + 2)
-    for i, qid in enumerate(ids):
-        values = [task.gold(samples[k][i]) for k in range(K)]
-        if K == 2:
+    for qid, kind, payload in store.unjudged_text_queries():
+        annotator.rng = np.random.default_rng([cfg.seed + 2, qid])
+        values = [task.gold(r) for r in payload["responses"]]
+        if kind == "text_pair":
             store.add_judgement(qid, annotator.prefer(*values), annotator.name)
         else:
             order = annotator.rank(values)
@@ -78,12 +84,14 @@ def gather_comparisons(
     log: Callable[[dict], None],
 ) -> list[RankedResponses]:
     """Queries of K samples of `policy`, judged by the synthetic annotator or by people (then
-    `LabelTimeout` if they do not answer in time); the judged comparisons, best first."""
-    ids, _, samples = ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
+    `LabelTimeout` if they do not answer in time); the judged comparisons, best first. Only what
+    the store lacks is asked and judged: a resumed run gathers nothing twice."""
+    ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
     if cfg.feedback.annotator.kind == "people":
+        store.reopen_withdrawn()  # a stopped run withdrew what was unanswered
         wait_for_people(cfg, store, log)
     else:
-        judge_synthetically(cfg, store, ids, samples)
+        judge_synthetically(cfg, store)
     return comparisons_from_store(store)
 
 
@@ -96,8 +104,8 @@ def comparisons_from_store(store: FeedbackStore) -> list[RankedResponses]:
         if q.kind == "text_pair" and r.label != Judgement.CANT_TELL.value:
             first, second = (responses[1], responses[0]) if r.label == "right" else responses[:2]
             target = 0.5 if r.label == "equal" else 1.0
-            out.append(RankedResponses(q.payload["prompt"], (first, second), target))
+            out.append(RankedResponses(q.payload["prompt"], (first, second), target, q.id))
         elif q.kind == "ranking":
             ranked = tuple(responses[i] for i in r.payload["order"])
-            out.append(RankedResponses(q.payload["prompt"], ranked))
+            out.append(RankedResponses(q.payload["prompt"], ranked, query_id=q.id))
     return out

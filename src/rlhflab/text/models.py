@@ -163,6 +163,17 @@ class ValueHead(nn.Module):
         return self.head(hidden).squeeze(-1)
 
 
+def context_length(model, default: int = 2048) -> int:
+    """The longest sequence the model takes (its position embeddings), or `default` when its
+    config does not say."""
+    config = getattr(model, "config", model)
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "max_seq_len"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
 def hidden_size(config) -> int:
     return getattr(config, "hidden_size", None) or config.n_embd
 
