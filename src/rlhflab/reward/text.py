@@ -25,6 +25,22 @@ from rlhflab.text.sequences import encode
 from rlhflab.types import RankedResponses
 
 
+def split_by_query(
+    comparisons: list[RankedResponses], val_fraction: float
+) -> tuple[list[RankedResponses], list[RankedResponses]]:
+    """(training, validation) comparisons: a query is held out by its id (`is_validation`), so
+    every judgement of one query lands on the same side; list position stands in for the id of
+    comparisons that have none."""
+    held = [
+        is_validation(i if c.query_id is None else c.query_id, val_fraction)
+        for i, c in enumerate(comparisons)
+    ]
+    return (
+        [c for c, h in zip(comparisons, held) if not h],
+        [c for c, h in zip(comparisons, held) if h],
+    )
+
+
 class TextRewardEnsemble:
     def __init__(self, base: TextRewardModel, tokenizer, members: int = 1, seed: int = 0):
         self.tokenizer = tokenizer
@@ -96,12 +112,7 @@ class TextRewardEnsemble:
         """Fit every member on a bootstrap of the training split; returns held-out accuracy and
         calibration. The split is by query id (list position only for comparisons that have
         none), with `val_fraction` of the queries held out."""
-        held = [
-            is_validation(i if c.query_id is None else c.query_id, val_fraction)
-            for i, c in enumerate(comparisons)
-        ]
-        train = [c for c, h in zip(comparisons, held) if not h]
-        val = [c for c, h in zip(comparisons, held) if h]
+        train, val = split_by_query(comparisons, val_fraction)
         for k, member in enumerate(self.members):
             member.train()
             opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=0.01)
