@@ -359,3 +359,26 @@ def test_a_reward_function_failing_mid_rl_names_the_iteration_and_resumes(tiny_p
     summary = TextLoop(cfg, RunDir(tmp_path), resume=True).run()
     assert [r["iteration"] for r in RunDir(tmp_path).metrics() if r["phase"] == "rloo"] == [1, 2, 3]
     assert set(summary["methods"]) == {"sft", "rloo"}
+
+
+def test_logits_only_for_response_positions_give_the_full_log_probs(tiny_path):
+    """token_logprobs skips the prompt's logits (logits_to_keep); the values are the full ones."""
+    import torch.nn.functional as F
+
+    tokenizer = load_tokenizer(tiny_path)
+    model = load_causal_lm(tiny_path).eval()
+    batch = encode(
+        tokenizer,
+        [PROMPT, "review of the show : it was", "review :"],
+        ["great", "a clever plot .", "dull dull"],
+        64,
+    )
+    with torch.no_grad():
+        logp, entropy = token_logprobs(model, batch, 0.7, return_entropy=True)
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        full = F.log_softmax(out.logits[:, :-1] / 0.7, -1)
+        want = full.gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+        want_ent = -(full.exp() * full).sum(-1)
+    m = batch.response_mask[:, 1:]
+    assert torch.allclose(logp[:, 1:], want * m, atol=1e-5)
+    assert torch.allclose(entropy[:, 1:], want_ent * m, atol=1e-4)

@@ -140,12 +140,15 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
+def takes_argument(model, name: str) -> bool:
+    """Whether the model's forward takes `name` (through a peft wrapper, which hides it)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return name in inspect.signature(base.forward).parameters
+
+
 def forward_kwargs(model, input_ids, attention_mask) -> dict:
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    base = (
-        model.get_base_model() if hasattr(model, "get_base_model") else model
-    )  # a peft wrapper hides the signature
-    if "position_ids" in inspect.signature(base.forward).parameters:
+    if takes_argument(model, "position_ids"):
         kwargs["position_ids"] = position_ids(attention_mask)
     return kwargs
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlhflab.text.models import context_length, format_prompt, forward_kwargs
+from rlhflab.text.models import context_length, format_prompt, forward_kwargs, takes_argument
 
 
 @dataclass
@@ -85,14 +85,21 @@ def token_logprobs(
 
     Also the entropy of π(· | tokens_<t) at each position and the last hidden state that predicts
     token t (for a value head), when asked."""
-    out = model(
-        **forward_kwargs(model, batch.input_ids, batch.attention_mask),
-        output_hidden_states=return_hidden,
-    )
-    logits = out.logits[:, :-1].float() / temperature
+    # logits only where a target is: from the first column that holds a response token on (no
+    # full-vocabulary log-softmax over the prompt), through `logits_to_keep` where the model
+    # takes it
+    T = batch.input_ids.shape[1]
+    columns = batch.response_mask.any(0).nonzero()
+    start = max(1, int(columns[0]) if len(columns) else T - 1)
+    keep = T - start + 1  # positions start − 1 … T − 1; the last predicts nothing
+    kwargs = forward_kwargs(model, batch.input_ids, batch.attention_mask)
+    if takes_argument(model, "logits_to_keep"):
+        kwargs["logits_to_keep"] = keep
+    out = model(**kwargs, output_hidden_states=return_hidden)
+    logits = out.logits[:, -keep:-1].float() / temperature
     logp_all = F.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, batch.input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    pad = torch.zeros_like(logp[:, :1])
+    logp = logp_all.gather(-1, batch.input_ids[:, start:].unsqueeze(-1)).squeeze(-1)
+    pad = torch.zeros_like(logp[:, :1]).expand(-1, start)
     result = [torch.cat([pad, logp], 1) * batch.response_mask]
     if return_entropy:
         ent = -(logp_all.exp() * logp_all).sum(-1)
