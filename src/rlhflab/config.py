@@ -429,7 +429,8 @@ class TextConfig(_Section):
         ),
     )
     methods: list[Literal["ppo", "grpo", "rloo", "dpo", "best_of_n"]] = Field(
-        ["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling"
+        ["ppo", "dpo", "best_of_n"],
+        description="methods to run after SFT and reward modelling (each scored)",
     )
     reward_functions: list[str] = Field(
         [],
@@ -566,7 +567,8 @@ class RunConfig(_Section):
     text: TextConfig | None = Field(
         None,
         description=(
-            "language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control"
+            "language-model RLHF (SFT → reward model → PPO, GRPO, RLOO, DPO, best-of-n) instead "
+            "of control"
         ),
     )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
