@@ -226,6 +226,7 @@ def test_feedback_is_not_gathered_twice(tiny_path, tmp_path):
     small = tiny_config(tiny_path, "text.labels=5")
     ask_for_comparisons(small, policy, tokenizer, prompts, store)
     assert store.count_queries() == 5 and store.count_judgements() == 0
+    store.finish_run()  # as a stop does: the unanswered queries are withdrawn
     first = gather_comparisons(cfg, policy, tokenizer, prompts, store, lambda r: None)
     again = gather_comparisons(cfg, policy, tokenizer, prompts, store, lambda r: None)
     assert store.count_queries() == 8 and store.count_judgements() == 8

@@ -86,9 +86,9 @@ def gather_comparisons(
     """Queries of K samples of `policy`, judged by the synthetic annotator or by people (then
     `LabelTimeout` if they do not answer in time); the judged comparisons, best first. Only what
     the store lacks is asked and judged: a resumed run gathers nothing twice."""
+    store.reopen_withdrawn()  # a stopped run withdrew what was unanswered; resumed, it counts
     ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
     if cfg.feedback.annotator.kind == "people":
-        store.reopen_withdrawn()  # a stopped run withdrew what was unanswered
         wait_for_people(cfg, store, log)
     else:
         judge_synthetically(cfg, store)
