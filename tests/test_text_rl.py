@@ -383,3 +383,40 @@ def test_logits_only_for_response_positions_give_the_full_log_probs(tiny_path):
     m = batch.response_mask[:, 1:]
     assert torch.allclose(logp[:, 1:], want * m, atol=1e-5)
     assert torch.allclose(entropy[:, 1:], want_ent * m, atol=1e-4)
+
+
+def test_goodhart_averages_text_runs_over_seeds(tmp_path):
+    """`rlhflab goodhart RUN RUN …`: each point the mean over the seeds, then one fit."""
+    import json
+
+    import numpy as np
+
+    from rlhflab.diagnostics.goodhart import goodhart, goodhart_over_seeds
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed in range(3):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        (run / "config.yaml").write_text("text:\n  task: reviews\n")
+        proxy = rng.normal(size=(4, 16))
+        np.savez(run / "goodhart_samples.npz", proxy=proxy, gold=proxy + rng.normal(size=(4, 16)))
+        records = [{"phase": "eval", "method": "sft", "proxy": 0.0, "gold": 0.0}]
+        for it in range(1, 9):
+            kl = 0.5 * it + rng.normal(0, 0.1)
+            d = math.sqrt(kl)
+            records.append(
+                {"phase": "ppo", "iteration": it, "kl": kl, "proxy": d,
+                 "gold": d * (1.0 - 0.5 * math.log(d)) + rng.normal(0, 0.05)}
+            )  # fmt: skip
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        runs.append(run)
+    points, fitted = goodhart_over_seeds(runs)
+    single = [goodhart(r)[0] for r in runs]
+    assert len(points) == len(single[0])
+    for i, p in enumerate(points):
+        assert p.gold == pytest.approx(np.mean([s[i].gold for s in single]))
+        assert p.kl == pytest.approx(np.mean([s[i].kl for s in single]))
+    assert set(fitted) == {"best_of_n", "rl"} and fitted["rl"].points == 9
+    # the average is closer to the form than any one seed
+    assert fitted["rl"].r2 > max(goodhart(r)[1]["rl"].r2 for r in runs) - 1e-9
