@@ -417,7 +417,9 @@ class TextLoop:
         return policy
 
     def trained_and_scored(self, method: str) -> dict:
-        return self.evaluate(method, self.train_rl(method))
+        policy = self.train_rl(method)
+        self.phase = f"{method} evaluation"
+        return self.evaluate(method, policy)
 
     def train_dpo(self):
         """DPO on the strict comparisons (best against worst response), from SFT."""
