@@ -301,6 +301,11 @@ def test_grpo_and_rloo_run_and_are_scored_like_the_others(tiny_path, tmp_path):
     assert abs(grpo[0]["kl"]) < 1e-5  # sampled before any update: π = π_ref
     report = (tmp_path / "report.html").read_text()
     assert "GRPO training" in report and "RLOO training" in report
+    sheet = (tmp_path / "disclosure.md").read_text()  # the disclosure sheet, as control runs have
+    assert (
+        "## 12. Monitoring" in sheet and "GRPO: 2 iterations of 8 responses in groups of 4" in sheet
+    )
+    assert "Held-out accuracy" in sheet and "Disclosure sheet" in report
 
 
 def test_reward_functions_stand_in_for_the_reward_model(tiny_path, tmp_path):
@@ -317,6 +322,9 @@ def test_reward_functions_stand_in_for_the_reward_model(tiny_path, tmp_path):
     # no comparisons are needed: no labels, no reward model
     assert summary["labels"] == 0 and summary["reward_model"] == {}
     assert set(summary["methods"]) == {"sft", "grpo", "best_of_2"}
+    sheet = (tmp_path / "disclosure.md").read_text()
+    assert "No feedback: the reward is given by functions text_rewards:positive_words" in sheet
+    assert "No learned reward model" in sheet
 
 
 @pytest.mark.parametrize(

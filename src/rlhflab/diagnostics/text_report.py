@@ -9,7 +9,9 @@ from functools import partial
 
 import numpy as np
 
+from rlhflab.diagnostics import disclosure
 from rlhflab.diagnostics.report_base import BaseReport, Section, figure, fmt, img, png, render
+from rlhflab.diagnostics.text_disclosure import text_disclosure_sheet
 from rlhflab.feedback.agreement import annotator_report
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
@@ -22,7 +24,16 @@ class TextReport(BaseReport):
         training = [partial(self.training, m) for m in ("ppo", "grpo", "rloo")]
         for make, name in zip(training, ("ppo", "grpo", "rloo")):
             make.__name__ = f"{name} training"  # type: ignore[attr-defined]
-        return self._build((self.methods, *training, self.samples, self.text_feedback, self.config))
+        return self._build(
+            (
+                self.methods,
+                *training,
+                self.samples,
+                self.text_feedback,
+                self.disclosure,
+                self.config,
+            )
+        )
 
     def methods(self) -> Section:
         s = self.data.summary
@@ -85,17 +96,35 @@ class TextReport(BaseReport):
             render("samples.md", methods=methods),
         )
 
-    def text_feedback(self) -> Section:
+    def _feedback_report(self) -> dict:
+        """`annotator_report` of the run's pairwise judgements ({} without any)."""
+        if not (self.data.path / "feedback.db").exists():
+            return {}
         store = FeedbackStore(RunDir(self.data.path).store_url)
         rows = store.pair_judgement_records()
         store.close()
-        if not rows:
+        return annotator_report(rows) if rows else {}
+
+    def disclosure(self) -> Section:
+        """The disclosure sheet (Casper et al. 2023 §5), also written to disclosure.md."""
+        items = text_disclosure_sheet(
+            self.data.cfg, self.data.summary, self._feedback_report(), self.data.metrics
+        )
+        self.facts["disclosure_md"] = disclosure.to_markdown(items)
+        return Section(
+            "Disclosure sheet",
+            render("disclosure_note.html", sheet=disclosure.to_html(items)),
+            self.facts["disclosure_md"].split("\n", 2)[2],
+        )
+
+    def text_feedback(self) -> Section:
+        rep = self._feedback_report()
+        if not rep:
             return Section(
                 "Feedback",
                 "<p>No pairwise judgements (rankings only, or none).</p>",
                 "No pairwise judgements.\n",
             )
-        rep = annotator_report(rows)
         context = {
             "annotators": rep["annotators"],
             "overlapping": rep["overlapping_queries"],
