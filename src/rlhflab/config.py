@@ -307,30 +307,82 @@ class TextRewardConfig(_Section):
     batch_size: int = Field(16, ge=1, description="prompts (groups of K responses) per step")
     margin: float = Field(0.0, ge=0, description="margin m in −log σ(r_w − r_l − m) (Llama 2)")
     label_noise: float = Field(0.0, ge=0, lt=1, description="ε of the Bradley–Terry error term")
+    val_fraction: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="share of queries held out for validation, split by query id (every "
+        "judgement of a query on one side)",
+    )
 
 
-class TextPPOConfig(_Section):
-    steps: int = Field(60, ge=1, description="PPO iterations (one batch of prompts each)")
-    batch_size: int = Field(64, ge=1, description="prompts sampled per iteration")
+class _TextRLConfig(_Section):
+    """What PPO, GRPO and RLOO share: one epoch-and-minibatch loop (rlhflab.policy.text)."""
+
+    steps: int = Field(60, ge=1, description="RL iterations (one batch of responses each)")
+    batch_size: int = Field(64, ge=1, description="responses sampled per iteration")
     minibatches: int = Field(4, ge=1, description="minibatches per epoch")
-    epochs: int = Field(2, ge=1, description="PPO epochs per batch")
-    lr: float = Field(3e-4, gt=0, description="policy and value learning rate")
+    epochs: int = Field(2, ge=1, description="epochs over each batch")
+    lr: float = Field(3e-4, gt=0, description="learning rate (Adam)")
+    clip: float = Field(0.2, gt=0, description="policy ratio clip ε")
+    eos_penalty: float = Field(
+        -1.0, description="added to the score of a response that never emits EOS"
+    )
+
+
+class TextPPOConfig(_TextRLConfig):
     beta: float = Field(
         0.05, ge=0, description="KL penalty coefficient β (initial β when adaptive)"
     )
     kl_target: float | None = Field(
         None, gt=0, description="adaptive KL controller target (Ziegler et al.); None: fixed β"
     )
-    kl_estimator: Literal["k1", "k3"] = Field(
-        "k1", description="per-token KL estimator in the reward"
+    kl_horizon: int | None = Field(
+        None,
+        ge=1,
+        description="adaptive controller horizon in responses: β moves by at most "
+        "±0.2·batch_size/horizon a step; None: 10 × batch_size (K_β = 0.1, Ziegler et al. 2019)",
     )
-    clip: float = Field(0.2, gt=0, description="policy ratio clip ε")
+    kl_estimator: Literal["k1", "k2"] = Field(
+        "k1",
+        description="per-token KL estimator in the reward (k3 is biased there: it belongs in a "
+        "loss term, as GRPO uses it)",
+    )
     clip_value: float | None = Field(0.2, description="value-loss clip (None: unclipped)")
     vf_coef: float = Field(0.5, ge=0, description="value-loss coefficient")
     gamma: float = Field(1.0, gt=0, le=1, description="discount over tokens")
     lam: float = Field(0.95, ge=0, le=1, description="GAE λ over tokens")
-    eos_penalty: float = Field(
-        -1.0, description="added to the score of a response that never emits EOS"
+
+
+class _GroupConfig(_TextRLConfig):
+    group_size: int = Field(4, ge=2, description="responses per prompt in a batch (G, or k)")
+
+    @model_validator(mode="after")
+    def _whole_groups(self):
+        if self.batch_size % self.group_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of group_size "
+                f"({self.group_size})"
+            )
+        return self
+
+
+class TextGRPOConfig(_GroupConfig):
+    """GRPO (Shao et al. 2024): group-relative advantages, k3 KL in the loss, no value model."""
+
+    group_size: int = Field(8, ge=2, description="responses per prompt in a batch (G)")
+    beta: float = Field(0.04, ge=0, description="coefficient of the k3 KL term in the loss")
+    scale_rewards: bool = Field(
+        True, description="divide by the group's standard deviation (False: Dr. GRPO)"
+    )
+
+
+class TextRLOOConfig(_GroupConfig):
+    """RLOO (Ahmadian et al. 2024): leave-one-out baseline, sequence-level KL in the reward."""
+
+    beta: float = Field(0.05, ge=0, description="KL penalty coefficient β in the reward")
+    kl_estimator: Literal["k1", "k2"] = Field(
+        "k1", description="KL estimator summed over the response, in the reward"
     )
 
 
@@ -390,13 +442,34 @@ class TextConfig(_Section):
             "Goodhart curves (0: off)"
         ),
     )
-    methods: list[Literal["ppo", "dpo", "best_of_n"]] = Field(
-        ["ppo", "dpo", "best_of_n"], description="methods to run after SFT and reward modelling"
+    methods: list[Literal["ppo", "grpo", "rloo", "dpo", "best_of_n"]] = Field(
+        ["ppo", "dpo", "best_of_n"],
+        description="methods to run after SFT and reward modelling (each scored)",
+    )
+    reward_functions: list[str] = Field(
+        [],
+        description="'module:function' callables f(prompts, completions) -> list of floats "
+        "(verifiable rewards, as TRL's reward_funcs); given, PPO, GRPO, RLOO and best-of-n "
+        "optimise their sum instead of the reward model",
+    )
+    checkpoint_every: int = Field(
+        1, ge=1, description="RL iterations between checkpoints (a resumed run starts there)"
     )
     sft: TextSFTConfig = Field(default_factory=TextSFTConfig)
     reward: TextRewardConfig = Field(default_factory=TextRewardConfig)
     ppo: TextPPOConfig = Field(default_factory=TextPPOConfig)
+    grpo: TextGRPOConfig = Field(default_factory=TextGRPOConfig)
+    rloo: TextRLOOConfig = Field(default_factory=TextRLOOConfig)
     dpo: TextDPOConfig = Field(default_factory=TextDPOConfig)
+
+    @field_validator("reward_functions")
+    @classmethod
+    def _module_colon_function(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            module, _, name = spec.partition(":")
+            if not module or not name:
+                raise ValueError(f"reward function '{spec}': expected 'module:function'")
+        return value
 
 
 DEFAULT_JUDGE_TEMPLATE = (
@@ -603,7 +676,8 @@ class RunConfig(_Section):
     text: TextConfig | None = Field(
         None,
         description=(
-            "language-model RLHF (SFT → reward model → PPO, DPO, best-of-n) instead of control"
+            "language-model RLHF (SFT → reward model → PPO, GRPO, RLOO, DPO, best-of-n) instead "
+            "of control"
         ),
     )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)

@@ -193,7 +193,8 @@ def text_table(summary: dict) -> Table:
         f"{summary['wall_seconds']:.0f} s",
         min_width=60,
     )
-    for col in ("method", "gold ↑", "proxy (r̂)", "KL from SFT", "distinct-2", "words"):
+    proxy = "reward functions" if summary.get("reward_functions") else "proxy (r̂)"
+    for col in ("method", "gold ↑", proxy, "KL from SFT", "distinct-2", "words"):
         table.add_column(col, justify="right")
     for name, m in summary["methods"].items():
         table.add_row(

@@ -5,20 +5,29 @@
           mood: `text/data.py`);
   Step 2  reward model — from comparisons of SFT samples (pairs or K-wise rankings), judged by a
           Boltzmann-noisy synthetic annotator over the gold reward, or by people in the app;
-  Step 3  PPO against the reward model with a per-token KL penalty;
-plus DPO on the same comparisons and best-of-n against the same reward model.
+  Step 3  PPO against the reward model with a per-token KL penalty (or GRPO, RLOO);
+plus DPO on the same comparisons and best-of-n against the same reward model. Reward functions
+given as Python callables (`text.reward_functions`) may stand in for the reward model.
 
 Every method is scored on held-out prompts by the gold reward (the task's own), the proxy
 (the reward model), the KL from the SFT policy, and distinct-2 (diversity).
 
 `TextLoop` has the shape of every driver (see docs/architecture.md): `__init__` builds the
 parts, `run()` calls the named steps top to bottom, and the state they share is attributes.
+
+Every phase leaves a checkpoint (`TextCheckpoints`), so `rlhflab run --resume DIR` continues a
+stopped run where it stopped: finished phases are loaded, not redone; RL continues from its
+last iteration; the feedback store is asked only what it lacks, so no label is gathered twice.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,23 +43,101 @@ from rlhflab.policy.best_of_n import best_of_n, best_of_n_kl
 from rlhflab.policy.dpo import train_dpo
 from rlhflab.policy.judge import make_judge
 from rlhflab.policy.sft import pretrain_builtin, train_sft
-from rlhflab.policy.text import TextPPO
+from rlhflab.policy.text import TextRL
+from rlhflab.reward.functions import RewardFunctionError, RewardFunctions
 from rlhflab.reward.judge import JudgeReward, judge_reward
 from rlhflab.reward.text import TextRewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.text.data import load_prompts_and_demos
-from rlhflab.text.models import TextRewardModel, load_causal_lm, load_tokenizer, trainable_copy
+from rlhflab.text.models import (
+    TextRewardModel,
+    context_length,
+    format_prompt,
+    load_causal_lm,
+    load_tokenizer,
+    save_model,
+    trainable_copy,
+)
 from rlhflab.text.sequences import generate, token_logprobs
 from rlhflab.text.task import TASKS
 from rlhflab.types import RankedResponses
+
+RL_METHODS = ("ppo", "grpo", "rloo")
 
 
 class TextRunError(RuntimeError):
     pass
 
 
+class TextInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a text run; the message says what its checkpoints hold."""
+
+
+class TextCheckpoints:
+    """A text run's checkpoints, one per finished phase and RL every `checkpoint_every` steps:
+
+      checkpoints/text_state.json     finished phases, reward-model metrics, each method's scores
+      checkpoints/sft/                the SFT policy (save_pretrained)
+      checkpoints/reward_model.pt     the reward-model members' weights
+      checkpoints/{ppo,grpo,rloo}.pt  policy, value head, optimiser, β, iteration, prompt RNG
+      checkpoints/dpo.pt              the DPO policy
+    Every file is written to a temporary name and renamed, so a kill leaves the last whole one.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.state: dict = {"done": [], "rm_metrics": {}, "methods": {}}
+        self.rl_iteration: dict[str, int] = {}
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / "text_state.json"
+
+    def load(self) -> None:
+        if self.state_path.exists():
+            self.state = json.loads(self.state_path.read_text())
+
+    def save(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1))
+        os.replace(tmp, self.state_path)
+
+    def done(self, phase: str) -> bool:
+        return phase in self.state["done"]
+
+    def mark(self, phase: str) -> None:
+        self.state["done"].append(phase)
+        self.save()
+
+    def file(self, name: str) -> Path:
+        return self.path / f"{name}.pt"
+
+    def save_torch(self, name: str, obj: dict) -> None:
+        tmp = self.file(name).with_suffix(".tmp")
+        torch.save(obj, tmp)
+        os.replace(tmp, self.file(name))
+
+    def load_torch(self, name: str) -> dict | None:
+        f = self.file(name)
+        return torch.load(f, weights_only=False) if f.exists() else None
+
+    def describe(self, labels: int) -> str:
+        """What a resume would find, for the message of an interrupted run."""
+        names = {"pretrain": "the base model", "sft": "SFT", "reward_model": "the reward model"}
+        have = [names[p] for p in names if self.done(p)]
+        have += [f"{m} at iteration {it}" for m, it in self.rl_iteration.items() if it]
+        have += [f"{m} scored" for m in self.state["methods"]]
+        if labels:
+            have.append(f"{labels} labels in feedback.db")
+        if not have:
+            return "nothing is checkpointed yet: a resume starts the run over"
+        return "checkpointed: " + ", ".join(have) + "; a resume continues from there"
+
+
 class TextLoop:
-    """One language-model RLHF run: SFT → feedback → reward model → PPO / DPO / best-of-n."""
+    """One language-model RLHF run: SFT → feedback → reward model → PPO, GRPO, RLOO / DPO /
+    best-of-n."""
 
     def __init__(
         self,
@@ -62,31 +149,102 @@ class TextLoop:
         if cfg.text is None:
             raise TextRunError("a text run needs a `text:` section in its config")
         self.cfg, self.tc, self.run_dir, self.on_log = cfg, cfg.text, run, on_log
-        self.resume = resume  # text runs start over: nothing of a text run is checkpointed yet
+        self.resume = resume
         self.task = TASKS[self.tc.task]
         self.started = time.time()
         self.store: FeedbackStore | None = None
         self.comparisons: list[RankedResponses] = []
+        self.rm: TextRewardEnsemble | JudgeReward | None = None
         self.rm_metrics: dict = {}
-        self.methods: dict[str, dict] = {}
+        self.ckpt = TextCheckpoints(run.path / "checkpoints")
+        self.methods: dict[str, dict] = self.ckpt.state["methods"]
+        self.rl_saved: dict[str, dict] = {}
+        self.phase = "start"
+        try:
+            self.reward_fns = (
+                RewardFunctions(self.tc.reward_functions) if self.tc.reward_functions else None
+            )
+        except RewardFunctionError as exc:
+            raise TextRunError(str(exc)) from None
+
+    @property
+    def needs_comparisons(self) -> bool:
+        """Feedback and a reward model, unless reward functions stand in and DPO is not run."""
+        return self.reward_fns is None or "dpo" in self.tc.methods
 
     def run(self) -> dict:
         torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
+        if self.resume:
+            self.load_checkpoints()
         self.run_dir.write_config(self.cfg)
-        self.load_base_model()  # Step 0
-        self.fine_tune()  # Step 1: SFT
-        self.gather_feedback()  # Step 2: comparisons of SFT samples, judged
-        self.fit_reward_model()  # Step 2: the reward model
-        self.save_goodhart_samples()
-        self.methods["sft"] = self.evaluate("sft", self.sft)
-        if "ppo" in self.tc.methods:
-            self.methods["ppo"] = self.evaluate("ppo", self.train_ppo())  # Step 3
-        if "dpo" in self.tc.methods:
-            self.methods["dpo"] = self.evaluate("dpo", self.train_dpo())
-        if "best_of_n" in self.tc.methods:
-            self.methods[f"best_of_{self.tc.best_of_n}"] = self.best_of_n()
+        try:
+            self.load_base_model()  # Step 0
+            self.fine_tune()  # Step 1: SFT
+            if self.needs_comparisons:
+                self.gather_feedback()  # Step 2: comparisons of SFT samples, judged
+                self.fit_reward_model()  # Step 2: the reward model
+            self.save_goodhart_samples()
+            self.scored("sft", lambda: self.evaluate("sft", self.sft))
+            for method in RL_METHODS:  # Step 3
+                if method in self.tc.methods:
+                    self.scored(method, partial(self.trained_and_scored, method))
+            if "dpo" in self.tc.methods:
+                self.scored("dpo", lambda: self.evaluate("dpo", self.train_dpo()))
+            if "best_of_n" in self.tc.methods:
+                self.scored(f"best_of_{self.tc.best_of_n}", self.best_of_n)
+        except KeyboardInterrupt:
+            raise TextInterrupted(self.stopped_message()) from None
+        except RewardFunctionError as exc:
+            raise TextRunError(
+                f"{exc}, during {self.phase}. The run stopped; "
+                + self.stopped_message()
+                + f" (`rlhflab run --resume {self.run_dir.path}` once the function is fixed)"
+            ) from None
         return self.finish()
+
+    def stopped_message(self) -> str:
+        labels = 0
+        if self.store is not None:
+            labels = self.store.count_judgements()
+            self.store.finish_run()  # unanswered queries withdrawn until a resume reopens them
+            self.store.close()
+            self.store = None
+        return f"{self.run_dir.path}: " + self.ckpt.describe(labels)
+
+    def load_checkpoints(self) -> None:
+        """A resumed run: what its checkpoints hold, and its log without the records of work that
+        the checkpoints do not hold (that work is redone, and logged again)."""
+        self.ckpt.load()
+        self.methods = self.ckpt.state["methods"]
+        self.rm_metrics = self.ckpt.state["rm_metrics"]
+        for method in RL_METHODS:
+            saved = self.ckpt.load_torch(method)
+            if saved is not None:
+                self.rl_saved[method] = saved
+                self.ckpt.rl_iteration[method] = saved["rl"]["iteration"]
+        done, iterations = self.ckpt.done, self.ckpt.rl_iteration
+
+        def stale(r: dict) -> bool:
+            phase = r.get("phase")
+            if phase in ("pretrain", "sft", "reward_model"):
+                return not done(phase)
+            if phase in RL_METHODS:
+                return r.get("iteration", 0) > iterations.get(phase, 0)
+            if phase == "dpo":
+                return not done("dpo")
+            if phase == "eval":
+                return r.get("method") not in self.methods
+            return False
+
+        self.run_dir.drop_metrics(stale)
+
+    def scored(self, name: str, score: Callable[[], dict]) -> None:
+        """A method's scores, once: a resumed run keeps those it has."""
+        if name not in self.methods:
+            self.phase = name
+            self.methods[name] = score()
+            self.ckpt.save()
 
     def log(self, record: dict) -> None:
         record = {**record, "wall_seconds": round(time.time() - self.started, 2)}
@@ -98,40 +256,75 @@ class TextLoop:
     def load_base_model(self) -> None:
         """Step 0: the base model (the built-in one is pretrained here) and the prompts."""
         tc = self.tc
-        builtin = tc.model == "builtin"
-        path = pretrain_builtin(self.cfg, self.run_dir.path / "base", self.log) if builtin else None
-        self.model_path = str(path) if path else tc.model
+        self.phase = "pretraining"
+        if tc.model != "builtin":
+            self.model_path = tc.model
+        elif self.ckpt.done("pretrain"):
+            self.model_path = str(self.run_dir.path / "base")
+        else:
+            path = pretrain_builtin(self.cfg, self.run_dir.path / "base", self.log)
+            self.model_path = str(path)
+            self.ckpt.mark("pretrain")
         self.tokenizer = load_tokenizer(self.model_path)
         self.train_prompts, self.eval_prompts, self.demos = load_prompts_and_demos(
             tc, self.task, self.cfg.seed
         )
+        self.check_prompts_fit()
+
+    def check_prompts_fit(self) -> None:
+        """Refuse prompts that leave no room for `max_new_tokens` in the model's context."""
+        from transformers import AutoConfig
+
+        context = context_length(AutoConfig.from_pretrained(self.model_path))
+        room = context - self.tc.max_new_tokens
+        for which, prompts in (("training", self.train_prompts), ("evaluation", self.eval_prompts)):
+            lengths = [
+                len(self.tokenizer(format_prompt(self.tokenizer, p))["input_ids"]) for p in prompts
+            ]
+            too_long = [i for i, n in enumerate(lengths) if n > room]
+            if too_long:
+                i = too_long[0]
+                raise TextRunError(
+                    f"{len(too_long)} {which} prompts are too long: prompt {i} "
+                    f"({prompts[i][:60]!r}…) has {lengths[i]} tokens, and with "
+                    f"text.max_new_tokens = {self.tc.max_new_tokens} the model's context of "
+                    f"{context} leaves room for {room}"
+                )
 
     def fine_tune(self) -> None:
         """Step 1: SFT on the demonstrations; the SFT policy is the frozen reference after."""
-        tc = self.tc
-        sft = load_causal_lm(self.model_path, tc.lora_r)
-        prompts, responses = [p for p, _ in self.demos], [r for _, r in self.demos]
-        sft_cfg = tc.sft
-        train_sft(
-            sft,
-            self.tokenizer,
-            prompts,
-            responses,
-            sft_cfg.epochs,
-            sft_cfg.lr,
-            sft_cfg.batch_size,
-            self.cfg.seed,
-            self.log,
-        )
-        if tc.lora_r:  # SFT lives in its adapter: merged, SFT is the base of every later adapter
-            sft = sft.merge_and_unload()
+        tc, saved = self.tc, self.ckpt.path / "sft"
+        self.phase = "SFT"
+        if self.ckpt.done("sft"):
+            sft = load_causal_lm(str(saved))
+        else:
+            sft = load_causal_lm(self.model_path, tc.lora_r)
+            prompts, responses = [p for p, _ in self.demos], [r for _, r in self.demos]
+            sft_cfg = tc.sft
+            train_sft(
+                sft,
+                self.tokenizer,
+                prompts,
+                responses,
+                sft_cfg.epochs,
+                sft_cfg.lr,
+                sft_cfg.batch_size,
+                self.cfg.seed,
+                self.log,
+            )
+            if tc.lora_r:  # SFT lives in its adapter: merged, SFT is the base of later adapters
+                sft = sft.merge_and_unload()
+            save_model(sft, self.tokenizer, saved)
+            self.ckpt.mark("sft")
         sft.eval()
         for p in sft.parameters():
             p.requires_grad_(False)
         self.sft = sft
 
     def gather_feedback(self) -> None:
-        """Step 2: K samples of the SFT policy per prompt, judged (synthetic or people)."""
+        """Step 2: K samples of the SFT policy per prompt, judged (synthetic or people). The store
+        is asked only what it lacks, so a resumed run gathers nothing twice."""
+        self.phase = "feedback"
         self.store = FeedbackStore(self.run_dir.store_url)
         try:
             self.comparisons = gather_comparisons(
@@ -144,12 +337,13 @@ class TextLoop:
                 judge=self.judge() if self.cfg.feedback.annotator.kind == "ai" else None,
             )
         except LabelTimeout as exc:
+            self.stopped_message()
             raise TextRunError(f"{exc}. {people_hint(self.run_dir.path)}") from None
 
     def fit_reward_model(self) -> None:
         """Step 2: the reward model (ensemble) on the comparisons, with held-out calibration."""
         rc = self.tc.reward
-        self.rm: TextRewardEnsemble | JudgeReward
+        self.phase = "reward model"
         if rc.kind == "judge":  # a reward read from the constitution: nothing to fit
             self.rm = judge_reward(
                 self.cfg, self.judge(), self.sft, self.tokenizer, self.train_prompts
@@ -159,62 +353,101 @@ class TextLoop:
         rm_tokenizer = load_tokenizer(rc.model) if rc.model else self.tokenizer
         backbone = TextRewardModel.from_pretrained(rc.model or self.model_path, rc.pooling)
         self.rm = rm = TextRewardEnsemble(backbone, rm_tokenizer, rc.ensemble, self.cfg.seed)
+        saved = self.ckpt.load_torch("reward_model") if self.ckpt.done("reward_model") else None
+        if saved is not None:
+            rm.load_state_dict(saved)
+            return
         metrics = rm.fit(
-            self.comparisons, rc.epochs, rc.lr, rc.batch_size, rc.margin, rc.label_noise, self.log
+            self.comparisons,
+            rc.epochs,
+            rc.lr,
+            rc.batch_size,
+            rc.margin,
+            rc.label_noise,
+            self.log,
+            rc.val_fraction,
         )
         probs, outcomes = metrics.pop("rm_val_probs", []), metrics.pop("rm_val_outcomes", [])
         if probs:
             metrics["rm_val_ece"] = expected_calibration_error(np.array(probs), np.array(outcomes))
         self.log({"phase": "reward_model", **metrics})
-        self.rm_metrics = metrics
+        self.rm_metrics = self.ckpt.state["rm_metrics"] = metrics
+        self.ckpt.save_torch("reward_model", rm.state_dict())
+        self.ckpt.mark("reward_model")
 
     def save_goodhart_samples(self) -> None:
         """For `rlhflab goodhart`: N samples of π_SFT per prompt, scored by proxy and gold."""
-        tc = self.tc
-        if not tc.goodhart_samples:
+        tc, path = self.tc, self.run_dir.path / "goodhart_samples.npz"
+        if not tc.goodhart_samples or path.exists():
             return
+        self.phase = "Goodhart samples"
         prompts = self.eval_prompts[:32]
         texts = [
             self.sample(self.sft, prompts, seed=self.cfg.seed + 50_000 + k)[1]
             for k in range(tc.goodhart_samples)
         ]
+        tmp = path.with_name("goodhart_samples.tmp.npz")
         np.savez_compressed(
-            self.run_dir.path / "goodhart_samples.npz",
+            tmp,
             proxy=np.stack([self.proxy(prompts, t).numpy() for t in texts], 1),
             gold=np.stack([self.gold(t) for t in texts], 1),
         )
+        os.replace(tmp, path)
 
-    def train_ppo(self):
-        """Step 3: PPO against the reward model, with a per-token KL penalty to SFT."""
+    def train_rl(self, method: str):
+        """Step 3: PPO, GRPO or RLOO from SFT against the proxy (config section `text.<method>`),
+        checkpointed every `checkpoint_every` iterations and continued from there on resume."""
         tc = self.tc
+        cfg = getattr(tc, method)
         policy = trainable_copy(self.sft, tc.lora_r)
         # with LoRA the reference is the policy with its adapter disabled (= SFT); else SFT itself
         reference = None if tc.lora_r else self.sft
-        ppo = TextPPO(
+        rl = TextRL(
             policy,
             reference,
             self.tokenizer,
             self.proxy,
-            tc.ppo,
+            cfg,
             tc.max_new_tokens,
             tc.temperature,
             self.gold,
             self.cfg.seed,
         )
         rng = np.random.default_rng(self.cfg.seed + 5)
-        for _ in range(tc.ppo.steps):
-            picks = rng.integers(len(self.train_prompts), size=tc.ppo.batch_size)
-            record = ppo.step([self.train_prompts[i] for i in picks])
-            self.log(record | diversity(ppo.samples))
+        saved = self.rl_saved.pop(method, None)
+        if saved is not None:
+            rl.load_state_dict(saved["rl"])
+            rng.bit_generator.state = saved["rng"]
+        while rl.iteration < cfg.steps:
+            self.phase = f"{method} iteration {rl.iteration + 1}"
+            picks = rng.integers(len(self.train_prompts), size=rl.prompts_per_step)
+            record = rl.step([self.train_prompts[i] for i in picks])
+            self.log(record | diversity(rl.samples))
+            if rl.iteration % tc.checkpoint_every == 0 or rl.iteration == cfg.steps:
+                self.ckpt.save_torch(
+                    method, {"rl": rl.state_dict(), "rng": rng.bit_generator.state}
+                )
+                self.ckpt.rl_iteration[method] = rl.iteration
         return policy
+
+    def trained_and_scored(self, method: str) -> dict:
+        policy = self.train_rl(method)
+        self.phase = f"{method} evaluation"
+        return self.evaluate(method, policy)
 
     def train_dpo(self):
         """DPO on the strict comparisons (best against worst response), from SFT."""
+        policy = trainable_copy(self.sft, self.tc.lora_r)
+        saved = self.ckpt.load_torch("dpo") if self.ckpt.done("dpo") else None
+        if saved is not None:
+            policy.load_state_dict(saved)
+            return policy
         pairs = [
             (c.prompt, c.responses[0], c.responses[-1]) for c in self.comparisons if c.target > 0.5
         ]
-        policy = trainable_copy(self.sft, self.tc.lora_r)
         train_dpo(policy, self.sft, self.tokenizer, pairs, self.tc.dpo, self.cfg.seed, self.log)
+        self.ckpt.save_torch("dpo", policy.state_dict())
+        self.ckpt.mark("dpo")
         return policy
 
     def best_of_n(self) -> dict:
@@ -234,17 +467,18 @@ class TextLoop:
 
     def finish(self) -> dict:
         """summary.json and the report."""
-        assert self.store is not None
         summary = {
             "task": self.tc.task,
             "model": self.tc.model,
-            "labels": self.store.count_judgements(),
+            "labels": self.store.count_judgements() if self.store else 0,
             "seed": self.cfg.seed,
             "wall_seconds": round(time.time() - self.started, 2),
             "reward_model": self.rm_metrics,
+            "reward_functions": self.tc.reward_functions,
             "methods": self.methods,
         }
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         self.run_dir.write_summary(summary)
         build_report(self.run_dir.path)
         return summary
@@ -257,6 +491,10 @@ class TextLoop:
 
     # -- scoring -----------------------------------------------------------------------------
     def proxy(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
+        """What RL and best-of-n optimise: the reward functions' sum, or the reward model."""
+        if self.reward_fns is not None:
+            return self.reward_fns(prompts, texts)
+        assert self.rm is not None
         return self.rm.score(prompts, texts)
 
     def gold(self, texts: list[str]) -> np.ndarray:

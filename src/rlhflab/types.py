@@ -73,11 +73,13 @@ class Query:
 @dataclass(frozen=True)
 class RankedResponses:
     """A judged text query: a prompt and its responses, best first; `target` < 1 only for a tied
-    pair (½)."""
+    pair (½). `query_id` is the store's query (several judgements of one query share it), which
+    decides the validation split."""
 
     prompt: str
     responses: tuple[str, ...]
     target: float = 1.0
+    query_id: int | None = None
 
 
 @dataclass(frozen=True)

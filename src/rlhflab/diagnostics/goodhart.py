@@ -310,6 +310,30 @@ def goodhart(
 
 
 # -- outputs ----------------------------------------------------------------------------
+def goodhart_over_seeds(
+    run_dirs: list[str | Path], opts: Options | None = None
+) -> tuple[list[Point], dict[str, GoodhartFit]]:
+    """Points averaged over runs (seeds of one setting) and fits on the averages: each point
+    (best-of-n's n, RL's iteration) is the mean KL, proxy and gold over the runs that have it,
+    kept where every run has it. One seed's RL path is noisy; its fit's R² is not the form's."""
+    per_run = [goodhart(d, opts)[0] for d in run_dirs]
+    keyed = [{(p.kind, p.label): p for p in pts} for pts in per_run]
+    points = []
+    for p in per_run[0]:
+        same = [k[(p.kind, p.label)] for k in keyed if (p.kind, p.label) in k]
+        if len(same) == len(per_run):
+            points.append(
+                Point(
+                    p.kind,
+                    p.label,
+                    float(np.mean([q.kl for q in same])),
+                    float(np.mean([q.proxy for q in same])),
+                    float(np.mean([q.gold for q in same])),
+                )
+            )
+    return points, fits(points)
+
+
 def write_outputs(
     out: Path, points: list[Point], fitted: dict[str, GoodhartFit], title: str = ""
 ) -> None:
@@ -422,7 +446,9 @@ def _positive(text: str) -> int:
 
 def add_goodhart_arguments(p) -> None:
     """The arguments of `rlhflab goodhart RUN_DIR` (the CLI makes the subparser)."""
-    p.add_argument("run_dir")
+    p.add_argument(
+        "run_dir", nargs="+", help="a run, or several (seeds): points averaged, then fitted"
+    )
     p.add_argument(
         "--samples",
         type=_positive,
@@ -443,12 +469,16 @@ def cmd_goodhart(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    points, fitted = goodhart(
-        args.run_dir, Options(args.samples, args.episodes, args.max_n, args.seed)
-    )
-    out = Path(args.out) if args.out else Path(args.run_dir) / "goodhart"
-    write_outputs(out, points, fitted, title=str(args.run_dir))
-    table = Table(title=f"Goodhart fits: {args.run_dir}")
+    opts = Options(args.samples, args.episodes, args.max_n, args.seed)
+    runs = list(args.run_dir)
+    if len(runs) == 1:
+        points, fitted = goodhart(runs[0], opts)
+    else:
+        points, fitted = goodhart_over_seeds(runs, opts)
+    title = runs[0] if len(runs) == 1 else f"{len(runs)} runs: " + ", ".join(runs)
+    out = Path(args.out) if args.out else Path(runs[0]) / "goodhart"
+    write_outputs(out, points, fitted, title=title)
+    table = Table(title=f"Goodhart fits: {title}")
     for column in ("method", "α", "β", "peak d*", "KL*", "peak gold gain", "R²", "points"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for kind, f in fitted.items():

@@ -363,6 +363,23 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
             )
             return [Query(*r.segments(), r.id) for r in rows]
 
+    def unjudged_text_queries(self) -> list[tuple[int, str, dict]]:
+        """Text comparison queries (text_pair, ranking) no one has judged, live, not gold, oldest
+        first, as (id, kind, payload)."""
+        with self._read() as s:
+            judged = select(JudgementRow.query_id)
+            rows = s.execute(
+                select(QueryRow.id, QueryRow.kind, QueryRow.payload)
+                .where(
+                    QueryRow.kind.in_(("text_pair", "ranking")),
+                    QueryRow.id.not_in(judged),
+                    LIVE,
+                    NOT_GOLD,
+                )
+                .order_by(QueryRow.id)
+            )
+            return [(r[0], r[1], r[2]) for r in rows]
+
     def comparisons(self, after: int = 0) -> list[Comparison]:
         """Every judgement of a segment pair (with id > `after`) with its two segments, in the order
         they were given."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from rlhflab.config import RunConfig
 from rlhflab.feedback.people import wait_for_labels
 from rlhflab.feedback.store import FeedbackStore
@@ -21,12 +23,16 @@ from rlhflab.types import Judgement, RankedResponses
 
 def ask_for_comparisons(
     cfg: RunConfig, policy, tokenizer, prompts: list[str], store: FeedbackStore
-) -> tuple[list[int], list[str], list[list[str]]]:
-    """Store one query per label: a prompt (cycling through `prompts`) and K samples of `policy`.
-    Returns the query ids, their prompts and the samples ([K][n])."""
+) -> list[int]:
+    """Store the queries the run still lacks, up to one per label: a prompt (cycling through
+    `prompts`) and K samples of `policy`. A resumed run keeps the queries it has and asks only
+    the rest; the samples are drawn with the same seeds either way, so the queries are those
+    an uninterrupted run would have asked. Returns the new query ids."""
     assert cfg.text is not None
     tc, fb = cfg.text, cfg.feedback
-    K, n = tc.ranking_k, tc.labels
+    K, n, have = tc.ranking_k, tc.labels, store.count_queries()
+    if have >= n:
+        return []
     chosen = [prompts[i % len(prompts)] for i in range(n)]
     samples = [
         generate(
@@ -36,23 +42,23 @@ def ask_for_comparisons(
     ]
     kind = "text_pair" if K == 2 else "ranking"
     overlap = fb.overlap if fb.annotator.kind == "people" else 1
-    ids = [
-        store.add_text_query(kind, p, [samples[k][i] for k in range(K)], overlap=overlap)
-        for i, p in enumerate(chosen)
+    return [
+        store.add_text_query(kind, chosen[i], [samples[k][i] for k in range(K)], overlap=overlap)
+        for i in range(have, n)
     ]
-    return ids, chosen, samples
 
 
-def judge_synthetically(
-    cfg: RunConfig, store: FeedbackStore, ids: list[int], samples: list[list[str]]
-) -> None:
-    """The Boltzmann-rational synthetic annotator judges each query by the task's gold reward."""
+def judge_synthetically(cfg: RunConfig, store: FeedbackStore) -> None:
+    """The Boltzmann-rational synthetic annotator judges each unjudged query by the task's gold
+    reward; its noise is seeded by the query id, so a resumed run judges as an uninterrupted
+    one."""
     assert cfg.text is not None
-    task, K = TASKS[cfg.text.task], cfg.text.ranking_k
+    task = TASKS[cfg.text.task]
     annotator = SyntheticAnnotator(cfg.feedback.annotator, cfg.seed + 2)
-    for i, qid in enumerate(ids):
-        values = [task.gold(samples[k][i]) for k in range(K)]
-        if K == 2:
+    for qid, kind, payload in store.unjudged_text_queries():
+        annotator.rng = np.random.default_rng([cfg.seed + 2, qid])
+        values = [task.gold(r) for r in payload["responses"]]
+        if kind == "text_pair":
             store.add_judgement(qid, annotator.prefer(*values), annotator.name)
         else:
             order = annotator.rank(values)
@@ -80,8 +86,10 @@ def gather_comparisons(
 ) -> list[RankedResponses]:
     """Queries of K samples of `policy`, judged by the synthetic annotator, by people (then
     `LabelTimeout` if they do not answer in time) or by an AI `judge` (`feedback/ai.py`); the
-    judged comparisons, best first."""
-    ids, chosen, samples = ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
+    judged comparisons, best first. Only what the store lacks is asked and judged: a resumed
+    run gathers nothing twice."""
+    store.reopen_withdrawn()  # a stopped run withdrew what was unanswered; resumed, it counts
+    ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
     kind = cfg.feedback.annotator.kind
     if kind == "people":
         wait_for_people(cfg, store, log)
@@ -90,9 +98,14 @@ def gather_comparisons(
 
         if judge is None:
             raise ValueError("feedback.annotator.kind=ai needs a judge")
-        judge_with_ai(cfg, store, judge, ids, chosen, samples, log)
+        unjudged = store.unjudged_text_queries()
+        if unjudged:
+            K = len(unjudged[0][2]["responses"])
+            ids, chosen = [q for q, _, _ in unjudged], [p["prompt"] for _, _, p in unjudged]
+            samples = [[p["responses"][k] for _, _, p in unjudged] for k in range(K)]
+            judge_with_ai(cfg, store, judge, ids, chosen, samples, log)
     else:
-        judge_synthetically(cfg, store, ids, samples)
+        judge_synthetically(cfg, store)
     return comparisons_from_store(store, soft=cfg.judge.soft_labels)
 
 
@@ -109,8 +122,8 @@ def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[Rank
             p_left = (r.payload or {}).get("p_left")
             if soft and p_left is not None and r.label != "equal":
                 target = max(p_left, 1.0 - p_left)
-            out.append(RankedResponses(q.payload["prompt"], (first, second), target))
+            out.append(RankedResponses(q.payload["prompt"], (first, second), target, q.id))
         elif q.kind == "ranking":
             ranked = tuple(responses[i] for i in r.payload["order"])
-            out.append(RankedResponses(q.payload["prompt"], ranked))
+            out.append(RankedResponses(q.payload["prompt"], ranked, query_id=q.id))
     return out

@@ -17,6 +17,7 @@ import torch
 
 from rlhflab.policy.sft import fit_epochs
 from rlhflab.reward.losses import bradley_terry_loss
+from rlhflab.text.models import context_length
 from rlhflab.text.sequences import encode, token_logprobs
 
 
@@ -51,13 +52,16 @@ def train_dpo(
     """Fine-tune `policy` in place on (prompt, chosen, rejected) triples; `reference` stays frozen,
     so its log-probabilities are computed once, before training."""
 
+    length = context_length(policy)
+
     def encoded(idx):
         prompts = [pairs[i][0] for i in idx]
-        return encode(tokenizer, prompts, [pairs[i][1] for i in idx]), encode(
-            tokenizer, prompts, [pairs[i][2] for i in idx]
+        return encode(tokenizer, prompts, [pairs[i][1] for i in idx], length), encode(
+            tokenizer, prompts, [pairs[i][2] for i in idx], length
         )
 
     ref_c, ref_r = torch.zeros(len(pairs)), torch.zeros(len(pairs))
+    reference.eval()
     with torch.no_grad():
         for start in range(0, len(pairs), 64):
             idx = list(range(start, min(start + 64, len(pairs))))
@@ -81,5 +85,14 @@ def train_dpo(
         )
 
     return fit_epochs(
-        policy, loss, len(pairs), cfg.epochs, cfg.lr, cfg.batch_size, seed, "dpo", on_log
+        policy,
+        loss,
+        len(pairs),
+        cfg.epochs,
+        cfg.lr,
+        cfg.batch_size,
+        seed,
+        "dpo",
+        on_log,
+        dropout=False,  # as the reference's log-probs: the log-ratio is 0 at step 0
     )

@@ -16,7 +16,15 @@ KL(π‖π_ref) estimators from samples a ~ π, with log-ratio x = log π(a) −
     k1 = x            (unbiased, high variance, can be negative)
     k2 = ½·x²         (biased, low variance)
     k3 = (e^{−x} − 1) + x   (unbiased, low variance, always ≥ 0)
+k1 and k2 may stand in a per-token reward; k3 may not: E_π[∇log π · k3] is not ∇KL(π‖π_ref)
+away from π = π_ref, so k3 belongs in a loss term whose gradient is taken through it, as GRPO
+uses it (`kl_loss`). Its gradient is ∇_θ E[k3] = E[(1 − π_ref/π)·∇log π], which is KL's.
 The adaptive KL controller is Ziegler et al. 2019: β ← β·(1 + clip(KL/target − 1, ±0.2)·n/horizon).
+
+Baselines without a value model, over groups of responses to one prompt (rewards [P·G], the G
+responses of a prompt adjacent):
+    GRPO (Shao et al. 2024):   Â_i = (r_i − mean_g r) / (std_g r + ε)     (std optional: Dr. GRPO)
+    RLOO (Ahmadian et al. 2024): Â_i = r_i − 1/(G−1)·Σ_{j≠i} r_j            (leave one out)
 """
 
 from __future__ import annotations
@@ -109,6 +117,32 @@ def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, kind: str = "k1") ->
     raise ValueError(f"unknown KL estimator '{kind}' (use k1, k2 or k3)")
 
 
+def kl_loss(
+    logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """KL(π‖π_ref) as a loss term: the masked mean of k3, differentiated through log π."""
+    return masked_mean(kl_estimate(logp, logp_ref, "k3"), mask)
+
+
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4
+) -> torch.Tensor:
+    """GRPO's group-relative advantages: each reward less its group's mean, divided by the
+    group's (unbiased) standard deviation when `scale`, as TRL's GRPOTrainer."""
+    g = rewards.view(-1, group_size)
+    adv = g - g.mean(1, keepdim=True)
+    if scale:
+        adv = adv / (g.std(1, keepdim=True) + eps)
+    return adv.reshape(-1)
+
+
+def leave_one_out_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO: each reward less the mean of the other G − 1 rewards of its group."""
+    g = rewards.view(-1, group_size)
+    baseline = (g.sum(1, keepdim=True) - g) / (group_size - 1)
+    return (g - baseline).reshape(-1)
+
+
 class FixedKLController:
     def __init__(self, beta: float):
         self.beta = beta
@@ -116,9 +150,16 @@ class FixedKLController:
     def update(self, kl: float, n_steps: int) -> float:
         return self.beta
 
+    def state_dict(self) -> dict:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta = state["beta"]
+
 
 class AdaptiveKLController:
-    """Ziegler et al. 2019: proportional control of β towards a target KL."""
+    """Ziegler et al. 2019: proportional control of β towards a target KL. `horizon` counts
+    samples: each update moves β by at most ±0.2·n_steps/horizon."""
 
     def __init__(self, beta: float, target: float, horizon: int = 10_000):
         self.beta, self.target, self.horizon = beta, target, horizon
@@ -127,3 +168,9 @@ class AdaptiveKLController:
         error = min(max(kl / self.target - 1.0, -0.2), 0.2)
         self.beta *= 1.0 + error * n_steps / self.horizon
         return self.beta
+
+    def state_dict(self) -> dict:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta = state["beta"]

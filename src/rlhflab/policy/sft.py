@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rlhflab.config import RunConfig
-from rlhflab.text.models import build_word_tokenizer, save_model, tiny_gpt2
+from rlhflab.text.models import build_word_tokenizer, context_length, save_model, tiny_gpt2
 from rlhflab.text.sequences import SeqBatch, encode, token_logprobs
 from rlhflab.text.task import TASKS
 
@@ -40,7 +40,13 @@ def train_sft(
 
     def loss(idx) -> torch.Tensor:
         return sft_loss(
-            model, encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx])
+            model,
+            encode(
+                tokenizer,
+                [prompts[i] for i in idx],
+                [responses[i] for i in idx],
+                context_length(model),
+            ),
         )
 
     return fit_epochs(model, loss, len(prompts), epochs, lr, batch_size, seed, "sft", on_log)
@@ -56,15 +62,19 @@ def fit_epochs(
     seed: int,
     phase: str,
     on_log=None,
+    dropout: bool = True,
 ) -> list[float]:
     """AdamW over shuffled minibatches of n examples (`loss_fn(indices) -> loss`), gradient norm
     clipped at 1; logs and returns the mean loss of each epoch. Shared by SFT (and so the built-in
-    model's pretraining) and DPO; text reward models have their own loop (reward/text.py)."""
+    model's pretraining) and DPO; text reward models have their own loop (reward/text.py).
+
+    `dropout=False` trains in eval mode: DPO's reference log-probabilities come from eval mode,
+    so with dropout on a hub model's log-ratio would not be 0 at step 0 (TRL disables it too)."""
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     history = []
     for epoch in range(epochs):
-        model.train()
+        model.train(dropout)
         losses = []
         for idx in np.array_split(rng.permutation(n), max(1, n // batch_size)):
             loss = loss_fn(idx)

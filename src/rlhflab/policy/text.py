@@ -1,15 +1,27 @@
-"""PPO for language models (InstructGPT Step 3; Ziegler et al. 2019; Stiennon et al. 2020).
+"""Policy optimisation for language models: PPO, GRPO and RLOO, in one loop.
 
-Each response is an episode whose actions are its tokens. The reward is a per-token KL
-penalty against the frozen reference policy, with the reward model's score (plus an
-EOS penalty for responses that never end) added at the final token:
+Each response is an episode whose actions are its tokens. The three methods sample the same
+way, take the same clipped surrogate of rlhflab.policy.ppo (shared with control PPO), and run
+the same epochs over the same shuffled minibatches (`TextRL._update`); they differ only in the
+advantage of each token and where the KL to the frozen reference goes.
+
+PPO (InstructGPT Step 3; Ziegler et al. 2019; Stiennon et al. 2020): a per-token KL penalty
+in the reward, with the score (plus an EOS penalty for responses that never end) at the final
+token:
     r_t = −β·KL_t  +  [t = last]·(r̂(x, y) + eos_penalty·[no EOS])
-    KL_t = k1: log π(y_t|·) − log π_ref(y_t|·)   or   k3 (see rlhflab.policy.ppo)
-Advantages are GAE over tokens (γ = 1, λ = 0.95 by default), whitened over the batch's
-response tokens; the policy and value losses are the clipped ones of rlhflab.policy.ppo,
-shared with control PPO. β is fixed or follows Ziegler et al.'s adaptive controller.
-Log-probabilities use the sampling temperature. With LoRA the reference is the policy
-with its adapter disabled; otherwise a frozen copy.
+    KL_t = k1: log π(y_t|·) − log π_ref(y_t|·)   or   k2 (never k3: see rlhflab.policy.ppo)
+Advantages are GAE over tokens (γ = 1, λ = 0.95 by default) with a value head on the policy,
+whitened over the batch's response tokens; β is fixed or follows Ziegler et al.'s controller.
+
+GRPO (Shao et al. 2024): G responses per prompt; every token of response i has the advantage
+(r_i − mean_g r)/std_g r; KL enters the loss as β·k3, not the reward; no value model.
+
+RLOO (Ahmadian et al. 2024): k responses per prompt; the reward is the score less β·Σ_t KL_t
+(sequence level); every token of response i has the advantage R_i − mean_{j≠i} R_j.
+
+Log-probabilities use the sampling temperature. With LoRA the reference is the policy with its
+adapter disabled; otherwise a frozen copy. Updates run in eval mode (no dropout), so the ratio
+is exactly 1 before the first step.
 """
 
 from __future__ import annotations
@@ -19,19 +31,24 @@ import contextlib
 import numpy as np
 import torch
 
-from rlhflab.config import TextPPOConfig
+from rlhflab.config import TextGRPOConfig, TextPPOConfig, TextRLOOConfig
 from rlhflab.policy.ppo import (
     AdaptiveKLController,
     FixedKLController,
     clipped_policy_loss,
     gae,
+    group_advantages,
     kl_estimate,
+    kl_loss,
+    leave_one_out_advantages,
     masked_mean,
     value_loss,
     whiten,
 )
 from rlhflab.text.models import ValueHead, hidden_size
 from rlhflab.text.sequences import SeqBatch, generate, token_logprobs
+
+RLConfig = TextPPOConfig | TextGRPOConfig | TextRLOOConfig
 
 
 def per_token_rewards(
@@ -43,7 +60,9 @@ def per_token_rewards(
     estimator: str = "k1",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """([B, T] rewards, [B, T] per-token KL): −β·KL on every response token, the score on the last
-    one."""
+    one. k3 is refused: as a reward its policy gradient is biased (use it in a loss term)."""
+    if estimator == "k3":
+        raise ValueError("k3 is biased as a per-token reward: use k1 or k2 (k3 only as a loss)")
     mask = batch.response_mask
     kl = kl_estimate(logp, logp_ref, estimator) * mask
     rewards = -beta * kl
@@ -55,8 +74,7 @@ def token_advantages(
     rewards: torch.Tensor, values: torch.Tensor, batch: SeqBatch, gamma: float, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE over each response's tokens ([B, T] in, [B, T] out): the episode ends at the last
-    response
-    token (no bootstrap after it); advantages are whitened over response tokens and zero
+    response token (no bootstrap after it); advantages are whitened over response tokens and zero
     elsewhere."""
     mask = batch.response_mask
     next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], 1)
@@ -73,14 +91,24 @@ def reference_logprobs(policy, reference, batch: SeqBatch, temperature: float) -
         return token_logprobs(policy if reference is None else reference, batch, temperature)
 
 
-class TextPPO:
+def method_of(cfg: RLConfig) -> str:
+    if isinstance(cfg, TextGRPOConfig):
+        return "grpo"
+    if isinstance(cfg, TextRLOOConfig):
+        return "rloo"
+    return "ppo"
+
+
+class TextRL:
+    """PPO, GRPO or RLOO (chosen by the type of `cfg`) on a causal LM."""
+
     def __init__(
         self,
         policy,
         reference,
         tokenizer,
         score,
-        cfg: TextPPOConfig,
+        cfg: RLConfig,
         max_new_tokens: int,
         temperature: float,
         gold=None,
@@ -88,43 +116,71 @@ class TextPPO:
     ):
         """`score(prompts, texts) -> [N]` is the proxy reward; `gold(texts) -> [N]`, when known, is
         only logged."""
-        self.policy, self.reference, self.tokenizer, self.score, self.gold = (
-            policy,
-            reference,
-            tokenizer,
-            score,
-            gold,
-        )
-        self.cfg, self.max_new_tokens, self.temperature, self.seed = (
-            cfg,
-            max_new_tokens,
-            temperature,
-            seed,
-        )
+        self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
+        self.score, self.gold = score, gold
+        self.cfg, self.method = cfg, method_of(cfg)
+        self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         torch.manual_seed(seed)
-        self.value_head = ValueHead(hidden_size(policy.config))
-        params = [p for p in policy.parameters() if p.requires_grad] + list(
-            self.value_head.parameters()
-        )
+        params = [p for p in policy.parameters() if p.requires_grad]
+        self.value_head: ValueHead | None = None
+        if isinstance(cfg, TextPPOConfig):
+            self.value_head = ValueHead(hidden_size(policy.config))
+            params += list(self.value_head.parameters())
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
-        self.kl_ctl = (
-            AdaptiveKLController(cfg.beta, cfg.kl_target)
-            if cfg.kl_target
-            else FixedKLController(cfg.beta)
+        self.kl_ctl: FixedKLController | AdaptiveKLController = FixedKLController(
+            getattr(cfg, "beta", 0.0)
         )
+        if isinstance(cfg, TextPPOConfig) and cfg.kl_target:
+            horizon = cfg.kl_horizon or 10 * cfg.batch_size
+            self.kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, horizon)
         self.iteration = 0
         self.samples: list[str] = []  # the responses of the last step, for the driver's diagnostics
 
+    @property
+    def group_size(self) -> int:
+        return getattr(self.cfg, "group_size", 1)
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.cfg.batch_size // self.group_size
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "policy": {k: v for k, v in self.policy.state_dict().items()},
+            "value_head": self.value_head.state_dict() if self.value_head else None,
+            "optimizer": self.optimizer.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        if self.value_head is not None:
+            self.value_head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.iteration = state["iteration"]
+
+    # -- the shared loop -------------------------------------------------------------------
     def _logprobs_values(self, batch: SeqBatch):
+        if self.value_head is None:
+            logp, entropy = token_logprobs(
+                self.policy, batch, self.temperature, return_entropy=True
+            )
+            return logp, entropy, None
         logp, entropy, hidden = token_logprobs(
             self.policy, batch, self.temperature, return_entropy=True, return_hidden=True
         )
         return logp, entropy, self.value_head(hidden) * batch.response_mask
 
-    def _update(self, batch: SeqBatch, logp_old, values_old, adv, ret) -> dict[str, list[float]]:
-        """PPO epochs over shuffled minibatches of the batch; each step's losses and clip share."""
+    def _update(
+        self, batch: SeqBatch, logp_old, logp_ref, values_old, adv, ret
+    ) -> dict[str, list[float]]:
+        """Epochs over shuffled minibatches of the batch; each step's losses and clip share.
+        PPO adds its value loss, GRPO its KL term; the rest is one code path."""
         cfg = self.cfg
-        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": []}
+        stats: dict[str, list[float]] = {"policy_loss": [], "clip_frac": []}
         rng = np.random.default_rng(self.iteration)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         for _ in range(cfg.epochs):
@@ -133,20 +189,41 @@ class TextPPO:
                 m = mb.response_mask
                 logp, _, values = self._logprobs_values(mb)
                 pg, clip_frac = clipped_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip, m)
-                vl = value_loss(values, values_old[idx], ret[idx], cfg.clip_value, m)
-                loss = pg + cfg.vf_coef * vl
+                loss, logged = pg, {"policy_loss": pg, "clip_frac": clip_frac}
+                if isinstance(cfg, TextPPOConfig):
+                    vl = value_loss(values, values_old[idx], ret[idx], cfg.clip_value, m)
+                    loss, logged["value_loss"] = loss + cfg.vf_coef * vl, vl
+                if isinstance(cfg, TextGRPOConfig) and cfg.beta:
+                    kl = kl_loss(logp, logp_ref[idx], m)
+                    loss, logged["kl_loss"] = loss + cfg.beta * kl, kl
                 self.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 self.optimizer.step()
-                stats["policy_loss"].append(float(pg.detach()))
-                stats["value_loss"].append(float(vl.detach()))
-                stats["clip_frac"].append(float(clip_frac.detach()))
+                for k, v in logged.items():
+                    stats.setdefault(k, []).append(float(v.detach()))
         return stats
 
+    def advantages(self, batch: SeqBatch, scores, logp_old, logp_ref, values_old):
+        """[B, T] advantages (zero off the response) and returns (PPO's value targets)."""
+        cfg, mask = self.cfg, batch.response_mask
+        if isinstance(cfg, TextPPOConfig):
+            rewards, _ = per_token_rewards(
+                scores, logp_old, logp_ref, batch, self.kl_ctl.beta, cfg.kl_estimator
+            )
+            return token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
+        if isinstance(cfg, TextGRPOConfig):
+            adv = group_advantages(scores, cfg.group_size, cfg.scale_rewards)
+        else:
+            kl = (kl_estimate(logp_old, logp_ref, cfg.kl_estimator) * mask).sum(1)
+            adv = leave_one_out_advantages(scores - cfg.beta * kl, cfg.group_size)
+        return adv[:, None] * mask, None
+
     def step(self, prompts: list[str]) -> dict:
-        """Sample responses to `prompts`, score them, and take one PPO update."""
+        """Sample responses to `prompts` (each `group_size` times, adjacent), score them, and
+        take one update."""
         cfg = self.cfg
+        prompts = [p for p in prompts for _ in range(self.group_size)]
         batch, texts, ended = generate(
             self.policy,
             self.tokenizer,
@@ -162,19 +239,15 @@ class TextPPO:
             logp_ref = reference_logprobs(self.policy, self.reference, batch, self.temperature)
             proxy = self.score(prompts, texts)
             scores = proxy + cfg.eos_penalty * (~ended).float()
-            rewards, kl = per_token_rewards(
-                scores, logp_old, logp_ref, batch, self.kl_ctl.beta, cfg.kl_estimator
-            )
-            mask = batch.response_mask
-            adv, ret = token_advantages(rewards, values_old, batch, cfg.gamma, cfg.lam)
-        n = len(prompts)
+            adv, ret = self.advantages(batch, scores, logp_old, logp_ref, values_old)
+        mask = batch.response_mask
         # updates stay in eval mode: dropout would move the ratio away from 1 before any step
-        stats = self._update(batch, logp_old, values_old, adv, ret)
-        seq_kl = kl.sum(1)
+        stats = self._update(batch, logp_old, logp_ref, values_old, adv, ret)
+        seq_kl = ((logp_old - logp_ref) * mask).sum(1)  # k1 summed: the same KL for every method
         beta = self.kl_ctl.beta
-        self.kl_ctl.update(float(seq_kl.mean()), n)
+        self.kl_ctl.update(float(seq_kl.mean()), len(prompts))
         record = {
-            "phase": "ppo",
+            "phase": self.method,
             "iteration": self.iteration,
             "proxy": float(proxy.mean()),
             "kl": float(seq_kl.mean()),
@@ -188,3 +261,6 @@ class TextPPO:
         if self.gold is not None:
             record["gold"] = float(np.mean(self.gold(texts)))
         return record
+
+
+TextPPO = TextRL  # the name the throughput bench and older code use

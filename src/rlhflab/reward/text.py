@@ -7,7 +7,8 @@ train on all C(K,2) comparisons from each prompt as a single batch element", whi
 avoids overfitting to responses seen in many pairs). Pairs may be ties (target ½).
 The loss is `ranking_loss` / `bradley_terry_loss`; an optional ensemble fits members on
 bootstraps of the comparisons, and its mean is the reward. Held-out comparisons use the
-same fixed split as the control reward model (`is_validation`).
+same fixed split as the control reward model (`is_validation`), by query id: every judgement
+of a query (overlap > 1) falls on the same side.
 """
 
 from __future__ import annotations
@@ -19,14 +20,31 @@ import torch
 
 from rlhflab.reward.losses import bradley_terry_loss, ranking_loss
 from rlhflab.reward.model import is_validation
-from rlhflab.text.models import TextRewardModel
+from rlhflab.text.models import TextRewardModel, context_length
 from rlhflab.text.sequences import encode
 from rlhflab.types import RankedResponses
+
+
+def split_by_query(
+    comparisons: list[RankedResponses], val_fraction: float
+) -> tuple[list[RankedResponses], list[RankedResponses]]:
+    """(training, validation) comparisons: a query is held out by its id (`is_validation`), so
+    every judgement of one query lands on the same side; list position stands in for the id of
+    comparisons that have none."""
+    held = [
+        is_validation(i if c.query_id is None else c.query_id, val_fraction)
+        for i, c in enumerate(comparisons)
+    ]
+    return (
+        [c for c, h in zip(comparisons, held) if not h],
+        [c for c, h in zip(comparisons, held) if h],
+    )
 
 
 class TextRewardEnsemble:
     def __init__(self, base: TextRewardModel, tokenizer, members: int = 1, seed: int = 0):
         self.tokenizer = tokenizer
+        self.max_length = context_length(base.backbone)
         self.members = []
         for k in range(members):
             m = copy.deepcopy(base)
@@ -36,9 +54,17 @@ class TextRewardEnsemble:
             self.members.append(m)
         self.rng = np.random.default_rng(seed)
 
+    def state_dict(self) -> dict:
+        return {"members": [m.state_dict() for m in self.members]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for m, weights in zip(self.members, state["members"], strict=True):
+            m.load_state_dict(weights)
+            m.eval()
+
     def member_scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         """[M, N] scores of every member."""
-        batch = encode(self.tokenizer, prompts, responses)
+        batch = encode(self.tokenizer, prompts, responses, self.max_length)
         return torch.stack([m(batch.input_ids, batch.attention_mask) for m in self.members])
 
     @torch.no_grad()
@@ -62,6 +88,7 @@ class TextRewardEnsemble:
             self.tokenizer,
             [g.prompt for g in groups for _ in range(K)],
             [r for g in groups for r in g.responses],
+            self.max_length,
         )
         scores = member(batch.input_ids, batch.attention_mask).view(len(groups), K)
         if K == 2:  # pairs may be ties
@@ -80,11 +107,12 @@ class TextRewardEnsemble:
         margin: float = 0.0,
         label_noise: float = 0.0,
         on_log=None,
+        val_fraction: float = 0.2,
     ) -> dict:
         """Fit every member on a bootstrap of the training split; returns held-out accuracy and
-        calibration."""
-        train = [c for i, c in enumerate(comparisons) if not is_validation(i, 0.2)]
-        val = [c for i, c in enumerate(comparisons) if is_validation(i, 0.2)]
+        calibration. The split is by query id (list position only for comparisons that have
+        none), with `val_fraction` of the queries held out."""
+        train, val = split_by_query(comparisons, val_fraction)
         for k, member in enumerate(self.members):
             member.train()
             opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=0.01)
@@ -107,7 +135,7 @@ class TextRewardEnsemble:
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
                     opt.step()
-                    losses.append(float(loss))
+                    losses.append(float(loss.detach()))
                 if on_log:
                     on_log(
                         {

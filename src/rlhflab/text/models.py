@@ -140,12 +140,15 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
+def takes_argument(model, name: str) -> bool:
+    """Whether the model's forward takes `name` (through a peft wrapper, which hides it)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return name in inspect.signature(base.forward).parameters
+
+
 def forward_kwargs(model, input_ids, attention_mask) -> dict:
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    base = (
-        model.get_base_model() if hasattr(model, "get_base_model") else model
-    )  # a peft wrapper hides the signature
-    if "position_ids" in inspect.signature(base.forward).parameters:
+    if takes_argument(model, "position_ids"):
         kwargs["position_ids"] = position_ids(attention_mask)
     return kwargs
 
@@ -161,6 +164,17 @@ class ValueHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden).squeeze(-1)
+
+
+def context_length(model, default: int = 2048) -> int:
+    """The longest sequence the model takes (its position embeddings), or `default` when its
+    config does not say."""
+    config = getattr(model, "config", model)
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "max_seq_len"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
 
 
 def hidden_size(config) -> int:

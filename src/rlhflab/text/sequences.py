@@ -9,12 +9,13 @@ ratios and KL are taken against the distribution the samples came from.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from rlhflab.text.models import format_prompt, forward_kwargs
+from rlhflab.text.models import context_length, format_prompt, forward_kwargs, takes_argument
 
 
 @dataclass
@@ -37,10 +38,16 @@ class SeqBatch:
 
 
 def encode(
-    tokenizer, prompts: list[str], responses: list[str], max_length: int = 256, add_eos: bool = True
+    tokenizer,
+    prompts: list[str],
+    responses: list[str],
+    max_length: int = 256,
+    add_eos: bool = True,
 ) -> SeqBatch:
     """[formatted prompt | response (+ EOS)] per row, right-padded; the prompt is cut from the left
-    if too long."""
+    if too long. Pass the model's `context_length` as `max_length`: an unfinished response of
+    exactly `max_new_tokens` after a prompt that fills the rest of the context is one token
+    longer once its EOS is added, and must not run past the position embeddings."""
     rows, masks = [], []
     for prompt, response in zip(prompts, responses):
         p = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
@@ -78,14 +85,21 @@ def token_logprobs(
 
     Also the entropy of π(· | tokens_<t) at each position and the last hidden state that predicts
     token t (for a value head), when asked."""
-    out = model(
-        **forward_kwargs(model, batch.input_ids, batch.attention_mask),
-        output_hidden_states=return_hidden,
-    )
-    logits = out.logits[:, :-1].float() / temperature
+    # logits only where a target is: from the first column that holds a response token on (no
+    # full-vocabulary log-softmax over the prompt), through `logits_to_keep` where the model
+    # takes it
+    T = batch.input_ids.shape[1]
+    columns = batch.response_mask.any(0).nonzero()
+    start = max(1, int(columns[0]) if len(columns) else T - 1)
+    keep = T - start + 1  # positions start − 1 … T − 1; the last predicts nothing
+    kwargs = forward_kwargs(model, batch.input_ids, batch.attention_mask)
+    if takes_argument(model, "logits_to_keep"):
+        kwargs["logits_to_keep"] = keep
+    out = model(**kwargs, output_hidden_states=return_hidden)
+    logits = out.logits[:, -keep:-1].float() / temperature
     logp_all = F.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, batch.input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    pad = torch.zeros_like(logp[:, :1])
+    logp = logp_all.gather(-1, batch.input_ids[:, start:].unsqueeze(-1)).squeeze(-1)
+    pad = torch.zeros_like(logp[:, :1]).expand(-1, start)
     result = [torch.cat([pad, logp], 1) * batch.response_mask]
     if return_entropy:
         ent = -(logp_all.exp() * logp_all).sum(-1)
@@ -94,6 +108,65 @@ def token_logprobs(
         hidden = out.hidden_states[-1][:, :-1]
         result.append(torch.cat([torch.zeros_like(hidden[:, :1]), hidden], 1))
     return result[0] if len(result) == 1 else tuple(result)
+
+
+# Every generation option that changes the sampling distribution, at its neutral value. A hub
+# model's `generation_config` (repetition_penalty, no_repeat_ngram_size, top_k = 50, ...) would
+# otherwise fill in whatever is left unset, and samples would not come from π at temperature τ.
+NEUTRAL_SAMPLING = {
+    "do_sample": True,
+    "num_beams": 1,
+    "top_k": 0,
+    "top_p": 1.0,
+    "min_p": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "sequence_bias": None,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "renormalize_logits": False,
+    "exponential_decay_length_penalty": None,
+    "guidance_scale": None,
+    "watermarking_config": None,
+}
+
+
+def sampling_config(tokenizer, max_new_tokens: int, temperature: float):
+    """The explicit generation config of every sample: ancestral sampling at `temperature`,
+    nothing else."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        **NEUTRAL_SAMPLING,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+@contextlib.contextmanager
+def own_generation_config(model, config):
+    """`model.generate` fills unset options from the model's own `generation_config`; while this
+    context is open that is `config` itself, so nothing of a hub model's leaks in."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = base.generation_config
+    base.generation_config = config
+    try:
+        yield
+    finally:
+        base.generation_config = saved
 
 
 @torch.no_grad()
@@ -117,18 +190,17 @@ def generate(
         padding=True,
         add_special_tokens=False,
     )
+    room = context_length(model) - enc["input_ids"].shape[1]
+    if room < max_new_tokens:
+        raise ValueError(
+            f"a prompt of {enc['input_ids'].shape[1]} tokens leaves room for {room} of the "
+            f"{max_new_tokens} new tokens in the model's context of {context_length(model)}"
+        )
     was_training = model.training
     model.eval()
-    out = model.generate(
-        **enc,
-        do_sample=True,
-        temperature=temperature,
-        top_k=0,
-        top_p=1.0,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    config = sampling_config(tokenizer, max_new_tokens, temperature)
+    with own_generation_config(model, config):
+        out = model.generate(**enc, generation_config=config)
     model.train(was_training)
     Q = enc["input_ids"].shape[1]
     response = out[:, Q:]
