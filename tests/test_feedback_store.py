@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from rlhflab.feedback.schema import lease_token_of, sqlite_url
+from rlhflab.feedback.schema import lease_token_of
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.types import Judgement, Segment
 
@@ -22,8 +22,8 @@ def seg(value, k=5):
     )
 
 
-def test_round_trip_of_queries_and_judgements(tmp_path):
-    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+def test_round_trip_of_queries_and_judgements(store_url):
+    store = FeedbackStore(store_url)
     q1 = store.add_query(seg(1.0), seg(2.0))
     q2 = store.add_query(seg(3.0), seg(4.0))
     assert [q.id for q in store.pending_queries()] == [q1, q2]
@@ -40,8 +40,8 @@ def test_round_trip_of_queries_and_judgements(tmp_path):
     assert comps[0].left.env_steps == 7 and comps[0].extra["seconds"] == 1.5
 
 
-def test_bad_input_is_refused_without_losing_stored_data(tmp_path):
-    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+def test_bad_input_is_refused_without_losing_stored_data(store_url):
+    store = FeedbackStore(store_url)
     q = store.add_query(seg(1.0), seg(2.0))
     store.add_judgement(q, "left")
     with pytest.raises(ValueError):
@@ -69,8 +69,8 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_every_acknowledged_judgement_survives_sigkill(tmp_path):
-    url = sqlite_url(tmp_path / "f.db")
+def test_every_acknowledged_judgement_survives_sigkill(store_url):
+    url = store_url
     proc = subprocess.Popen([sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True)
     acknowledged = []
     deadline = time.time() + 60
@@ -88,15 +88,15 @@ def test_every_acknowledged_judgement_survives_sigkill(tmp_path):
     assert store.count_judgements() >= len(acknowledged)
 
 
-def test_identical_segments_are_never_paired(tmp_path):
-    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+def test_identical_segments_are_never_paired(store_url):
+    store = FeedbackStore(store_url)
     with pytest.raises(ValueError, match="two different segments"):
         store.add_queries([(seg(1.0), seg(2.0)), (seg(3.0), seg(3.0))])
     assert store.count_queries() == 0  # the batch is refused whole
 
 
-def test_a_finished_run_withdraws_its_unanswered_queries(tmp_path):
-    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+def test_a_finished_run_withdraws_its_unanswered_queries(store_url):
+    store = FeedbackStore(store_url)
     store.add_annotator("alice")
     done, open_ = store.add_query(seg(1.0), seg(2.0)), store.add_query(seg(3.0), seg(4.0))
     store.add_judgement(done, "left", "bob")
@@ -108,8 +108,8 @@ def test_a_finished_run_withdraws_its_unanswered_queries(tmp_path):
     assert store.count_judgements() == 1 and store.count_queries() == 2
 
 
-def test_gold_questions_are_mixed_in_and_never_counted_as_labels(tmp_path):
-    store = FeedbackStore(sqlite_url(tmp_path / "f.db"))
+def test_gold_questions_are_mixed_in_and_never_counted_as_labels(store_url):
+    store = FeedbackStore(store_url)
     for i in range(5):
         store.add_query(seg(i), seg(i + 10))
     gold = store.add_query(seg(50.0), seg(60.0), gold="right")
