@@ -121,3 +121,52 @@ def test_gold_questions_are_mixed_in_and_never_counted_as_labels(store_url):
     assert [a["correct"] for a in store.gold_answers()] == [True]
     q, _ = store.lease_next("alice", 60, np.random.default_rng(0))
     assert q.id != gold  # each gold question once per annotator
+
+
+def test_incremental_reads_skip_no_judgement_committed_late(pg_url):
+    """Ids are drawn at insert, not at commit: a slow transaction holding a lower id commits
+    after a higher id was stored. A plain `id > last` cursor would step over it for good."""
+    from sqlalchemy.orm import Session
+
+    store = FeedbackStore(pg_url)
+    q = [store.add_query(seg(i), seg(i + 10)) for i in range(3)]
+    store.add_judgement(q[0], "left")
+    cursor = store.comparisons()[-1].judgement_id  # the trainer has read up to here
+    with Session(store.engine) as slow, slow.begin():
+        low = store._insert_judgement(slow, q[1], "right", "slow")  # drawn first, still open
+        high = store.add_judgement(q[2], "left", "fast")  # drawn later, committed at once
+        assert low < high
+        assert [j for j, *_ in store.judgements() if j > cursor] == [high]  # what `id >` sees
+        assert store.comparisons(after=cursor) == []  # `high` waits: `low` may still commit
+    got = [c.judgement_id for c in store.comparisons(after=cursor)]
+    assert got == [low, high]
+    assert store.comparisons(after=got[-1]) == []  # and nothing twice
+
+
+def test_incremental_reads_follow_commit_order_when_transactions_start_out_of_order(pg_url):
+    """The transaction that started first (its id assigned first) stores the higher id and
+    commits first; the other then commits a lower id. Both are read, once each."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    store = FeedbackStore(pg_url)
+    q = [store.add_query(seg(i), seg(i + 10)) for i in range(2)]
+    with Session(store.engine) as early, early.begin():
+        early.execute(text("SELECT pg_current_xact_id()"))  # this transaction is older
+        with Session(store.engine) as late, late.begin():
+            low = store._insert_judgement(late, q[0], "left", "late")
+            high = store._insert_judgement(early, q[1], "left", "early")
+            early.commit()
+            first = [c.judgement_id for c in store.comparisons()]
+            assert first == [high]  # committed, and no open transaction is older
+        second = [c.judgement_id for c in store.comparisons(after=first[-1])]
+    assert low < high and second == [low]
+
+
+def test_an_unreachable_database_is_named_in_the_error():
+    from rlhflab.feedback.schema import StoreError
+
+    with pytest.raises(StoreError, match=r"postgresql://rlhf:\*\*\*@127.0.0.1:1/nowhere: .*refused"):
+        FeedbackStore("postgresql://rlhf:secret@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreError, match="not a database URL"):
+        FeedbackStore("feedback.db")
