@@ -120,9 +120,9 @@ def _start_app(run: RunDir, workers: int, url: str | None) -> dict:
 
     port = free_port()
     store = ["--store", url] if url else []
+    command = ["label", str(run.path), "--port", str(port), "--workers", str(workers), *store]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlhflab.cli", "label", str(run.path), "--port", str(port)]
-        + ["--workers", str(workers), *store],
+        [sys.executable, "-m", "rlhflab.cli", *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=dict(os.environ, PYTHONWARNINGS="ignore"),

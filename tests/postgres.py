@@ -76,7 +76,9 @@ class PostgresServer:
             f"-c unix_socket_directories={self.root} -c fsync=off -c max_connections=200"
         )
         log = str(self.root / "server.log")  # the server's output: never this process's pipes
-        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "60", "start"
+        )
 
     def restart(self, mode: str = "immediate") -> None:
         """Stop the server (`immediate`: as after a crash, recovery from the WAL), start it."""

@@ -166,7 +166,17 @@ def test_incremental_reads_follow_commit_order_when_transactions_start_out_of_or
 def test_an_unreachable_database_is_named_in_the_error():
     from rlhflab.feedback.schema import StoreError
 
-    with pytest.raises(StoreError, match=r"postgresql://rlhf:\*\*\*@127.0.0.1:1/nowhere: .*refused"):
+    with pytest.raises(
+        StoreError, match=r"postgresql://rlhf:\*\*\*@127.0.0.1:1/nowhere: .*refused"
+    ):
         FeedbackStore("postgresql://rlhf:secret@127.0.0.1:1/nowhere")
     with pytest.raises(StoreError, match="not a database URL"):
         FeedbackStore("feedback.db")
+
+
+def test_the_commands_name_an_unreachable_store_and_write_nothing(cli, tmp_path):
+    url = "postgresql://rlhf:secret@127.0.0.1:1/nowhere"
+    r = cli("annotators", "add", "alice", str(tmp_path), "--store", url, timeout=120)
+    assert r.returncode == 1 and "secret" not in r.stderr
+    assert "cannot open the feedback store postgresql://rlhf:***@127.0.0.1:1/nowhere" in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no feedback.db made in its place

@@ -367,9 +367,7 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path, serv
         restarted.kill()
 
 
-def test_postgres_restarted_under_load_loses_no_acknowledged_judgement(
-    tmp_path, postgres_server
-):
+def test_postgres_restarted_under_load_loses_no_acknowledged_judgement(tmp_path, postgres_server):
     """The database restarts (immediate: as after a crash) while annotators answer through two
     app workers: every acknowledged judgement is there after, and answering resumes without
     restarting the app."""

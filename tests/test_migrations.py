@@ -68,8 +68,7 @@ def test_workers_opening_a_new_store_at_once_create_it_once(pg_url):
     """App workers and a trainer starting together: the schema is made under a lock, once."""
     done: list[str] = []
     threads = [
-        threading.Thread(target=lambda: done.append(FeedbackStore(pg_url).schema))
-        for _ in range(4)
+        threading.Thread(target=lambda: done.append(FeedbackStore(pg_url).schema)) for _ in range(4)
     ]
     for t in threads:
         t.start()

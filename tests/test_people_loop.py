@@ -122,7 +122,9 @@ def test_a_people_run_waits_for_a_slow_annotator_and_gets_every_label(tmp_path, 
     """Over the run's SQLite file, and over a PostgreSQL database that the trainer and the app
     share only by its URL (`feedback.store`)."""
     shared = store_url.startswith("postgresql")
-    run, store, tokens = make_run(tmp_path, names=("slow",), store_url=store_url if shared else None)
+    run, store, tokens = make_run(
+        tmp_path, names=("slow",), store_url=store_url if shared else None
+    )
     cfg = build_config(
         None,
         [

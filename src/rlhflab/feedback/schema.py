@@ -242,16 +242,17 @@ def engine_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise StoreError(f"'{url}' is not a database URL (sqlite:///PATH or postgresql://…)") from exc
-    if parsed.drivername in ("postgresql", "postgres"):
-        if importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
+        raise StoreError(
+            f"'{url}' is not a database URL (sqlite:///PATH or postgresql://…)"
+        ) from exc
+    psycopg3 = importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2")
+    if parsed.drivername in ("postgresql", "postgres") and psycopg3:
+        parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "postgresql" and not (
         importlib.util.find_spec("psycopg") or importlib.util.find_spec("psycopg2")
     ):
         raise StoreError(
-            f"the store {shown_url(url)} needs a PostgreSQL driver: "
-            "pip install 'rlhflab[postgres]'"
+            f"the store {shown_url(url)} needs a PostgreSQL driver: pip install 'rlhflab[postgres]'"
         )
     return parsed
 

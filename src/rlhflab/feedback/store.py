@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import threading
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     and_,
     create_engine,
     delete,
@@ -37,6 +39,7 @@ from sqlalchemy.orm import Session, aliased
 from rlhflab.feedback.accounts import AccountsMixin
 from rlhflab.feedback.clips import GIF, MP4, Clip
 from rlhflab.feedback.leases import LeaseMixin
+from rlhflab.feedback.migrate import prepare
 from rlhflab.feedback.schema import (
     LIVE,
     MAX_RESPONSES,
@@ -44,7 +47,6 @@ from rlhflab.feedback.schema import (
     PAIR_KINDS,
     RUN_STATES,
     AuditRow,
-    Base,
     ClipLike,
     ClipRow,
     JudgementRow,
@@ -58,7 +60,6 @@ from rlhflab.feedback.schema import (
     pack,
     shown_url,
 )
-from rlhflab.feedback.migrate import prepare
 from rlhflab.types import Comparison, Judgement, Query, Segment
 
 
@@ -83,9 +84,15 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
         self.reader = self.engine
         # SQLite: writers in this process queue on a lock (FIFO) before BEGIN IMMEDIATE takes the
         # database's; PostgreSQL: writers run concurrently, rows locked where it matters
-        self._write_lock: AbstractContextManager = threading.Lock() if self.sqlite else nullcontext()
+        self._write_lock: AbstractContextManager = (
+            threading.Lock() if self.sqlite else nullcontext()
+        )
         # PostgreSQL: each judgement records its transaction, for commit-ordered reads
-        self._tx = None if self.sqlite else literal_column("pg_current_xact_id()::text::bigint")
+        self._tx: Any = (
+            None
+            if self.sqlite
+            else literal_column("pg_current_xact_id()::text::bigint", BigInteger)
+        )
         if self.sqlite:  # writers take the lock at BEGIN; readers (a second engine) never block
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -437,7 +444,9 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
         tx = func.coalesce(JudgementRow.tx, 0)  # NULL: stored before the column, long committed
         last = aliased(JudgementRow)
         last_tx = select(func.coalesce(last.tx, 0)).where(last.id == after).scalar_subquery()
-        horizon = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        horizon = literal_column(
+            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger
+        )
         return (
             tx < horizon,  # every transaction below the horizon has ended: nothing can overtake
             or_(
@@ -522,7 +531,9 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
             row.label = Judgement(judgement).value if row.query.kind in PAIR_KINDS else row.label
             if payload is not None:
                 row.payload = payload
-            counter = s.get(SettingRow, "relabels", with_for_update=not self.sqlite) or SettingRow(key="relabels", value="0")
+            counter = s.get(SettingRow, "relabels", with_for_update=not self.sqlite) or SettingRow(
+                key="relabels", value="0"
+            )
             counter.value = str(
                 int(counter.value) + 1
             )  # readers that cache judgements re-read when this changes

@@ -7,7 +7,6 @@ Revises: (none)
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
