@@ -81,7 +81,7 @@ class AppProcess:
             text=True,
             start_new_session=True,  # its own process group: `kill` reaches every app worker
         )
-        deadline = time.time() + 60
+        deadline = time.time() + 120  # a loaded 2-CPU machine can take a minute to import
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"labeling app exited: {self.proc.stdout.read()}")
@@ -91,7 +91,7 @@ class AppProcess:
             except httpx.TransportError:
                 time.sleep(0.1)
         self.kill()
-        raise RuntimeError(f"labeling app did not start within 60 s: {self.proc.stdout.read()}")
+        raise RuntimeError(f"labeling app did not start within 120 s: {self.proc.stdout.read()}")
 
     def kill(self, sig=9) -> None:
         """Signal the app and its worker processes (the whole process group); wait for it."""
