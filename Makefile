@@ -9,15 +9,16 @@ TORCH  ?= torch==2.13.0
 .PHONY: run test check bench install clean
 
 $(STAMP): pyproject.toml Makefile
-	@# system packages: Chromium for the browser tests, OSMesa for offscreen MuJoCo clips
-	@if [ ! -x /usr/bin/chromium ] || ! ldconfig -p | grep -q libOSMesa; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libosmesa6 >/dev/null; \
-		else echo "note: install Debian's chromium and libosmesa6 for the browser tests and MuJoCo clips"; fi; \
+	@# system packages: Chromium for the browser tests, OSMesa for offscreen MuJoCo clips,
+	@# PostgreSQL (server binaries) for the store tests that start a throwaway server
+	@if [ ! -x /usr/bin/chromium ] || ! ldconfig -p | grep -q libOSMesa || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libosmesa6 postgresql >/dev/null; \
+		else echo "note: install Debian's chromium, libosmesa6 and postgresql for the browser, MuJoCo-clip and PostgreSQL-store tests"; fi; \
 	fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,mujoco,web,text]"
+	$(PY) -m pip install -q -e ".[dev,mujoco,web,text,postgres]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,24 +1,33 @@
-"""Labeling-app latency and throughput: N concurrent annotators on loopback.
+"""Labeling-app latency and throughput: N concurrent annotators on loopback, no think time.
 
-Starts `rlhflab label` in its own process on a fresh store, then N threads each lease
-and answer queries over HTTP (POST /api/next, then POST /api/answer), in two modes:
+For each set-up — SQLite with one app process, PostgreSQL with 1, 2, 4 app workers
+(`rlhflab label --workers N --store postgresql://…`) — it makes a fresh store, starts the app in
+its own process group, and runs N client threads that each lease and answer queries over HTTP
+(POST /api/next, then POST /api/answer quoting the lease) with no pause between them, so the app
+is the limit. Every run is bounded: at most --per-annotator judgements per annotator and
+--max-seconds of wall time.
 
-- paced: each annotator waits a random think time (exponential, mean --think-ms) between
-  answers — still far quicker than a person watching two clips;
-- saturated: no think time at all, so the app's throughput is the limit and latency
-  is mostly queueing behind the single SQLite writer.
+Prints p50/p99 latency of both calls and judgements per second (stored judgements / wall time),
+and writes the table to bench/results/labeling_app.json. Because the clients share the machine
+with the server (and on this one, with other jobs), it also reads the CPU time the server side
+spent — every app process, and PostgreSQL's processes — from /proc, and divides: server CPU ms
+per judgement, and the judgements/s that many CPUs would sustain if they did nothing else
+(an estimate, marked as one; it ignores waiting on locks and I/O). Target (issue 16): with 20
+annotators, p99 of next and answer < 50 ms and ≥ 500 judgements/s.
 
-Prints p50/p99 latency of both calls and sustained judgements per second.
-Target: p99 < 50 ms with 20 annotators.
+PostgreSQL: a throwaway server (tests/postgres.py: initdb on a free port, stopped at the end),
+or --pg-url postgresql://… for one already running (each set-up creates a database in it).
 
-    .venv/bin/python bench/labeling_app.py [--annotators 20] [--per-annotator 100] [--think-ms 500]
+    .venv/bin/python bench/labeling_app.py [--annotators 20] [--per-annotator 100]
+        [--setups sqlite:1,postgres:1,postgres:2,postgres:4] [--max-seconds 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +43,9 @@ from rich.table import Table
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' throwaway PostgreSQL server
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(
@@ -41,101 +53,203 @@ def main() -> None:
     )
     ap.add_argument("--annotators", type=int, default=20)
     ap.add_argument("--per-annotator", type=int, default=100)
-    ap.add_argument(
-        "--think-ms", type=float, default=500.0, help="mean think time of the paced mode"
-    )
-    ap.add_argument(
-        "--max-seconds", type=float, default=300.0, help="stop every client after this long"
-    )
+    ap.add_argument("--setups", default="sqlite:1,postgres:1,postgres:2,postgres:4")
+    ap.add_argument("--max-seconds", type=float, default=60.0, help="stop the clients after this")
+    ap.add_argument("--pg-url", help="a running PostgreSQL server (default: start a throwaway one)")
     args = ap.parse_args()
+    setups = [(b, int(w)) for b, w in (s.split(":") for s in args.setups.split(","))]
+    server = None
+    if any(b == "postgres" for b, _ in setups) and not args.pg_url:
+        from postgres import PostgresServer, binaries
 
-    table = Table(
-        title=f"labeling app · {args.annotators} concurrent annotators · loopback · SQLite (WAL)"
-    )
-    for col in ("mode", "call", "requests", "p50 ms", "p99 ms", "max ms", "judgements/s"):
-        table.add_column(col, justify="right")
-    for mode, think in (
-        (f"paced ({args.think_ms:.0f} ms think)", args.think_ms / 1000),
-        ("saturated", 0.0),
-    ):
-        lat, stored, wall = run_load(args, think)
-        for name, xs in lat.items():
-            ms = np.array(xs) * 1000
-            table.add_row(
-                mode,
-                f"POST /api/{name}",
-                str(len(ms)),
-                f"{np.percentile(ms, 50):.1f}",
-                f"{np.percentile(ms, 99):.1f}",
-                f"{ms.max():.1f}",
-                f"{stored / wall:.0f}" if name == "answer" else "",
-            )
-    table.caption = "target: p99 < 50 ms with 20 annotators"
-    Console(width=140).print(table)
+        bindir = binaries()
+        if bindir is None:
+            sys.exit("no PostgreSQL server binaries: install Debian's `postgresql`, or --pg-url")
+        server = PostgresServer(bindir).start()
+    rows = []
+    try:
+        for backend, workers in setups:
+            url = None
+            if backend == "postgres":
+                url = server.new_database() if server else _new_database(args.pg_url)
+            pg_data = server.data if server and backend == "postgres" else None
+            rows += measure(args, backend, workers, url, pg_data)
+    finally:
+        if server:
+            server.stop()
+    report(args, rows)
 
 
-def run_load(args, think: float) -> tuple[dict, int, float]:
-    """One load run on a fresh store; returns latencies, judgements stored and wall seconds."""
+def _new_database(base: str) -> str:
+    import psycopg
+
+    name = f"bench_{int(time.time() * 1000)}"
+    with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def measure(args, backend: str, workers: int, url: str | None, pg_data=None) -> list[dict]:
+    """One set-up on a fresh store: latencies of both calls and judgements per second."""
     run = RunDir(Path(tempfile.mkdtemp()) / "run")
-    store = FeedbackStore(run.store_url)
+    store = FeedbackStore(url or run.store_url)
     tokens = [store.add_annotator(f"a{i:02d}") for i in range(args.annotators)]
     for i in range(args.annotators * args.per_annotator):
         store.add_text_query("text_pair", f"prompt {i}", [f"response a{i}", f"response b{i}"])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    before = store.count_judgements()
+    app = _start_app(run, workers, url)
+    try:
+        cpu0 = _server_cpu(app["proc"].pid, pg_data)
+        lat, wall = _load(app["url"], tokens, args)
+        cpu = _server_cpu(app["proc"].pid, pg_data) - cpu0
+    finally:
+        os.killpg(app["proc"].pid, signal.SIGKILL)
+        app["proc"].wait()
+    stored = store.count_judgements() - before
+    store.close()
+    return [
+        {
+            "setup": f"{backend}, {workers} worker{'s' if workers > 1 else ''}",
+            "call": f"POST /api/{name}",
+            "requests": len(xs),
+            "p50_ms": float(np.percentile(np.array(xs) * 1000, 50)) if xs else None,
+            "p99_ms": float(np.percentile(np.array(xs) * 1000, 99)) if xs else None,
+            "judgements_per_s": stored / wall if name == "answer" else None,
+            "stored": stored,
+            "failed": lat["failed"][0],
+            "server_cpu_ms_per_judgement": 1000 * cpu / stored if stored else None,
+            "pg_cpu_counted": backend == "sqlite" or pg_data is not None,
+        }
+        for name, xs in (("next", lat["next"]), ("answer", lat["answer"]))
+    ]
+
+
+def _ticks(pid: int | str) -> tuple[int, int, float]:
+    """(process group, parent pid, CPU seconds of the process and its reaped children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return int(fields[2]), int(fields[1]), cpu
+
+
+def _server_cpu(app_pgid: int, pg_data: Path | None) -> float:
+    """CPU seconds used so far by the app's process group and the PostgreSQL server whose data
+    directory is `pg_data` (the postmaster, its reaped children and its live backends)."""
+    postmaster = int((pg_data / "postmaster.pid").read_text().split()[0]) if pg_data else -1
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            group, parent, cpu = _ticks(entry.name)
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+        if group == app_pgid or int(entry.name) == postmaster or parent == postmaster:
+            total += cpu
+    return total
+
+
+def _start_app(run: RunDir, workers: int, url: str | None) -> dict:
+    from labeling import free_port
+
+    port = free_port()
+    store = ["--store", url] if url else []
+    command = ["label", str(run.path), "--port", str(port), "--workers", str(workers), *store]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlhflab.cli", "label", str(run.path), "--port", str(port)],
+        [sys.executable, "-m", "rlhflab.cli", *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        start_new_session=True,
     )
-    try:
-        for _ in range(600):
-            try:
-                httpx.get(url + "/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        lat = {"next": [], "answer": []}
-        lock = threading.Lock()
-        deadline = time.time() + args.max_seconds
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(base + "/openapi.json", timeout=1).status_code == 200:
+                time.sleep(2 if workers > 1 else 0)  # every worker up, not just the first
+                return {"proc": proc, "url": base}
+        except httpx.TransportError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError("the labeling app did not start within 120 s")
 
-        def annotate(i: int, token: str) -> None:
-            rng = np.random.default_rng(i)
-            with httpx.Client(
-                base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30
-            ) as c:
-                for _ in range(args.per_annotator):
-                    if time.time() > deadline:
-                        return
-                    if think:
-                        time.sleep(rng.exponential(think))
-                    t0 = time.perf_counter()
+
+def _load(url: str, tokens: list[str], args) -> tuple[dict, float]:
+    """Every annotator leases and answers, without pause, until done or out of time."""
+    lat: dict[str, list] = {"next": [], "answer": [], "failed": [0]}
+    lock = threading.Lock()
+    deadline = time.time() + args.max_seconds
+
+    def annotate(token: str) -> None:
+        headers = {"authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
+            for _ in range(args.per_annotator):
+                if time.time() > deadline:
+                    return
+                t0 = time.perf_counter()
+                try:
                     q = c.post("/api/next")
                     t1 = time.perf_counter()
                     if q.status_code != 200:
                         return
-                    a = c.post(
-                        "/api/answer", json={"query_id": q.json()["query_id"], "choice": "left"}
-                    )
+                    body = {"query_id": q.json()["query_id"], "choice": "left"}
+                    a = c.post("/api/answer", json={**body, "lease": q.json()["lease"]})
                     t2 = time.perf_counter()
+                except httpx.TransportError:  # no answer within the client's 30 s: a failure
                     with lock:
-                        lat["next"].append(t1 - t0)
-                        if a.status_code == 201:
-                            lat["answer"].append(t2 - t1)
+                        lat["failed"][0] += 1
+                    return
+                with lock:
+                    lat["next"].append(t1 - t0)
+                    lat["answer"].append(t2 - t1)
+                    lat["failed"][0] += a.status_code != 201
 
-        threads = [threading.Thread(target=annotate, args=(i, t)) for i, t in enumerate(tokens)]
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - started
-    finally:
-        proc.kill()
-    return lat, store.count_judgements(), wall
+    threads = [threading.Thread(target=annotate, args=(t,)) for t in tokens]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=args.max_seconds + 60)
+    return lat, time.perf_counter() - started
+
+
+def _estimate(r: dict, cpus: int) -> tuple[str, str]:
+    ms = r["server_cpu_ms_per_judgement"]
+    if not r["call"].endswith("answer") or not ms:
+        return "", ""
+    note = "" if r["pg_cpu_counted"] else " (app only)"
+    return f"{ms:.2f}{note}", f"≈ {1000 * cpus / ms:.0f}"
+
+
+def report(args, rows: list[dict]) -> None:
+    table = Table(
+        title=f"labeling app · {args.annotators} annotators, no think time · loopback · "
+        f"{os.cpu_count()} CPUs"
+    )
+    cpus = os.cpu_count() or 1
+    columns = ("set-up", "call", "requests", "p50 ms", "p99 ms", "judgements/s", "failed")
+    for col in (*columns, "server CPU ms/judgement", f"est. judgements/s on {cpus} idle CPUs"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r["setup"],
+            r["call"],
+            str(r["requests"]),
+            f"{r['p50_ms']:.1f}" if r["p50_ms"] is not None else "–",
+            f"{r['p99_ms']:.1f}" if r["p99_ms"] is not None else "–",
+            f"{r['judgements_per_s']:.0f}" if r["judgements_per_s"] is not None else "",
+            str(r["failed"]) if r["call"].endswith("answer") else "",
+            *_estimate(r, cpus),
+        )
+    load = os.getloadavg()[0]
+    table.caption = (
+        f"target: p99 < 50 ms for both calls and ≥ 500 judgements/s · load average {load:.1f} "
+        "at the end · est.: CPUs ÷ server CPU per judgement, nothing else running"
+    )
+    Console(width=140).print(table)
+    out = HERE / "results" / "labeling_app.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ and the headless Chromium the browser tests drive (the report's test drives it t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -78,8 +79,9 @@ class AppProcess:
             stdin=subprocess.DEVNULL,
             env=env,
             text=True,
+            start_new_session=True,  # its own process group: `kill` reaches every app worker
         )
-        deadline = time.time() + 60
+        deadline = time.time() + 120  # a loaded 2-CPU machine can take a minute to import
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"labeling app exited: {self.proc.stdout.read()}")
@@ -88,12 +90,17 @@ class AppProcess:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError("labeling app did not start within 60 s")
+        self.kill()
+        raise RuntimeError(f"labeling app did not start within 120 s: {self.proc.stdout.read()}")
 
     def kill(self, sig=9) -> None:
+        """Signal the app and its worker processes (the whole process group); wait for it."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=30)
+        if self.proc and sig == 9:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 9)  # workers the parent left behind
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -101,10 +108,11 @@ class AppProcess:
 
 
 def make_run(
-    tmp_path: Path, names=("alice", "bob")
+    tmp_path: Path, names=("alice", "bob"), store_url: str | None = None
 ) -> tuple[RunDir, FeedbackStore, dict[str, str]]:
+    """A run directory, its store (`store_url`, else RUN_DIR/feedback.db) and annotators."""
     run = RunDir(tmp_path / "run")
-    store = FeedbackStore(run.store_url)
+    store = FeedbackStore(store_url or run.store_url)
     tokens = {name: store.add_annotator(name) for name in names}
     tokens["admin"] = store.add_annotator("admin", is_admin=True)
     return run, store, tokens

@@ -24,8 +24,8 @@ def seg(value, k=6, continuous=False):
     )
 
 
-def judged_store(path, continuous=False):
-    store = FeedbackStore(RunDir(path).store_url)
+def judged_store(path, continuous=False, url=None):
+    store = FeedbackStore(url or RunDir(path).store_url)
     store.add_annotator("alice")
     for i in range(4):
         store.add_query(seg(i, continuous=continuous), seg(i + 10, continuous=continuous))
@@ -44,14 +44,15 @@ def write(path, records):
 
 
 @pytest.mark.parametrize("continuous", [False, True])
-def test_segment_judgements_round_trip(tmp_path, continuous):
+def test_segment_judgements_round_trip(tmp_path, continuous, store_url):
+    """Exported from a store (SQLite or PostgreSQL), imported into another of the other kind."""
     source = judged_store(tmp_path / "a", continuous)
     records = export_records(source, "segments")
     assert len(records) == 3 and records[0]["format"] == "rlhflab.segments/1"
     assert {r["annotator"] for r in records} == {"alice"} and all(
         r["seconds"] >= 0 for r in records
     )
-    target = FeedbackStore(RunDir(tmp_path / "b").store_url)
+    target = FeedbackStore(store_url)
     assert import_jsonl(target, write(tmp_path / "s.jsonl", records), "segments") == 3
     before, after = source.comparisons(), target.comparisons()
     assert [c.judgement for c in after] == [c.judgement for c in before]

@@ -4,10 +4,12 @@ import json
 import threading
 import time
 
+import httpx
 import pytest
 from labeling import AppProcess, make_run, seg
 
 from rlhflab.feedback.exchange import export_records, import_jsonl
+from rlhflab.feedback.store import FeedbackStore
 
 
 @pytest.fixture
@@ -265,14 +267,25 @@ def test_text_queries_rank_rate_critique_correct_and_export(app, tmp_path):
     assert {pair, rank, rate, crit, corr} == {j.query_id for j in store.judgement_rows("alice")}
 
 
-def test_twenty_concurrent_annotators(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def served(request):
+    """(store URL, `rlhflab label` arguments): the run's SQLite file behind one app process, or
+    a PostgreSQL database behind two app workers."""
+    if request.param == "sqlite":
+        return None, []
+    url = request.getfixturevalue("pg_url")
+    return url, ["--store", url, "--workers", "2"]
+
+
+def test_twenty_concurrent_annotators(tmp_path, served):
     """20 annotators × 50 judgements over HTTP: exactly 1000 stored, none duplicated, none over
     overlap."""
+    url, extra = served
     names = [f"a{i:02d}" for i in range(20)]
-    run, store, tokens = make_run(tmp_path, names)
+    run, store, tokens = make_run(tmp_path, names, url)
     for i in range(600):
         store.add_text_query("text_pair", f"prompt {i}", [f"x{i}", f"y{i}"], overlap=2)
-    server = AppProcess(run.path).start()
+    server = AppProcess(run.path, extra=extra).start()
     acknowledged, errors = [], []
     deadline = time.time() + 240
 
@@ -294,6 +307,7 @@ def test_twenty_concurrent_annotators(tmp_path):
                 done += 1
             else:
                 errors.append((name, r.status_code, r.text))
+                return
 
     try:
         threads = [threading.Thread(target=work, args=(n,)) for n in names]
@@ -313,11 +327,12 @@ def test_twenty_concurrent_annotators(tmp_path):
     assert max(per_query.values()) <= 2
 
 
-def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
-    run, store, tokens = make_run(tmp_path)
+def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path, served):
+    url, extra = served
+    run, store, tokens = make_run(tmp_path, store_url=url)
     for i in range(400):
         store.add_text_query("text_pair", f"p{i}", ["a", "b"])
-    server = AppProcess(run.path).start()
+    server = AppProcess(run.path, extra=extra).start()
     acknowledged = []
     stop = threading.Event()
 
@@ -344,7 +359,7 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
     stop.set()
     t.join(timeout=30)
     assert len(acknowledged) >= 40
-    restarted = AppProcess(run.path, port=server.port).start()
+    restarted = AppProcess(run.path, port=server.port, extra=extra).start()
     try:
         mine = {j["id"] for j in restarted.client(tokens["alice"]).get("/api/judgements").json()}
         assert set(acknowledged) <= mine
@@ -352,8 +367,53 @@ def test_judgements_acknowledged_before_sigkill_survive_a_restart(tmp_path):
         restarted.kill()
 
 
-def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path):
-    _run, store, _ = make_run(tmp_path)
+def test_postgres_restarted_under_load_loses_no_acknowledged_judgement(tmp_path, postgres_server):
+    """The database restarts (immediate: as after a crash) while annotators answer through two
+    app workers: every acknowledged judgement is there after, and answering resumes without
+    restarting the app."""
+    url = postgres_server.new_database()
+    run, store, tokens = make_run(tmp_path, store_url=url)
+    for i in range(400):
+        store.add_text_query("text_pair", f"p{i}", ["a", "b"])
+    server = AppProcess(run.path, extra=["--store", url, "--workers", "2"]).start()
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def stream():
+        client = server.client(tokens["alice"])
+        while not stop.is_set():
+            try:
+                q = client.post("/api/next")
+                if q.status_code != 200:
+                    time.sleep(0.05)  # the database is away: 500 or 503, never acknowledged
+                    continue
+                body = {"query_id": q.json()["query_id"], "choice": "left"}
+                r = client.post("/api/answer", json={**body, "lease": q.json()["lease"]})
+                if r.status_code == 201:
+                    acknowledged.append(r.json()["judgement_id"])
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    try:
+        deadline = time.time() + 60
+        while len(acknowledged) < 20 and time.time() < deadline:
+            time.sleep(0.02)
+        postgres_server.restart("immediate")
+        before = len(acknowledged)
+        while len(acknowledged) < before + 20 and time.time() < deadline + 60:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join(timeout=30)
+        server.kill()
+    assert before >= 20 and len(acknowledged) >= before + 20  # answering resumed
+    assert set(acknowledged) <= {j for j, *_ in FeedbackStore(url).judgements()}
+
+
+def test_import_validates_every_line_and_keeps_what_was_stored(tmp_path, store_url):
+    _run, store, _ = make_run(tmp_path, store_url=store_url)
     good = tmp_path / "good.jsonl"
     good.write_text(
         json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"})

@@ -118,8 +118,13 @@ def test_people_mode_renders_video_clips_of_the_queried_segments(tmp_path):
     assert store.run_state() == "over" and store.count_unanswered() == 0  # withdrawn at the end
 
 
-def test_a_people_run_waits_for_a_slow_annotator_and_gets_every_label(tmp_path):
-    run, store, tokens = make_run(tmp_path, names=("slow",))
+def test_a_people_run_waits_for_a_slow_annotator_and_gets_every_label(tmp_path, store_url):
+    """Over the run's SQLite file, and over a PostgreSQL database that the trainer and the app
+    share only by its URL (`feedback.store`)."""
+    shared = store_url.startswith("postgresql")
+    run, store, tokens = make_run(
+        tmp_path, names=("slow",), store_url=store_url if shared else None
+    )
     cfg = build_config(
         None,
         [
@@ -130,6 +135,7 @@ def test_a_people_run_waits_for_a_slow_annotator_and_gets_every_label(tmp_path):
             "feedback.pacing_slack=2",
             "feedback.wait_timeout=60",
             "baseline=false",
+            *([f"feedback.store={store_url}"] if shared else []),
         ],
     )
     run.write_config(cfg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from datetime import datetime
@@ -27,6 +28,7 @@ from rlhflab.config import (
 )
 from rlhflab.diagnostics.goodhart import add_goodhart_arguments, cmd_goodhart
 from rlhflab.feedback.exchange import FORMATS, DataError
+from rlhflab.feedback.schema import StoreError
 
 console = Console()
 STORE_HELP = "feedback store URL instead of RUN_DIR/feedback.db"
@@ -91,6 +93,13 @@ def _add_label(sub) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
     )
     label.add_argument("--port", type=int, default=8000)
+    label.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="app processes serving the port (uvicorn workers); more than one wants a "
+        "PostgreSQL --store (docs/feedback-store.md)",
+    )
     label.add_argument(
         "--lease-seconds",
         type=float,
@@ -273,7 +282,7 @@ def _store(args):
 def _cmd_label(args) -> int:
     import uvicorn
 
-    from rlhflab.feedback.web.app import create_app
+    from rlhflab.feedback.web.app import APP_SETTINGS, create_app
     from rlhflab.runs import RunDir
 
     store = _store(args)
@@ -293,13 +302,32 @@ def _cmd_label(args) -> int:
     code = store.login_code(admins[0].name)
     print(f"admin sign-in link (one use, keep it private): {base}/login?code={code}&next=/admin")
     print(f"add annotators with: rlhflab annotators add NAME {args.run_dir}")
-    app = create_app(
-        store.url,
-        lease_seconds=args.lease_seconds,
-        public_url=base,
-        secure_cookies=args.secure_cookies,
+    settings = {
+        "store_url": store.url,
+        "lease_seconds": args.lease_seconds,
+        "public_url": base,
+        "secure_cookies": args.secure_cookies,
+    }
+    store.close()
+    if args.workers < 1:
+        raise DataError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers == 1:
+        app = create_app(**settings)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return 0
+    # each worker process builds its own app (and store connections) from these settings
+    os.environ[APP_SETTINGS] = json.dumps(settings)
+    uvicorn.run(
+        "rlhflab.feedback.web.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        # a worker still importing on a busy machine is not dead: uvicorn's 5 s default would
+        # restart it over and over
+        timeout_worker_healthcheck=60,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -418,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # an unreachable database, a bad store URL: named, nothing written
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:  # a text run says what its checkpoints hold
         print(
             f"interrupted; {exc}"

@@ -186,6 +186,11 @@ class FeedbackConfig(_Section):
         1, ge=1, description="people: keep every n-th pixel of rendered frames (1: native size)"
     )
     clip_fps: float = Field(20.0, gt=0, description="people: frames per second of the clips")
+    store: str = Field(
+        "",
+        description="feedback store URL (e.g. postgresql://HOST/DB, shared with `rlhflab label "
+        "--store` on another host); empty: RUN_DIR/feedback.db",
+    )
 
 
 class RewardConfig(_Section):

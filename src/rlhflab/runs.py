@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import yaml
 
 from rlhflab.config import RunConfig, build_config, to_yaml
 from rlhflab.feedback.schema import sqlite_url
@@ -66,7 +67,17 @@ class RunDir:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoints" / "latest.pt")
-    store_url = property(lambda self: sqlite_url(self.path / "feedback.db"))
+
+    @property
+    def store_url(self) -> str:
+        """The run's feedback store: `feedback.store` of its config if set (a PostgreSQL URL,
+        say), else RUN_DIR/feedback.db."""
+        if self.config_path.exists():
+            saved = yaml.safe_load(self.config_path.read_text()) or {}
+            url = (saved.get("feedback") or {}).get("store")
+            if url:
+                return str(url)
+        return sqlite_url(self.path / "feedback.db")
 
     def write_config(self, cfg: RunConfig) -> None:
         self.config_path.write_text(to_yaml(cfg))

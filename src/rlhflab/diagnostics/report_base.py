@@ -79,7 +79,7 @@ def load_run(path: str | Path) -> RunData:
     cfg = run.read_config()
     summary = run.summary() if run.summary_path.exists() else None
     comparisons = []
-    if (run.path / "feedback.db").exists():
+    if (run.path / "feedback.db").exists() or cfg.feedback.store:  # SQLite, or a database
         from rlhflab.feedback.store import FeedbackStore
 
         store = FeedbackStore(run.store_url)

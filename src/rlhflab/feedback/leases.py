@@ -91,15 +91,15 @@ class LeaseMixin:
             for lease in mine:
                 if aware(lease.expires_at) > now:
                     return s.get(QueryRow, lease.query_id), lease
-            q = None
+            q, lease = None, None
             if gold_rate > 0 and rng.random() < gold_rate:  # a gold question, mixed in at random
-                q = self._first(s, _gold_open_to(annotator, now))
-            q = q or self._first(s, _open_to(annotator, now))
+                q, lease = self._claim(s, _gold_open_to(annotator, now))
+            if q is None:
+                q, lease = self._claim(s, _open_to(annotator, now))
             if q is None:
                 return None
             n = 2 if q.kind in PAIR_KINDS else len(q.payload.get("responses", [None]))
             order = [int(i) for i in rng.permutation(n)]
-            lease = s.get(LeaseRow, q.id)
             if lease is None:
                 lease = LeaseRow(query_id=q.id)
                 s.add(lease)
@@ -112,10 +112,31 @@ class LeaseMixin:
             s.flush()
             return q, lease
 
+    def _claim(self, s: Session, where: tuple) -> tuple[QueryRow | None, LeaseRow | None]:
+        """The oldest query matching `where`, row-locked, with its current (expired or absent)
+        lease.
+
+        On PostgreSQL the query row is taken `FOR UPDATE SKIP LOCKED`, so concurrent workers get
+        different queries without waiting. But `where` was judged on the statement's snapshot: an
+        answer or a lease committed between that snapshot and the lock is not in it. So `where`
+        is checked again for the locked row (a new statement sees them), and a query that no
+        longer qualifies is passed over."""
+        passed: list[int] = []
+        for _ in range(8):
+            q = self._first(s, (*where, QueryRow.id.not_in(passed)) if passed else where)
+            if q is None:
+                return None, None
+            if self.sqlite or s.scalar(select(QueryRow.id).where(QueryRow.id == q.id, *where)):
+                return q, s.get(LeaseRow, q.id, populate_existing=True)
+            passed.append(q.id)
+        return None, None
+
     def _first(self, s: Session, where: tuple) -> QueryRow | None:
         stmt = select(QueryRow).where(*where).order_by(QueryRow.id).limit(1)
         if not self.sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
+            # NO KEY UPDATE: a judgement or lease referencing the row (a foreign-key check takes
+            # KEY SHARE) is not blocked by it
+            stmt = stmt.with_for_update(skip_locked=True, key_share=True, of=QueryRow)
         return s.scalars(stmt).first()
 
     def lease(self, query_id: int) -> LeaseRow | None:
@@ -138,7 +159,10 @@ class LeaseMixin:
         to the stored orientation; it may raise to refuse the answer."""
         now = utcnow()
         with self._write() as s:
-            lease = s.get(LeaseRow, query_id)
+            # PostgreSQL: the lease row is locked, so a worker re-leasing it waits for this answer
+            lease = s.get(
+                LeaseRow, query_id, with_for_update={"key_share": True} if not self.sqlite else None
+            )
             if lease is None or lease.annotator != annotator:
                 raise LeaseError(
                     f"query {query_id} is not leased to you (the lease expired and was "

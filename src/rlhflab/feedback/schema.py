@@ -5,12 +5,14 @@ gold", and the in-place migration of stores written by older versions."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -24,6 +26,8 @@ from sqlalchemy import (
     inspect,
     select,
 )
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from rlhflab.feedback.clips import Clip
@@ -139,6 +143,10 @@ class JudgementRow(Base):
     shown_swapped: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # PostgreSQL: the id of the transaction that stored it, so that incremental reads can follow
+    # commit order (ids are drawn at insert, not at commit); NULL on SQLite, whose writers are
+    # serialised so that ids already follow commit order
+    tx: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     query: Mapped[QueryRow] = relationship(lazy="joined")
 
 
@@ -223,20 +231,52 @@ def sqlite_url(path) -> str:
     return f"sqlite:///{path}"
 
 
-def add_missing_columns(engine) -> None:
-    """Stores written by an older rlhflab lack newer nullable columns: add them in place."""
-    with engine.connect() as conn:
-        inspector = inspect(conn)
-        missing = [
-            (table.name, column)
-            for table in Base.metadata.sorted_tables
-            if inspector.has_table(table.name)
-            for have in [{c["name"] for c in inspector.get_columns(table.name)}]
-            for column in table.columns
-            if column.name not in have and column.nullable
-        ]
-    if missing:
-        with engine.begin() as conn:
-            for table, column in missing:
-                kind = column.type.compile(engine.dialect)
-                conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}')
+class StoreError(RuntimeError):
+    """The feedback store cannot be opened: an unreachable database, a bad URL, no driver. The
+    message names the URL (without its password)."""
+
+
+def engine_url(url: str) -> URL:
+    """The SQLAlchemy URL for a store URL; `postgresql://…` uses psycopg (3), which
+    `pip install 'rlhflab[postgres]'` installs, unless psycopg2 is what is installed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"'{url}' is not a database URL (sqlite:///PATH or postgresql://…)"
+        ) from exc
+    psycopg3 = importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2")
+    if parsed.drivername in ("postgresql", "postgres") and psycopg3:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "postgresql" and not (
+        importlib.util.find_spec("psycopg") or importlib.util.find_spec("psycopg2")
+    ):
+        raise StoreError(
+            f"the store {shown_url(url)} needs a PostgreSQL driver: pip install 'rlhflab[postgres]'"
+        )
+    return parsed
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def add_missing_columns(conn) -> None:
+    """Stores written before the Alembic migrations lack newer nullable columns: add them in
+    place, on the open connection (`migrate.prepare` then stamps the store as current)."""
+    inspector = inspect(conn)
+    missing = [
+        (table.name, column)
+        for table in Base.metadata.sorted_tables
+        if inspector.has_table(table.name)
+        for have in [{c["name"] for c in inspector.get_columns(table.name)}]
+        for column in table.columns
+        if column.name not in have and column.nullable
+    ]
+    for table, column in missing:
+        kind = column.type.compile(conn.dialect)
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}')

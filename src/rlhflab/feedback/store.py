@@ -15,22 +15,31 @@ whether the annotator saw the two sides the other way round.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
+    and_,
     create_engine,
     delete,
     event,
     func,
+    literal_column,
+    or_,
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, aliased
 
 from rlhflab.feedback.accounts import AccountsMixin
 from rlhflab.feedback.clips import GIF, MP4, Clip
 from rlhflab.feedback.leases import LeaseMixin
+from rlhflab.feedback.migrate import prepare
 from rlhflab.feedback.schema import (
     LIVE,
     MAX_RESPONSES,
@@ -38,7 +47,6 @@ from rlhflab.feedback.schema import (
     PAIR_KINDS,
     RUN_STATES,
     AuditRow,
-    Base,
     ClipLike,
     ClipRow,
     JudgementRow,
@@ -46,9 +54,11 @@ from rlhflab.feedback.schema import (
     QueryRow,
     SegmentRow,
     SettingRow,
-    add_missing_columns,
+    StoreError,
+    engine_url,
     judged_count,
     pack,
+    shown_url,
 )
 from rlhflab.types import Comparison, Judgement, Query, Segment
 
@@ -56,19 +66,44 @@ from rlhflab.types import Comparison, Judgement, Query, Segment
 class FeedbackStore(LeaseMixin, AccountsMixin):
     def __init__(self, url: str):
         self.url = url
-        self.engine = create_engine(url, future=True)
-        self.sqlite = self.engine.dialect.name == "sqlite"
+        target = engine_url(url)
+        self.sqlite = target.get_backend_name() == "sqlite"
+        # PostgreSQL: connections checked before use (a restarted server costs no request), and
+        # enough of them for an app worker's thread pool
+        options = (
+            {}
+            if self.sqlite
+            else {
+                "pool_pre_ping": True,
+                "pool_size": 10,
+                "max_overflow": 20,
+                "connect_args": {"connect_timeout": 10},
+            }
+        )
+        self.engine = create_engine(target, future=True, **options)
         self.reader = self.engine
-        self._write_lock = threading.Lock()
-        if (
-            self.sqlite
-        ):  # writers take the lock at BEGIN; readers (a second engine) never block on WAL
+        # SQLite: writers in this process queue on a lock (FIFO) before BEGIN IMMEDIATE takes the
+        # database's; PostgreSQL: writers run concurrently, rows locked where it matters
+        self._write_lock: AbstractContextManager = (
+            threading.Lock() if self.sqlite else nullcontext()
+        )
+        # PostgreSQL: each judgement records its transaction, for commit-ordered reads
+        self._tx: Any = (
+            None
+            if self.sqlite
+            else literal_column("pg_current_xact_id()::text::bigint", BigInteger)
+        )
+        if self.sqlite:  # writers take the lock at BEGIN; readers (a second engine) never block
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             self.reader = create_engine(url, future=True)
             event.listen(self.reader, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
-        add_missing_columns(self.engine)
+        try:
+            self.schema = prepare(self.engine)  # created, current, upgraded or adopted
+        except (OperationalError, InterfaceError) as exc:
+            self.close()
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise StoreError(f"cannot open the feedback store {shown_url(url)}: {reason}") from exc
 
     @contextmanager
     def _write(self):
@@ -206,7 +241,11 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
                 s.flush()
                 s.add(
                     JudgementRow(
-                        query_id=q.id, annotator=annotator, label=r.label, payload=r.payload
+                        query_id=q.id,
+                        annotator=annotator,
+                        label=r.label,
+                        payload=r.payload,
+                        tx=self._tx,
                     )
                 )
         return len(records)
@@ -320,6 +359,7 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
             seconds=seconds,
             payload=payload or {},
             shown_swapped=shown_swapped,
+            tx=self._tx,
         )
         s.add(row)
         s.flush()
@@ -381,14 +421,20 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
             return [(r[0], r[1], r[2]) for r in rows]
 
     def comparisons(self, after: int = 0) -> list[Comparison]:
-        """Every judgement of a segment pair (with id > `after`) with its two segments, in the order
-        they were given."""
+        """Every judgement of a segment pair with its two segments, in the order they were
+        committed; with `after` (the id of the last one read), only those committed since.
+
+        On SQLite writers are serialised, so ids follow commit order. On PostgreSQL an id is
+        drawn at insert, not at commit, so a slower transaction can commit a lower id after a
+        higher one has been read: there rows come ordered by (transaction, id), only from
+        transactions older than every one still open (`pg_snapshot_xmin`), and `after` resumes
+        behind its own row in that order; a row is read once it can no longer be overtaken."""
         with self._read() as s:
             stmt = (
                 select(JudgementRow)
                 .join(QueryRow, JudgementRow.query_id == QueryRow.id)
-                .where(QueryRow.kind == "segments", JudgementRow.id > after, NOT_GOLD)
-                .order_by(JudgementRow.id)
+                .where(QueryRow.kind == "segments", NOT_GOLD, *self._since(after))
+                .order_by(*self._commit_order())
             )
             rows = s.scalars(stmt).unique().all()
             return [
@@ -402,6 +448,30 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
                 )
                 for r in rows
             ]
+
+    def _commit_order(self) -> tuple:
+        if self.sqlite:
+            return (JudgementRow.id,)
+        return (func.coalesce(JudgementRow.tx, 0), JudgementRow.id)
+
+    def _since(self, after: int) -> tuple:
+        """Conditions for the judgements committed after judgement `after` (see `comparisons`)."""
+        if self.sqlite:
+            return (JudgementRow.id > after,)
+        tx = func.coalesce(JudgementRow.tx, 0)  # NULL: stored before the column, long committed
+        last = aliased(JudgementRow)
+        last_tx = select(func.coalesce(last.tx, 0)).where(last.id == after).scalar_subquery()
+        horizon = literal_column(
+            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger
+        )
+        return (
+            tx < horizon,  # every transaction below the horizon has ended: nothing can overtake
+            or_(
+                tx > last_tx,
+                and_(tx == last_tx, JudgementRow.id > after),
+                and_(last_tx.is_(None), JudgementRow.id > after),  # `after` is 0 (or unknown)
+            ),
+        )
 
     def judgements(self) -> list[tuple[int, int, str, str]]:
         """(judgement id, query id, annotator, label) rows, in order."""
@@ -478,7 +548,9 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
             row.label = Judgement(judgement).value if row.query.kind in PAIR_KINDS else row.label
             if payload is not None:
                 row.payload = payload
-            counter = s.get(SettingRow, "relabels") or SettingRow(key="relabels", value="0")
+            counter = s.get(SettingRow, "relabels", with_for_update=not self.sqlite) or SettingRow(
+                key="relabels", value="0"
+            )
             counter.value = str(
                 int(counter.value) + 1
             )  # readers that cache judgements re-read when this changes
@@ -527,12 +599,11 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
         return withdrawn
 
     def set_setting(self, key: str, value: str) -> None:
+        """Insert or replace, in one statement: app workers starting at once may all set it."""
+        insert = sqlite_insert if self.sqlite else pg_insert
+        upsert = insert(SettingRow).values(key=key, value=value)
         with self._write() as s:
-            row = s.get(SettingRow, key)
-            if row is None:
-                s.add(SettingRow(key=key, value=value))
-            else:
-                row.value = value
+            s.execute(upsert.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     def setting(self, key: str, default: str | None = None) -> str | None:
         with self._read() as s:

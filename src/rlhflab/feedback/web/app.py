@@ -15,6 +15,7 @@ returns and its one error shape, is documented at /openapi.json.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -147,6 +148,18 @@ class Ctx:
     def link(self, code: str, next_page: str = "/") -> str:
         suffix = "" if next_page == "/" else f"&next={next_page}"
         return f"{self.public_url.rstrip('/')}/login?code={code}{suffix}"
+
+
+APP_SETTINGS = "RLHFLAB_LABEL_APP"  # `rlhflab label --workers N` passes create_app's arguments here
+
+
+def app_from_environment() -> FastAPI:
+    """The app as each worker of `rlhflab label --workers N` builds it: `create_app` with the
+    arguments (JSON) in the environment variable `APP_SETTINGS`."""
+    settings = os.environ.get(APP_SETTINGS)
+    if not settings:
+        raise RuntimeError(f"{APP_SETTINGS} is not set: start the app with `rlhflab label`")
+    return create_app(**json.loads(settings))
 
 
 def create_app(

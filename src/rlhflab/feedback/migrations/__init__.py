@@ -1,0 +1,1 @@
+"""Alembic migrations of the feedback store's schema; `feedback.migrate` runs them."""
