@@ -213,15 +213,20 @@ def _policy_items(cfg: RunConfig, summary: dict | None) -> list[Item]:
     ]
 
 
+def audits_item() -> Item:
+    """Audits and red teaming: nothing a run can know; always the owner's to fill in."""
+    return Item(
+        "Audits and red teaming",
+        "internal and external audits and red teaming",
+        [],
+        f"{OWNER}: audits and red teaming of this run, and their findings.",
+    )
+
+
 def _risk_items(cfg: RunConfig, alarms: dict[str, dict]) -> list[Item]:
     """Audits, expected risks, monitoring."""
     return [
-        Item(
-            "Audits and red teaming",
-            "internal and external audits and red teaming",
-            [],
-            f"{OWNER}: audits and red teaming of this run, and their findings.",
-        ),
+        audits_item(),
         Item(
             "Expected risks and failure modes",
             "expected risks and anticipated failure modes",

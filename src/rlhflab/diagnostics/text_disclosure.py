@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlhflab.config import RunConfig
-from rlhflab.diagnostics.disclosure import OWNER, Item, _pct
+from rlhflab.diagnostics.disclosure import OWNER, Item, _pct, audits_item
 
 
 def _pretraining(cfg: RunConfig) -> Item:
@@ -258,12 +258,7 @@ def _risks(cfg: RunConfig, summary: dict | None, metrics: list[dict]) -> list[It
                     f"{sft['distinct_2']:.3f} (less diverse samples: mode collapse)."
                 )
     return [
-        Item(
-            "Audits and red teaming",
-            "internal and external audits and red teaming",
-            [],
-            f"{OWNER}: audits and red teaming of this run, and their findings.",
-        ),
+        audits_item(),
         Item(
             "Expected risks and failure modes",
             "expected risks and anticipated failure modes",
