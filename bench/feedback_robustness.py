@@ -330,9 +330,13 @@ def main() -> None:
         if "poisoning" in studies:
             results.setdefault("poisoning", []).append(poisoning(args.labels, shares, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+        write(results, seed + 1, started, args.out)  # after every seed: a partial table
+
+
+def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     md = f"# Feedback robustness ({ENV})\n\nGenerated {when} by `feedback_robustness.py "
-    md += " ".join(sys.argv[1:]) + f"`; {args.seeds} seed(s), {time.time() - started:.0f} s wall "
+    md += " ".join(sys.argv[1:]) + f"`; {seeds} seed(s), {time.time() - started:.0f} s wall "
     md += "on a shared 2-CPU machine; CPU seconds (one torch thread) per cell.\n"
     if "reliability" in results or "runs" in results:
         md += "\n## Annotator reliability\n\n"
@@ -341,11 +345,11 @@ def main() -> None:
     if "poisoning" in results:
         md += "\n## Poisoning: attack success against the poisoned share of labels\n\n"
         md += render_poisoning(results["poisoning"]) + "\n"
-    print(md)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(md)
-        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    print(md, flush=True)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(md)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,8 @@ def test_population_config_errors_name_the_field():
         build_config(None, ["feedback.population=[{name: a}]", "feedback.population_overlap=2"])
     with pytest.raises(ConfigError, match="left_bias"):
         build_config(None, ["feedback.population=[{name: a, left_bias: 2}]"])
+    with pytest.raises(ConfigError, match="control runs only"):
+        build_config(None, ["feedback.population=[{name: a}]", "text.task=reviews"])
 
 
 def test_scaled_bradley_terry_and_trimmed_mean():

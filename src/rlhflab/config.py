@@ -320,7 +320,10 @@ class RewardConfig(_Section):
         "and used in Bradley–Terry (down-weights unreliable ones), or flagged annotators dropped",
     )
     reliability_prior: float = Field(
-        1.0, gt=0, description="std of the Gaussian prior on each annotator's β around 1"
+        1.0,
+        gt=0,
+        description="std of the Gaussian prior on log(β_a/β₀), β₀ the pooled β (shrinks "
+        "annotators with few labels)",
     )
     flag_z: float = Field(
         3.0,
@@ -771,6 +774,15 @@ class RunConfig(_Section):
     demonstrations: DemonstrationsConfig | None = Field(
         None, description="learn from demonstrations (BC, DAgger, PC, IRL, GAIL, AIRL, CIRL)"
     )
+
+    @model_validator(mode="after")
+    def _population_is_for_control(self) -> RunConfig:
+        if self.text is not None and self.feedback.population:
+            raise ValueError(
+                "feedback.population: annotator populations work in control runs only; a text "
+                "run is judged by feedback.annotator"
+            )
+        return self
 
     @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> RunConfig:

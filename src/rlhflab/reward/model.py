@@ -27,6 +27,10 @@ the policy can optimise the ensemble's lower confidence, mean − λ·std across
 member, min_k r̂_k (worst-case optimisation). Departure: before combining, each member
 is standardised over the labelled steps, so an arbitrary per-member offset (Bradley–Terry
 fixes only differences) neither decides the minimum nor inflates the std.
+
+Annotators (`reward.annotators`, `reward.robust_trim`): each label's loss may use its
+annotator's rationality β (`annotator_scale`, set by `reward/reliability.py`), and each step
+may leave out its minibatch's highest losses (the trimmed likelihood of `reward/losses.py`).
 """
 
 from __future__ import annotations
