@@ -224,7 +224,8 @@ def test_poisoning_works_and_excluding_the_flagged_annotator_undoes_it():
     assert excluded_success < 0.1
 
 
-def test_a_run_with_a_population_reports_estimates_and_escapes_names(tmp_path):
+@pytest.mark.parametrize("background", ["false", "true"])
+def test_a_run_with_a_population_reports_estimates_and_escapes_names(tmp_path, background):
     hostile = "<img src=x onerror=alert(1)>"
     population = (
         "[{name: careful, temperature: 0.1, error_rate: 0.0}, "
@@ -239,6 +240,7 @@ def test_a_run_with_a_population_reports_estimates_and_escapes_names(tmp_path):
             "baseline=false",
             f"feedback.population={population}",
             "reward.annotators=reliability",
+            f"reward.background={background}",  # the fit in line, or in the worker process
         ],
     )
     run = RunDir(tmp_path)
