@@ -215,6 +215,10 @@ def table(header: list[str], rows: list[list]) -> str:
 
 
 def render_reliability(rm: list[dict], runs: list[dict]) -> str:
+    return (render_reliability_rm(rm) if rm else "") + (render_runs(runs) if runs else "")
+
+
+def render_reliability_rm(rm: list[dict]) -> str:
     rows = [
         [
             mode,
@@ -255,19 +259,21 @@ def render_reliability(rm: list[dict], runs: list[dict]) -> str:
         ],
         rows,
     )
-    if runs:
-        rows = [
-            [
-                mode,
-                mean_std([r["true_return"][mode] for r in runs], ".1f"),
-                per_seed([r["true_return"][mode] for r in runs], ".1f"),
-                f"{statistics.mean(r['seconds'][mode] for r in runs):.0f}",
-            ]
-            for mode in ("equal", "reliability")
-        ]
-        out += "\n\n### Whole RLHF runs: true return of the final policy\n\n"
-        out += table(["reward.annotators", "true return", "per seed", "CPU s per run"], rows)
     return out
+
+
+def render_runs(runs: list[dict]) -> str:
+    rows = [
+        [
+            mode,
+            mean_std([r["true_return"][mode] for r in runs], ".1f"),
+            per_seed([r["true_return"][mode] for r in runs], ".1f"),
+            f"{statistics.mean(r['seconds'][mode] for r in runs):.0f}",
+        ]
+        for mode in ("equal", "reliability")
+    ]
+    out = "\n\n### Whole RLHF runs: true return of the final policy\n\n"
+    return out + table(["reward.annotators", "true return", "per seed", "CPU s per run"], rows)
 
 
 def render_poisoning(results: list[dict]) -> str:
