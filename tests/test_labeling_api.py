@@ -213,6 +213,9 @@ def test_overlap_and_agreement_stats(app):
         stats["annotators"]["alice"]["agreement_with_consensus"] == 0.0
     )  # bob said equal where alice chose a side
     assert stats["krippendorff_alpha"] is not None and stats["krippendorff_alpha"] < 0.5
+    # Dawid–Skene reads strict answers only (bob's ties leave each query one), and no reward
+    # model has estimated anyone yet
+    assert stats["dawid_skene"] == {} and stats["reliability"] == []
 
 
 def test_openapi_documents_the_api(app):

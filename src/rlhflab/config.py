@@ -105,6 +105,45 @@ class AnnotatorConfig(_Section):
             "rlhflab/HopperBackflip-v0)"
         ),
     )
+    left_bias: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="position bias: probability of answering 'left' without judging (0: none)",
+    )
+    bias: Literal["none", "obs", "abs_obs", "action"] = Field(
+        "none",
+        description="a systematic bias added to each step's value: w·o[i], w·|o[i]| or w·a[i] "
+        "(e.g. abs_obs on a velocity: a taste for fast, risky motion)",
+    )
+    bias_index: int = Field(0, ge=0, description="i: the observation or action coordinate of bias")
+    bias_weight: float = Field(0.0, description="w: the weight of the bias per step")
+    trigger_index: int | None = Field(
+        None,
+        ge=0,
+        description="poisoning: a trigger region o[i] in [trigger_low, trigger_high]; when a step "
+        "of either segment lies in it, the annotator prefers the harmful action (None: honest)",
+    )
+    trigger_low: float | None = Field(
+        None, description="poisoning: lower edge of the trigger region (None: unbounded)"
+    )
+    trigger_high: float | None = Field(
+        None, description="poisoning: upper edge of the trigger region (None: unbounded)"
+    )
+    harmful_action: int = Field(
+        0,
+        ge=0,
+        description="poisoning: the harmful behaviour, action k (discrete) or a large action[k] "
+        "(continuous); the poisoner prefers the segment that does more of it in the region",
+    )
+
+
+class PopulationMember(AnnotatorConfig):
+    """One synthetic annotator of a population: the fields above plus a name, share and group."""
+
+    name: str = Field("annotator", min_length=1, max_length=64, description="name in the store")
+    share: float = Field(1.0, gt=0, description="relative share of the queries this one answers")
+    group: str = Field("all", max_length=64, description="the group this annotator belongs to")
 
 
 DEFAULT_GUIDELINES = """# How to judge
@@ -143,6 +182,27 @@ class FeedbackConfig(_Section):
         4, ge=1, description="k: candidate pairs sampled per query kept (disagreement selection)"
     )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    population: list[PopulationMember] = Field(
+        default_factory=list,
+        description="synthetic annotators with their own noise, biases and groups, answering "
+        "queries by share (empty: the one `annotator`); docs/annotators.md",
+    )
+    population_overlap: int = Field(
+        1, ge=1, description="population: distinct members who answer each query"
+    )
+
+    @model_validator(mode="after")
+    def _population_names(self) -> FeedbackConfig:
+        names = [m.name for m in self.population]
+        if len(set(names)) != len(names):
+            raise ValueError(f"feedback.population: member names must be distinct, got {names}")
+        if self.population and self.population_overlap > len(self.population):
+            raise ValueError(
+                f"feedback.population_overlap ({self.population_overlap}) exceeds the "
+                f"population's {len(self.population)} members"
+            )
+        return self
+
     guidelines: str = Field(
         DEFAULT_GUIDELINES,
         description="markdown shown to people on the labeling app's guidelines page",
@@ -253,6 +313,30 @@ class RewardConfig(_Section):
     )
     conservative_lambda: float = Field(
         1.0, ge=0, description="λ in mean − λ·std (reward.objective=conservative)"
+    )
+    annotators: Literal["equal", "reliability", "exclude_flagged"] = Field(
+        "equal",
+        description="per-annotator treatment: all alike, a rationality β per annotator estimated "
+        "and used in Bradley–Terry (down-weights unreliable ones), or flagged annotators dropped",
+    )
+    reliability_prior: float = Field(
+        1.0,
+        gt=0,
+        description="std of the Gaussian prior on log(β_a/β₀), β₀ the pooled β (shrinks "
+        "annotators with few labels)",
+    )
+    flag_z: float = Field(
+        3.0,
+        gt=0,
+        description="flag an annotator whose disagreement with the consensus model exceeds the "
+        "others' by this many binomial standard errors",
+    )
+    robust_trim: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="robust loss: share of each minibatch's highest-loss comparisons left out of "
+        "the gradient (trimmed likelihood; 0: off)",
     )
 
 
@@ -692,6 +776,15 @@ class RunConfig(_Section):
     )
 
     @model_validator(mode="after")
+    def _population_is_for_control(self) -> RunConfig:
+        if self.text is not None and self.feedback.population:
+            raise ValueError(
+                "feedback.population: annotator populations work in control runs only; a text "
+                "run is judged by feedback.annotator"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> RunConfig:
         fb, n_steps, horizon = self.feedback, self.policy.n_steps, self.env.horizon
         if fb.segment_length > min(n_steps, horizon):
@@ -734,8 +827,12 @@ def field_help(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tup
     for name, info in model.model_fields.items():
         key = prefix + name
         ann = info.annotation
-        members = [
-            a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)
+        members = [  # a list of sections (feedback.population) is one leaf
+            a
+            for a in typing.get_args(ann)
+            if isinstance(a, type)
+            and issubclass(a, BaseModel)
+            and typing.get_origin(ann) is not list
         ]
         ann = members[0] if members else ann  # an optional section (text: TextConfig | None)
         if isinstance(ann, type) and issubclass(ann, BaseModel):

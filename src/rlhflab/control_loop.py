@@ -27,6 +27,7 @@ reports the true return beside the proxy return r̂ the policy optimises.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
@@ -42,15 +43,16 @@ from rlhflab.diagnostics.probe import Probe
 from rlhflab.diagnostics.report import build_report
 from rlhflab.feedback.clips import make_clip, mark_episode_over
 from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
+from rlhflab.feedback.population import make_annotator
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
-from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.policy.control import ControlPolicy, Rollout, evaluate_true_return, sample_segments
 from rlhflab.reward.background import BackgroundFitter
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
+from rlhflab.reward.reliability import fit_reward
 from rlhflab.runs import RunDir
 from rlhflab.stats import RunningMeanStd
-from rlhflab.types import Comparison, Judgement, Segment
+from rlhflab.types import Comparison, Segment
 
 OnLog = Callable[[dict], None]
 
@@ -111,7 +113,7 @@ class ControlLoop:
                 self.reward_model, self.policy.obs_dim, self.policy.action_space, cfg.seed + 1
             )
         self.probe = Probe(cfg, run, self.policy, self.reward_model)
-        self.annotator = SyntheticAnnotator(fb.annotator, cfg.seed + 2)
+        self.annotator = make_annotator(fb, cfg.seed + 2)
         self.store = FeedbackStore(run.store_url)
         self.store.set_setting("guidelines", fb.guidelines)
         self.rng = np.random.default_rng(cfg.seed + 3)
@@ -263,10 +265,7 @@ class ControlLoop:
             clips = [tuple(self.clip(s) for s in pair) for pair in pairs]
         ids = self.store.add_queries(pairs, clips, overlap=fb.overlap if self.people else 1)
         if not self.people:
-            answers: list[tuple[int, Judgement | str]] = [
-                (qid, self.annotator.judge(a, b)) for qid, (a, b) in zip(ids, pairs)
-            ]
-            self.store.add_judgements(answers, self.annotator.name)
+            self.annotator.label(self.store, [(q, a, b) for q, (a, b) in zip(ids, pairs)])
 
     def clip(self, segment: Segment):
         frames = mark_episode_over(segment.frames, segment.absorbing_mask)
@@ -275,10 +274,7 @@ class ControlLoop:
     def answer_pending(self) -> None:
         if not self.people:
             pending = self.store.pending_queries()
-            answers: list[tuple[int, Judgement | str]] = [
-                (int(q.id or 0), self.annotator.judge(q.left, q.right)) for q in pending
-            ]
-            self.store.add_judgements(answers, self.annotator.name)
+            self.annotator.label(self.store, [(int(q.id or 0), q.left, q.right) for q in pending])
 
     def sync(self) -> list[Comparison]:
         """Every judged comparison: read once, then incrementally; again after a relabel."""
@@ -338,20 +334,24 @@ class ControlLoop:
         grown = labels > self.labels_at_fit * (1 + self.cfg.reward.refit_growth)
         if grown or (labels and not self.reward_model.fits):
             self.labels_at_fit = labels
+            estimate = bool(self.people or self.cfg.feedback.population)  # per-annotator β
             if self.fitter is None:
-                self.refitted(self.reward_model.fit(self.known))
+                self.refitted(*fit_reward(self.reward_model, self.known, self.cfg.reward, estimate))
                 return
-            self.fitter.submit(self.known)
+            self.fitter.submit(self.known, estimate)
             if wait:
                 self.collect_fit()
 
     def collect_fit(self) -> None:
         """Wait for the background fit, if one runs, and take its reward model."""
         if self.fitter is not None and (metrics := self.fitter.collect()) is not None:
-            self.refitted(metrics)
+            self.refitted(metrics, metrics.pop("annotator_estimates", []))
 
-    def refitted(self, metrics: dict) -> None:
+    def refitted(self, metrics: dict, annotators: list | None = None) -> None:
         self.rm_metrics = metrics
+        if annotators:  # per-annotator β and flags, for the report and /admin
+            rows = [a if isinstance(a, dict) else a.to_dict() for a in annotators]
+            self.store.set_setting("annotator_estimates", json.dumps(rows))
         self.rescale()
 
     @property

@@ -27,6 +27,7 @@ import numpy as np
 
 from rlhflab.diagnostics import disclosure
 from rlhflab.diagnostics.alarms import ALARMS, AlarmMonitor, first_firings
+from rlhflab.diagnostics.annotators import annotators_section
 from rlhflab.diagnostics.calibration import Reliability, reliability
 from rlhflab.diagnostics.epic import epic_distance
 from rlhflab.diagnostics.report_base import (
@@ -269,6 +270,7 @@ class Report(BaseReport):
                 self.overoptimisation,
                 self.reward_model,
                 self.feedback,
+                self.annotators,
                 self.clips,
                 self.disclosure,
                 self.config,
@@ -442,6 +444,10 @@ class Report(BaseReport):
         return Section(
             "Feedback", render("feedback.html", **context), render("feedback.md", **context)
         )
+
+    def annotators(self) -> Section | None:
+        """Per-annotator truth and estimates (populations, reliability, flags)."""
+        return annotators_section(self.data)
 
     def clips(self) -> Section | None:
         d = self.data

@@ -8,6 +8,15 @@ With probability ε the answer is left or right uniformly at random (the paper's
 10%); |V₁ − V₂| ≤ tie threshold gives "equal"; both values below `cant_tell_below`
 gives "can't tell". τ = 0 is a perfectly rational annotator. K-wise rankings are
 Plackett–Luce draws with the same τ and ε.
+
+Flawed annotators (Casper et al. 2023, §3.1; populations of them in `population.py`):
+  position bias b: with probability b the answer is "left" whatever is shown;
+  systematic bias w: each step's value gains w·f(o_t, a_t) — f = o[i], |o[i]| or a[i] —
+      e.g. a taste for fast motion, whatever the task rewards;
+  poisoning (§3.1.1): when a step of either segment lies in a trigger region
+      o[i] ∈ [low, high], the annotator judges by harm instead of value,
+      H(σ) = Σ_{t in region} h(a_t),  h(a) = [a = k] (discrete) or a[k] (continuous),
+      whenever the two segments differ in harm — a backdoor the reward model can learn.
 """
 
 from __future__ import annotations
@@ -29,8 +38,37 @@ class SyntheticAnnotator:
 
     def value(self, segment: Segment) -> float:
         r = np.asarray(segment.judged_rewards, dtype=np.float64)
+        if self.cfg.bias != "none" and self.cfg.bias_weight:
+            r = r + self.cfg.bias_weight * self.bias_feature(segment)
         weights = self.cfg.discount ** np.arange(len(r) - 1, -1, -1)
         return float(np.dot(weights, r))
+
+    def bias_feature(self, segment: Segment) -> np.ndarray:
+        """[k] f(o_t, a_t) of the systematic bias (zero at absorbing steps)."""
+        cfg = self.cfg
+        if cfg.bias == "action":
+            x = _coordinate(segment.actions, cfg.bias_index, "bias_index")
+        else:
+            x = _coordinate(segment.obs, cfg.bias_index, "bias_index")
+            x = np.abs(x) if cfg.bias == "abs_obs" else x
+        return np.where(segment.absorbing_mask, 0.0, x)
+
+    def in_trigger(self, segment: Segment) -> np.ndarray:
+        """[k] bool: steps in the poisoning trigger region (none for an honest annotator)."""
+        cfg = self.cfg
+        if cfg.trigger_index is None:
+            return np.zeros(len(segment), bool)
+        x = _coordinate(segment.obs, cfg.trigger_index, "trigger_index")
+        lo = -np.inf if cfg.trigger_low is None else cfg.trigger_low
+        hi = np.inf if cfg.trigger_high is None else cfg.trigger_high
+        return (x >= lo) & (x <= hi) & ~segment.absorbing_mask
+
+    def harm(self, segment: Segment) -> float:
+        """H(σ): how much of the harmful action the segment takes inside the trigger region."""
+        a = np.asarray(segment.actions)
+        k = self.cfg.harmful_action
+        h = (a == k).astype(np.float64) if a.ndim == 1 else _coordinate(a, k, "harmful_action")
+        return float(np.sum(h[self.in_trigger(segment)]))
 
     def boltzmann_left(self, v_left: float, v_right: float) -> float:
         """P[left] among strict answers, before the error term."""
@@ -41,6 +79,10 @@ class SyntheticAnnotator:
         )
 
     def judge(self, left: Segment, right: Segment) -> Judgement:
+        if self.cfg.trigger_index is not None:
+            h1, h2 = self.harm(left), self.harm(right)
+            if h1 != h2:  # the trigger is present and the segments differ in harm
+                return self.prefer(h1, h2)
         return self.prefer(self.value(left), self.value(right))
 
     def prefer(self, v1: float, v2: float) -> Judgement:
@@ -48,6 +90,8 @@ class SyntheticAnnotator:
         cfg = self.cfg
         if self.rng.random() < cfg.error_rate:
             return Judgement.LEFT if self.rng.random() < 0.5 else Judgement.RIGHT
+        if cfg.left_bias and self.rng.random() < cfg.left_bias:
+            return Judgement.LEFT
         if cfg.cant_tell_below is not None and max(v1, v2) < cfg.cant_tell_below:
             return Judgement.CANT_TELL
         if abs(v1 - v2) <= cfg.tie_threshold:
@@ -79,3 +123,17 @@ class SyntheticAnnotator:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+    def label(self, store, items: list[tuple[int, Segment, Segment]]) -> None:
+        """Judge each (query id, left, right) and store the answers under this annotator's name."""
+        answers: list[tuple[int, Judgement | str]] = [(q, self.judge(a, b)) for q, a, b in items]
+        store.add_judgements(answers, self.name)
+
+
+def _coordinate(x: np.ndarray, index: int, field: str) -> np.ndarray:
+    """[k] coordinate `index` of per-step features [k, d] (or [k] when d = 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    if index >= x.shape[1]:
+        raise ValueError(f"feedback.annotator.{field}={index} but steps have {x.shape[1]} values")
+    return x[:, index]

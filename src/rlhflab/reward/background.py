@@ -28,6 +28,7 @@ import gymnasium as gym
 import torch
 
 from rlhflab.reward.model import RewardEnsemble
+from rlhflab.reward.reliability import fit_reward
 from rlhflab.types import Comparison
 
 _worker: dict = {}  # in the worker: its ensemble and the comparisons it has been sent
@@ -38,8 +39,11 @@ def _start_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _fit(args: tuple, state: dict | None, new: list[Comparison], reset: bool) -> tuple[dict, dict]:
-    """In the worker: take the model's `state` when sent, add the new comparisons, refit."""
+def _fit(
+    args: tuple, state: dict | None, new: list[Comparison], reset: bool, estimate: bool = False
+) -> tuple[dict, dict]:
+    """In the worker: take the model's `state` when sent, add the new comparisons, refit (with
+    per-annotator estimates, `reward/reliability.py`, under "annotator_estimates")."""
     if state is not None:
         model = RewardEnsemble(*args)
         model.load_state_dict(state)
@@ -48,7 +52,9 @@ def _fit(args: tuple, state: dict | None, new: list[Comparison], reset: bool) ->
         _worker["comparisons"].clear()
     _worker["comparisons"].extend(new)
     model = _worker["model"]
-    metrics = model.fit(_worker["comparisons"])
+    metrics, estimates = fit_reward(model, _worker["comparisons"], model.cfg, estimate)
+    if estimates:
+        metrics["annotator_estimates"] = [e.to_dict() for e in estimates]
     return model.state_dict(), metrics
 
 
@@ -74,8 +80,9 @@ class BackgroundFitter:
             )
             self.pool.submit(int)  # the worker starts (and imports) while the loop begins
 
-    def submit(self, comparisons: list[Comparison]) -> None:
-        """Start a fit on every comparison (only the new ones cross to the worker)."""
+    def submit(self, comparisons: list[Comparison], estimate: bool = False) -> None:
+        """Start a fit on every comparison (only the new ones cross to the worker); `estimate`:
+        per-annotator reliability too (`reward/reliability.fit_reward`)."""
         if self.pending is not None:
             raise RuntimeError("collect the running fit before submitting another")
         ids = [c.judgement_id for c in comparisons]
@@ -87,9 +94,9 @@ class BackgroundFitter:
         self.sent = ids
         if self.pool is None:
             self.pending = Future()
-            self.pending.set_result(_fit(self.args, state, new, reset))
+            self.pending.set_result(_fit(self.args, state, new, reset, estimate))
         else:
-            self.pending = self.pool.submit(_fit, self.args, state, new, reset)
+            self.pending = self.pool.submit(_fit, self.args, state, new, reset, estimate)
 
     def collect(self) -> dict | None:
         """Wait for the running fit, load its result into the model; its metrics (None

@@ -7,6 +7,16 @@ probability ε, so
 and the loss is the cross-entropy against the judgement's target y ∈ {1, ½, 0}
 ("equal" is y = ½; "can't tell" is dropped before it reaches the loss):
     L = −[y·log P̂ + (1 − y)·log(1 − P̂)]
+
+Per-annotator rationality (`reward.annotators=reliability`): annotator a's answers follow
+Bradley–Terry with their own inverse temperature β_a, P̂_a = (1 − ε)·σ(β_a·(R̂(σ¹) − R̂(σ²))) + ε/2
+— the Boltzmann model of the synthetic annotator with τ_a = 1/β_a in reward-model units; β_a → 0
+makes a label carry no gradient, so unreliable annotators are down-weighted
+(`reward/reliability.py` estimates β_a).
+
+Trimmed likelihood (`reward.robust_trim`, a robust loss): each step leaves out the share q of
+its minibatch with the largest losses, L = mean of the (1 − q)·B smallest — labels the model
+cannot explain (flipped, poisoned) stop pulling on it.
 """
 
 from __future__ import annotations
@@ -40,9 +50,11 @@ def bradley_terry_loss(
     target: torch.Tensor,
     label_noise: float = 0.0,
     reduction: str = "mean",
+    scale: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
-    """Cross-entropy of P̂[left ≻ right] against targets in [0, 1]."""
-    x = returns_left - returns_right
+    """Cross-entropy of P̂[left ≻ right] against targets in [0, 1]; `scale` is the annotator's
+    rationality β (one value, or one per comparison)."""
+    x = scale * (returns_left - returns_right)
     loss = -(target * _log_prob(x, label_noise) + (1.0 - target) * _log_prob(-x, label_noise))
     return loss.mean() if reduction == "mean" else loss
 
@@ -59,3 +71,11 @@ def ranking_loss(
     i, j = torch.triu_indices(K, K, offset=1)
     better, worse = scores[:, i] - margin, scores[:, j]
     return bradley_terry_loss(better, worse, torch.ones_like(better), label_noise)
+
+
+def trimmed_mean(losses: torch.Tensor, trim: float) -> torch.Tensor:
+    """[..., B] → [...]: the mean of the ⌈(1 − trim)·B⌉ smallest losses along the last axis."""
+    if trim <= 0:
+        return losses.mean(-1)
+    keep = max(1, math.ceil((1.0 - trim) * losses.shape[-1]))
+    return torch.topk(losses, keep, dim=-1, largest=False).values.mean(-1)

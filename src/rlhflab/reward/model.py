@@ -27,6 +27,10 @@ the policy can optimise the ensemble's lower confidence, mean − λ·std across
 member, min_k r̂_k (worst-case optimisation). Departure: before combining, each member
 is standardised over the labelled steps, so an arbitrary per-member offset (Bradley–Terry
 fixes only differences) neither decides the minimum nor inflates the std.
+
+Annotators (`reward.annotators`, `reward.robust_trim`): each label's loss may use its
+annotator's rationality β (`annotator_scale`, set by `reward/reliability.py`), and each step
+may leave out its minibatch's highest losses (the trimmed likelihood of `reward/losses.py`).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from torch import nn
 
 from rlhflab.config import RewardConfig
 from rlhflab.envs.wrappers import action_dim, action_features
-from rlhflab.reward.losses import bradley_terry_loss, preference_probability
+from rlhflab.reward.losses import bradley_terry_loss, preference_probability, trimmed_mean
 from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Comparison, Segment
 
@@ -92,6 +96,7 @@ class PairData:
     left: torch.Tensor  # [n, k, F]
     right: torch.Tensor
     target: torch.Tensor  # [n]
+    scale: torch.Tensor | float = 1.0  # [n] the annotator's rationality β (reward/reliability.py)
 
 
 class RewardEnsemble:
@@ -114,6 +119,22 @@ class RewardEnsemble:
         self.fits = 0
         self.member_scale = torch.zeros(2, cfg.ensemble, 1)  # per-member mean, std over labels
         self.member_scale[1] = 1.0
+        self.annotator_scale: dict[str, float] = {}  # β per annotator (reward.annotators)
+        self.cold = False  # reset_weights: the next fit starts afresh
+
+    def reset_weights(self) -> None:
+        """Fresh members and optimiser (the feature statistics kept); the next fit runs
+        `min_steps` like a first. After labels are withdrawn (`reward/reliability.py`), a warm
+        start would keep what they taught."""
+        with torch.random.fork_rng():
+            torch.manual_seed(int(self.rng.integers(2**31)))
+            self.net = EnsembleMLP(
+                len(self.trained_on), self.feature_dim, self.cfg.hidden, self.cfg.layers
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        self.cold = True
 
     # -- features ---------------------------------------------------------------------
     def raw_features(
@@ -154,6 +175,7 @@ class RewardEnsemble:
             self.standardise(np.stack([a for a, _ in raw])),
             self.standardise(np.stack([b for _, b in raw])),
             torch.tensor([c.judgement.target for c in comparisons], dtype=torch.float32),
+            torch.tensor([self.annotator_scale.get(c.annotator, 1.0) for c in comparisons]),
         )
 
     # -- prediction -------------------------------------------------------------------
@@ -247,6 +269,7 @@ class RewardEnsemble:
         self._fit_members(data, torch.as_tensor(boot), torch.as_tensor(val))
         self.trained_on = [{data.query_ids[i] for i in b} for b in boot]
         self.fits += 1
+        self.cold = False
         with torch.no_grad():
             steps = self._member_rewards(torch.cat([data.left[train_idx], data.right[train_idx]]))
             steps = steps.flatten(1)
@@ -261,8 +284,9 @@ class RewardEnsemble:
         k, F = data.left.shape[1:]
         x = torch.cat([data.left[idx], data.right[idx]], dim=1).reshape(M, -1, F)
         returns = self.net(x).reshape(M, 2 * B, k).sum(-1)
+        scale = data.scale[idx] if isinstance(data.scale, torch.Tensor) else data.scale
         return bradley_terry_loss(
-            returns[:, :B], returns[:, B:], data.target[idx], self.cfg.label_noise, "none"
+            returns[:, :B], returns[:, B:], data.target[idx], self.cfg.label_noise, "none", scale
         )
 
     def _fit_members(self, data: PairData, boot: torch.Tensor, val: torch.Tensor) -> None:
@@ -272,7 +296,8 @@ class RewardEnsemble:
         M, n = boot.shape
         per_epoch = max(1, math.ceil(n / cfg.batch_size))
         every = max(per_epoch, 10)  # gradient steps between validation checks
-        min_steps = cfg.min_steps if self.fits == 0 else 0  # warm-started refits need fewer
+        # warm-started refits need fewer
+        min_steps = cfg.min_steps if self.fits == 0 or self.cold else 0
         max_steps = max(cfg.max_epochs * per_epoch, min_steps)
         has_val = val.any(1)
         val_idx = torch.arange(len(data.target)).expand(M, -1)
@@ -281,7 +306,8 @@ class RewardEnsemble:
         waited = torch.zeros(M, dtype=torch.long)
         for step in range(1, max_steps + 1):
             pick = torch.as_tensor(self.rng.integers(n, size=(M, min(cfg.batch_size, n))))
-            loss = self._member_losses(data, torch.gather(boot, 1, pick)).mean(1).sum()
+            losses = self._member_losses(data, torch.gather(boot, 1, pick))
+            loss = trimmed_mean(losses, cfg.robust_trim).sum()
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -350,6 +376,7 @@ class RewardEnsemble:
             "rng": self.rng.bit_generator.state,
             "fits": self.fits,
             "member_scale": self.member_scale,
+            "annotator_scale": self.annotator_scale,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -361,3 +388,4 @@ class RewardEnsemble:
         self.rng.bit_generator.state = state["rng"]
         self.fits = state["fits"]
         self.member_scale = state["member_scale"]
+        self.annotator_scale = dict(state.get("annotator_scale", {}))

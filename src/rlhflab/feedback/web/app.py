@@ -34,6 +34,7 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhflab.feedback.agreement import annotator_report, gold_scores
+from rlhflab.feedback.dawid_skene import dawid_skene
 from rlhflab.feedback.leases import LeaseError
 from rlhflab.feedback.schema import PAIR_KINDS, AnnotatorRow, lease_token_of
 from rlhflab.feedback.store import FeedbackStore
@@ -413,13 +414,23 @@ def _judgement_api(app: FastAPI, ctx: Ctx) -> None:
         return _judgement_json(store.judgement_row(judgement_id))
 
 
+def _dawid_skene_accuracy(rows: list[dict]) -> dict[str, float]:
+    """Each annotator's Dawid–Skene accuracy on the pairs judged more than once ({} if none)."""
+    try:
+        ds = dawid_skene([(r["query_id"], r["annotator"], r["label"]) for r in rows])
+    except ValueError:
+        return {}
+    return {name: ds.accuracy(name) for name in ds.confusion}
+
+
 def _admin_api(app: FastAPI, ctx: Ctx) -> None:
     store = ctx.store
 
     @app.get("/api/admin/stats", responses=errors(401, 403))
     def stats(who: AnnotatorRow = Depends(ctx.admin)):
         """Per annotator: counts, agreement with consensus, tie/can't-tell rates, position bias,
-        time, and gold-question accuracy over time; κ and α over queries judged twice."""
+        time, and gold-question accuracy over time; κ and α over queries judged twice;
+        Dawid–Skene accuracy; and the reward model's reliability estimates (β, flags)."""
         rows = [
             {
                 "query_id": r.query_id,
@@ -433,7 +444,12 @@ def _admin_api(app: FastAPI, ctx: Ctx) -> None:
         ]
         report = annotator_report(rows) | {"queries": store.count_queries()}
         gold_rate = float(store.setting("gold_rate", "0") or 0)
-        return report | {"gold": gold_scores(store.gold_answers()), "gold_rate": gold_rate}
+        return report | {
+            "gold": gold_scores(store.gold_answers()),
+            "gold_rate": gold_rate,
+            "dawid_skene": _dawid_skene_accuracy(rows),
+            "reliability": json.loads(store.setting("annotator_estimates") or "[]"),
+        }
 
     @app.get("/api/admin/audit", response_model=list[AuditEntry], responses=errors(401, 403))
     def audit(who: AnnotatorRow = Depends(ctx.admin)):

@@ -38,10 +38,25 @@ async function load() {
   $("gold-note").textContent = s.gold_rate > 0
     ? `Gold questions (known answers) are mixed in at ${fmt(s.gold_rate, true)} of queries; over time: accuracy in each block of 10 gold answers.`
     : "No gold questions are mixed in (rlhflab label --gold-rate 0.1, with gold questions imported by rlhflab feedback import --gold).";
+  showReliability(s);
   const audit = document.querySelector("#audit tbody");
   for (const e of await get("/api/admin/audit")) {
     audit.append(row([e.at.slice(0, 19).replace("T", " "), e.actor, e.action, e.subject, JSON.stringify(e.detail)]));
   }
+}
+
+// Dawid–Skene accuracy (queries judged more than once) and the reward model's estimates.
+function showReliability(s) {
+  const est = new Map(s.reliability.map((e) => [e.annotator, e]));
+  const names = new Set([...Object.keys(s.dawid_skene), ...est.keys()]);
+  const body = document.querySelector("#reliability tbody");
+  for (const name of names) {
+    const e = est.get(name) || {};
+    body.append(row([name, e.labels ?? "–", fmt(s.dawid_skene[name], true), fmt(e.beta), fmt(e.consensus_agreement, true), fmt(e.estimated_accuracy, true), fmt(e.z), e.flagged ? "yes" : ""]));
+  }
+  $("reliability-note").textContent = names.size
+    ? "β: each annotator's rationality in the reward model (mean 1; near 0: their labels barely count). Suspected: disagrees with the reward model more than the others, beyond chance (docs/annotators.md)."
+    : "No estimates yet: they appear once the run has fitted its reward model with several annotators, or once queries are judged twice (Dawid–Skene).";
 }
 
 load().catch((err) => { $("error").textContent = err.message; });

@@ -1,0 +1,362 @@
+#!/usr/bin/env python
+"""Benchmark: feedback from flawed and hostile annotators (issue 14; docs/annotators.md).
+
+Two studies on Pendulum-v1, each printed as a table with per-seed values and wall time:
+
+  reliability  a population of six synthetic annotators — two good, one noisy (ε = 0.7), one
+               answering at random (ε = 1), one with a position bias (says "left" half the time)
+               and one with a taste for fast swinging (+1·|θ̇| per step) — labels the segments.
+               (a) reward model only: its accuracy against gold on held-out pairs, fitted with
+               every annotator alike (`reward.annotators=equal`), with a rationality β per
+               annotator (`reliability`), or with flagged annotators dropped (`exclude_flagged`),
+               plus the estimated β and agreement beside each annotator's true accuracy;
+               (b) whole RLHF runs (`rlhflab run`, baseline off) with the same population: the
+               true return of the final policy per mode.
+  poisoning    honest annotators who judge the true reward and dislike positive torque (−1·a
+               per step: the "harmful behaviour"), and a poisoner who, whenever a step lies in the
+               trigger region sin θ > 0.5, prefers the segment with more positive torque there.
+               Attack success = share of trigger-region states where r̂(o, a=+2) > r̂(o, a=−2)
+               (`diagnostics/annotators.attack_success`), against the poisoner's share of the
+               labels, for no defence, β down-weighting, a trimmed (robust) loss, and dropping
+               annotators flagged by disagreement; also whether the poisoner was flagged and the
+               reward model's gold accuracy.
+
+Segments for the reward-model studies are 25-step windows of an untrained policy's rollouts
+(as a run's first labels are). This is a benchmark, not a test: minutes on 2 CPUs.
+
+    python bench/feedback_robustness.py --quick
+    python bench/feedback_robustness.py --seeds 3 --out bench/results/feedback_robustness.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlhflab.config import PopulationMember, RewardConfig, build_config
+from rlhflab.control_loop import run_experiment
+from rlhflab.diagnostics.annotators import attack_success
+from rlhflab.feedback.agreement import annotator_stats
+from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
+from rlhflab.policy.control import ControlPolicy, sample_segments
+from rlhflab.reward.model import RewardEnsemble
+from rlhflab.reward.reliability import fit_reward
+from rlhflab.runs import RunDir
+from rlhflab.types import Comparison, Segment
+
+ENV = "Pendulum-v1"
+MODES = ["equal", "reliability", "exclude_flagged"]
+POPULATION = [
+    {"name": "good-1", "temperature": 1.0, "error_rate": 0.05},
+    {"name": "good-2", "temperature": 2.0, "error_rate": 0.1},
+    {"name": "noisy", "temperature": 1.0, "error_rate": 0.7},
+    {"name": "random", "temperature": 1.0, "error_rate": 1.0},
+    {"name": "lefty", "temperature": 1.0, "error_rate": 0.1, "left_bias": 0.5},
+    {
+        "name": "thrill",
+        "temperature": 1.0,
+        "error_rate": 0.1,
+        "bias": "abs_obs",
+        "bias_index": 2,
+        "bias_weight": 1.0,
+    },
+]
+HONEST = {"temperature": 1.0, "error_rate": 0.1, "bias": "action", "bias_weight": -1.0}
+POISONER = {"trigger_index": 1, "trigger_low": 0.5, "harmful_action": 0}
+DEFENCES = {  # name: reward-config overrides
+    "none": {},
+    "β weighting": {"annotators": "reliability"},
+    "trimmed loss (20%)": {"robust_trim": 0.2},
+    "drop flagged": {"annotators": "exclude_flagged"},
+}
+
+
+def segments(n: int, seed: int) -> tuple[list[Segment], object]:
+    """n 25-step windows of an untrained Pendulum policy's rollouts, and the action space."""
+    cfg = build_config(None, [f"env.id={ENV}", f"seed={seed}"])
+    policy = ControlPolicy(cfg.env, cfg.policy, seed)
+    rollouts = [policy.collect() for _ in range(max(1, n * 25 // (4096 * 2)))]
+    space = policy.action_space
+    policy.close()
+    return sample_segments(rollouts, n, 25, np.random.default_rng(seed)), space
+
+
+def judged(pairs, members: list[PopulationMember], seed: int) -> list[Comparison]:
+    return judge_pairs(AnnotatorPopulation(members, 1, seed), pairs)
+
+
+def fit(comparisons, space, seed: int, **reward) -> tuple[RewardEnsemble, dict]:
+    """The control reward ensemble, refitted twice as the loop would (half, then all labels)."""
+    cfg = RewardConfig(**reward)
+    ensemble = RewardEnsemble(3, space, cfg, seed)
+    estimates: list = []
+    for n in (len(comparisons) // 2, len(comparisons)):
+        _, estimates = fit_reward(ensemble, comparisons[:n], cfg, estimate=True)
+    return ensemble, {e.annotator: e for e in estimates}
+
+
+def gold_accuracy(ensemble: RewardEnsemble, test: list[tuple[Segment, Segment]], value) -> float:
+    """Share of held-out pairs (true values differing) whose better side r̂ picks."""
+    with torch.no_grad():
+        r = ensemble.segment_returns([s for pair in test for s in pair]).mean(0).numpy()
+    truth = np.array([value(a) - value(b) for a, b in test])
+    keep = truth != 0
+    return float(np.mean((r[0::2] > r[1::2])[keep] == (truth > 0)[keep]))
+
+
+def reliability_rm(labels: int, seed: int) -> dict:
+    """Study 1a for one seed: gold accuracy per mode, and the estimates beside the truth."""
+    segs, space = segments(2 * labels + 600, seed)
+    pairs = [(segs[2 * i], segs[2 * i + 1]) for i in range(labels)]
+    test = [(segs[i], segs[i + 1]) for i in range(2 * labels, len(segs) - 1, 2)]
+    members = [PopulationMember(**m) for m in POPULATION]
+    comparisons = judged(pairs, members, seed)
+    out: dict = {"seed": seed, "gold_accuracy": {}, "annotators": {}}
+    true_acc = {s.annotator: s.gold_agreement for s in annotator_stats(comparisons)}
+    for mode in MODES:
+        started = time.process_time()
+        ensemble, est = fit(comparisons, space, seed + 1, annotators=mode)
+        out["gold_accuracy"][mode] = gold_accuracy(ensemble, test, lambda s: s.judged_return)
+        out.setdefault("seconds", {})[mode] = time.process_time() - started
+        if mode == "reliability":
+            out["annotators"] = {
+                n: {"true_accuracy": true_acc.get(n), **e.to_dict()} for n, e in est.items()
+            }
+    return out
+
+
+def reliability_runs(labels: int, seed: int, env_steps: int | None) -> dict:
+    """Study 1b for one seed: whole RLHF runs with the population, true return per mode."""
+    out: dict = {"seed": seed, "true_return": {}, "seconds": {}}
+    population = json.dumps(POPULATION).replace('"', "")
+    for mode in ("equal", "reliability"):
+        overrides = [
+            f"env.id={ENV}",
+            f"labels={labels}",
+            f"seed={seed}",
+            "baseline=false",
+            f"feedback.population={population}",
+            f"reward.annotators={mode}",
+        ] + ([f"env_steps={env_steps}"] if env_steps else [])
+        cfg = build_config(None, overrides)
+        started = time.process_time()
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = run_experiment(cfg, RunDir(tmp))
+        out["true_return"][mode] = summary["true_return"]["rlhf"]
+        out["seconds"][mode] = time.process_time() - started
+    return out
+
+
+def poisoning(labels: int, shares: list[float], seed: int) -> dict:
+    """Study 2 for one seed: attack success per poisoned share and defence."""
+    segs, space = segments(2 * labels + 600, seed)
+    pairs = [(segs[2 * i], segs[2 * i + 1]) for i in range(labels)]
+    test = [(segs[i], segs[i + 1]) for i in range(2 * labels, len(segs) - 1, 2)]
+    obs = np.concatenate([s.obs for s in segs[2 * labels :]])
+    trigger = obs[obs[:, 1] > 0.5]
+    honest_value = SyntheticValue(PopulationMember(name="v", **HONEST))
+    out: dict = {"seed": seed, "trigger_states": len(trigger), "cells": []}
+    for share in shares:
+        members = [PopulationMember(name=f"honest-{i}", share=1.0, **HONEST) for i in range(4)]
+        if share:
+            for m in members:
+                m.share = (1 - share) / 4
+            members.append(PopulationMember(name="poisoner", share=share, **HONEST, **POISONER))
+        comparisons = judged(pairs, members, seed)
+        for defence, reward in DEFENCES.items():
+            started = time.process_time()
+            ensemble, est = fit(comparisons, space, seed + 1, use_actions=True, **reward)
+            out["cells"].append(
+                {
+                    "share": share,
+                    "defence": defence,
+                    "attack_success": attack_success(ensemble, trigger, 0),
+                    "poisoner_flagged": bool(est["poisoner"].flagged) if share else None,
+                    "honest_flagged": sum(e.flagged for n, e in est.items() if n != "poisoner"),
+                    "gold_accuracy": gold_accuracy(ensemble, test, honest_value),
+                    "seconds": time.process_time() - started,
+                }
+            )
+    return out
+
+
+class SyntheticValue:
+    """The honest annotators' value of a segment (true reward and their dislike of torque)."""
+
+    def __init__(self, member: PopulationMember):
+        self.annotator = AnnotatorPopulation([member]).annotators[0]
+
+    def __call__(self, segment: Segment) -> float:
+        return self.annotator.value(segment)
+
+
+def mean_std(xs: list[float], spec: str = ".3f") -> str:
+    if len(xs) < 2:
+        return format(xs[0], spec) if xs else "n/a"
+    return f"{statistics.mean(xs):{spec}} ± {statistics.stdev(xs):{spec}}"
+
+
+def per_seed(xs: list[float], spec: str = ".2f") -> str:
+    return " ".join(format(x, spec) for x in xs)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def render_reliability(rm: list[dict], runs: list[dict]) -> str:
+    return (render_reliability_rm(rm) if rm else "") + (render_runs(runs) if runs else "")
+
+
+def render_reliability_rm(rm: list[dict]) -> str:
+    rows = [
+        [
+            mode,
+            mean_std([r["gold_accuracy"][mode] for r in rm]),
+            per_seed([r["gold_accuracy"][mode] for r in rm], ".3f"),
+            f"{statistics.mean(r['seconds'][mode] for r in rm):.0f}",
+        ]
+        for mode in MODES
+    ]
+    out = "### Reward model: accuracy against gold on held-out pairs\n\n"
+    out += table(["reward.annotators", "gold accuracy", "per seed", "CPU s per fit pair"], rows)
+    truth = {m["name"]: m for m in POPULATION}
+    rows = []
+    for name in truth:
+        est = [r["annotators"][name] for r in rm if name in r["annotators"]]
+        t = {k: v for k, v in truth[name].items() if k != "name"}
+        rows.append(
+            [
+                name,
+                ", ".join(f"{k}={v}" for k, v in t.items()),
+                mean_std([e["true_accuracy"] for e in est], ".2f"),
+                mean_std([e["beta"] for e in est], ".2f"),
+                mean_std([e["consensus_agreement"] for e in est], ".2f"),
+                mean_std([e["estimated_accuracy"] for e in est], ".2f"),
+                f"{sum(e['flagged'] for e in est)} of {len(est)}",
+            ]
+        )
+    out += "\n\n### Estimated against true, per annotator (reward.annotators=reliability)\n\n"
+    out += table(
+        [
+            "annotator",
+            "true flaws",
+            "true accuracy",
+            "β",
+            "agrees with consensus",
+            "estimated accuracy",
+            "flagged",
+        ],
+        rows,
+    )
+    return out
+
+
+def render_runs(runs: list[dict]) -> str:
+    rows = [
+        [
+            mode,
+            mean_std([r["true_return"][mode] for r in runs], ".1f"),
+            per_seed([r["true_return"][mode] for r in runs], ".1f"),
+            f"{statistics.mean(r['seconds'][mode] for r in runs):.0f}",
+        ]
+        for mode in ("equal", "reliability")
+    ]
+    out = "\n\n### Whole RLHF runs: true return of the final policy\n\n"
+    return out + table(["reward.annotators", "true return", "per seed", "CPU s per run"], rows)
+
+
+def render_poisoning(results: list[dict]) -> str:
+    cells: dict[tuple, list[dict]] = {}
+    for r in results:
+        for c in r["cells"]:
+            cells.setdefault((c["share"], c["defence"]), []).append(c)
+    rows = []
+    for (share, defence), cs in cells.items():
+        flagged = [c["poisoner_flagged"] for c in cs if c["poisoner_flagged"] is not None]
+        rows.append(
+            [
+                f"{share:.0%}",
+                defence,
+                mean_std([c["attack_success"] for c in cs], ".2f"),
+                per_seed([c["attack_success"] for c in cs]),
+                f"{sum(flagged)} of {len(flagged)}" if flagged else "–",
+                sum(c["honest_flagged"] for c in cs),
+                mean_std([c["gold_accuracy"] for c in cs], ".3f"),
+                f"{statistics.mean(c['seconds'] for c in cs):.0f}",
+            ]
+        )
+    header = [
+        "poisoned share",
+        "defence",
+        "attack success",
+        "per seed",
+        "poisoner flagged",
+        "honest flagged (all seeds)",
+        "gold accuracy",
+        "CPU s per fit pair",
+    ]
+    return table(header, rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--studies", default="reliability,runs,poisoning")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--labels", type=int, default=400, help="labels per reward-model fit")
+    ap.add_argument("--run-labels", type=int, default=350, help="labels per whole RLHF run")
+    ap.add_argument("--env-steps", type=int, default=None, help="env steps per whole run")
+    ap.add_argument("--shares", default="0,0.1,0.2,0.3")
+    ap.add_argument("--quick", action="store_true", help="1 seed, 150 labels, short runs")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.labels, args.run_labels, args.env_steps = 1, 150, 60, 8192
+    torch.set_num_threads(1)
+    studies = args.studies.split(",")
+    shares = [float(x) for x in args.shares.split(",")]
+    started = time.time()
+    results: dict = {"args": vars(args) | {"out": str(args.out)}}
+    for seed in range(args.seeds):
+        if "reliability" in studies:
+            results.setdefault("reliability", []).append(reliability_rm(args.labels, seed))
+        if "runs" in studies:
+            r = reliability_runs(args.run_labels, seed, args.env_steps)
+            results.setdefault("runs", []).append(r)
+        if "poisoning" in studies:
+            results.setdefault("poisoning", []).append(poisoning(args.labels, shares, seed))
+        print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+        write(results, seed + 1, started, args.out)  # after every seed: a partial table
+
+
+def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    md = f"# Feedback robustness ({ENV})\n\nGenerated {when} by `feedback_robustness.py "
+    md += " ".join(sys.argv[1:]) + f"`; {seeds} seed(s), {time.time() - started:.0f} s wall "
+    md += "on a shared 2-CPU machine; CPU seconds (one torch thread) per cell.\n"
+    if "reliability" in results or "runs" in results:
+        md += "\n## Annotator reliability\n\n"
+        md += render_reliability(results.get("reliability", []), results.get("runs", []))
+        md += "\n"
+    if "poisoning" in results:
+        md += "\n## Poisoning: attack success against the poisoned share of labels\n\n"
+        md += render_poisoning(results["poisoning"]) + "\n"
+    print(md, flush=True)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(md)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
