@@ -29,10 +29,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -40,12 +37,12 @@ from rlhflab.feedback.accounts import AccountsMixin
 from rlhflab.feedback.clips import GIF, MP4, Clip
 from rlhflab.feedback.leases import LeaseMixin
 from rlhflab.feedback.migrate import prepare
+from rlhflab.feedback.run_state import RunStateMixin
 from rlhflab.feedback.schema import (
     LIVE,
     MAX_RESPONSES,
     NOT_GOLD,
     PAIR_KINDS,
-    RUN_STATES,
     AuditRow,
     ClipLike,
     ClipRow,
@@ -63,7 +60,7 @@ from rlhflab.feedback.schema import (
 from rlhflab.types import Comparison, Judgement, Query, Segment
 
 
-class FeedbackStore(LeaseMixin, AccountsMixin):
+class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
     def __init__(self, url: str):
         self.url = url
         target = engine_url(url)
@@ -555,60 +552,6 @@ class FeedbackStore(LeaseMixin, AccountsMixin):
                 int(counter.value) + 1
             )  # readers that cache judgements re-read when this changes
             s.add(counter)
-
-    # -- the run's state, as annotators see it ---------------------------------------------
-    def set_run_state(self, state: str) -> None:
-        """`running`, `waiting` (RL paused for labels) or `over` (nothing more will be asked)."""
-        if state not in RUN_STATES:
-            raise ValueError(f"unknown run state '{state}' (use {', '.join(RUN_STATES)})")
-        self.set_setting("run_state", state)
-
-    def run_state(self) -> str:
-        return self.setting("run_state", "running") or "running"
-
-    def withdraw_unanswered(self) -> int:
-        """Withdraw every query still short of its judgements (the run ended): they are no
-        longer served, their leases end, and a late answer gets 409. Returns how many."""
-        with self._write() as s:
-            ids = list(
-                s.scalars(
-                    select(QueryRow.id).where(judged_count() < QueryRow.overlap, LIVE, NOT_GOLD)
-                )
-            )
-            if ids:
-                s.execute(update(QueryRow).where(QueryRow.id.in_(ids)).values(withdrawn=True))
-                s.execute(delete(LeaseRow).where(LeaseRow.query_id.in_(ids)))
-        return len(ids)
-
-    def reopen_withdrawn(self) -> int:
-        """A stopped run resumes: its withdrawn queries that still want judgements are served
-        again (the loop counts them as asked). Returns how many."""
-        with self._write() as s:
-            rows = select(QueryRow.id).where(
-                QueryRow.withdrawn.is_(True), judged_count() < QueryRow.overlap, NOT_GOLD
-            )
-            ids = list(s.scalars(rows))
-            if ids:
-                s.execute(update(QueryRow).where(QueryRow.id.in_(ids)).values(withdrawn=False))
-        return len(ids)
-
-    def finish_run(self) -> int:
-        """The run ended or stopped: withdraw its unanswered queries and tell annotators."""
-        withdrawn = self.withdraw_unanswered()
-        self.set_run_state("over")
-        return withdrawn
-
-    def set_setting(self, key: str, value: str) -> None:
-        """Insert or replace, in one statement: app workers starting at once may all set it."""
-        insert = sqlite_insert if self.sqlite else pg_insert
-        upsert = insert(SettingRow).values(key=key, value=value)
-        with self._write() as s:
-            s.execute(upsert.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
-
-    def setting(self, key: str, default: str | None = None) -> str | None:
-        with self._read() as s:
-            row = s.get(SettingRow, key)
-            return row.value if row else default
 
     def close(self) -> None:
         self.engine.dispose()
