@@ -350,7 +350,7 @@ class ControlLoop:
     def refitted(self, metrics: dict, annotators: list | None = None) -> None:
         self.rm_metrics = metrics
         if annotators:  # per-annotator β and flags, for the report and /admin
-            rows = [a if isinstance(a, dict) else a.to_dict() for a in annotators]
+            rows = [a.to_dict() for a in annotators]
             self.store.set_setting("annotator_estimates", json.dumps(rows))
         self.rescale()
 

@@ -54,7 +54,7 @@ def _fit(
     model = _worker["model"]
     metrics, estimates = fit_reward(model, _worker["comparisons"], model.cfg, estimate)
     if estimates:
-        metrics["annotator_estimates"] = [e.to_dict() for e in estimates]
+        metrics["annotator_estimates"] = estimates
     return model.state_dict(), metrics
 
 
