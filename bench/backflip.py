@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rlhflab.config import EnvConfig, RunConfig, build_config
-from rlhflab.control_loop import ControlLoop
+from rlhflab.control_loop import ControlLoop, train_true_reward
 from rlhflab.envs.backflip import score_flips
 from rlhflab.envs.wrappers import make_env, render_size
 from rlhflab.feedback.clips import make_clip
@@ -89,8 +89,12 @@ def write_clip(env_cfg: EnvConfig, act, seed: int, path: Path) -> str:
 
 
 # -- one run ------------------------------------------------------------------------------
-def run_seed(cfg: RunConfig, episodes: int, runs: str | None, clip: str | None) -> dict:
-    """Train one seed, scoring the policy at every checkpoint and at the end."""
+def run_seed(
+    cfg: RunConfig, episodes: int, runs: str | None, clip: str | None, true_reward: bool = False
+) -> dict:
+    """Train one seed, scoring the policy at every checkpoint and at the end. With
+    `true_reward` the same PPO trains on the judge's reward itself (no labels, no reward
+    model): the upper bound of what RLHF from this judge can reach at this budget."""
     torch.set_num_threads(cfg.threads)
     curve: list[dict] = []
     last: dict = {}
@@ -98,19 +102,27 @@ def run_seed(cfg: RunConfig, episodes: int, runs: str | None, clip: str | None) 
         run = RunDir(Path(runs) / f"seed{cfg.seed}" if runs else tmp)
         run.write_config(cfg)
         loop: ControlLoop
+        policy: ControlPolicy | None = None
 
         def on_log(record: dict) -> None:
             last.update(record)
+            record.setdefault("labels", 0)
             if "eval_true_return" in record:
-                score = flip_eval(cfg.env, loop.policy.act_fn(), episodes)
+                acting = policy if true_reward else loop.policy
+                assert acting is not None
+                score = flip_eval(cfg.env, acting.act_fn(), episodes)
                 curve.append(
                     {"env_steps": record["env_steps"], "labels": record["labels"], **score}
                 )
                 progress(cfg.seed, record, score)
 
         started, load = time.perf_counter(), _load()
-        loop = ControlLoop(cfg, run, on_log)
-        policy = loop.run()
+        if true_reward:  # train_true_reward logs through on_log, which reads `policy`
+            policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed)
+            train_true_reward(cfg, run, on_log, policy=policy)
+        else:
+            loop = ControlLoop(cfg, run, on_log)
+            policy = loop.run()
         wall = time.perf_counter() - started
         final = flip_eval(cfg.env, policy.act_fn(), episodes)
         clip_path = clip and write_clip(
@@ -238,6 +250,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", help="keep the run directories here (DIR/seedN); default: none")
     ap.add_argument("--out", help="write the table as markdown here, the results as JSON beside")
     ap.add_argument("--clip", help="clip of the first seed's best episode (default: beside --out)")
+    ap.add_argument(
+        "--true-reward",
+        action="store_true",
+        help="PPO on the judge's reward itself, no labels: the upper bound for RLHF",
+    )
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return ap.parse_args(argv)
 
@@ -266,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}",
         "torch": torch.__version__,
     }
-    jobs = [(cfg, args.episodes, args.runs, clip if i == 0 else None) for i, cfg in enumerate(cfgs)]
+    jobs = [
+        (cfg, args.episodes, args.runs, clip if i == 0 else None, args.true_reward)
+        for i, cfg in enumerate(cfgs)
+    ]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run_seed, *zip(*jobs)))

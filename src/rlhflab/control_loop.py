@@ -444,14 +444,16 @@ def train_true_reward(
     run: RunDir | None = None,
     on_log: OnLog | None = None,
     optimise: str = "true_reward",
+    policy: ControlPolicy | None = None,
 ) -> ControlPolicy:
     """The baseline: the same PPO on the env's true reward, with the same env-step budget.
 
     `optimise="reward"` trains on the env's returned reward instead — for a misspecified env,
-    the hackable proxy — while the log still reports the true return."""
+    the hackable proxy — while the log still reports the true return. A caller that scores
+    the policy while it trains (at checkpoints, through `on_log`) passes a fresh `policy` in."""
     on_log = on_log or _ignore
     torch.set_num_threads(cfg.threads)
-    policy = ControlPolicy(cfg.env, cfg.policy, cfg.seed)
+    policy = policy or ControlPolicy(cfg.env, cfg.policy, cfg.seed)
     phase = "baseline" if optimise == "true_reward" else f"ppo_on_{optimise}"
     iteration = 0
     while policy.env_steps < cfg.env_steps:
