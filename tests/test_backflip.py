@@ -12,6 +12,7 @@ from rlhflab.config import AnnotatorConfig
 from rlhflab.diagnostics.probe import counterfactual_rewards
 from rlhflab.envs.backflip import (
     LANDING_STEPS,
+    PROGRESS_DIMS,
     FlipTracker,
     score_flip,
     score_flips,
@@ -179,3 +180,44 @@ def test_a_takeoff_weight_pays_backward_rotation_made_above_standing_height():
 
     assert paid(1.0) == pytest.approx(2.5)  # rotation only: 10 per turn
     assert paid(1.45) == pytest.approx(2.5 + 40.0 * 0.2 * 0.25)  # + weight · metres · turns
+
+
+def test_observe_progress_appends_the_judges_memory():
+    """`env.kwargs.observe_progress`: (min(B, 2), A, C) ride at the end of the observation, so a
+    reward model of the observation can see what the judge's history-dependent reward paid."""
+    env = gym.make("rlhflab/HopperBackflip-v0", observe_progress=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape == (11 + PROGRESS_DIMS,)
+    assert np.all(obs[-PROGRESS_DIMS:] == 0.0)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        obs, *_ = env.step(rng.uniform(-1, 1, 3))
+    tracker = env.unwrapped.reward_state
+    assert tracker.turns > 0.01  # the hopper has moved: the memory is not trivially zero
+    expected = [min(tracker.turns, 2.0), tracker.lifted, tracker.lifted_best]
+    assert obs[-PROGRESS_DIMS:] == pytest.approx(expected)
+    assert score_flips(obs[None, None])[0].turns == pytest.approx(0.0)  # columns 0, 1 unchanged
+    env.close()
+
+
+def test_the_potential_judge_pays_net_rotation_once():
+    """`env.kwargs.potential`: r_t = 10·(Φ_t − Φ_{t−1}) + 0.5·[ρ_t ≥ 0.9 and upright],
+    Φ = min(ρ, 1): a segment's rotation reward is its end's rotation minus its start's, on the
+    ground too."""
+
+    def paid(angles, heights=STANDING) -> np.ndarray:
+        heights = np.broadcast_to(heights, np.shape(angles))
+        tracker = FlipTracker.at(float(angles[0]), potential=True)
+        return np.array([tracker.update(float(a), float(h)) for a, h in zip(angles, heights)])
+
+    rocking = np.r_[np.linspace(0, -3, 20), np.linspace(-3, 0, 20)]
+    assert paid(rocking).sum() == pytest.approx(0.0, abs=1e-9)  # back and forth nets nothing
+    fall = paid(np.linspace(0, -0.6 * TURN, 30), heights=0.2)
+    assert fall.sum() == pytest.approx(6.0)  # rotation on the ground counts
+    flip = paid(backflip(steps=60))
+    upright_steps = sum(upright(a, STANDING) and -a / TURN >= 0.9 for a in backflip(steps=60))
+    assert flip.sum() == pytest.approx(10.0 + 0.5 * upright_steps)
+    tracker = FlipTracker.at(0.0, potential=True)
+    for a in backflip(steps=60):
+        tracker.update(float(a), STANDING)
+    assert tracker.completed  # the flip detector is the same for every judge

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from rlhflab.config import EnvConfig, PolicyConfig
+from rlhflab.policy.control import ControlPolicy
 from rlhflab.policy.ppo import (
     AdaptiveKLController,
     clipped_policy_loss,
@@ -97,3 +99,16 @@ def test_whiten_respects_the_mask():
     w = whiten(x, mask)
     assert float((w * mask).sum()) == pytest.approx(0.0, abs=1e-5)
     assert float(((w**2) * mask).sum() / 3) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_anneal_lr_decays_linearly_over_the_budget():
+    """`policy.anneal_lr`: the learning rate of each update is lr · (1 − env_steps / budget)."""
+    cfg = PolicyConfig(n_steps=16, epochs=1, minibatches=1, lr=1e-3, anneal_lr=True)
+    policy = ControlPolicy(EnvConfig(id="CartPole-v1", num_envs=2), cfg, 0, budget=64)
+    lrs = []
+    for _ in range(2):
+        rollout = policy.collect()  # 32 env steps each
+        policy.update(rollout, rollout.true_rewards)
+        lrs.append(policy.optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1e-3 * 0.5, 0.0])
+    policy.close()

@@ -103,6 +103,7 @@ class ControlLoop:
             cfg.seed,
             render_envs=fb.render_envs if self.people else 0,
             render_stride=fb.clip_stride,
+            budget=cfg.env_steps,
         )
         self.reward_model = RewardEnsemble(
             self.policy.obs_dim, self.policy.action_space, cfg.reward, cfg.seed + 1
@@ -453,7 +454,7 @@ def train_true_reward(
     the policy while it trains (at checkpoints, through `on_log`) passes a fresh `policy` in."""
     on_log = on_log or _ignore
     torch.set_num_threads(cfg.threads)
-    policy = policy or ControlPolicy(cfg.env, cfg.policy, cfg.seed)
+    policy = policy or ControlPolicy(cfg.env, cfg.policy, cfg.seed, budget=cfg.env_steps)
     phase = "baseline" if optimise == "true_reward" else f"ppo_on_{optimise}"
     iteration = 0
     while policy.env_steps < cfg.env_steps:

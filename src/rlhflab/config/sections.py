@@ -339,6 +339,9 @@ class PolicyConfig(_Section):
     clip_value: float | None = Field(None, description="value-loss clip (None: unclipped)")
     vf_coef: float = Field(0.5, ge=0, description="value-loss coefficient")
     ent_coef: float = Field(0.0, ge=0, description="entropy-bonus coefficient")
+    anneal_lr: bool = Field(
+        False, description="learning rate decays linearly to 0 over the run's env_steps"
+    )
     max_grad_norm: float = Field(0.5, gt=0, description="gradient-norm clip")
     hidden: int = Field(64, ge=1, description="hidden units per layer of actor and critic")
     log_std_init: float = Field(

@@ -30,6 +30,14 @@ and landing upright after it. A 20-step landing is worth as much as the flip its
 Two env keywords vary the judge (docs/backflip.md): `lifted_height` (0.5 above) and
 `takeoff_weight` w, which adds w · max(0, z_t − 1.25) · max(0, θ_{t−1} − θ_t)/2π per step
 until the first full turn: backward rotation paid in proportion to height above standing.
+`observe_progress` appends the judge's memory to the observation: (min(B_t, 2), A_t, C_t).
+The judge's reward depends on the episode's history (through the running maxima B and C),
+so a reward model r̂(o) of the plain observation cannot represent it: lying on the back
+after a fall, or rocking, looks the same whether the rotation was paid already or not.
+With the memory in the state, r_t is a function of (o_t, o_{t+1}) again — the standard
+cure for a non-Markovian reward, state augmentation (Icarte et al. 2018, reward machines;
+Early et al. 2022, non-Markovian reward modelling) — and the policy sees it too.
+
 An episode completed a flip when B reaches one turn and the hopper is then upright for
 `LANDING_STEPS` = 20 consecutive steps (`FlipTracker.completed`, `score_flips`): the
 verification's criterion, on the plain rotation B.
@@ -42,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+from gymnasium.spaces import Box
 
 ROTATION_WEIGHT = 10.0  # reward per turn of new backward rotation (up to one turn)
 LANDING_WEIGHT = 0.5  # reward per upright step after a completed turn
@@ -51,6 +60,7 @@ UPRIGHT_HEIGHT = 1.0  # … with the torso at least this high (standing: 1.25)
 STANDING_HEIGHT = 1.25  # torso height of the hopper standing still
 LANDING_STEPS = 20  # consecutive upright steps after a turn that complete a flip
 HEIGHT, ANGLE = 0, 1  # Hopper-v5 observation columns (x excluded): qpos[1], qpos[2]
+PROGRESS_DIMS = 3  # observe_progress: (min(B_t, 2), A_t, C_t) appended to the observation
 
 
 def upright(angle: float, height: float) -> bool:
@@ -72,16 +82,29 @@ class FlipTracker:
     completed: bool = False  # a turn, then LANDING_STEPS upright steps in a row
     lifted_height: float = LIFTED_HEIGHT  # the judge's "off the ground"
     takeoff_weight: float = 0.0  # reward per turn·metre of backward rotation above standing
+    potential: bool = False  # the Markov judge: rotation paid as a potential difference
 
     @classmethod
     def at(
-        cls, angle: float, lifted_height: float = LIFTED_HEIGHT, takeoff_weight: float = 0.0
+        cls,
+        angle: float,
+        lifted_height: float = LIFTED_HEIGHT,
+        takeoff_weight: float = 0.0,
+        potential: bool = False,
     ) -> FlipTracker:
         """A new episode whose torso starts at `angle`."""
-        return cls(angle, angle, lifted_height=lifted_height, takeoff_weight=takeoff_weight)
+        return cls(
+            angle,
+            angle,
+            lifted_height=lifted_height,
+            takeoff_weight=takeoff_weight,
+            potential=potential,
+        )
 
     def update(self, angle: float, height: float) -> float:
         """Take the torso's new state; returns the judge's reward r_t for the step."""
+        if self.potential:
+            return self._update_potential(angle, height)
         before = min(self.lifted_best, 1.0)
         backwards = (self.last - angle) / (2 * math.pi)
         if height > self.lifted_height:
@@ -95,6 +118,20 @@ class FlipTracker:
         self.completed |= self.upright_run >= LANDING_STEPS
         rotation = min(self.lifted_best, 1.0) - before
         return ROTATION_WEIGHT * rotation + LANDING_WEIGHT * landed + self.takeoff_weight * takeoff
+
+    def _update_potential(self, angle: float, height: float) -> float:
+        """The Markov judge: r_t = 10 · (Φ_t − Φ_{t−1}) + 0.5 · [ρ_t ≥ 0.9 and upright_t],
+        Φ_t = min(ρ_t, 1), ρ_t = (θ_0 − θ_t)/2π — a function of the step's two states."""
+        before = min((self.start - self.last) / (2 * math.pi), 1.0)
+        rho = (self.start - angle) / (2 * math.pi)
+        self.last = angle
+        self.turns = max(self.turns, rho)
+        self.upright_run = (
+            self.upright_run + 1 if self.turns >= 1.0 and upright(angle, height) else 0
+        )
+        self.completed |= self.upright_run >= LANDING_STEPS
+        landed = rho >= 0.9 and upright(angle, height)
+        return ROTATION_WEIGHT * (min(rho, 1.0) - before) + LANDING_WEIGHT * landed
 
 
 @dataclass(frozen=True)
@@ -130,19 +167,33 @@ class HopperBackflipEnv(HopperEnv):
         terminate_when_unhealthy: bool = False,
         lifted_height: float = LIFTED_HEIGHT,
         takeoff_weight: float = 0.0,
+        observe_progress: bool = False,
+        potential: bool = False,
         **kwargs,
     ):
         super().__init__(terminate_when_unhealthy=terminate_when_unhealthy, **kwargs)
-        self.judge = (lifted_height, takeoff_weight)  # the judge's keywords, for each episode
+        self.judge = (lifted_height, takeoff_weight, potential)  # the judge's, for each episode
         self.reward_state = FlipTracker.at(0.0, *self.judge)
+        self.observe_progress = observe_progress
+        if observe_progress:
+            size = int(np.prod(self.observation_space.shape or ())) + PROGRESS_DIMS
+            self.observation_space = Box(-np.inf, np.inf, (size,), np.float64)
+
+    def _get_obs(self) -> np.ndarray:
+        obs = super()._get_obs()
+        if not self.observe_progress:
+            return obs
+        tracker = self.reward_state
+        memory = [min(tracker.turns, 2.0), tracker.lifted, tracker.lifted_best]
+        return np.concatenate([obs, memory])
 
     def reset_model(self) -> np.ndarray:
-        obs = super().reset_model()
+        super().reset_model()
         self.reward_state = FlipTracker.at(float(self.data.qpos[2]), *self.judge)
-        return obs
+        return self._get_obs()
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = super().step(action)
+        _, reward, terminated, truncated, info = super().step(action)
         flip = self.reward_state.update(float(self.data.qpos[2]), float(self.data.qpos[1]))
         info.update(backflip_reward=flip, true_reward=flip, backflip_turns=self.reward_state.turns)
-        return obs, reward, terminated, truncated, info
+        return self._get_obs(), reward, terminated, truncated, info

@@ -278,8 +278,10 @@ class ControlPolicy:
         seed: int = 0,
         render_envs: int = 0,
         render_stride: int = 1,
+        budget: int | None = None,
     ):
         self.env_cfg, self.cfg, self.seed = env_cfg, cfg, seed
+        self.budget = budget  # the run's env steps, over which `policy.anneal_lr` decays
         self.render_envs, self.render_stride = min(render_envs, env_cfg.num_envs), render_stride
         torch.manual_seed(seed)
         self.np_rng = np.random.default_rng(seed)  # actions while collecting rollouts
@@ -362,6 +364,9 @@ class ControlPolicy:
         """One PPO (or A2C) update on `rollout`, optimising `rewards` ([T, N], true or r̂);
         `normalized`: the caller has put them on a fixed scale already (no running stats)."""
         cfg = self.cfg
+        if cfg.anneal_lr and self.budget:  # linear decay to 0 (as SB3 and CleanRL offer)
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * max(0.0, 1.0 - self.env_steps / self.budget)
         if cfg.normalize_rewards and not normalized:
             self.reward_rms.update(rewards)
             rewards = self.reward_rms.normalize(rewards)
