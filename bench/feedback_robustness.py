@@ -21,6 +21,12 @@ Two studies on Pendulum-v1, each printed as a table with per-seed values and wal
                annotators flagged by disagreement; also whether the poisoner was flagged and the
                reward model's gold accuracy.
 
+  casper       Casper et al.'s example (§3.1.4): option A always worth 1, option B worth 10 on 40%
+               of examples and 0 otherwise; per annotator temperature τ, P[A ≻ B] in closed
+               form and among synthetic comparisons, mean Likert ratings, and which option the
+               reward models rank first (Bradley–Terry on comparisons, the rating regression
+               of `reward/ratings.py` on ratings), `diagnostics/scalar_vs_comparison.py`.
+
 Segments for the reward-model studies are 25-step windows of an untrained policy's rollouts
 (as a run's first labels are). This is a benchmark, not a test: minutes on 2 CPUs.
 
@@ -45,6 +51,8 @@ import torch
 from rlhflab.config import PopulationMember, RewardConfig, build_config
 from rlhflab.control_loop import run_experiment
 from rlhflab.diagnostics.annotators import attack_success
+from rlhflab.diagnostics.scalar_vs_comparison import CasperExample
+from rlhflab.diagnostics.scalar_vs_comparison import study as casper_study
 from rlhflab.feedback.agreement import annotator_stats
 from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
 from rlhflab.policy.control import ControlPolicy, sample_segments
@@ -189,6 +197,63 @@ def poisoning(labels: int, shares: list[float], seed: int) -> dict:
     return out
 
 
+CASPER_TEMPERATURES = (0.0, 0.5, 1.0, 2.0)
+
+
+def casper(examples: int, seed: int) -> dict:
+    """Casper's example for one seed, at each annotator temperature."""
+    out: dict = {"seed": seed, "cells": []}
+    for tau in CASPER_TEMPERATURES:
+        started = time.process_time()
+        cell = casper_study(tau, examples, seed)
+        out["cells"].append(cell | {"seconds": time.process_time() - started})
+    return out
+
+
+def first(a_minus_b: list[float]) -> str:
+    """Which option the reward model ranks first, over seeds."""
+    a = sum(x > 0 for x in a_minus_b)
+    return f"A on {a} of {len(a_minus_b)}" if a else f"B on {len(a_minus_b)} of {len(a_minus_b)}"
+
+
+def render_casper(results: list[dict]) -> str:
+    ex = CasperExample()
+    rows = []
+    for i, tau in enumerate(CASPER_TEMPERATURES):
+        cs = [r["cells"][i] for r in results]
+        bt, reg = [c["bt_a_minus_b"] for c in cs], [c["ratings_a_minus_b"] for c in cs]
+        rating = [c["synthetic_mean_rating"] for c in cs]
+        rows.append(
+            [
+                f"{tau:g}",
+                f"{ex.p_a_preferred(tau):.3f}",
+                per_seed([c["synthetic_p_a"] for c in cs], ".3f"),
+                per_seed(bt),
+                first(bt),
+                " ".join(f"{a:.2f}/{b:.2f}" for a, b in rating),
+                per_seed(reg),
+                first(reg),
+                f"{statistics.mean(c['seconds'] for c in cs):.0f}",
+            ]
+        )
+    header = [
+        "τ",
+        "P[A ≻ B] closed form",
+        "P[A ≻ B] synthetic (per seed)",
+        "BT on comparisons: R̂(A) − R̂(B)",
+        "BT ranks first",
+        "mean rating A/B (per seed)",
+        "regression on ratings: R̂(A) − R̂(B)",
+        "regression ranks first",
+        "CPU s",
+    ]
+    note = (
+        f"Closed form: E[worth] A = {ex.mean_worth()[0]:g}, B = {ex.mean_worth()[1]:g}; "
+        f"comparisons stop preferring A at τ* = {ex.crossover_temperature():.3f}.\n\n"
+    )
+    return note + table(header, rows)
+
+
 class SyntheticValue:
     """The honest annotators' value of a segment (true reward and their dislike of torque)."""
 
@@ -311,12 +376,13 @@ def render_poisoning(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--studies", default="reliability,runs,poisoning")
+    ap.add_argument("--studies", default="reliability,runs,poisoning,casper")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--labels", type=int, default=400, help="labels per reward-model fit")
     ap.add_argument("--run-labels", type=int, default=350, help="labels per whole RLHF run")
     ap.add_argument("--env-steps", type=int, default=None, help="env steps per whole run")
     ap.add_argument("--shares", default="0,0.1,0.2,0.3")
+    ap.add_argument("--examples", type=int, default=400, help="examples per Casper study")
     ap.add_argument("--quick", action="store_true", help="1 seed, 150 labels, short runs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -335,6 +401,8 @@ def main() -> None:
             results.setdefault("runs", []).append(r)
         if "poisoning" in studies:
             results.setdefault("poisoning", []).append(poisoning(args.labels, shares, seed))
+        if "casper" in studies:
+            results.setdefault("casper", []).append(casper(args.examples, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         write(results, seed + 1, started, args.out)  # after every seed: a partial table
 
@@ -351,6 +419,9 @@ def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
     if "poisoning" in results:
         md += "\n## Poisoning: attack success against the poisoned share of labels\n\n"
         md += render_poisoning(results["poisoning"]) + "\n"
+    if "casper" in results:
+        md += "\n## Casper's example: comparisons pick the median, ratings the mean\n\n"
+        md += render_casper(results["casper"]) + "\n"
     print(md, flush=True)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -123,6 +123,13 @@ class AnnotatorConfig(_Section):
         description="poisoning: the harmful behaviour, action k (discrete) or a large action[k] "
         "(continuous); the poisoner prefers the segment that does more of it in the region",
     )
+    rating_offset: float = Field(
+        4.0, description="ratings: α in the Likert score round(α + s·V(σ) + noise), clipped to 1–7"
+    )
+    rating_scale: float = Field(
+        1.0, ge=0, description="ratings: s, rating points per unit of segment value"
+    )
+    rating_noise: float = Field(0.5, ge=0, description="ratings: std of the noise before rounding")
 
 
 class PopulationMember(AnnotatorConfig):
