@@ -27,6 +27,13 @@ Two studies on Pendulum-v1, each printed as a table with per-seed values and wal
                reward models rank first (Bradley–Terry on comparisons, the rating regression
                of `reward/ratings.py` on ratings), `diagnostics/scalar_vs_comparison.py`.
 
+  minorities   two groups with different true rewards: a majority who judge the true reward and
+               a minority (`--minority`, default 20% of the labels) who also like the pendulum
+               to whirl counter-clockwise (+3·θ̇ per step); whole RLHF runs with one pooled
+               reward, or a reward per group aggregated as utilitarian or maximin
+               (`reward.aggregation`, `reward/aggregation.py`): each group's true return of
+               the final policy.
+
 Segments for the reward-model studies are 25-step windows of an untrained policy's rollouts
 (as a run's first labels are). This is a benchmark, not a test: minutes on 2 CPUs.
 
@@ -195,6 +202,60 @@ def poisoning(labels: int, shares: list[float], seed: int) -> dict:
                 }
             )
     return out
+
+
+AGGREGATIONS = ("pooled", "utilitarian", "maximin")
+WHIRL = {"bias": "obs", "bias_index": 2, "bias_weight": 3.0}  # the minority's taste: +3·θ̇
+
+
+def minority_population(share: float) -> list[dict]:
+    honest = {"temperature": 1.0, "error_rate": 0.1}
+    return [
+        {"name": "maj-1", "group": "majority", "share": (1 - share) / 2, **honest},
+        {"name": "maj-2", "group": "majority", "share": (1 - share) / 2, **honest},
+        {"name": "whirl", "group": "minority", "share": share, **honest, **WHIRL},
+    ]
+
+
+def minorities(labels: int, share: float, seed: int, env_steps: int | None) -> dict:
+    """Whole RLHF runs for one seed: each group's true return per aggregation rule."""
+    out: dict = {"seed": seed, "share": share, "group_true_return": {}, "seconds": {}}
+    population = json.dumps(minority_population(share)).replace('"', "")
+    for rule in AGGREGATIONS:
+        overrides = [
+            f"env.id={ENV}",
+            f"labels={labels}",
+            f"seed={seed}",
+            "baseline=false",
+            f"feedback.population={population}",
+            f"reward.aggregation={rule}",
+        ] + ([f"env_steps={env_steps}"] if env_steps else [])
+        started = time.process_time()
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = run_experiment(build_config(None, overrides), RunDir(tmp))
+        out["group_true_return"][rule] = summary["group_true_return"]
+        out["seconds"][rule] = time.process_time() - started
+    return out
+
+
+def render_minorities(results: list[dict]) -> str:
+    rows = []
+    for rule in AGGREGATIONS:
+        row = [rule]
+        for g in ("minority", "majority"):
+            xs = [r["group_true_return"][rule][g] for r in results]
+            row += [mean_std(xs, ".1f"), per_seed(xs, ".1f")]
+        row.append(f"{statistics.mean(r['seconds'][rule] for r in results):.0f}")
+        rows.append(row)
+    header = [
+        "reward.aggregation",
+        "minority true return",
+        "per seed",
+        "majority true return",
+        "per seed",
+        "CPU s per run",
+    ]
+    return f"Minority share of labels: {results[0]['share']:.0%}.\n\n" + table(header, rows)
 
 
 CASPER_TEMPERATURES = (0.0, 0.5, 1.0, 2.0)
@@ -376,12 +437,13 @@ def render_poisoning(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--studies", default="reliability,runs,poisoning,casper")
+    ap.add_argument("--studies", default="reliability,runs,poisoning,casper,minorities")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--labels", type=int, default=400, help="labels per reward-model fit")
     ap.add_argument("--run-labels", type=int, default=350, help="labels per whole RLHF run")
     ap.add_argument("--env-steps", type=int, default=None, help="env steps per whole run")
     ap.add_argument("--shares", default="0,0.1,0.2,0.3")
+    ap.add_argument("--minority", type=float, default=0.2, help="minority share of labels")
     ap.add_argument("--examples", type=int, default=400, help="examples per Casper study")
     ap.add_argument("--quick", action="store_true", help="1 seed, 150 labels, short runs")
     ap.add_argument("--out", type=Path, default=None)
@@ -401,6 +463,9 @@ def main() -> None:
             results.setdefault("runs", []).append(r)
         if "poisoning" in studies:
             results.setdefault("poisoning", []).append(poisoning(args.labels, shares, seed))
+        if "minorities" in studies:
+            r = minorities(args.run_labels, args.minority, seed, args.env_steps)
+            results.setdefault("minorities", []).append(r)
         if "casper" in studies:
             results.setdefault("casper", []).append(casper(args.examples, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
@@ -419,6 +484,9 @@ def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
     if "poisoning" in results:
         md += "\n## Poisoning: attack success against the poisoned share of labels\n\n"
         md += render_poisoning(results["poisoning"]) + "\n"
+    if "minorities" in results:
+        md += "\n## Minorities: each group's true return per aggregation rule\n\n"
+        md += render_minorities(results["minorities"]) + "\n"
     if "casper" in results:
         md += "\n## Casper's example: comparisons pick the median, ratings the mean\n\n"
         md += render_casper(results["casper"]) + "\n"

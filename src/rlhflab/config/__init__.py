@@ -122,6 +122,21 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _groups_for_aggregation(self) -> RunConfig:
+        rule = self.reward.aggregation
+        if rule == "pooled":
+            return self
+        groups = {m.group for m in self.feedback.population}
+        if len(groups) < 2:
+            raise ValueError(
+                f"reward.aggregation={rule} needs feedback.population members of at least two "
+                f"groups (their 'group' field); found {sorted(groups) or 'no population'}"
+            )
+        if self.reward.background:
+            raise ValueError(f"reward.aggregation={rule} does not run with reward.background")
+        return self
+
+    @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> RunConfig:
         fb, n_steps, horizon = self.feedback, self.policy.n_steps, self.env.horizon
         if fb.segment_length > min(n_steps, horizon):

@@ -313,6 +313,12 @@ class RewardConfig(_Section):
         description="per-annotator treatment: all alike, a rationality β per annotator estimated "
         "and used in Bradley–Terry (down-weights unreliable ones), or flagged annotators dropped",
     )
+    aggregation: Literal["pooled", "utilitarian", "maximin"] = Field(
+        "pooled",
+        description="one reward from everyone's labels, or a reward per group of "
+        "feedback.population combined as the label-weighted sum or the per-step minimum of the "
+        "standardised group rewards (reward/aggregation.py)",
+    )
     reliability_prior: float = Field(
         1.0,
         gt=0,
