@@ -1,6 +1,7 @@
 """Feedback richer than one bit: Casper et al.'s scalar-versus-comparison example, and Likert
 ratings with per-annotator calibration in the control reward model (docs/annotators.md)."""
 
+import json
 import math
 
 import gymnasium as gym
@@ -10,9 +11,16 @@ import torch
 
 from rlhflab.config import AnnotatorConfig, RewardConfig
 from rlhflab.diagnostics.scalar_vs_comparison import CasperExample, study
+from rlhflab.feedback.exchange import import_jsonl
+from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
+from rlhflab.feedback.text import comparisons_from_store
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.reward.ratings import Rating, fit_ratings
+from rlhflab.reward.text import TextRewardEnsemble
+from rlhflab.runs import sqlite_url
+from rlhflab.text.models import TextRewardModel, build_word_tokenizer, tiny_gpt2
+from rlhflab.text.task import TASKS
 from rlhflab.types import Segment
 
 
@@ -84,3 +92,71 @@ def test_a_rating_moves_the_reward_in_its_direction():
 def test_malformed_rating_refused(bad):
     with pytest.raises(ValueError, match="rating must be a number from 1 to 7"):
         Rating(one_step(0.0), bad)
+
+
+# -- text: corrections and ratings train the reward model ------------------------------------------
+NOUNS = ["plot", "acting", "music", "script", "ending", "cast"]
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_corrections_and_ratings_train_the_text_reward_model(tmp_path):
+    """Imported corrections become corrected ≻ original comparisons, ratings become pairs within
+    one annotator and prompt; fitted on them, a tiny reward model scores the corrected
+    wording higher than the original on held-out prompts."""
+    torch.manual_seed(0)
+    tokenizer = build_word_tokenizer(TASKS["reviews"].vocabulary)
+    model = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2, tokenizer=tokenizer)
+    store = FeedbackStore(sqlite_url(tmp_path / "feedback.db"))
+    prompt = "review of the film :"
+    fixes = [
+        {"prompt": prompt, "response": f"the {n} was awful .", "correction": f"the {n} was great ."}
+        for n in NOUNS[:4]
+    ]
+    import_jsonl(store, write_jsonl(tmp_path / "c.jsonl", fixes), "corrections")
+    harsh = [  # a harsh rater: low numbers, but "great" still above "awful"
+        {"prompt": f"{prompt} {n}", "response": f"the {n} was {w} .", "rating": y}
+        for n in NOUNS[:4]
+        for w, y in (("great", 3), ("awful", 1))
+    ]
+    import_jsonl(store, write_jsonl(tmp_path / "r.jsonl", harsh), "ratings", annotator="harsh")
+    lenient = [{"prompt": prompt, "response": "the plot was awful .", "rating": 6}]  # alone
+    import_jsonl(store, write_jsonl(tmp_path / "l.jsonl", lenient), "ratings", annotator="kind")
+    comparisons = comparisons_from_store(store)
+    store.close()
+    assert len(comparisons) == 4 + 4  # 4 corrections, 4 rating pairs; the lone rating adds none
+    assert all(c.responses[0].endswith("great .") for c in comparisons)
+    rm = TextRewardEnsemble(TextRewardModel(model.transformer), tokenizer, seed=0)
+
+    def margin() -> float:
+        held_out = [n for n in NOUNS[4:]]
+        good = rm.score([prompt] * 2, [f"the {n} was great ." for n in held_out])
+        bad = rm.score([prompt] * 2, [f"the {n} was awful ." for n in held_out])
+        return float((good - bad).mean())
+
+    before = margin()
+    rm.fit(comparisons, epochs=15, lr=3e-3, batch_size=8, val_fraction=0.0)
+    assert margin() > before + 0.5 and margin() > 0
+
+
+@pytest.mark.parametrize(
+    "record, error",
+    [
+        ({"prompt": "p", "response": "r", "correction": "r"}, "response unchanged"),
+        ({"prompt": "p", "response": "r", "correction": "  "}, "field 'correction' is empty"),
+        ({"prompt": "p", "response": "r", "correction": 3}, "'correction' must be a string"),
+    ],
+)
+def test_malformed_corrections_are_refused_on_import(tmp_path, record, error):
+    store = FeedbackStore(sqlite_url(tmp_path / "feedback.db"))
+    path = write_jsonl(tmp_path / "bad.jsonl", [record])
+    with pytest.raises(ValueError, match=rf"bad.jsonl:1: .*{error}"):
+        import_jsonl(store, path, "corrections")
+    assert store.count_judgements() == 0
+    critique = write_jsonl(tmp_path / "crit.jsonl", [{"prompt": "p", "response": "r"}])
+    with pytest.raises(ValueError, match=r"crit\.jsonl:1: field 'critique' is missing"):
+        import_jsonl(store, critique, "critiques")
+    store.close()
