@@ -29,10 +29,12 @@ Two studies on Pendulum-v1, each printed as a table with per-seed values and wal
 
   minorities   two groups with different true rewards: a majority who judge the true reward and
                a minority (`--minority`, default 20% of the labels) who also like the pendulum
-               to whirl counter-clockwise (+3·θ̇ per step); whole RLHF runs with one pooled
-               reward, or a reward per group aggregated as utilitarian or maximin
-               (`reward.aggregation`, `reward/aggregation.py`): each group's true return of
-               the final policy.
+               to whirl counter-clockwise (+3·θ̇ per step); one pooled reward, or a reward per
+               group aggregated as utilitarian or maximin (`reward.aggregation`,
+               `reward/aggregation.py`). (a) best-of-n: from n = 16 held-out segments the
+               reward's favourite is chosen, 500 times; each group's true value of the choice
+               (cheap: reward models only); (b) `minority_runs`: whole RLHF runs, each group's
+               true return of the final policy.
 
 Segments for the reward-model studies are 25-step windows of an untrained policy's rollouts
 (as a run's first labels are). This is a benchmark, not a test: minutes on 2 CPUs.
@@ -63,6 +65,7 @@ from rlhflab.diagnostics.scalar_vs_comparison import study as casper_study
 from rlhflab.feedback.agreement import annotator_stats
 from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
 from rlhflab.policy.control import ControlPolicy, sample_segments
+from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.reward.reliability import fit_reward
 from rlhflab.runs import RunDir
@@ -236,6 +239,64 @@ def minorities(labels: int, share: float, seed: int, env_steps: int | None) -> d
         out["group_true_return"][rule] = summary["group_true_return"]
         out["seconds"][rule] = time.process_time() - started
     return out
+
+
+def minorities_best_of_n(labels: int, share: float, seed: int, n: int = 16) -> dict:
+    """Study (a) for one seed: each group's true value of the best-of-n choice per rule."""
+    segs, space = segments(2 * labels + 600, seed)
+    pairs = [(segs[2 * i], segs[2 * i + 1]) for i in range(labels)]
+    held = segs[2 * labels :]
+    members = [PopulationMember(**m) for m in minority_population(share)]
+    comparisons = judged(pairs, members, seed)
+    value = {
+        g: np.array([SyntheticValue(m)(s) for s in held])
+        for g, m in (("majority", members[0]), ("minority", members[2]))
+    }
+    rng = np.random.default_rng([seed, 16])
+    draws = np.stack([rng.choice(len(held), n, replace=False) for _ in range(500)])
+    obs = np.stack([s.obs for s in held])
+    actions = np.stack([s.actions for s in held])
+    out: dict = {"seed": seed, "share": share, "value": {}, "seconds": {}}
+    for rule in AGGREGATIONS:
+        started = time.process_time()
+        cfg = RewardConfig(aggregation=rule)
+        if rule == "pooled":
+            model: RewardEnsemble | GroupRewards = RewardEnsemble(3, space, cfg, seed + 1)
+            fit_reward(model, comparisons, cfg)
+        else:
+            model = GroupRewards(groups_of(members), 3, space, cfg, seed + 1)
+            model.fit(comparisons)
+        scores = model.predict(obs, actions).sum(-1)  # R̂ of each held-out segment
+        chosen = draws[np.arange(len(draws)), np.argmax(scores[draws], axis=1)]
+        out["value"][rule] = {g: float(v[chosen].mean()) for g, v in value.items()}
+        out["seconds"][rule] = time.process_time() - started
+    out["value"]["random choice"] = {g: float(v[draws].mean()) for g, v in value.items()}
+    out["value"]["each group's own best"] = {
+        g: float(v[draws].max(1).mean()) for g, v in value.items()
+    }
+    return out
+
+
+def render_minorities_best_of_n(results: list[dict]) -> str:
+    rows = []
+    for rule in results[0]["value"]:
+        row = [rule]
+        for g in ("minority", "majority"):
+            xs = [r["value"][rule][g] for r in results]
+            row += [mean_std(xs, ".1f"), per_seed(xs, ".1f")]
+        secs = [r["seconds"].get(rule) for r in results if rule in r["seconds"]]
+        row.append(f"{statistics.mean(secs):.0f}" if secs else "–")
+        rows.append(row)
+    header = [
+        "reward (best of 16)",
+        "minority value",
+        "per seed",
+        "majority value",
+        "per seed",
+        "CPU s per fit",
+    ]
+    note = f"Minority share of labels: {results[0]['share']:.0%}; value per 25-step segment.\n\n"
+    return note + table(header, rows)
 
 
 def render_minorities(results: list[dict]) -> str:
@@ -464,8 +525,11 @@ def main() -> None:
         if "poisoning" in studies:
             results.setdefault("poisoning", []).append(poisoning(args.labels, shares, seed))
         if "minorities" in studies:
-            r = minorities(args.run_labels, args.minority, seed, args.env_steps)
+            r = minorities_best_of_n(args.labels, args.minority, seed)
             results.setdefault("minorities", []).append(r)
+        if "minority_runs" in studies:
+            r = minorities(args.run_labels, args.minority, seed, args.env_steps)
+            results.setdefault("minority_runs", []).append(r)
         if "casper" in studies:
             results.setdefault("casper", []).append(casper(args.examples, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
@@ -485,8 +549,11 @@ def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
         md += "\n## Poisoning: attack success against the poisoned share of labels\n\n"
         md += render_poisoning(results["poisoning"]) + "\n"
     if "minorities" in results:
+        md += "\n## Minorities: each group's value of the best-of-16 choice per rule\n\n"
+        md += render_minorities_best_of_n(results["minorities"]) + "\n"
+    if "minority_runs" in results:
         md += "\n## Minorities: each group's true return per aggregation rule\n\n"
-        md += render_minorities(results["minorities"]) + "\n"
+        md += render_minorities(results["minority_runs"]) + "\n"
     if "casper" in results:
         md += "\n## Casper's example: comparisons pick the median, ratings the mean\n\n"
         md += render_casper(results["casper"]) + "\n"

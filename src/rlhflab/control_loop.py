@@ -267,14 +267,20 @@ class ControlLoop:
         answers at once."""
         fb = self.cfg.feedback
         selection = fb.selection if self.reward_model.fits else "random"
-        k = fb.candidates if selection == "disagreement" else 1
+        k = 1 if selection == "random" else fb.candidates
         segments = sample_segments(
             list(self.recent), 2 * n * k, fb.segment_length, self.rng, judge=fb.annotator.judge
         )
         if len(segments) < 2:  # the policy spends its time after episode ends: ask later
             return
         pairs = select_pairs(
-            segments, n, selection, self.rng, fb.candidates, self.reward_model.disagreement
+            segments,
+            n,
+            selection,
+            self.rng,
+            fb.candidates,
+            self.reward_model.disagreement,
+            self.reward_model.member_preferences,
         )
         clips = None
         if pairs and pairs[0][0].frames is not None:  # people see clips; ended steps marked

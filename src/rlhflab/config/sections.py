@@ -168,12 +168,13 @@ class FeedbackConfig(_Section):
         description="rollouts of the untrained policy at most for the initial labels (fewer "
         "once every initial query can have segments of its own)",
     )
-    selection: Literal["random", "disagreement"] = Field(
+    selection: Literal["random", "disagreement", "information_gain", "diverse"] = Field(
         "disagreement",
-        description="query selection: random pairs, or the most disputed of k× more candidates",
+        description="query selection: random pairs, or from k× more candidates the most disputed "
+        "(std), the most informative (BALD), or an informative and spread-out batch",
     )
     candidates: int = Field(
-        4, ge=1, description="k: candidate pairs sampled per query kept (disagreement selection)"
+        4, ge=1, description="k: candidate pairs sampled per query kept (active selection)"
     )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     population: list[PopulationMember] = Field(

@@ -135,6 +135,10 @@ class GroupRewards:
         """Each group's ensemble disagreement, averaged over the groups."""
         return np.mean([m.disagreement(pairs) for m in self.models.values()], axis=0)
 
+    def member_preferences(self, pairs: list[tuple[Segment, Segment]]) -> np.ndarray:
+        """[Σ M_g, n] the members of every group: P̂[left ≻ right]."""
+        return np.concatenate([m.member_preferences(pairs) for m in self.models.values()])
+
     def state_dict(self) -> dict:
         return {
             "groups": {g: m.state_dict() for g, m in self.models.items()},
