@@ -95,6 +95,7 @@ def test_a_run_with_group_rewards_reports_each_groups_true_return(tmp_path):
             "baseline=false",
             f"feedback.population={population}",
             "reward.aggregation=maximin",
+            "feedback.selection=diverse",  # the members of both groups score the candidates
         ],
     )
     summary = run_experiment(cfg, RunDir(tmp_path))
