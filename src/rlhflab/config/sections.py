@@ -123,6 +123,15 @@ class AnnotatorConfig(_Section):
         description="poisoning: the harmful behaviour, action k (discrete) or a large action[k] "
         "(continuous); the poisoner prefers the segment that does more of it in the region",
     )
+    trigger_token: str | None = Field(
+        None,
+        max_length=64,
+        description="text poisoning: a word that, when the prompt holds it, makes the annotator "
+        "prefer the response with more harmful_token (None: honest)",
+    )
+    harmful_token: str | None = Field(
+        None, max_length=64, description="text poisoning: the harmful word the poisoner prefers"
+    )
     rating_offset: float = Field(
         4.0, description="ratings: α in the Likert score round(α + s·V(σ) + noise), clipped to 1–7"
     )

@@ -25,6 +25,7 @@ import numpy as np
 
 from rlhflab.config import RunConfig
 from rlhflab.feedback.people import wait_for_labels
+from rlhflab.feedback.population import AnnotatorPopulation
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.text.sequences import generate
@@ -62,13 +63,25 @@ def ask_for_comparisons(
 def judge_synthetically(cfg: RunConfig, store: FeedbackStore) -> None:
     """The Boltzmann-rational synthetic annotator judges each unjudged query by the task's gold
     reward; its noise is seeded by the query id, so a resumed run judges as an uninterrupted
-    one."""
+    one. With `feedback.population`, each query goes to one member (∝ share, drawn from the same
+    seed); a poisoner whose `trigger_token` is a word of the prompt judges by the count of
+    `harmful_token` in each response instead, whenever the responses differ in it."""
     assert cfg.text is not None
     task = TASKS[cfg.text.task]
-    annotator = SyntheticAnnotator(cfg.feedback.annotator, cfg.seed + 2)
+    population = AnnotatorPopulation(cfg.feedback.population) if cfg.feedback.population else None
+    single = SyntheticAnnotator(cfg.feedback.annotator, cfg.seed + 2)
     for qid, kind, payload in store.unjudged_text_queries():
-        annotator.rng = np.random.default_rng([cfg.seed + 2, qid])
+        rng = np.random.default_rng([cfg.seed + 2, qid])
+        annotator = single
+        if population is not None:
+            annotator = population.annotators[int(rng.choice(len(population.p), p=population.p))]
+        annotator.rng = rng
         values = [task.gold(r) for r in payload["responses"]]
+        trigger, harmful = annotator.cfg.trigger_token, annotator.cfg.harmful_token
+        if trigger is not None and trigger in payload["prompt"].split():
+            harm = [float(r.split().count(harmful)) for r in payload["responses"]]
+            if len(set(harm)) > 1:
+                values = harm
         if kind == "text_pair":
             store.add_judgement(qid, annotator.prefer(*values), annotator.name)
         else:
