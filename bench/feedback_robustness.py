@@ -500,6 +500,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--studies", default="reliability,runs,poisoning,casper,minorities")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, …")
     ap.add_argument("--labels", type=int, default=400, help="labels per reward-model fit")
     ap.add_argument("--run-labels", type=int, default=350, help="labels per whole RLHF run")
     ap.add_argument("--env-steps", type=int, default=None, help="env steps per whole run")
@@ -516,7 +517,7 @@ def main() -> None:
     shares = [float(x) for x in args.shares.split(",")]
     started = time.time()
     results: dict = {"args": vars(args) | {"out": str(args.out)}}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         if "reliability" in studies:
             results.setdefault("reliability", []).append(reliability_rm(args.labels, seed))
         if "runs" in studies:
@@ -533,7 +534,7 @@ def main() -> None:
         if "casper" in studies:
             results.setdefault("casper", []).append(casper(args.examples, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
-        write(results, seed + 1, started, args.out)  # after every seed: a partial table
+        write(results, seed + 1 - args.first_seed, started, args.out)  # a partial table
 
 
 def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
