@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark: feedback from flawed and hostile annotators (issue 14; docs/annotators.md).
 
-Two studies on Pendulum-v1, each printed as a table with per-seed values and wall time:
+Studies on Pendulum-v1 (Casper's example on two abstract options), each printed as a table with
+per-seed values and CPU time:
 
   reliability  a population of six synthetic annotators — two good, one noisy (ε = 0.7), one
                answering at random (ε = 1), one with a position bias (says "left" half the time)
