@@ -104,5 +104,6 @@ def test_a_run_with_group_rewards_reports_each_groups_true_return(tmp_path):
     assert groups["minority"] != groups["majority"]  # the minority's +3·θ̇ counts for it alone
     ckpt = RunDir(tmp_path).load_checkpoint()
     assert set(ckpt["reward_model"]["groups"]) == {"majority", "minority"}
+    assert "RLHF, by group minority's true reward" in (tmp_path / "report.md").read_text()
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("rm_train_acc/minority" in m for m in metrics)
