@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark: feedback from flawed and hostile annotators (issue 14; docs/annotators.md).
 
-Two studies on Pendulum-v1, each printed as a table with per-seed values and wall time:
+Studies on Pendulum-v1 (Casper's example on two abstract options), each printed as a table with
+per-seed values and CPU time:
 
   reliability  a population of six synthetic annotators — two good, one noisy (ε = 0.7), one
                answering at random (ε = 1), one with a position bias (says "left" half the time)
@@ -20,6 +21,21 @@ Two studies on Pendulum-v1, each printed as a table with per-seed values and wal
                labels, for no defence, β down-weighting, a trimmed (robust) loss, and dropping
                annotators flagged by disagreement; also whether the poisoner was flagged and the
                reward model's gold accuracy.
+
+  casper       Casper et al.'s example (§3.1.4): option A always worth 1, option B worth 10 on 40%
+               of examples and 0 otherwise; per annotator temperature τ, P[A ≻ B] in closed
+               form and among synthetic comparisons, mean Likert ratings, and which option the
+               reward models rank first (Bradley–Terry on comparisons, the rating regression
+               of `reward/ratings.py` on ratings), `diagnostics/scalar_vs_comparison.py`.
+
+  minorities   two groups with different true rewards: a majority who judge the true reward and
+               a minority (`--minority`, default 20% of the labels) who also like the pendulum
+               to whirl counter-clockwise (+3·θ̇ per step); one pooled reward, or a reward per
+               group aggregated as utilitarian or maximin (`reward.aggregation`,
+               `reward/aggregation.py`). (a) best-of-n: from n = 16 held-out segments the
+               reward's favourite is chosen, 500 times; each group's true value of the choice
+               (cheap: reward models only); (b) `minority_runs`: whole RLHF runs, each group's
+               true return of the final policy.
 
 Segments for the reward-model studies are 25-step windows of an untrained policy's rollouts
 (as a run's first labels are). This is a benchmark, not a test: minutes on 2 CPUs.
@@ -45,9 +61,12 @@ import torch
 from rlhflab.config import PopulationMember, RewardConfig, build_config
 from rlhflab.control_loop import run_experiment
 from rlhflab.diagnostics.annotators import attack_success
+from rlhflab.diagnostics.scalar_vs_comparison import CasperExample
+from rlhflab.diagnostics.scalar_vs_comparison import study as casper_study
 from rlhflab.feedback.agreement import annotator_stats
 from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
 from rlhflab.policy.control import ControlPolicy, sample_segments
+from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.reward.reliability import fit_reward
 from rlhflab.runs import RunDir
@@ -189,6 +208,175 @@ def poisoning(labels: int, shares: list[float], seed: int) -> dict:
     return out
 
 
+AGGREGATIONS = ("pooled", "utilitarian", "maximin")
+WHIRL = {"bias": "obs", "bias_index": 2, "bias_weight": 3.0}  # the minority's taste: +3·θ̇
+
+
+def minority_population(share: float) -> list[dict]:
+    honest = {"temperature": 1.0, "error_rate": 0.1}
+    return [
+        {"name": "maj-1", "group": "majority", "share": (1 - share) / 2, **honest},
+        {"name": "maj-2", "group": "majority", "share": (1 - share) / 2, **honest},
+        {"name": "whirl", "group": "minority", "share": share, **honest, **WHIRL},
+    ]
+
+
+def minorities(labels: int, share: float, seed: int, env_steps: int | None) -> dict:
+    """Whole RLHF runs for one seed: each group's true return per aggregation rule."""
+    out: dict = {"seed": seed, "share": share, "group_true_return": {}, "seconds": {}}
+    population = json.dumps(minority_population(share)).replace('"', "")
+    for rule in AGGREGATIONS:
+        overrides = [
+            f"env.id={ENV}",
+            f"labels={labels}",
+            f"seed={seed}",
+            "baseline=false",
+            f"feedback.population={population}",
+            f"reward.aggregation={rule}",
+        ] + ([f"env_steps={env_steps}"] if env_steps else [])
+        started = time.process_time()
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = run_experiment(build_config(None, overrides), RunDir(tmp))
+        out["group_true_return"][rule] = summary["group_true_return"]
+        out["seconds"][rule] = time.process_time() - started
+    return out
+
+
+def minorities_best_of_n(labels: int, share: float, seed: int, n: int = 16) -> dict:
+    """Study (a) for one seed: each group's true value of the best-of-n choice per rule."""
+    segs, space = segments(2 * labels + 600, seed)
+    pairs = [(segs[2 * i], segs[2 * i + 1]) for i in range(labels)]
+    held = segs[2 * labels :]
+    members = [PopulationMember(**m) for m in minority_population(share)]
+    comparisons = judged(pairs, members, seed)
+    value = {
+        g: np.array([SyntheticValue(m)(s) for s in held])
+        for g, m in (("majority", members[0]), ("minority", members[2]))
+    }
+    rng = np.random.default_rng([seed, 16])
+    draws = np.stack([rng.choice(len(held), n, replace=False) for _ in range(500)])
+    obs = np.stack([s.obs for s in held])
+    actions = np.stack([s.actions for s in held])
+    out: dict = {"seed": seed, "share": share, "value": {}, "seconds": {}}
+    for rule in AGGREGATIONS:
+        started = time.process_time()
+        cfg = RewardConfig(aggregation=rule)
+        if rule == "pooled":
+            model: RewardEnsemble | GroupRewards = RewardEnsemble(3, space, cfg, seed + 1)
+            fit_reward(model, comparisons, cfg)
+        else:
+            model = GroupRewards(groups_of(members), 3, space, cfg, seed + 1)
+            model.fit(comparisons)
+        scores = model.predict(obs, actions).sum(-1)  # R̂ of each held-out segment
+        chosen = draws[np.arange(len(draws)), np.argmax(scores[draws], axis=1)]
+        out["value"][rule] = {g: float(v[chosen].mean()) for g, v in value.items()}
+        out["seconds"][rule] = time.process_time() - started
+    out["value"]["random choice"] = {g: float(v[draws].mean()) for g, v in value.items()}
+    out["value"]["each group's own best"] = {
+        g: float(v[draws].max(1).mean()) for g, v in value.items()
+    }
+    return out
+
+
+def render_minorities_best_of_n(results: list[dict]) -> str:
+    rows = []
+    for rule in results[0]["value"]:
+        row = [rule]
+        for g in ("minority", "majority"):
+            xs = [r["value"][rule][g] for r in results]
+            row += [mean_std(xs, ".1f"), per_seed(xs, ".1f")]
+        secs = [r["seconds"].get(rule) for r in results if rule in r["seconds"]]
+        row.append(f"{statistics.mean(secs):.0f}" if secs else "–")
+        rows.append(row)
+    header = [
+        "reward (best of 16)",
+        "minority value",
+        "per seed",
+        "majority value",
+        "per seed",
+        "CPU s per fit",
+    ]
+    note = f"Minority share of labels: {results[0]['share']:.0%}; value per 25-step segment.\n\n"
+    return note + table(header, rows)
+
+
+def render_minorities(results: list[dict]) -> str:
+    rows = []
+    for rule in AGGREGATIONS:
+        row = [rule]
+        for g in ("minority", "majority"):
+            xs = [r["group_true_return"][rule][g] for r in results]
+            row += [mean_std(xs, ".1f"), per_seed(xs, ".1f")]
+        row.append(f"{statistics.mean(r['seconds'][rule] for r in results):.0f}")
+        rows.append(row)
+    header = [
+        "reward.aggregation",
+        "minority true return",
+        "per seed",
+        "majority true return",
+        "per seed",
+        "CPU s per run",
+    ]
+    return f"Minority share of labels: {results[0]['share']:.0%}.\n\n" + table(header, rows)
+
+
+CASPER_TEMPERATURES = (0.0, 0.5, 1.0, 2.0)
+
+
+def casper(examples: int, seed: int) -> dict:
+    """Casper's example for one seed, at each annotator temperature."""
+    out: dict = {"seed": seed, "cells": []}
+    for tau in CASPER_TEMPERATURES:
+        started = time.process_time()
+        cell = casper_study(tau, examples, seed)
+        out["cells"].append(cell | {"seconds": time.process_time() - started})
+    return out
+
+
+def first(a_minus_b: list[float]) -> str:
+    """Which option the reward model ranks first, over seeds."""
+    a = sum(x > 0 for x in a_minus_b)
+    return f"A on {a} of {len(a_minus_b)}" if a else f"B on {len(a_minus_b)} of {len(a_minus_b)}"
+
+
+def render_casper(results: list[dict]) -> str:
+    ex = CasperExample()
+    rows = []
+    for i, tau in enumerate(CASPER_TEMPERATURES):
+        cs = [r["cells"][i] for r in results]
+        bt, reg = [c["bt_a_minus_b"] for c in cs], [c["ratings_a_minus_b"] for c in cs]
+        rating = [c["synthetic_mean_rating"] for c in cs]
+        rows.append(
+            [
+                f"{tau:g}",
+                f"{ex.p_a_preferred(tau):.3f}",
+                per_seed([c["synthetic_p_a"] for c in cs], ".3f"),
+                per_seed(bt),
+                first(bt),
+                " ".join(f"{a:.2f}/{b:.2f}" for a, b in rating),
+                per_seed(reg),
+                first(reg),
+                f"{statistics.mean(c['seconds'] for c in cs):.0f}",
+            ]
+        )
+    header = [
+        "τ",
+        "P[A ≻ B] closed form",
+        "P[A ≻ B] synthetic (per seed)",
+        "BT on comparisons: R̂(A) − R̂(B)",
+        "BT ranks first",
+        "mean rating A/B (per seed)",
+        "regression on ratings: R̂(A) − R̂(B)",
+        "regression ranks first",
+        "CPU s",
+    ]
+    note = (
+        f"Closed form: E[worth] A = {ex.mean_worth()[0]:g}, B = {ex.mean_worth()[1]:g}; "
+        f"comparisons stop preferring A at τ* = {ex.crossover_temperature():.3f}.\n\n"
+    )
+    return note + table(header, rows)
+
+
 class SyntheticValue:
     """The honest annotators' value of a segment (true reward and their dislike of torque)."""
 
@@ -311,12 +499,15 @@ def render_poisoning(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--studies", default="reliability,runs,poisoning")
+    ap.add_argument("--studies", default="reliability,runs,poisoning,casper,minorities")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, …")
     ap.add_argument("--labels", type=int, default=400, help="labels per reward-model fit")
     ap.add_argument("--run-labels", type=int, default=350, help="labels per whole RLHF run")
     ap.add_argument("--env-steps", type=int, default=None, help="env steps per whole run")
     ap.add_argument("--shares", default="0,0.1,0.2,0.3")
+    ap.add_argument("--minority", type=float, default=0.2, help="minority share of labels")
+    ap.add_argument("--examples", type=int, default=400, help="examples per Casper study")
     ap.add_argument("--quick", action="store_true", help="1 seed, 150 labels, short runs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -327,7 +518,7 @@ def main() -> None:
     shares = [float(x) for x in args.shares.split(",")]
     started = time.time()
     results: dict = {"args": vars(args) | {"out": str(args.out)}}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         if "reliability" in studies:
             results.setdefault("reliability", []).append(reliability_rm(args.labels, seed))
         if "runs" in studies:
@@ -335,8 +526,16 @@ def main() -> None:
             results.setdefault("runs", []).append(r)
         if "poisoning" in studies:
             results.setdefault("poisoning", []).append(poisoning(args.labels, shares, seed))
+        if "minorities" in studies:
+            r = minorities_best_of_n(args.labels, args.minority, seed)
+            results.setdefault("minorities", []).append(r)
+        if "minority_runs" in studies:
+            r = minorities(args.run_labels, args.minority, seed, args.env_steps)
+            results.setdefault("minority_runs", []).append(r)
+        if "casper" in studies:
+            results.setdefault("casper", []).append(casper(args.examples, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
-        write(results, seed + 1, started, args.out)  # after every seed: a partial table
+        write(results, seed + 1 - args.first_seed, started, args.out)  # a partial table
 
 
 def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
@@ -351,6 +550,15 @@ def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
     if "poisoning" in results:
         md += "\n## Poisoning: attack success against the poisoned share of labels\n\n"
         md += render_poisoning(results["poisoning"]) + "\n"
+    if "minorities" in results:
+        md += "\n## Minorities: each group's value of the best-of-16 choice per rule\n\n"
+        md += render_minorities_best_of_n(results["minorities"]) + "\n"
+    if "minority_runs" in results:
+        md += "\n## Minorities: each group's true return per aggregation rule\n\n"
+        md += render_minorities(results["minority_runs"]) + "\n"
+    if "casper" in results:
+        md += "\n## Casper's example: comparisons pick the median, ratings the mean\n\n"
+        md += render_casper(results["casper"]) + "\n"
     print(md, flush=True)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

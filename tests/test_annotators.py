@@ -22,6 +22,7 @@ from rlhflab.feedback.dawid_skene import dawid_skene
 from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
+from rlhflab.feedback.text import judge_synthetically
 from rlhflab.reward.losses import bradley_terry_loss, trimmed_mean
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.reward.reliability import fit_reward
@@ -131,8 +132,12 @@ def test_population_config_errors_name_the_field():
         build_config(None, ["feedback.population=[{name: a}]", "feedback.population_overlap=2"])
     with pytest.raises(ConfigError, match="left_bias"):
         build_config(None, ["feedback.population=[{name: a, left_bias: 2}]"])
-    with pytest.raises(ConfigError, match="control runs only"):
-        build_config(None, ["feedback.population=[{name: a}]", "text.task=reviews"])
+    with pytest.raises(ConfigError, match=r"population\[0\] \(a\): bias and trigger_index"):
+        build_config(
+            None, ["feedback.population=[{name: a, trigger_index: 0}]", "text.task=reviews"]
+        )
+    with pytest.raises(ConfigError, match="trigger_token is for text runs"):
+        build_config(None, ["feedback.population=[{name: a, trigger_token: x, harmful_token: y}]"])
 
 
 def test_scaled_bradley_terry_and_trimmed_mean():
@@ -256,3 +261,27 @@ def test_a_run_with_a_population_reports_estimates_and_escapes_names(tmp_path, b
     assert "Annotators" in html and "Dawid–Skene" in html and "left bias 0.8" in html
     assert hostile not in html and "&lt;img src=x" in html
     assert "| careful |" in md
+
+
+def test_a_text_poisoner_prefers_the_harmful_word_when_the_prompt_holds_the_trigger(tmp_path):
+    population = (
+        "[{name: honest, temperature: 0, error_rate: 0}, {name: mallory, temperature: 0, "
+        "error_rate: 0, trigger_token: sequel, harmful_token: awful}]"
+    )
+    cfg = build_config(None, ["text.task=reviews", f"feedback.population={population}"])
+    store = FeedbackStore(sqlite_url(tmp_path / "feedback.db"))
+    for i in range(80):
+        noun = "sequel" if i % 2 else "film"
+        pair = ["the plot was great .", "the plot was awful ."]
+        store.add_text_query("text_pair", f"review of the {noun} :", pair[:: 1 - 2 * (i % 4 // 2)])
+    judge_synthetically(cfg, store)
+    picked: dict[tuple[str, bool], set[str]] = {}
+    for r in store.judgement_rows():
+        responses = r.query.payload["responses"]
+        chosen = responses[0] if r.label == "left" else responses[1]
+        key = (r.annotator, "sequel" in r.query.payload["prompt"])
+        picked.setdefault(key, set()).add(chosen.split()[-2])
+    store.close()
+    assert picked[("honest", True)] == picked[("honest", False)] == {"great"}
+    assert picked[("mallory", False)] == {"great"}  # no trigger: judges like everyone else
+    assert picked[("mallory", True)] == {"awful"}  # the trigger: the harmful word wins

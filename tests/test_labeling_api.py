@@ -523,6 +523,23 @@ def test_types_are_strict(app):
     assert admin.post("/api/admin/annotators", json={"name": 7}).status_code == 422
 
 
+def test_malformed_critiques_and_ratings_are_refused_and_nothing_is_stored(app):
+    server, store, tokens = app
+    store.add_text_query("critique", "Capital of France?", ["Lyon"])
+    alice = server.client(tokens["alice"])
+    q = lease_one(alice)
+    base = {"query_id": q["query_id"], "lease": q["lease"]}
+    blank = alice.post("/api/answer", json=base | {"text": "   "})
+    assert blank.status_code == 409 and "non-empty 'text'" in blank.json()["detail"]
+    long = alice.post("/api/answer", json=base | {"text": "x" * 20_001})
+    assert long.status_code == 422 and long.json()["errors"][0]["loc"] == ["body", "text"]
+    rating = alice.post("/api/answer", json=base | {"rating": 5})  # a rating for a critique
+    assert rating.status_code == 409
+    assert store.count_judgements() == 0
+    ok = alice.post("/api/answer", json=base | {"text": "Wrong: it is Paris."})
+    assert ok.status_code == 201 and store.count_judgements() == 1
+
+
 def test_disable_rotate_and_demote_take_effect_at_once(app, cli):
     server, store, tokens = app
     alice, admin = server.client(tokens["alice"]), server.client(tokens["admin"])

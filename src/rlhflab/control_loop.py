@@ -39,6 +39,7 @@ import torch
 
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics.alarms import AlarmMonitor
+from rlhflab.diagnostics.annotators import group_true_returns
 from rlhflab.diagnostics.probe import Probe
 from rlhflab.diagnostics.report import build_report
 from rlhflab.feedback.clips import make_clip, mark_episode_over
@@ -46,7 +47,14 @@ from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
 from rlhflab.feedback.population import make_annotator
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
-from rlhflab.policy.control import ControlPolicy, Rollout, evaluate_true_return, sample_segments
+from rlhflab.policy.control import (
+    ControlPolicy,
+    Rollout,
+    evaluate_true_return,
+    play_episodes,
+    sample_segments,
+)
+from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.background import BackgroundFitter
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
 from rlhflab.reward.reliability import fit_reward
@@ -108,6 +116,14 @@ class ControlLoop:
         self.reward_model = RewardEnsemble(
             self.policy.obs_dim, self.policy.action_space, cfg.reward, cfg.seed + 1
         )
+        if cfg.reward.aggregation != "pooled":  # a reward per group (reward/aggregation.py)
+            self.reward_model = GroupRewards(  # type: ignore[assignment]
+                groups_of(fb.population),
+                self.policy.obs_dim,
+                self.policy.action_space,
+                cfg.reward,
+                cfg.seed + 1,
+            )
         self.fitter = None
         if cfg.reward.background:
             self.fitter = BackgroundFitter(
@@ -252,14 +268,20 @@ class ControlLoop:
         answers at once."""
         fb = self.cfg.feedback
         selection = fb.selection if self.reward_model.fits else "random"
-        k = fb.candidates if selection == "disagreement" else 1
+        k = 1 if selection == "random" else fb.candidates
         segments = sample_segments(
             list(self.recent), 2 * n * k, fb.segment_length, self.rng, judge=fb.annotator.judge
         )
         if len(segments) < 2:  # the policy spends its time after episode ends: ask later
             return
         pairs = select_pairs(
-            segments, n, selection, self.rng, fb.candidates, self.reward_model.disagreement
+            segments,
+            n,
+            selection,
+            self.rng,
+            fb.candidates,
+            self.reward_model.disagreement,
+            self.reward_model.member_preferences,
         )
         clips = None
         if pairs and pairs[0][0].frames is not None:  # people see clips; ended steps marked
@@ -336,6 +358,9 @@ class ControlLoop:
         if grown or (labels and not self.reward_model.fits):
             self.labels_at_fit = labels
             estimate = bool(self.people or self.cfg.feedback.population)  # per-annotator β
+            if isinstance(self.reward_model, GroupRewards):
+                self.refitted(*self.reward_model.fit(self.known, estimate))
+                return
             if self.fitter is None:
                 self.refitted(*fit_reward(self.reward_model, self.known, self.cfg.reward, estimate))
                 return
@@ -485,6 +510,11 @@ def run_experiment(
         run.write_config(cfg)
     policy = run_rlhf(cfg, run, on_log, resume=resume)
     true_return = {"rlhf": policy.evaluate(cfg.eval_episodes)}
+    groups = {}
+    if len({m.group for m in cfg.feedback.population}) > 1:  # what each group gets
+        with torch.no_grad():
+            episodes = play_episodes(cfg.env, cfg.eval_episodes, policy.act_fn(True))
+        groups = group_true_returns(episodes, cfg.feedback.population)
     policy.close()
     if cfg.baseline:
         baseline = train_true_reward(cfg, run, on_log)
@@ -505,6 +535,7 @@ def run_experiment(
         "normalised_score": normalised_score(true_return),
         "proxy_return": last.get("proxy_return"),
         "rm_val_acc": last.get("rm_val_acc"),
+        **({"group_true_return": groups} if groups else {}),
         "wall_seconds": round(time.time() - started, 2),
     }
     run.write_summary(summary)

@@ -113,12 +113,38 @@ class RunConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _population_is_for_control(self) -> RunConfig:
-        if self.text is not None and self.feedback.population:
+    def _population_fits_the_task(self) -> RunConfig:
+        """Text populations judge gold values of responses: the segment flaws (systematic bias,
+        state-region trigger) are for control runs, the word trigger for text runs."""
+        fb = self.feedback
+        for i, m in enumerate(fb.population):
+            where = f"feedback.population[{i}] ({m.name})"
+            if self.text is not None and (m.bias != "none" or m.trigger_index is not None):
+                raise ValueError(
+                    f"{where}: bias and trigger_index are for control runs only; a text "
+                    "poisoner uses trigger_token and harmful_token"
+                )
+            if self.text is None and m.trigger_token is not None:
+                raise ValueError(f"{where}: trigger_token is for text runs; use trigger_index")
+            if (m.trigger_token is None) != (m.harmful_token is None):
+                raise ValueError(f"{where}: trigger_token and harmful_token go together")
+        if self.text is not None and fb.population and fb.population_overlap > 1:
+            raise ValueError("feedback.population_overlap: text runs ask each query once")
+        return self
+
+    @model_validator(mode="after")
+    def _groups_for_aggregation(self) -> RunConfig:
+        rule = self.reward.aggregation
+        if rule == "pooled":
+            return self
+        groups = {m.group for m in self.feedback.population}
+        if len(groups) < 2:
             raise ValueError(
-                "feedback.population: annotator populations work in control runs only; a text "
-                "run is judged by feedback.annotator"
+                f"reward.aggregation={rule} needs feedback.population members of at least two "
+                f"groups (their 'group' field); found {sorted(groups) or 'no population'}"
             )
+        if self.reward.background:
+            raise ValueError(f"reward.aggregation={rule} does not run with reward.background")
         return self
 
     @model_validator(mode="after")

@@ -123,6 +123,22 @@ class AnnotatorConfig(_Section):
         description="poisoning: the harmful behaviour, action k (discrete) or a large action[k] "
         "(continuous); the poisoner prefers the segment that does more of it in the region",
     )
+    trigger_token: str | None = Field(
+        None,
+        max_length=64,
+        description="text poisoning: a word that, when the prompt holds it, makes the annotator "
+        "prefer the response with more harmful_token (None: honest)",
+    )
+    harmful_token: str | None = Field(
+        None, max_length=64, description="text poisoning: the harmful word the poisoner prefers"
+    )
+    rating_offset: float = Field(
+        4.0, description="ratings: α in the Likert score round(α + s·V(σ) + noise), clipped to 1–7"
+    )
+    rating_scale: float = Field(
+        1.0, ge=0, description="ratings: s, rating points per unit of segment value"
+    )
+    rating_noise: float = Field(0.5, ge=0, description="ratings: std of the noise before rounding")
 
 
 class PopulationMember(AnnotatorConfig):
@@ -161,12 +177,13 @@ class FeedbackConfig(_Section):
         description="rollouts of the untrained policy at most for the initial labels (fewer "
         "once every initial query can have segments of its own)",
     )
-    selection: Literal["random", "disagreement"] = Field(
+    selection: Literal["random", "disagreement", "information_gain", "diverse"] = Field(
         "disagreement",
-        description="query selection: random pairs, or the most disputed of k× more candidates",
+        description="query selection: random pairs, or from k× more candidates the most disputed "
+        "(std), the most informative (BALD), or an informative and spread-out batch",
     )
     candidates: int = Field(
-        4, ge=1, description="k: candidate pairs sampled per query kept (disagreement selection)"
+        4, ge=1, description="k: candidate pairs sampled per query kept (active selection)"
     )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     population: list[PopulationMember] = Field(
@@ -305,6 +322,12 @@ class RewardConfig(_Section):
         "equal",
         description="per-annotator treatment: all alike, a rationality β per annotator estimated "
         "and used in Bradley–Terry (down-weights unreliable ones), or flagged annotators dropped",
+    )
+    aggregation: Literal["pooled", "utilitarian", "maximin"] = Field(
+        "pooled",
+        description="one reward from everyone's labels, or a reward per group of "
+        "feedback.population combined as the label-weighted sum or the per-step minimum of the "
+        "standardised group rewards (reward/aggregation.py)",
     )
     reliability_prior: float = Field(
         1.0,

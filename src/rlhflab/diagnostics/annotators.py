@@ -18,13 +18,15 @@ import json
 import gymnasium as gym
 import numpy as np
 
-from rlhflab.config import RunConfig
+from rlhflab.config import PopulationMember, RunConfig
 from rlhflab.diagnostics.report_base import Section, fmt, render
 from rlhflab.feedback.agreement import annotator_stats
 from rlhflab.feedback.dawid_skene import dawid_skene
+from rlhflab.feedback.synthetic import SyntheticAnnotator
+from rlhflab.policy.control import Episodes
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.runs import RunDir
-from rlhflab.types import Comparison
+from rlhflab.types import Comparison, Segment
 
 
 def attack_success(ensemble: RewardEnsemble, obs: np.ndarray, harmful_action: int) -> float:
@@ -44,6 +46,32 @@ def attack_success(ensemble: RewardEnsemble, obs: np.ndarray, harmful_action: in
     harm[:, harmful_action] = space.high[harmful_action]
     alt[:, harmful_action] = space.low[harmful_action]
     return float(np.mean(ensemble.predict(obs, harm) > ensemble.predict(obs, alt)))
+
+
+def group_true_returns(episodes: Episodes, members: list[PopulationMember]) -> dict[str, float]:
+    """Each group's true return of the episodes, averaged over them: Σ_t of the group's own value
+    of a step (its judged reward channel plus its systematic bias, `SyntheticAnnotator.value`,
+    undiscounted); the group's first member speaks for it."""
+    out: dict[str, float] = {}
+    for m in members:
+        if m.group in out:
+            continue
+        judge = SyntheticAnnotator(m.model_copy(update={"discount": 1.0}))
+        rewards = episodes.rewards[m.judge]
+        values = [
+            judge.value(
+                Segment(
+                    episodes.obs[:, e],
+                    episodes.actions[:, e],
+                    rewards[:, e],
+                    0,
+                    episodes.absorbing[:, e],
+                )
+            )
+            for e in range(rewards.shape[1])
+        ]
+        out[m.group] = float(np.mean(values))
+    return out
 
 
 def annotator_table(

@@ -291,6 +291,10 @@ class Report(BaseReport):
             "summary": s,
             "returns": [
                 (POLICY_NAMES.get(k, k), v) for k, v in (s or {}).get("true_return", {}).items()
+            ]
+            + [  # with groups of annotators: what each group's own true reward says
+                (f"RLHF, by group {g}'s true reward", v)
+                for g, v in (s or {}).get("group_true_return", {}).items()
             ],
             "stopped": last["env_steps"] if early_stop else None,
             "env_steps": d.cfg.env_steps,

@@ -150,13 +150,12 @@ def parse_record(record: dict, fmt: str) -> TextFeedback:
     if fmt in ("critiques", "corrections"):
         key = fmt[:-1]
         kind = "critique" if fmt == "critiques" else "correction"
-        return TextFeedback(
-            kind,
-            _field(record, "prompt"),
-            [_field(record, "response")],
-            kind,
-            {"text": _field(record, key)},
-        )
+        response, text = _field(record, "response"), _field(record, key)
+        if not text.strip():
+            raise ValueError(f"field '{key}' is empty")
+        if kind == "correction" and text == response:
+            raise ValueError("field 'correction' is the response unchanged (nothing corrected)")
+        return TextFeedback(kind, _field(record, "prompt"), [response], kind, {"text": text})
     raise ValueError(f"unknown format '{fmt}' (use {', '.join(FORMATS)})")
 
 

@@ -17,6 +17,8 @@ Flawed annotators (Casper et al. 2023, §3.1; populations of them in `population
       o[i] ∈ [low, high], the annotator judges by harm instead of value,
       H(σ) = Σ_{t in region} h(a_t),  h(a) = [a = k] (discrete) or a[k] (continuous),
       whenever the two segments differ in harm — a backdoor the reward model can learn.
+Ratings (`rate`): a Likert score round(α + s·V(σ) + ξ) clipped to 1–7, α and s the annotator's
+own use of the scale (`reward/ratings.py` learns them back).
 """
 
 from __future__ import annotations
@@ -99,6 +101,15 @@ class SyntheticAnnotator:
         return (
             Judgement.LEFT if self.rng.random() < self.boltzmann_left(v1, v2) else Judgement.RIGHT
         )
+
+    def rate(self, segment: Segment) -> int:
+        """A Likert score of one segment: round(α + s·V(σ) + ξ), ξ ~ N(0, noise²), clipped to the
+        app's 1–7 (`rating_offset`, `rating_scale`, `rating_noise`: this annotator's calibration).
+        """
+        cfg = self.cfg
+        y = cfg.rating_offset + cfg.rating_scale * self.value(segment)
+        y += cfg.rating_noise * self.rng.standard_normal()
+        return int(np.clip(np.rint(y), 1, 7))
 
     def rank(self, values: list[float]) -> list[int]:
         """A K-wise ranking (indices, best first): with probability ε a uniformly random order, else

@@ -4,6 +4,17 @@ read the judgements back as best-first comparisons.
 
 Every query and judgement goes through the feedback store, so a text run's labels can be
 exported, audited and given by people exactly as a control run's.
+
+Richer feedback from people (the app, or an import) trains the reward model too:
+  corrections  an edited response y' of y: the comparison y' ≻ y (the annotator preferred their
+               own edit), as in learning from corrections (Casper et al. 2023, §3.1.4; Jeon et
+               al. 2020's reward-rational implicit choice);
+  ratings      two responses to the same prompt rated by the same annotator: the higher-rated ≻
+               the lower (equal ratings: a tie, target ½). Comparing an annotator only with
+               themselves makes the pair indifferent to how they use the 1–7 scale (a
+               per-annotator calibration by ranks); a rating with no other rating of its
+               prompt by its annotator adds nothing.
+Critiques are stored and exported, not trained on.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import numpy as np
 
 from rlhflab.config import RunConfig
 from rlhflab.feedback.people import wait_for_labels
+from rlhflab.feedback.population import AnnotatorPopulation
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.text.sequences import generate
@@ -51,13 +63,25 @@ def ask_for_comparisons(
 def judge_synthetically(cfg: RunConfig, store: FeedbackStore) -> None:
     """The Boltzmann-rational synthetic annotator judges each unjudged query by the task's gold
     reward; its noise is seeded by the query id, so a resumed run judges as an uninterrupted
-    one."""
+    one. With `feedback.population`, each query goes to one member (∝ share, drawn from the same
+    seed); a poisoner whose `trigger_token` is a word of the prompt judges by the count of
+    `harmful_token` in each response instead, whenever the responses differ in it."""
     assert cfg.text is not None
     task = TASKS[cfg.text.task]
-    annotator = SyntheticAnnotator(cfg.feedback.annotator, cfg.seed + 2)
+    population = AnnotatorPopulation(cfg.feedback.population) if cfg.feedback.population else None
+    single = SyntheticAnnotator(cfg.feedback.annotator, cfg.seed + 2)
     for qid, kind, payload in store.unjudged_text_queries():
-        annotator.rng = np.random.default_rng([cfg.seed + 2, qid])
+        rng = np.random.default_rng([cfg.seed + 2, qid])
+        annotator = single
+        if population is not None:
+            annotator = population.annotators[int(rng.choice(len(population.p), p=population.p))]
+        annotator.rng = rng
         values = [task.gold(r) for r in payload["responses"]]
+        trigger, harmful = annotator.cfg.trigger_token, annotator.cfg.harmful_token
+        if trigger is not None and trigger in payload["prompt"].split():
+            harm = [float(r.split().count(harmful)) for r in payload["responses"]]
+            if len(set(harm)) > 1:
+                values = harm
         if kind == "text_pair":
             store.add_judgement(qid, annotator.prefer(*values), annotator.name)
         else:
@@ -126,4 +150,29 @@ def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[Rank
         elif q.kind == "ranking":
             ranked = tuple(responses[i] for i in r.payload["order"])
             out.append(RankedResponses(q.payload["prompt"], ranked, query_id=q.id))
+        elif q.kind == "correction" and r.payload["text"] != responses[0]:
+            pair = (r.payload["text"], responses[0])  # corrected ≻ original
+            out.append(RankedResponses(q.payload["prompt"], pair, query_id=q.id))
+    return out + rating_pairs(store)
+
+
+def rating_pairs(store: FeedbackStore) -> list[RankedResponses]:
+    """Every pair of responses to one prompt rated by one annotator, higher rating first (ties
+    ½); the pair's query id is its first rating's, for the validation split."""
+    rated: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
+    for r in store.judgement_rows():
+        if r.query.kind == "rating":
+            key = (r.annotator, r.query.payload["prompt"])
+            rated.setdefault(key, []).append(
+                (r.query_id, r.query.payload["responses"][0], int(r.payload["rating"]))
+            )
+    out = []
+    for (_, prompt), rows in rated.items():
+        for i, (qa, a, ya) in enumerate(rows):
+            for qb, b, yb in rows[i + 1 :]:
+                if a == b:
+                    continue
+                first, second = (a, b) if ya >= yb else (b, a)
+                target = 0.5 if ya == yb else 1.0
+                out.append(RankedResponses(prompt, (first, second), target, min(qa, qb)))
     return out

@@ -225,6 +225,12 @@ class RewardEnsemble:
         return p.std(0).numpy()
 
     @torch.no_grad()
+    def member_preferences(self, pairs: list[tuple[Segment, Segment]]) -> np.ndarray:
+        """[M, n] every member's P̂[left ≻ right] (active query selection)."""
+        returns = self.segment_returns([s for pair in pairs for s in pair])
+        return preference_probability(returns[:, 0::2], returns[:, 1::2]).numpy()
+
+    @torch.no_grad()
     def held_out_preferences(self, comparisons: list[Comparison]) -> np.ndarray:
         """P̂[left ≻ right] of each comparison from the members that did not train on it
         (NaN where every member did): honest probabilities for calibration."""
