@@ -110,9 +110,8 @@ class Rollout:
 
     @classmethod
     def concat(cls, parts: list[Rollout]) -> Rollout:
-        """The rollouts of shards of the envs, side by side (env axis), in the order given."""
-        if len(parts) == 1:
-            return parts[0]
+        """The rollouts of shards of the envs, side by side (env axis), in the order given
+        (always a copy: arrays a Ray worker returned are read-only)."""
         side = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)  # noqa: E731
         arrays = (
             "raw_obs", "obs", "actions", "logp", "values", "next_values", "true_rewards",
