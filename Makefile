@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,mujoco,web,text,postgres]"
+	$(PY) -m pip install -q -e ".[dev,mujoco,web,text,postgres,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,6 +27,7 @@ from rlhflab.config import (
     to_yaml,
 )
 from rlhflab.diagnostics.goodhart import add_goodhart_arguments, cmd_goodhart
+from rlhflab.executor import ExecutorError, make_executor
 from rlhflab.feedback.exchange import FORMATS, DataError
 from rlhflab.feedback.schema import StoreError
 
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_sweep(sub)
     _add_label(sub)
     _add_annotators(sub)
     _add_feedback(sub)
@@ -83,6 +85,19 @@ def _add_run(sub) -> None:
         help="config overrides, e.g. env=Pendulum-v1 labels=350 seed=1",
     )
     run.set_defaults(handler=_cmd_run)
+
+
+def _add_sweep(sub) -> None:
+    sweep = sub.add_parser(
+        "sweep",
+        help="one control run per seed, fanned out by the executor (executor=ray: in parallel "
+        "on a Ray cluster)",
+    )
+    sweep.add_argument("--seeds", required=True, help="comma-separated seeds, e.g. 0,1,2")
+    sweep.add_argument("--config", help="YAML config file")
+    sweep.add_argument("--out", required=True, help="directory of the runs (OUT/seed-N)")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    sweep.set_defaults(handler=_cmd_sweep)
 
 
 def _add_label(sub) -> None:
@@ -223,17 +238,85 @@ def _cmd_run(args) -> int:
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     headless_rendering()
-    if args.resume:
-        run = RunDir(args.resume)
-        cfg = run.read_config(args.overrides)
-    else:
-        cfg = build_config(args.config, args.overrides)
-        run = RunDir.fresh(args.out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}")
-    console.print(f"run directory: [bold]{run.path}[/]")
+    resumed = RunDir(args.resume) if args.resume else None
+    cfg = (
+        resumed.read_config(args.overrides)
+        if resumed
+        else build_config(args.config, args.overrides)
+    )
     if cfg.text is not None:
-        return _run_text(cfg, run, bool(args.resume))
+        return _run_text(cfg, _run_dir(resumed, cfg, args.out), bool(resumed))
     if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
-        return _run_demonstrations(cfg, run)
+        return _run_demonstrations(cfg, _run_dir(resumed, cfg, args.out))
+    # a cluster that cannot be reached is named before the run directory is touched
+    with make_executor(cfg.executor) as executor:
+        return _run_control(cfg, _run_dir(resumed, cfg, args.out), bool(resumed), executor)
+
+
+def _cmd_sweep(args) -> int:
+    """Each seed's run is one task of the executor; inside it, the run's workers are local."""
+    from rich.table import Table
+
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    cfg = build_config(args.config, args.overrides)
+    if cfg.text is not None or cfg.demonstrations is not None:
+        raise ConfigError("rlhflab sweep: control runs from preferences only")
+    out = Path(args.out)
+    local = cfg.executor.model_copy(update={"backend": "local", "address": None})
+    jobs = [
+        (
+            cfg.model_copy(update={"seed": seed, "executor": local}),
+            out / f"seed-{seed}",
+        )
+        for seed in seeds
+    ]
+    for _, path in jobs:  # an existing run is never overwritten
+        if path.exists():
+            raise ConfigError(f"{path}: exists; sweep into a new --out directory")
+    with make_executor(cfg.executor) as executor:
+        console.print(f"{len(seeds)} runs on the {executor.backend} executor, into {out}")
+        summaries = executor.map(_seed_run, jobs)
+    table = Table(title=f"{cfg.task}: {len(seeds)} seeds")
+    for column in ("seed", "RLHF", "true-reward PPO", "random", "normalised", "seconds"):
+        table.add_column(column, justify="right")
+    for s in summaries:
+        r = s["true_return"]
+        cells = [r.get("rlhf"), r.get("true_reward_baseline"), r.get("random")]
+        score = s["normalised_score"]
+        table.add_row(
+            str(s["seed"]),
+            *("—" if v is None else f"{v:.1f}" for v in cells),
+            "—" if score is None else f"{score:.2f}",
+            f"{s['wall_seconds']:.0f}",
+        )
+    console.print(table)
+    return 0
+
+
+def _seed_run(job) -> dict:
+    """A sweep's task: one run, quietly, into its own directory; its summary."""
+    from rlhflab.control_loop import run_experiment
+    from rlhflab.display import headless_rendering
+    from rlhflab.runs import RunDir
+
+    cfg, path = job
+    headless_rendering()
+    return run_experiment(cfg, RunDir.fresh(path))
+
+
+def _run_dir(resumed, cfg, out: str | None):
+    """The resumed run's directory, or a fresh one (`--out`, else runs/<task>-<time>)."""
+    from rlhflab.runs import RunDir
+
+    run = resumed or RunDir.fresh(out or f"runs/{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}")
+    console.print(f"run directory: [bold]{run.path}[/]")
+    return run
+
+
+def _control_notes(cfg) -> None:
     preset = preset_for(cfg.env.id)
     if preset is None or preset == FAMILY_PRESET:
         settings = "generic settings" if preset is None else f"the MuJoCo family's ({preset.name})"
@@ -242,15 +325,15 @@ def _cmd_run(args) -> int:
             f"note: no tuned preset for {cfg.env.id}; {settings}, horizon {cfg.env.horizon} "
             f"(the env's own time limit). Tuned presets: " + ", ".join(sorted(tuned))
         )
-    return _run_control(cfg, run, bool(args.resume))
 
 
-def _run_control(cfg, run, resume: bool) -> int:
+def _run_control(cfg, run, resume: bool, executor) -> int:
     from rlhflab.control_loop import run_experiment
     from rlhflab.display import RunDisplay, summary_table
 
+    _control_notes(cfg)
     with RunDisplay(console, cfg.env_steps) as display:
-        summary = run_experiment(cfg, run, display, resume=resume)
+        summary = run_experiment(cfg, run, display, resume=resume, executor=executor)
     console.print(summary_table(summary))
     console.print(f"summary: {run.summary_path}")
     return 0
@@ -446,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except StoreError as exc:  # an unreachable database, a bad store URL: named, nothing written
+    except (StoreError, ExecutorError) as exc:  # an unreachable database or cluster: named
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # a text run says what its checkpoints hold

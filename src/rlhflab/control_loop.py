@@ -22,7 +22,9 @@ Wherever the env has its own reward, it is the gold standard: every log step
 reports the true return beside the proxy return r̂ the policy optimises.
 
 `ControlLoop.run()` reads top to bottom: restore → initial feedback → RL iterations
-(rollout, r̂, policy update, feedback, refit, measure) → done.
+(rollout, r̂, policy update, feedback, refit, measure) → done. Where its workers run (rollout
+workers, reward-ensemble shards) is the executor's business (`rlhflab.executor`: in-process, or
+a Ray cluster); the loop reads the same on both.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from rlhflab.diagnostics.alarms import AlarmMonitor
 from rlhflab.diagnostics.annotators import group_true_returns
 from rlhflab.diagnostics.probe import Probe
 from rlhflab.diagnostics.report import build_report
+from rlhflab.executor import Executor, LocalExecutor, WorkerLost, make_executor
 from rlhflab.feedback.clips import make_clip, mark_episode_over
 from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
 from rlhflab.feedback.population import make_annotator
@@ -57,6 +60,7 @@ from rlhflab.policy.control import (
 from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.background import BackgroundFitter
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
+from rlhflab.reward.parallel import ShardedRewardEnsemble
 from rlhflab.reward.reliability import fit_reward
 from rlhflab.runs import RunDir
 from rlhflab.stats import RunningMeanStd
@@ -99,11 +103,17 @@ class ControlLoop:
     """Feedback → reward model → policy, for one run directory."""
 
     def __init__(
-        self, cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+        self,
+        cfg: RunConfig,
+        run: RunDir,
+        on_log: OnLog | None = None,
+        resume: bool = False,
+        executor: Executor | None = None,
     ):
         self.cfg, self.run_dir, self.on_log, self.resume = cfg, run, on_log or _ignore, resume
         torch.set_num_threads(cfg.threads)
-        fb = cfg.feedback
+        fb, ex = cfg.feedback, cfg.executor
+        self.executor = executor or LocalExecutor()
         self.people = fb.annotator.kind == "people"  # judgements arrive at people's pace
         self.policy = ControlPolicy(
             cfg.env,
@@ -112,18 +122,21 @@ class ControlLoop:
             render_envs=fb.render_envs if self.people else 0,
             render_stride=fb.clip_stride,
             budget=cfg.env_steps,
+            executor=self.executor,
+            rollout_workers=ex.rollout_workers,
         )
-        self.reward_model = RewardEnsemble(
-            self.policy.obs_dim, self.policy.action_space, cfg.reward, cfg.seed + 1
-        )
+        obs_dim, space = self.policy.obs_dim, self.policy.action_space
+        self.reward_model: RewardEnsemble
         if cfg.reward.aggregation != "pooled":  # a reward per group (reward/aggregation.py)
             self.reward_model = GroupRewards(  # type: ignore[assignment]
-                groups_of(fb.population),
-                self.policy.obs_dim,
-                self.policy.action_space,
-                cfg.reward,
-                cfg.seed + 1,
+                groups_of(fb.population), obs_dim, space, cfg.reward, cfg.seed + 1
             )
+        elif ex.reward_shards > 1:
+            self.reward_model = ShardedRewardEnsemble(
+                obs_dim, space, cfg.reward, cfg.seed + 1, self.executor, ex.reward_shards
+            )
+        else:
+            self.reward_model = RewardEnsemble(obs_dim, space, cfg.reward, cfg.seed + 1)
         self.fitter = None
         if cfg.reward.background:
             self.fitter = BackgroundFitter(
@@ -214,7 +227,15 @@ class ControlLoop:
     def rl_iteration(self) -> dict:
         """One policy phase on r̂, then the feedback the schedule wants, then a refit."""
         started = time.perf_counter()
-        rollout = self.policy.collect()
+        try:
+            rollout = self.policy.collect()
+        except WorkerLost as exc:  # the iteration is lost; everything before it is saved
+            self.checkpoint()
+            raise RunError(
+                f"{exc} at env step {self.policy.env_steps} (iteration {self.iteration + 1}); "
+                f"checkpoint saved in {self.run_dir.checkpoint_path}: `rlhflab run --resume "
+                f"{self.run_dir.path}` continues on fresh workers"
+            ) from None
         r_hat = self.r_hat(rollout)
         stats = self.policy.update(rollout, self.normalise(r_hat), normalized=self.fixed_scale)
         self.recent.append(rollout)
@@ -459,10 +480,14 @@ class ControlLoop:
 
 
 def run_rlhf(
-    cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+    cfg: RunConfig,
+    run: RunDir,
+    on_log: OnLog | None = None,
+    resume: bool = False,
+    executor: Executor | None = None,
 ) -> ControlPolicy:
     """Train a policy from preferences; returns the trained policy."""
-    return ControlLoop(cfg, run, on_log, resume).run()
+    return ControlLoop(cfg, run, on_log, resume, executor).run()
 
 
 def train_true_reward(
@@ -502,13 +527,24 @@ def train_true_reward(
 
 
 def run_experiment(
-    cfg: RunConfig, run: RunDir, on_log: OnLog | None = None, resume: bool = False
+    cfg: RunConfig,
+    run: RunDir,
+    on_log: OnLog | None = None,
+    resume: bool = False,
+    executor: Executor | None = None,
 ) -> dict:
-    """RLHF, the true-reward baseline and a random policy, compared on the true return."""
+    """RLHF, the true-reward baseline and a random policy, compared on the true return.
+    Without an `executor`, the one `cfg.executor` asks for, closed at the end."""
     started = time.time()
+    own = executor is None
+    executor = executor or make_executor(cfg.executor)
     if not resume:
         run.write_config(cfg)
-    policy = run_rlhf(cfg, run, on_log, resume=resume)
+    try:
+        policy = run_rlhf(cfg, run, on_log, resume=resume, executor=executor)
+    finally:
+        if own:
+            executor.close()
     true_return = {"rlhf": policy.evaluate(cfg.eval_episodes)}
     groups = {}
     if len({m.group for m in cfg.feedback.population}) > 1:  # what each group gets

@@ -27,6 +27,7 @@ from rlhflab.config.sections import (
     ConfigError,
     DemonstrationsConfig,
     EnvConfig,
+    ExecutorConfig,
     FeedbackConfig,
     PolicyConfig,
     PopulationMember,
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigError",
     "DemonstrationsConfig",
     "EnvConfig",
+    "ExecutorConfig",
     "FeedbackConfig",
     "JudgeConfig",
     "PolicyConfig",
@@ -107,6 +109,7 @@ class RunConfig(_Section):
         ),
     )
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     demonstrations: DemonstrationsConfig | None = Field(
         None, description="learn from demonstrations (BC, DAgger, PC, IRL, GAIL, AIRL, CIRL)"
@@ -148,6 +151,31 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _workers_fit(self) -> RunConfig:
+        ex = self.executor
+        if ex.rollout_workers > self.env.num_envs:
+            raise ValueError(
+                f"executor.rollout_workers ({ex.rollout_workers}) must not exceed env.num_envs "
+                f"({self.env.num_envs}): each worker steps a shard of the envs"
+            )
+        if ex.reward_shards > self.reward.ensemble:
+            raise ValueError(
+                f"executor.reward_shards ({ex.reward_shards}) must not exceed reward.ensemble "
+                f"({self.reward.ensemble}): each shard fits some of the members"
+            )
+        if ex.reward_shards > 1 and self.reward.background:
+            raise ValueError(
+                "executor.reward_shards > 1 and reward.background: choose one way of taking "
+                "the reward fit off the loop's process"
+            )
+        if ex.rollout_workers and self.feedback.annotator.kind == "people":
+            raise ValueError(
+                "executor.rollout_workers: people see clips rendered by in-process envs; use "
+                "rollout_workers=0 with feedback.annotator.kind=people"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> RunConfig:
         fb, n_steps, horizon = self.feedback, self.policy.n_steps, self.env.horizon
         if fb.segment_length > min(n_steps, horizon):
@@ -181,6 +209,7 @@ SHORT_NAMES = {
     "horizon": "env.horizon",
     "algo": "policy.algo",
     "method": "demonstrations.method",
+    "executor": "executor.backend",
 }
 
 

@@ -459,3 +459,28 @@ class DemonstrationsConfig(_Section):
     cirl_game: Literal["coffee", "teaching"] = Field(
         "coffee", description="CIRL: the assistance game to solve"
     )
+
+
+class ExecutorConfig(_Section):
+    backend: Literal["local", "ray"] = Field(
+        "local",
+        description="where workers run: in this process, or on a Ray cluster (`executor=ray`; "
+        "pip install 'rlhflab[ray]')",
+    )
+    address: str | None = Field(
+        None,
+        description="executor=ray: the cluster to join (ray.init(address=...): 'auto', "
+        "'ray://host:10001'); none: start a local cluster",
+    )
+    cpus: int | None = Field(
+        None, ge=1, description="executor=ray, no address: CPUs of the local cluster (default: all)"
+    )
+    rollout_workers: int = Field(
+        0,
+        ge=0,
+        description="rollout workers, each stepping a shard of env.num_envs (0: the policy "
+        "steps its envs in-process)",
+    )
+    reward_shards: int = Field(
+        1, ge=1, description="reward-ensemble members fitted as this many parallel tasks"
+    )

@@ -21,6 +21,7 @@ from rlhflab.feedback.schema import (
     JudgementRow,
     LeaseRow,
     QueryRow,
+    SettingRow,
     aware,
     judged_count,
     lease_token_of,
@@ -81,10 +82,17 @@ class LeaseMixin:
         its overlap and no live lease held by someone else. Display order is randomised per
         lease."""
         now = utcnow()
-        if self.run_state() == "over":
-            return None
-        gold_rate = float(self.setting("gold_rate", "0") or 0)
-        with self._write() as s:
+        with self._write() as s:  # the run's state and gold rate read in the same transaction
+            settings = dict(
+                s.execute(
+                    select(SettingRow.key, SettingRow.value).where(
+                        SettingRow.key.in_(("run_state", "gold_rate"))
+                    )
+                ).all()
+            )
+            if settings.get("run_state") == "over":
+                return None
+            gold_rate = float(settings.get("gold_rate") or 0)
             mine = s.scalars(
                 select(LeaseRow).where(LeaseRow.annotator == annotator).order_by(LeaseRow.issued_at)
             ).all()

@@ -21,6 +21,8 @@ env's own reward.
 from __future__ import annotations
 
 import copy
+import itertools
+import os
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -32,6 +34,7 @@ from torch.distributions import Categorical, Normal, kl_divergence
 from rlhflab.config import EnvConfig, PolicyConfig
 from rlhflab.envs.frames import downsample
 from rlhflab.envs.wrappers import action_dim, make_vec_env
+from rlhflab.executor import Executor, Worker
 from rlhflab.nets import mlp
 from rlhflab.policy.ppo import (
     clipped_policy_loss,
@@ -104,6 +107,28 @@ class Rollout:
     reward_channels: dict[str, np.ndarray] = field(
         default_factory=dict
     )  # [T, N] per channel: 'reward', 'true_reward', …
+
+    @classmethod
+    def concat(cls, parts: list[Rollout]) -> Rollout:
+        """The rollouts of shards of the envs, side by side (env axis), in the order given
+        (always a copy: arrays a Ray worker returned are read-only)."""
+        side = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)  # noqa: E731
+        arrays = (
+            "raw_obs", "obs", "actions", "logp", "values", "next_values", "true_rewards",
+            "terminated", "episode_end", "absorbing",
+        )  # fmt: skip
+        keys = sorted(set().union(*(p.reward_channels for p in parts)))
+        return cls(
+            **{name: side(name) for name in arrays},
+            env_steps=parts[-1].env_steps,
+            episode_returns=[r for p in parts for r in p.episode_returns],
+            reward_channels={  # a channel a shard's env never reported: its returned reward
+                k: np.concatenate(
+                    [p.reward_channels.get(k, p.reward_channels["reward"]) for p in parts], 1
+                )
+                for k in keys
+            },
+        )
 
     def rewards(self, channel: str = "true_reward") -> np.ndarray:
         """[T, N] rewards of one channel; an error names the channels the env reports."""
@@ -247,13 +272,13 @@ class StepRecords:
         self.episode_end.append(end)
         self.absorbing.append(absorbing)
 
-    def rollout(self, next_values: np.ndarray, policy: ControlPolicy) -> Rollout:
+    def rollout(self, next_values: np.ndarray, discrete: bool) -> Rollout:
         channels = _stack_channels(self.channels)
         actions = np.stack(self.actions)
         return Rollout(
             raw_obs=np.stack(self.raw_obs).astype(np.float32),
             obs=np.stack(self.obs),
-            actions=actions if policy.net.discrete else actions.astype(np.float32),
+            actions=actions if discrete else actions.astype(np.float32),
             logp=np.stack(self.logp),
             values=np.stack(self.values),
             next_values=next_values,
@@ -261,11 +286,116 @@ class StepRecords:
             terminated=np.stack(self.terminated),
             episode_end=np.stack(self.episode_end),
             absorbing=np.stack(self.absorbing),
-            env_steps=policy.env_steps,
+            env_steps=0,  # set by the policy, which counts every worker's steps
             episode_returns=self.episode_returns,
             frames=np.stack(self.frames) if self.frames else None,
             reward_channels=channels,
         )
+
+
+class EnvRunner:
+    """Envs `first` … `first + n − 1` of the run's vector env, stepped by a given actor: the
+    part of rollout collection that can run anywhere. Env i is seeded `seed + i` and the
+    actions' randomness comes from a generator seeded by (seed, first), so a shard collects the
+    same steps in the policy's process or a rollout worker's. The whole env (first = 0) keeps
+    the generator of `seed` alone: the in-process runs of earlier versions are unchanged."""
+
+    def __init__(
+        self,
+        env_cfg: EnvConfig,
+        first: int,
+        n: int,
+        seed: int,
+        render_envs: int = 0,
+        render_stride: int = 1,
+    ):
+        self.render_envs, self.render_stride = min(render_envs, n), render_stride
+        self.envs = make_vec_env(
+            env_cfg.id,
+            env_cfg.horizon,
+            n,
+            env_cfg.kwargs,
+            "rgb_array" if self.render_envs else None,
+        )
+        self.rng = np.random.default_rng(seed if first == 0 else (seed, first))
+        self.obs, _ = self.envs.reset(seed=seed + first)
+        self.episode_return = np.zeros(n)
+
+    def collect(self, actor: NumpyActor, n_steps: int, normalize) -> Rollout:
+        """n_steps of every env; `normalize` maps raw observations to the policy's inputs."""
+        N = len(self.episode_return)
+        steps = StepRecords()
+        final_values = np.full((n_steps, N), np.nan, dtype=np.float32)  # V(final obs) at ends
+        space = self.envs.single_action_space
+        raw = self.obs
+        obs = normalize(raw)
+        for t in range(n_steps):
+            if self.render_envs:  # the frame shows s_t, the state the action is taken in
+                steps.frames.append(self._frames())
+            action, logp, value = actor.act(obs, self.rng)
+            next_raw, reward, terminated, truncated, info = self.envs.step(
+                env_action(space, action)
+            )
+            end = terminated | truncated
+            absorbing = _info_flag(info, "absorbing", N)
+            if end.any():  # an ended episode's true next state is its final observation
+                absorbing[end] = _info_flag(info["final_info"], "absorbing", N)[end]
+                ended = np.flatnonzero(end)
+                final = np.stack([info["final_obs"][i] for i in ended]).astype(np.float32)
+                final_values[t, ended] = actor.value(normalize(final, update=False))
+            channels = step_rewards(reward, info, end)
+            steps.add(raw, obs, action, logp, value, channels, terminated, end, absorbing)
+            self.episode_return += channels["true_reward"]
+            steps.episode_returns += self.episode_return[end].tolist()
+            self.episode_return[end] = 0.0
+            raw, obs = next_raw, normalize(next_raw)
+        self.obs = raw
+        # V(s_{t+1}) is the next step's V(s_t) (one critic pass per step), or the final obs's
+        values = np.stack(steps.values)
+        next_values = np.concatenate([values[1:], actor.value(obs)[None]])
+        next_values = np.where(np.isnan(final_values), next_values, final_values)
+        return steps.rollout(next_values, actor.discrete)
+
+    def _frames(self) -> np.ndarray:
+        return np.stack(
+            [
+                downsample(np.asarray(self.envs.envs[i].render()), self.render_stride)
+                for i in range(self.render_envs)
+            ]
+        )
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class RolloutWorker(EnvRunner):
+    """A rollout worker (`executor.rollout_workers`): a shard of the envs in a worker's process,
+    sent the actor's weights and the observation statistics for each rollout."""
+
+    def __init__(self, env_cfg: EnvConfig, first: int, n: int, seed: int):
+        torch.set_num_threads(1)
+        super().__init__(env_cfg, first, n, seed)
+
+    def collect_frozen(
+        self, actor: NumpyActor, n_steps: int, obs_rms: RunningMeanStd | None
+    ) -> Rollout:
+        """A rollout whose observations are normalised by `obs_rms` as sent (None: raw)."""
+
+        def normalize(raw: np.ndarray, update: bool = False) -> np.ndarray:
+            return raw.astype(np.float32) if obs_rms is None else obs_rms.normalize(raw)
+
+        return self.collect(actor, n_steps, normalize)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def env_action(space: gym.Space, action: np.ndarray) -> np.ndarray:
+    """The action the env is given: a Gaussian policy's sample clipped to the Box."""
+    if isinstance(space, gym.spaces.Discrete):
+        return action
+    assert isinstance(space, gym.spaces.Box)
+    return np.clip(action, space.low, space.high)
 
 
 class ControlPolicy:
@@ -278,29 +408,53 @@ class ControlPolicy:
         seed: int = 0,
         render_envs: int = 0,
         render_stride: int = 1,
+        executor: Executor | None = None,
+        rollout_workers: int = 0,
         budget: int | None = None,
     ):
         self.env_cfg, self.cfg, self.seed = env_cfg, cfg, seed
         self.budget = budget  # the run's env steps, over which `policy.anneal_lr` decays
-        self.render_envs, self.render_stride = min(render_envs, env_cfg.num_envs), render_stride
         torch.manual_seed(seed)
-        self.np_rng = np.random.default_rng(seed)  # actions while collecting rollouts
-        self.envs = make_vec_env(
-            env_cfg.id,
-            env_cfg.horizon,
-            env_cfg.num_envs,
-            env_cfg.kwargs,
-            "rgb_array" if self.render_envs else None,
-        )
-        self.action_space = self.envs.single_action_space
-        self.obs_dim = int(np.prod(self.envs.single_observation_space.shape or ()))
+        self.runner = EnvRunner(env_cfg, 0, env_cfg.num_envs, seed, render_envs, render_stride)
+        self.np_rng = self.runner.rng  # actions while collecting rollouts
+        self.action_space = self.runner.envs.single_action_space
+        self.obs_dim = int(np.prod(self.runner.envs.single_observation_space.shape or ()))
         self.net = ActorCritic(self.obs_dim, self.action_space, cfg.hidden, cfg.log_std_init)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.reward_rms = RunningMeanStd(())
         self.env_steps = 0
-        self._obs, _ = self.envs.reset(seed=seed)
-        self._episode_return = np.zeros(env_cfg.num_envs)
+        self.workers: list[Worker] = []
+        if executor is not None and rollout_workers > 0:
+            self.start_workers(executor, rollout_workers, render_envs)
+
+    def start_workers(self, executor: Executor, n: int, render_envs: int = 0) -> None:
+        """Rollouts from `n` rollout workers, each stepping its own shard of the envs (env i
+        is seeded `seed + i` wherever it runs); the in-process envs then only describe the
+        spaces."""
+        N = self.env_cfg.num_envs
+        if not 1 <= n <= N:
+            raise ValueError(
+                f"executor.rollout_workers ({n}) must be between 1 and env.num_envs ({N})"
+            )
+        if render_envs:
+            raise ValueError(
+                "executor.rollout_workers: rendered clips for people are collected in-process; "
+                "use rollout_workers=0 with feedback.annotator.kind=people"
+            )
+        bounds = np.linspace(0, N, n + 1).round().astype(int)
+        self.workers = [
+            executor.start(
+                RolloutWorker,
+                self.env_cfg,
+                int(a),
+                int(b - a),
+                self.seed,
+                name=f"rollout worker {k}",
+            )
+            for k, (a, b) in enumerate(itertools.pairwise(bounds))
+        ]
+        self.executor = executor
 
     # -- observation handling -------------------------------------------------------
     def _normalize(self, raw: np.ndarray, update: bool) -> np.ndarray:
@@ -311,53 +465,29 @@ class ControlPolicy:
         return self.obs_rms.normalize(raw)
 
     def _env_action(self, action: np.ndarray) -> np.ndarray:
-        if self.net.discrete:
-            return action
-        box = self.action_space
-        assert isinstance(box, gym.spaces.Box)
-        return np.clip(action, box.low, box.high)
+        return env_action(self.action_space, action)
 
     # -- rollouts ---------------------------------------------------------------------
     @torch.no_grad()
     def collect(self) -> Rollout:
-        """n_steps of every env with the current policy; actions come from `NumpyActor`."""
+        """n_steps of every env with the current policy; actions come from `NumpyActor`.
+        In-process, observations are normalised by statistics updated at every step; rollout
+        workers normalise by the statistics at the start of the rollout, updated after it with
+        every observation they saw."""
         T, N = self.cfg.n_steps, self.env_cfg.num_envs
-        actor, steps = NumpyActor(self.net), StepRecords()
-        final_values = np.full((T, N), np.nan, dtype=np.float32)  # V(final obs) at episode ends
-        raw = self._obs
-        obs = self._normalize(raw, update=True)
-        for t in range(T):
-            if self.render_envs:  # the frame shows s_t, the state the action is taken in
-                steps.frames.append(self._frames())
-            action, logp, value = actor.act(obs, self.np_rng)
-            next_raw, reward, terminated, truncated, info = self.envs.step(self._env_action(action))
-            end = terminated | truncated
-            absorbing = _info_flag(info, "absorbing", N)
-            if end.any():  # an ended episode's true next state is its final observation
-                absorbing[end] = _info_flag(info["final_info"], "absorbing", N)[end]
-                ended = np.flatnonzero(end)
-                final = np.stack([info["final_obs"][i] for i in ended]).astype(np.float32)
-                final_values[t, ended] = actor.value(self._normalize(final, update=False))
-            channels = step_rewards(reward, info, end)
-            steps.add(raw, obs, action, logp, value, channels, terminated, end, absorbing)
-            self._episode_return += channels["true_reward"]
-            steps.episode_returns += self._episode_return[end].tolist()
-            self._episode_return[end] = 0.0
-            raw, obs = next_raw, self._normalize(next_raw, update=True)
-        self._obs = raw
+        actor = NumpyActor(self.net)
+        if self.workers:
+            rms = self.obs_rms if self.cfg.normalize_obs else None
+            calls = [w.call("collect_frozen", actor, T, rms) for w in self.workers]
+            rollout = Rollout.concat(self.executor.gather(calls))
+            if rms is not None:
+                self.obs_rms.update(rollout.raw_obs.reshape(-1, self.obs_dim))
+        else:
+            live = lambda raw, update=True: self._normalize(raw, update)  # noqa: E731
+            rollout = self.runner.collect(actor, T, live)
         self.env_steps += T * N
-        # V(s_{t+1}) is the next step's V(s_t) (one critic pass per step), or the final obs's
-        values = np.stack(steps.values)
-        next_values = np.concatenate([values[1:], actor.value(obs)[None]])
-        return steps.rollout(np.where(np.isnan(final_values), next_values, final_values), self)
-
-    def _frames(self) -> np.ndarray:
-        return np.stack(
-            [
-                downsample(np.asarray(self.envs.envs[i].render()), self.render_stride)
-                for i in range(self.render_envs)
-            ]
-        )
+        rollout.env_steps = self.env_steps
+        return rollout
 
     # -- updates ----------------------------------------------------------------------
     def update(self, rollout: Rollout, rewards: np.ndarray, normalized: bool = False) -> dict:
@@ -473,7 +603,7 @@ class ControlPolicy:
         self.np_rng.bit_generator.state = state["rng"]
 
     def close(self) -> None:
-        self.envs.close()
+        self.runner.close()
 
 
 class FrozenPolicy:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -121,6 +122,13 @@ class Ctx:
     rng: np.random.Generator
     public_url: str
     secure_cookies: bool
+    rng_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request_rng(self) -> np.random.Generator:
+        """A generator for one request, seeded from the app's: request threads never share one
+        (a numpy Generator is not thread-safe), and a seeded app stays reproducible."""
+        with self.rng_lock:
+            return np.random.default_rng(self.rng.integers(2**63))
 
     def annotator(
         self,
@@ -311,7 +319,7 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
     )
     def next_query(who: AnnotatorRow = Depends(ctx.annotator)):
         """Lease the next query (or the one already leased), in a randomised display order."""
-        leased = store.lease_next(who.name, ctx.lease_seconds, ctx.rng)
+        leased = store.lease_next(who.name, ctx.lease_seconds, ctx.request_rng())
         if leased is None:
             return Response(status_code=204)
         q, lease = leased
