@@ -141,3 +141,37 @@ def test_sl_cai_reads_critiques_and_revisions_and_measures_them_against_gold():
     m = cai.measure(TASK, wrong)  # a critic that never sees the insults
     assert m["critique_accuracy"] == pytest.approx(1 / 3) and m["critique_recall"] == 0.0
     assert m["revisions_undesirable"] == m["responses_undesirable"]
+
+
+def test_a_reviews_insults_run_with_phf_and_sl_cai_reports_undesirable_rates(tmp_path):
+    from rlhflab.runs import RunDir
+    from rlhflab.text_loop import TextLoop
+
+    cfg = build_config(
+        None,
+        [
+            "text.task=reviews-insults",
+            "text.phf.objective=unlikelihood",
+            "text.pretrain_sequences=128",
+            "text.pretrain_epochs=1",
+            "text.n_layer=1",
+            "text.n_embd=16",
+            "text.sft.demonstrations=64",
+            "text.sft.epochs=1",
+            "text.sl_cai.prompts=16",
+            "text.sl_cai.critic=scripted",  # the tiny model here has not learned to revise
+            "text.eval_prompts=16",
+            "text.methods=[]",
+        ],
+    )
+    run = RunDir(tmp_path / "run")
+    summary = TextLoop(cfg, run).run()
+    for name in ("base", "sft"):  # the Step-0 model is scored too; sft is the SL-CAI policy
+        m = summary["methods"][name]
+        assert 0 <= m["undesirable"] <= 1 and 0 <= m["red_team_undesirable"] <= 1
+        assert m["proxy"] is None  # no method needs feedback, so no reward model
+    record = next(r for r in run.metrics() if r.get("phase") == "sl_cai" and "revisions" in r)
+    assert record["revisions"] == 16 and record["critic"] == "scripted"
+    assert record["revisions_undesirable"] == 0 and record["critique_accuracy"] == 1
+    report = (run.path / "report.md").read_text()
+    assert "red_team_undesirable" in report and "undesirable (the task's gold detector)" in report

@@ -377,6 +377,12 @@ class TextLoop:
             }
         )
         pairs = [(v.prompt, v.revision) for v in revisions if v.revision is not None]
+        if not pairs:
+            raise TextRunError(
+                f"SL-CAI: none of the critic's {len(revisions)} continuations held a revision "
+                f"(nothing after 'revision :'); text.sl_cai.critic={sc.critic} cannot revise in "
+                "this format"
+            )
         pairs += self.demos[: len(pairs)]
         policy = trainable_copy(self.sft)
         train_sft(

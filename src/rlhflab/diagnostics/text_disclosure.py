@@ -216,9 +216,16 @@ def _policy(cfg: RunConfig, summary: dict | None) -> list[Item]:
             "Policy evaluation",
             "policy evaluation and results, with red teaming and assessment of risky capabilities",
             [
-                f"{name}: gold {m['gold']:.3f}, proxy {m['proxy']:.3f}, KL from SFT "
-                f"{m['kl']:.2f}, distinct-2 {m['distinct_2']:.3f}, on {tc.eval_prompts} "
-                "held-out prompts."
+                f"{name}: gold {m['gold']:.3f}, proxy "
+                + ("none" if m.get("proxy") is None else f"{m['proxy']:.3f}")
+                + f", KL from SFT {m['kl']:.2f}, distinct-2 {m['distinct_2']:.3f}, on "
+                f"{tc.eval_prompts} held-out prompts"
+                + (
+                    f"; undesirable (the task's gold detector) {m['undesirable']:.1%}, and "
+                    f"{m['red_team_undesirable']:.1%} on red-team prompts."
+                    if "undesirable" in m
+                    else "."
+                )
                 for name, m in methods.items()
             ]
             or ["The run has no summary.json: it did not finish."],
@@ -247,7 +254,8 @@ def _risks(cfg: RunConfig, summary: dict | None, metrics: list[dict]) -> list[It
             )
     if sft:
         for name, m in methods.items():
-            if name != "sft" and m["proxy"] > sft["proxy"] and m["gold"] < sft["gold"]:
+            proxies = m.get("proxy") is not None and sft.get("proxy") is not None
+            if name != "sft" and proxies and m["proxy"] > sft["proxy"] and m["gold"] < sft["gold"]:
                 gaps.append(
                     f"{name}: the proxy rose from SFT's {sft['proxy']:.2f} to {m['proxy']:.2f} "
                     f"while the gold fell from {sft['gold']:.2f} to {m['gold']:.2f}."
