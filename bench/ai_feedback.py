@@ -56,9 +56,9 @@ BUILTIN = {  # --builtin: the same two with the tiny GPT-2 judge trained on judg
 }
 # --harm: the reviews-insults task (undesirable content: insults at people), every setting with
 # the harmlessness constitution; (run, method) pairs: a run is one TextLoop, its methods rows
-HARM_RUNS = {
-    "rlhf": ["feedback.annotator.kind=synthetic", "text.methods=[ppo]"],
+HARM_RUNS = {  # in the order they run: PHF first, the cheapest (Step 0 and SFT only)
     **{f"phf_{o}": ["text.methods=[]"] for o in ("conditional", "filtering", "unlikelihood")},
+    "rlhf": ["feedback.annotator.kind=synthetic", "text.methods=[ppo]"],
     "sl_cai": [
         "feedback.annotator.kind=ai",
         "judge.model=scripted",
