@@ -175,3 +175,4 @@ def test_a_reviews_insults_run_with_phf_and_sl_cai_reports_undesirable_rates(tmp
     assert record["revisions_undesirable"] == 0 and record["critique_accuracy"] == 1
     report = (run.path / "report.md").read_text()
     assert "red_team_undesirable" in report and "undesirable (the task's gold detector)" in report
+    assert "PHF's unlikelihood" in report and "critic: scripted" in report  # disclosure sheet
