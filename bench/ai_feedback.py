@@ -12,6 +12,14 @@ Prints one table (means over seeds, ± the standard deviation when there are sev
 writes bench/results/ai_feedback.json.
 
     .venv/bin/python bench/ai_feedback.py [--seeds 0 1 2] [--labels 400] [--steps 40]
+
+`--harm` runs the reviews-insults task instead (insults aimed at people, a gold detector,
+red-team prompts): Step 0 pretrained by MLE or by PHF (conditional training, filtering,
+unlikelihood; the same sequences and epochs each), then SFT; RLHF from synthetic people; RLAIF
+and SL-CAI → RL-CAI with the harmlessness constitution; the judge as reward. Columns: gold, the
+undesirable rate on the evaluation prompts and on red-team prompts, KL from SFT (from the run's
+own reference: SL-CAI's own for SL-CAI → RL-CAI), and the run's wall time. Writes
+bench/results/ai_feedback_harm.json after every run.
 """
 
 from __future__ import annotations
@@ -46,6 +54,35 @@ BUILTIN = {  # --builtin: the same two with the tiny GPT-2 judge trained on judg
     "RLAIF, built-in judge": ["feedback.annotator.kind=ai", "judge.model=BUILTIN"],
     "judge reward, built-in judge": ["text.reward.kind=judge", "judge.model=BUILTIN"],
 }
+# --harm: the reviews-insults task (undesirable content: insults at people), every setting with
+# the harmlessness constitution; (run, method) pairs: a run is one TextLoop, its methods rows
+HARM_RUNS = {  # in the order they run: PHF first, the cheapest (Step 0 and SFT only)
+    **{f"phf_{o}": ["text.methods=[]"] for o in ("conditional", "filtering", "unlikelihood")},
+    "rlhf": ["feedback.annotator.kind=synthetic", "text.methods=[ppo]"],
+    "sl_cai": [
+        "feedback.annotator.kind=ai",
+        "judge.model=scripted",
+        "text.methods=[ppo]",
+        "text.sl_cai.prompts=512",
+    ],
+    "rlaif": ["feedback.annotator.kind=ai", "judge.model=scripted", "text.methods=[ppo]"],
+    "judge": ["text.reward.kind=judge", "judge.model=scripted", "text.methods=[ppo]"],
+}
+HARM_ROWS = {
+    "Step 0, MLE": ("rlhf", "base"),
+    "MLE → SFT": ("rlhf", "sft"),
+    "MLE → SFT → RLHF (PPO, synthetic people)": ("rlhf", "ppo"),
+    "MLE → SFT → RLAIF (PPO, scripted judge)": ("rlaif", "ppo"),
+    "SL-CAI (the policy critiques and revises)": ("sl_cai", "sft"),
+    "SL-CAI → RL-CAI (PPO, scripted judge)": ("sl_cai", "ppo"),
+    "judge reward (PPO, scripted judge, no RM)": ("judge", "ppo"),
+    **{
+        row: (f"phf_{o}", m)
+        for o in ("conditional", "filtering", "unlikelihood")
+        for row, m in ((f"Step 0, PHF {o}", "base"), (f"PHF {o} → SFT", "sft"))
+    },
+}
+HARM_COLUMNS = ["gold", "undesirable", "red-team undesirable", "KL", "wall s"]
 COLUMNS = [
     "SFT gold",
     "best-of-n gold",
@@ -106,6 +143,119 @@ def one_run(extra: list[str], args, seed: int, base: str, judge: str | None) -> 
     }
 
 
+def harm_run(extra: list[str], args, seed: int, base: str) -> dict:
+    """One reviews-insults run; its methods' rows, and its wall time and SL-CAI record."""
+    run = RunDir(tempfile.mkdtemp(prefix="aifb-harm-"))
+    cfg = build_config(
+        None,
+        [
+            f"seed={seed}",
+            f"task=ai-feedback-harm-{seed}",
+            "text.task=reviews-insults",
+            f"text.model={base}",
+            "judge.constitution=examples/text/constitution_harmless.yaml",
+            "feedback.annotator.temperature=0.2",
+            f"text.sft.demonstrations={args.demonstrations}",
+            f"text.eval_prompts={args.eval_prompts}",
+            f"text.ppo.batch_size={args.batch_size}",
+            f"judge.references={args.references}",
+            f"judge.scripted_bias={args.judge_bias}",
+            f"judge.scripted_noise={args.judge_noise}",
+            f"text.labels={args.labels}",
+            f"text.ppo.steps={args.steps}",
+            f"text.ppo.beta={args.beta}",
+            "text.goodhart_samples=0",
+            *extra,
+        ],
+    )
+    started = time.time()
+    summary = TextLoop(cfg, run).run()
+    sl_cai = next(
+        (r for r in run.metrics() if r.get("phase") == "sl_cai" and "revisions" in r), None
+    )
+    return {"methods": summary["methods"], "wall s": time.time() - started, "sl_cai": sl_cai}
+
+
+def harm(args, console: Console) -> None:
+    """--harm: the undesirable-content table (PHF, SL-CAI, RL-CAI, RLHF) over seeds."""
+    runs: dict[tuple[int, str], dict] = {}
+    pretrain_s: dict[tuple[int, str], float] = {}
+    only = args.only or list(HARM_RUNS)
+    for seed in args.seeds:
+        bases = {}
+        for objective in ("mle", "conditional", "filtering", "unlikelihood"):
+            if objective != "mle" and f"phf_{objective}" not in only:
+                continue
+            path = Path(tempfile.mkdtemp(prefix="aifb-base-")) / "base"
+            cfg = build_config(
+                None,
+                [f"seed={seed}", "text.task=reviews-insults", f"text.phf.objective={objective}"],
+            )
+            started = time.time()
+            with console.status(f"Step 0 ({objective}), seed {seed}"):
+                bases[objective] = str(pretrain_builtin(cfg, path))
+            pretrain_s[seed, objective] = time.time() - started
+        for name, extra in HARM_RUNS.items():
+            if name not in only:
+                continue
+            base = bases[name.removeprefix("phf_")] if name.startswith("phf_") else bases["mle"]
+            with console.status(f"{name}, seed {seed}"):
+                runs[seed, name] = harm_run(extra, args, seed, base)
+            write_harm(args, runs, pretrain_s)
+    table = Table(
+        title=f"Undesirable content (reviews-insults): {args.labels} labels, PPO {args.steps} "
+        f"iterations (β = {args.beta}), seeds {args.seeds}; Step 0 "
+        + ", ".join(
+            f"{o} {np.mean([v for (_, k), v in pretrain_s.items() if k == o]):.0f} s"
+            for o in dict.fromkeys(k for _, k in pretrain_s)
+        )
+    )
+    table.add_column("setting")
+    for c in HARM_COLUMNS:
+        table.add_column(c, justify="right")
+    for row, (name, method) in HARM_ROWS.items():
+        got = [runs[s, name] for s in args.seeds if (s, name) in runs]
+        if not got or method not in got[0]["methods"]:
+            continue
+        ms = [g["methods"][method] for g in got]
+        values = {
+            "gold": [m["gold"] for m in ms],
+            "undesirable": [m["undesirable"] for m in ms],
+            "red-team undesirable": [m["red_team_undesirable"] for m in ms],
+            "KL": [m["kl"] for m in ms],
+            "wall s": [g["wall s"] for g in got],
+        }
+        table.add_row(row, *(fmt(values[c], c) for c in HARM_COLUMNS))
+    console.print(table)
+    for (seed, _name), r in runs.items():
+        if r["sl_cai"]:
+            shown = {
+                k: v for k, v in r["sl_cai"].items() if k not in ("critique_examples", "phase")
+            }
+            console.print(f"SL-CAI, seed {seed}: {shown}")
+
+
+def write_harm(args, runs: dict, pretrain_s: dict) -> None:
+    out = Path(args.out.replace(".json", "_harm.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"seed": s, "run": name, "wall_seconds": r["wall s"], "sl_cai": r["sl_cai"]}
+        | {
+            "methods": {
+                m: {k: v for k, v in x.items() if not k.endswith("samples")}
+                | {
+                    "samples": x["samples"][:3],
+                    "red_team_samples": x.get("red_team_samples", [])[:3],
+                }
+                for m, x in r["methods"].items()
+            }
+        }
+        for (s, name), r in runs.items()
+    ]
+    pre = [{"seed": s, "objective": o, "seconds": v} for (s, o), v in pretrain_s.items()]
+    out.write_text(json.dumps({"args": vars(args), "pretrain": pre, "runs": rows}, indent=1) + "\n")
+
+
 def judge_agreement_row(rows: list[dict]) -> None:
     """The AI judge's agreement is measured on the RLAIF run's labels; the judge-reward run uses
     the same judge, so it shows the same figures."""
@@ -151,9 +301,17 @@ def main() -> None:
     )
     ap.add_argument("--only", nargs="+", help="run only the settings whose names start so")
     ap.add_argument("--base", help="a saved Step-0 model to start from (one seed only)")
+    ap.add_argument(
+        "--harm",
+        action="store_true",
+        help="the reviews-insults table instead: PHF, SL-CAI, RL-CAI, RLHF on undesirable content",
+    )
     ap.add_argument("--out", default="bench/results/ai_feedback.json")
     args = ap.parse_args()
     console = Console(width=200)
+    if args.harm:
+        harm(args, console)
+        return
     rows, judges = [], {}
     settings = SETTINGS | (BUILTIN if args.builtin else {})
     if args.only:

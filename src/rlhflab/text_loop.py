@@ -124,7 +124,12 @@ class TextCheckpoints:
 
     def describe(self, labels: int) -> str:
         """What a resume would find, for the message of an interrupted run."""
-        names = {"pretrain": "the base model", "sft": "SFT", "reward_model": "the reward model"}
+        names = {
+            "pretrain": "the base model",
+            "sft": "SFT",
+            "sl_cai": "SL-CAI",
+            "reward_model": "the reward model",
+        }
         have = [names[p] for p in names if self.done(p)]
         have += [f"{m} at iteration {it}" for m, it in self.rl_iteration.items() if it]
         have += [f"{m} scored" for m in self.state["methods"]]
@@ -169,8 +174,10 @@ class TextLoop:
 
     @property
     def needs_comparisons(self) -> bool:
-        """Feedback and a reward model, unless reward functions stand in and DPO is not run."""
-        return self.reward_fns is None or "dpo" in self.tc.methods
+        """Feedback and a reward model, unless reward functions stand in and DPO is not run, or no
+        method is run (`text.methods=[]`: SFT alone, scored)."""
+        methods = self.tc.methods
+        return "dpo" in methods or (self.reward_fns is None and bool(methods))
 
     def run(self) -> dict:
         torch.set_num_threads(self.cfg.threads)
@@ -181,10 +188,14 @@ class TextLoop:
         try:
             self.load_base_model()  # Step 0
             self.fine_tune()  # Step 1: SFT
+            if self.tc.sl_cai.prompts:
+                self.constitutional_revision()  # Step 1b: SL-CAI
             if self.needs_comparisons:
                 self.gather_feedback()  # Step 2: comparisons of SFT samples, judged
                 self.fit_reward_model()  # Step 2: the reward model
             self.save_goodhart_samples()
+            if self.red_team:  # what Step 0 says (PHF acts there), then SFT
+                self.scored("base", lambda: self.evaluate("base", load_causal_lm(self.model_path)))
             self.scored("sft", lambda: self.evaluate("sft", self.sft))
             for method in RL_METHODS:  # Step 3
                 if method in self.tc.methods:
@@ -227,7 +238,7 @@ class TextLoop:
 
         def stale(r: dict) -> bool:
             phase = r.get("phase")
-            if phase in ("pretrain", "sft", "reward_model"):
+            if phase in ("pretrain", "sft", "sl_cai", "reward_model"):
                 return not done(phase)
             if phase in RL_METHODS:
                 return r.get("iteration", 0) > iterations.get(phase, 0)
@@ -269,6 +280,8 @@ class TextLoop:
         self.train_prompts, self.eval_prompts, self.demos = load_prompts_and_demos(
             tc, self.task, self.cfg.seed
         )
+        # prompts that elicit the task's undesirable content (none for most tasks)
+        self.red_team = self.task.red_team_prompts(max(256, tc.eval_prompts), self.cfg.seed + 51)
         self.check_prompts_fit()
 
     def check_prompts_fit(self) -> None:
@@ -316,10 +329,83 @@ class TextLoop:
                 sft = sft.merge_and_unload()
             save_model(sft, self.tokenizer, saved)
             self.ckpt.mark("sft")
-        sft.eval()
-        for p in sft.parameters():
+        self.sft = self.frozen(sft)
+
+    def constitutional_revision(self) -> None:
+        """SL-CAI: the SFT policy answers red-team prompts, a critic critiques and revises the
+        answers under a principle, and the policy is fine-tuned on the revisions (mixed with as
+        many demonstrations); from then on it is the reference (`policy/constitutional.py`)."""
+        from rlhflab.policy import constitutional as cai
+        from rlhflab.text.constitution import KNOWN_PRINCIPLES, load_constitution
+
+        tc, sc, saved = self.tc, self.tc.sl_cai, self.ckpt.path / "sl_cai"
+        self.phase = "SL-CAI"
+        if self.ckpt.done("sl_cai"):
+            self.sft = self.frozen(load_causal_lm(str(saved)))
+            return
+        principles = {
+            p.id: p for p in (*KNOWN_PRINCIPLES, *load_constitution(self.cfg.judge.constitution))
+        }
+        if sc.principle not in principles:
+            raise TextRunError(
+                f"text.sl_cai.principle: no principle '{sc.principle}' in the constitution"
+            )
+        prompts = self.task.red_team_prompts(sc.prompts, self.cfg.seed + 61)
+        if not prompts:
+            raise TextRunError(f"SL-CAI needs red-team prompts, and the task '{tc.task}' has none")
+        responses = self.sample(self.sft, prompts, seed=self.cfg.seed + 62)[1]
+        if sc.critic == "scripted":
+            revisions = cai.scripted_revisions(self.task, prompts, responses, self.cfg.seed + 63)
+        else:
+            critic = self.sft if sc.critic == "policy" else load_causal_lm(self.model_path)
+            revisions = cai.critique_and_revise(
+                critic,
+                self.tokenizer,
+                prompts,
+                responses,
+                sc.template,
+                principles[sc.principle].text,
+                tc.temperature,
+                self.cfg.seed + 63,
+            )
+        self.log(
+            {
+                "phase": "sl_cai",
+                "critic": sc.critic,
+                "principle": sc.principle,
+                **cai.measure(self.task, revisions),
+            }
+        )
+        pairs = [(v.prompt, v.revision) for v in revisions if v.revision is not None]
+        if not pairs:
+            raise TextRunError(
+                f"SL-CAI: none of the critic's {len(revisions)} continuations held a revision "
+                f"(nothing after 'revision :'); text.sl_cai.critic={sc.critic} cannot revise in "
+                "this format"
+            )
+        pairs += self.demos[: len(pairs)]
+        policy = trainable_copy(self.sft)
+        train_sft(
+            policy,
+            self.tokenizer,
+            [p for p, _ in pairs],
+            [r for _, r in pairs],
+            sc.epochs,
+            sc.lr,
+            tc.sft.batch_size,
+            self.cfg.seed,
+            lambda r: self.log({**r, "phase": "sl_cai"}),
+        )
+        save_model(policy, self.tokenizer, saved)
+        self.ckpt.mark("sl_cai")
+        self.sft = self.frozen(policy)
+
+    @staticmethod
+    def frozen(model):
+        model.eval()
+        for p in model.parameters():
             p.requires_grad_(False)
-        self.sft = sft
+        return model
 
     def gather_feedback(self) -> None:
         """Step 2: K samples of the SFT policy per prompt, judged (synthetic or people). The store
@@ -378,7 +464,7 @@ class TextLoop:
     def save_goodhart_samples(self) -> None:
         """For `rlhflab goodhart`: N samples of π_SFT per prompt, scored by proxy and gold."""
         tc, path = self.tc, self.run_dir.path / "goodhart_samples.npz"
-        if not tc.goodhart_samples or path.exists():
+        if not tc.goodhart_samples or path.exists() or not self.has_proxy:
             return
         self.phase = "Goodhart samples"
         prompts = self.eval_prompts[:32]
@@ -453,17 +539,21 @@ class TextLoop:
     def best_of_n(self) -> dict:
         """Best-of-n against the reward model, on the evaluation prompts (KL is analytic)."""
         tc, n = self.tc, self.tc.best_of_n
-        texts, _ = best_of_n(
-            self.sft,
-            self.tokenizer,
-            self.eval_prompts,
-            n,
-            self.proxy,
-            tc.max_new_tokens,
-            tc.temperature,
-            seed=self.cfg.seed + 999,
-        )
-        return self.score(f"best_of_{n}", texts, best_of_n_kl(n))
+
+        def pick(prompts: list[str]) -> list[str]:
+            return best_of_n(
+                self.sft,
+                self.tokenizer,
+                prompts,
+                n,
+                self.proxy,
+                tc.max_new_tokens,
+                tc.temperature,
+                seed=self.cfg.seed + 999,
+            )[0]
+
+        red = pick(self.red_team) if self.red_team else None
+        return self.score(f"best_of_{n}", pick(self.eval_prompts), best_of_n_kl(n), red)
 
     def finish(self) -> dict:
         """summary.json and the report."""
@@ -490,6 +580,10 @@ class TextLoop:
         return self._judge
 
     # -- scoring -----------------------------------------------------------------------------
+    @property
+    def has_proxy(self) -> bool:
+        return self.rm is not None or self.reward_fns is not None
+
     def proxy(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
         """What RL and best-of-n optimise: the reward functions' sum, or the reward model."""
         if self.reward_fns is not None:
@@ -499,6 +593,10 @@ class TextLoop:
 
     def gold(self, texts: list[str]) -> np.ndarray:
         return np.array([self.task.gold(t) for t in texts])
+
+    def undesirable_rate(self, texts: list[str]) -> float:
+        """Share of responses the task's gold detector flags."""
+        return float(np.mean([self.task.undesirable(t) > 0 for t in texts]))
 
     def sample(self, model, prompts: list[str], seed: int):
         tc = self.tc
@@ -513,18 +611,31 @@ class TextLoop:
             logp = token_logprobs(model, batch, self.tc.temperature)
             same = model is self.sft
             logp_ref = logp if same else token_logprobs(self.sft, batch, self.tc.temperature)
-        return self.score(name, texts, float((logp - logp_ref).sum(1).mean()))
+        red = (
+            self.sample(model, self.red_team, seed=self.cfg.seed + 23456)[1]
+            if self.red_team
+            else None
+        )
+        return self.score(name, texts, float((logp - logp_ref).sum(1).mean()), red)
 
-    def score(self, name: str, texts: list[str], kl: float) -> dict:
-        """Gold, proxy, KL, diversity and length of one method's responses; logged."""
+    def score(
+        self, name: str, texts: list[str], kl: float, red_team: list[str] | None = None
+    ) -> dict:
+        """Gold, proxy, KL, diversity and length of one method's responses; logged. With a task
+        that has undesirable content, also the rate of undesirable responses (the gold detector)
+        on the evaluation prompts and on the red-team prompts (`red_team`: responses to them)."""
         result = {
             "gold": float(self.gold(texts).mean()),
-            "proxy": float(self.proxy(self.eval_prompts, texts).mean()),
+            "proxy": float(self.proxy(self.eval_prompts, texts).mean()) if self.has_proxy else None,
             "kl": kl,
             "distinct_2": distinct_n([t.split() for t in texts], 2),
             "response_words": float(np.mean([len(t.split()) for t in texts])),
             "samples": texts[:5],
         }
-        shown = {k: v for k, v in result.items() if k != "samples"}
+        if red_team is not None:
+            result["undesirable"] = self.undesirable_rate(texts)
+            result["red_team_undesirable"] = self.undesirable_rate(red_team)
+            result["red_team_samples"] = red_team[:5]
+        shown = {k: v for k, v in result.items() if not k.endswith("samples")}
         self.log({"phase": "eval", "method": name, **shown})
         return result

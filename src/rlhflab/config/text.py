@@ -135,8 +135,52 @@ class TextDPOConfig(_Section):
     batch_size: int = Field(16, ge=1, description="pairs per DPO step")
 
 
+class TextPHFConfig(_Section):
+    """Pretraining with human feedback (Korbak et al. 2023): Step 0's objective."""
+
+    objective: Literal["mle", "filtering", "conditional", "unlikelihood"] = Field(
+        "mle",
+        description="Step 0 of the built-in model: ordinary language modelling (mle), or with the "
+        "task's gold detector folded in: undesirable documents dropped (filtering), control tokens "
+        "<|good|>/<|bad|> prepended and samples conditioned on <|good|> (conditional), or "
+        "unlikelihood on undesirable spans (unlikelihood); policy/phf.py",
+    )
+    unlikelihood_alpha: float = Field(
+        1.0,
+        ge=0,
+        description="α, the weight of the unlikelihood term −log(1 − π) on undesirable tokens",
+    )
+
+
+class TextSLCAIConfig(_Section):
+    """Constitutional AI's supervised stage (policy/constitutional.py): critique, revise, SFT."""
+
+    prompts: int = Field(
+        0, ge=0, description="red-team prompts the policy answers, critiques and revises (0: off)"
+    )
+    critic: Literal["policy", "base", "scripted"] = Field(
+        "policy",
+        description="who critiques and revises: the policy itself, the Step-0 model, or the "
+        "task's gold critique and revision (a scripted stand-in, not a model)",
+    )
+    principle: str = Field(
+        "harmless", description="id of the constitution's principle the critique is asked under"
+    )
+    template: str = Field(
+        "{prompt} {response} critique :",
+        description="the critic's prompt with {prompt}, {response} (and {principle}: the "
+        "principle's text); its continuation is read as '<critique> revision : <revision>'",
+    )
+    epochs: int = Field(2, ge=1, description="fine-tuning epochs over revisions and demonstrations")
+    lr: float = Field(1e-3, gt=0, description="fine-tuning learning rate (AdamW)")
+
+
 class TextConfig(_Section):
-    task: Literal["reviews"] = Field("reviews", description="built-in task with a gold reward")
+    task: Literal["reviews", "reviews-insults"] = Field(
+        "reviews",
+        description="built-in task with a gold reward; 'reviews-insults' adds insults aimed at "
+        "people (a gold detector, red-team prompts, critique examples): docs/ai-feedback.md",
+    )
     model: str = Field(
         "builtin",
         description=(
@@ -191,12 +235,24 @@ class TextConfig(_Section):
     checkpoint_every: int = Field(
         1, ge=1, description="RL iterations between checkpoints (a resumed run starts there)"
     )
+    phf: TextPHFConfig = Field(default_factory=TextPHFConfig)
     sft: TextSFTConfig = Field(default_factory=TextSFTConfig)
+    sl_cai: TextSLCAIConfig = Field(default_factory=TextSLCAIConfig)
     reward: TextRewardConfig = Field(default_factory=TextRewardConfig)
     ppo: TextPPOConfig = Field(default_factory=TextPPOConfig)
     grpo: TextGRPOConfig = Field(default_factory=TextGRPOConfig)
     rloo: TextRLOOConfig = Field(default_factory=TextRLOOConfig)
     dpo: TextDPOConfig = Field(default_factory=TextDPOConfig)
+
+    @model_validator(mode="after")
+    def _phf_needs_a_detector(self):
+        if self.phf.objective != "mle" and (self.model != "builtin" or self.task == "reviews"):
+            raise ValueError(
+                f"text.phf.objective={self.phf.objective} pretrains the built-in model on a task "
+                "with a gold detector of undesirable content: set text.model=builtin and "
+                "text.task=reviews-insults"
+            )
+        return self
 
     @field_validator("reward_functions")
     @classmethod

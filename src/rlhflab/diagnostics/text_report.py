@@ -50,7 +50,20 @@ class TextReport(BaseReport):
             f"{s.get('labels')} labels · {fmt(s.get('wall_seconds'), '.0f')} s. "
             "Gold is the task's own reward; proxy is the reward model's; KL is from the SFT policy."
         )
-        context = {"cols": METHOD_COLUMNS, "methods": s["methods"], "note": note}
+        if any("undesirable" in m for m in s["methods"].values()):  # the task has a detector
+            cols: tuple[str, ...] = (
+                *METHOD_COLUMNS[:1],
+                "undesirable",
+                "red_team_undesirable",
+                *METHOD_COLUMNS[1:],
+            )
+            note += (
+                " Undesirable: the share of responses the task's gold detector flags, on the "
+                "evaluation prompts and on the red-team prompts."
+            )
+        else:
+            cols = METHOD_COLUMNS
+        context = {"cols": cols, "methods": s["methods"], "note": note}
         return Section(
             "Methods", render("methods.html", **context), render("methods.md", **context)
         )

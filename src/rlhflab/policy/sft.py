@@ -92,11 +92,16 @@ def fit_epochs(
 
 def pretrain_builtin(cfg: RunConfig, out: Path, on_log=None) -> Path:
     """Step 0: a tiny GPT-2 and a word-level tokenizer trained on the task's corpus, saved with
-    save_pretrained. Language modelling is SFT's loss with an empty prompt: it reuses
-    `train_sft`."""
+    save_pretrained. Language modelling is SFT's loss with an empty prompt; `text.phf.objective`
+    may fold the task's gold detector into it (filtering, conditional training, unlikelihood:
+    `policy/phf.py`)."""
+    from rlhflab.policy import phf
+
     assert cfg.text is not None
     tc, task = cfg.text, TASKS[cfg.text.task]
-    tokenizer = build_word_tokenizer(task.vocabulary)
+    objective = tc.phf.objective
+    conditional = objective == "conditional"
+    tokenizer = build_word_tokenizer(task.vocabulary + (phf.CONTROL_TOKENS if conditional else []))
     model = tiny_gpt2(
         len(tokenizer),
         tc.n_layer,
@@ -106,14 +111,18 @@ def pretrain_builtin(cfg: RunConfig, out: Path, on_log=None) -> Path:
         seed=cfg.seed,
         tokenizer=tokenizer,
     )
-    corpus = [f"{p} {r}" for p, r in task.corpus(tc.pretrain_sequences, cfg.seed + 11)]
+    docs = phf.documents(task, tc.pretrain_sequences, cfg.seed + 11, objective)
+    loss = phf.objective_loss(
+        model, tokenizer, docs, objective, tc.phf.unlikelihood_alpha, context_length(model)
+    )
 
     def log(record: dict) -> None:
         if on_log:
-            on_log({**record, "phase": "pretrain"})
+            on_log({**record, "phase": "pretrain", "objective": objective})
 
-    prompts = [""] * len(corpus)
-    train_sft(model, tokenizer, prompts, corpus, tc.pretrain_epochs, 3e-3, 64, cfg.seed, log)
+    fit_epochs(model, loss, len(docs), tc.pretrain_epochs, 3e-3, 64, cfg.seed, "sft", log)
+    if conditional:  # sampled conditioned on <|good|>: every prompt is given after it
+        tokenizer.chat_template = phf.GOOD_TEMPLATE
     return save_model(model, tokenizer, out)
 
 

@@ -54,6 +54,10 @@ DEFAULT_PRINCIPLES = (
         "full stop?",
     ),
 )
+# The reviews-insults task's harmlessness principle (examples/text/constitution_harmless.yaml):
+# its rule is the task's gold detector, so the scripted judge and critic know it too.
+HARMLESS = Principle("harmless", "Which review is less insulting to people?")
+KNOWN_PRINCIPLES = (*DEFAULT_PRINCIPLES, HARMLESS)
 FIELDS = {"id", "text", "by", "weight"}
 
 

@@ -18,9 +18,8 @@ def load_prompts_and_demos(
 ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """(training prompts, held-out evaluation prompts, (prompt, response) demonstrations)."""
     if tc.dataset is None:
-        demos = task.corpus(
-            tc.sft.demonstrations, seed + 21
-        )  # reviews of every mood: SFT leaves room for RLHF
+        # reviews of every mood (SFT leaves room for RLHF), none undesirable
+        demos = task.demonstrations(tc.sft.demonstrations, seed + 21)
         return task.prompts(4096, seed + 31), task.prompts(tc.eval_prompts, seed + 41), demos
     records = _read_dataset(tc.dataset)
     pairs = [(r.prompt, r.responses[0]) for r in records]

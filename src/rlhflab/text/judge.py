@@ -206,14 +206,14 @@ class ScriptedJudge:
     def __init__(self, template: str, scale: float = 3.0, bias: float = 1.0, noise: float = 1.0):
         import re
 
-        from rlhflab.text.constitution import DEFAULT_PRINCIPLES
+        from rlhflab.text.constitution import KNOWN_PRINCIPLES
         from rlhflab.text.judge_world import RULES
 
         pattern = re.escape(template)
         for key in ("principle", "prompt", "first", "second"):
             pattern = pattern.replace(re.escape("{" + key + "}"), f"(?P<{key}>.*?)", 1)
         self.pattern = re.compile(pattern + "$", re.DOTALL)
-        self.rules = {p.text: RULES[p.id] for p in DEFAULT_PRINCIPLES}
+        self.rules = {p.text: RULES[p.id] for p in KNOWN_PRINCIPLES}
         self.scale, self.bias, self.noise = scale, bias, noise
         self.name = f"scripted(scale={scale}, bias={bias}, noise={noise})"
 

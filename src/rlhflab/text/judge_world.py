@@ -7,6 +7,7 @@ tiny built-in model knows nothing, so it learns from examples in the judge forma
 
     positive  → the sentiment term of the gold reward (tanh(0.75·(#pos − #neg)))
     fluent    → the fluency term (grammar, repeats, length, final ".")
+    harmless  → minus the number of insults at people (reviews-insults' gold detector)
 
 Neither principle is the gold reward: a judge that follows one principle per query agrees with
 gold only partly, as a real judge with a real constitution does. Responses are grammar samples
@@ -23,9 +24,13 @@ import numpy as np
 
 from rlhflab.text.constitution import DEFAULT_PRINCIPLES
 from rlhflab.text.judge import CHOICES, TEMPLATE, render
-from rlhflab.text.task import ADVERBS, POSITIVE, ReviewsTask, fluency, sentiment
+from rlhflab.text.task import ADVERBS, POSITIVE, ReviewsTask, fluency, insult_spans, sentiment
 
-RULES = {"positive": sentiment, "fluent": fluency}
+RULES = {
+    "positive": sentiment,
+    "fluent": fluency,
+    "harmless": lambda words: -len(insult_spans(words)),  # reviews-insults: fewer insults
+}
 WORD = re.compile(r"\w+|[^\w\s]+")  # the judge tokenizer's pre-tokenizer (tokenizers' Whitespace)
 
 
