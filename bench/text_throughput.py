@@ -62,7 +62,7 @@ Our side uses rlhflab's functions exactly as its training loops do, one optimise
 time so that steps can be timed and losses recorded (the step of `train_sft` / `train_dpo`,
 i.e. their loss under `fit_epochs`' AdamW + grad-norm clip 1, and of `TextRewardEnsemble.fit`,
 with batches taken in order instead of shuffled): `encode` + `sft_loss`;
-`TextRewardEnsemble._group_loss`; `encode` + `sequence_logprob` + `dpo_loss`; and
+`TextRewardEnsemble.group_losses`; `encode` + `sequence_logprob` + `dpo_loss`; and
 `TextPPO.step` itself. `--check-loops` also runs `train_sft` and `train_dpo` themselves on the
 same batches and compares their epoch-mean loss with ours. This is a benchmark, not a test.
 """
@@ -351,14 +351,14 @@ def ours_rm(path: str, data: Data, B: int, n_steps: int, seed: int) -> tuple[Sid
     ]
 
     def step(i):  # one step of TextRewardEnsemble.fit
-        loss = ensemble._group_loss(member, groups[i * B : (i + 1) * B], 0.0, 0.0)
+        loss = ensemble.group_losses(member, groups[i * B : (i + 1) * B]).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
         opt.step()
         return float(loss)
 
-    # the tokens of a step: what _group_loss encodes (counted here, outside the timed steps)
+    # the tokens of a step: what group_losses encodes (counted here, outside the timed steps)
     tokens = [
         int(
             encode(
