@@ -307,9 +307,11 @@ class Side:
     n_params: int
     seqs_per_step: int
     tokens_per_step: float
+    amortised: float = 0.0  # seconds of once-per-run work (DPO's reference pass) per step
 
     def alone(self, warmup: int, steps: int) -> Measurement:
         times, losses = time_steps(self.step, warmup, steps)
+        times = [t + self.amortised for t in times]
         return Measurement(
             "",
             self.method,
@@ -405,25 +407,24 @@ def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
         [p for p in policy.parameters() if p.requires_grad], lr=LR["dpo"], weight_decay=WEIGHT_DECAY
     )
 
+    def both(model, sl):  # train_dpo's forward: [chosen; rejected] in one batch
+        batch = encode(tokenizer, data.prompts[sl] * 2, data.chosen[sl] + data.rejected[sl])
+        logp = sequence_logprob(model, batch)
+        return logp[: len(logp) // 2], logp[len(logp) // 2 :]
+
+    # train_dpo computes the reference's log-probs once, before training, in batches of 64
+    # pairs; that time is spread over the steps and counted in each (Side.amortised)
+    t = time.perf_counter()
+    with autocast(), torch.no_grad():
+        refs = [both(reference, slice(s, s + 64)) for s in range(0, n_steps * B, 64)]
+    ref_c, ref_r = torch.cat([c for c, _ in refs]), torch.cat([r for _, r in refs])
+    amortised = (time.perf_counter() - t) / max(n_steps, 1)
+
     def step(i):  # one step of rlhflab.policy.dpo.train_dpo (its loss under fit_epochs)
         sl = slice(i * B, (i + 1) * B)
-        chosen = encode(tokenizer, data.prompts[sl], data.chosen[sl])
-        rejected = encode(tokenizer, data.prompts[sl], data.rejected[sl])
-        with torch.no_grad():
-            ref_c, ref_r = (
-                sequence_logprob(reference, chosen),
-                sequence_logprob(reference, rejected),
-            )
-        policy.train()
-        loss = dpo_loss(
-            sequence_logprob(policy, chosen),
-            sequence_logprob(policy, rejected),
-            ref_c,
-            ref_r,
-            DPO_BETA,
-            "sigmoid",
-            0.0,
-        )
+        policy.eval()  # train_dpo trains with dropout off (fit_epochs(dropout=False))
+        chosen, rejected = both(policy, sl)
+        loss = dpo_loss(chosen, rejected, ref_c[sl], ref_r[sl], DPO_BETA, "sigmoid", 0.0)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -441,7 +442,7 @@ def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
         )
         for i in range(n_steps)
     ]
-    return Side("DPO", step, flop_params(policy), 2 * B, float(np.mean(tokens)))
+    return Side("DPO", step, flop_params(policy), 2 * B, float(np.mean(tokens)), amortised)
 
 
 def ours_ppo(
@@ -771,7 +772,7 @@ def _run_trl(
         ours.n_params,
         ours.seqs_per_step,
         ours.tokens_per_step,
-        timer.our_times[warmup:],
+        [t + ours.amortised for t in timer.our_times[warmup:]],
         timer.our_losses,
     )
     return trl, our
@@ -1171,8 +1172,12 @@ def run_point(
             ours_m = pooled([o for _, o in pairs])
             if trl_version:
                 trl_m = pooled([t for t, _ in pairs])
+                # tokens/s of each step pair; a GRPO step's tokens depend on what was sampled,
+                # so each side's step times are scaled by its own mean tokens per step
                 ours_m.paired_ratios = [
-                    t_ / o_ for t, o in pairs for t_, o_ in zip(t.step_times, o.step_times)
+                    (t_ / t.tokens_per_step) / (o_ / o.tokens_per_step)
+                    for t, o in pairs
+                    for t_, o_ in zip(t.step_times, o.step_times)
                 ]
                 results += [ours_m, trl_m]
             else:
