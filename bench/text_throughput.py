@@ -12,6 +12,7 @@ log 2 since the policy equals its reference).
     python bench/text_throughput.py --quick
     python bench/text_throughput.py                       # both points, 20 timed steps each
     python bench/text_throughput.py --points main --steps 20 --threads 2 --markdown out.md
+    python bench/text_throughput.py --methods rm,dpo,grpo --precision bf16
 
 Definitions
 -----------
@@ -22,8 +23,16 @@ Definitions
   collator, loss bookkeeping and logging (its dataset is tokenised before training).
     - SFT: the B sequences of a batch.
     - reward model: the 2B sequences (chosen and rejected) of B pairs.
-    - DPO: the 2B sequences of B pairs through the policy; the reference model's forward
-      (no backward) on the same 2B sequences is done but not counted.
+    - DPO: the 2B sequences of B pairs through the policy. Our side is `train_dpo`'s step:
+      chosen and rejected in one forward, the reference's log-probs computed once for the
+      whole set before training (the time of that pass is spread evenly over the steps and
+      included in each); TRL's DPOTrainer (its default, precompute_ref_log_probs=False) runs
+      the reference forward in every step. Neither reference forward is counted in tokens.
+    - GRPO (`TextRL.step` with one epoch of one minibatch vs TRL's GRPOTrainer with
+      num_iterations = 1): P prompts × G samples per step, the real [prompt | completion]
+      tokens; a step is the whole iteration: sampling, reference forward, the reward (the
+      task's gold score as a Python callable on both sides) and the update. Samples differ
+      between the sides, so each side's step time is taken per its own mean tokens/step.
     - PPO (`TextPPO.step`, one iteration = one batch of prompts): the sampled [prompt |
       response] tokens × PPO epochs (each sequence goes through forward+backward once per
       epoch). Two rows: "update" divides by the time of the PPO update phase only (the
@@ -47,6 +56,9 @@ Definitions
   training, sampled before the run, before every measurement and after the run; the best
   sample counts (on a shared machine a single sample can be several times too low, which
   would inflate MFU past 100%).
+* `--precision bf16` runs our steps under CPU bf16 autocast and TRL with bf16=True, and
+  takes the peak from a bf16 torch.mm. A CPU without native bf16 (AVX-512 BF16 / AMX)
+  converts in software.
 * Both sides use the same torch.set_num_threads (`--threads`, default 2), fp32, no
   gradient checkpointing (TRL's configs default to bf16 autocast and gradient checkpointing;
   both are turned off here so the two sides do the same arithmetic), AdamW with the same
