@@ -12,6 +12,7 @@ log 2 since the policy equals its reference).
     python bench/text_throughput.py --quick
     python bench/text_throughput.py                       # both points, 20 timed steps each
     python bench/text_throughput.py --points main --steps 20 --threads 2 --markdown out.md
+    python bench/text_throughput.py --methods rm,dpo,grpo --precision bf16
 
 Definitions
 -----------
@@ -22,8 +23,16 @@ Definitions
   collator, loss bookkeeping and logging (its dataset is tokenised before training).
     - SFT: the B sequences of a batch.
     - reward model: the 2B sequences (chosen and rejected) of B pairs.
-    - DPO: the 2B sequences of B pairs through the policy; the reference model's forward
-      (no backward) on the same 2B sequences is done but not counted.
+    - DPO: the 2B sequences of B pairs through the policy. Our side is `train_dpo`'s step:
+      chosen and rejected in one forward, the reference's log-probs computed once for the
+      whole set before training (the time of that pass is spread evenly over the steps and
+      included in each); TRL's DPOTrainer (its default, precompute_ref_log_probs=False) runs
+      the reference forward in every step. Neither reference forward is counted in tokens.
+    - GRPO (`TextRL.step` with one epoch of one minibatch vs TRL's GRPOTrainer with
+      num_iterations = 1): P prompts × G samples per step, the real [prompt | completion]
+      tokens; a step is the whole iteration: sampling, reference forward, the reward (the
+      task's gold score as a Python callable on both sides) and the update. Samples differ
+      between the sides, so each side's step time is taken per its own mean tokens/step.
     - PPO (`TextPPO.step`, one iteration = one batch of prompts): the sampled [prompt |
       response] tokens × PPO epochs (each sequence goes through forward+backward once per
       epoch). Two rows: "update" divides by the time of the PPO update phase only (the
@@ -47,6 +56,9 @@ Definitions
   training, sampled before the run, before every measurement and after the run; the best
   sample counts (on a shared machine a single sample can be several times too low, which
   would inflate MFU past 100%).
+* `--precision bf16` runs our steps under CPU bf16 autocast and TRL with bf16=True, and
+  takes the peak from a bf16 torch.mm. A CPU without native bf16 (AVX-512 BF16 / AMX)
+  converts in software.
 * Both sides use the same torch.set_num_threads (`--threads`, default 2), fp32, no
   gradient checkpointing (TRL's configs default to bf16 autocast and gradient checkpointing;
   both are turned off here so the two sides do the same arithmetic), AdamW with the same
@@ -62,7 +74,7 @@ Our side uses rlhflab's functions exactly as its training loops do, one optimise
 time so that steps can be timed and losses recorded (the step of `train_sft` / `train_dpo`,
 i.e. their loss under `fit_epochs`' AdamW + grad-norm clip 1, and of `TextRewardEnsemble.fit`,
 with batches taken in order instead of shuffled): `encode` + `sft_loss`;
-`TextRewardEnsemble._group_loss`; `encode` + `sequence_logprob` + `dpo_loss`; and
+`TextRewardEnsemble.group_losses`; `encode` + `sequence_logprob` + `dpo_loss`; and
 `TextPPO.step` itself. `--check-loops` also runs `train_sft` and `train_dpo` themselves on the
 same batches and compares their epoch-mean loss with ours. This is a benchmark, not a test.
 """
@@ -77,6 +89,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -95,10 +108,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from rlhflab.config import TextDPOConfig, TextPPOConfig
+from rlhflab.config import TextDPOConfig, TextGRPOConfig, TextPPOConfig
 from rlhflab.policy.dpo import dpo_loss, sequence_logprob, train_dpo
 from rlhflab.policy.sft import sft_loss, train_sft
-from rlhflab.policy.text import TextPPO
+from rlhflab.policy.text import TextPPO, TextRL
 from rlhflab.reward.text import RankedResponses, TextRewardEnsemble
 from rlhflab.text.models import (
     TextRewardModel,
@@ -122,17 +135,31 @@ LR = {
     "sft": 1e-3,
     "rm": 5e-4,
     "dpo": 5e-4,
-}  # rlhflab's defaults (TextSFTConfig, TextRewardConfig, TextDPOConfig)
+    "grpo": 3e-4,
+}  # rlhflab's defaults (TextSFTConfig, TextRewardConfig, TextDPOConfig, TextGRPOConfig)
 DPO_BETA = 0.1
 # torch.optim.AdamW's default, which train_sft / train_dpo get; TextRewardEnsemble.fit sets it
 WEIGHT_DECAY = 0.01
 
 
 # -- measurement helpers ---------------------------------------------------------------------
+PRECISION = {"dtype": torch.float32}  # --precision: fp32, or bf16 autocast on both sides
+
+
+def autocast():
+    """Our side's precision context: nothing for fp32, CPU bf16 autocast for bf16."""
+    dtype = PRECISION["dtype"]
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=dtype)
+
+
 def measure_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 FLOP/s of an n×n @ n×n torch.mm at the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    c = torch.empty(n, n)
+    """Best FLOP/s of an n×n @ n×n torch.mm (in the --precision dtype) at the current thread
+    count."""
+    dtype = PRECISION["dtype"]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    c = torch.empty(n, n, dtype=dtype)
     torch.mm(a, b, out=c)  # warm-up
     best = math.inf
     for _ in range(repeats):
@@ -292,9 +319,11 @@ class Side:
     n_params: int
     seqs_per_step: int
     tokens_per_step: float
+    amortised: float = 0.0  # seconds of once-per-run work (DPO's reference pass) per step
 
     def alone(self, warmup: int, steps: int) -> Measurement:
         times, losses = time_steps(self.step, warmup, steps)
+        times = [t + self.amortised for t in times]
         return Measurement(
             "",
             self.method,
@@ -305,6 +334,16 @@ class Side:
             times,
             losses,
         )
+
+
+def with_precision(step):
+    """`step` under our side's precision (`autocast`)."""
+
+    def run(i):
+        with autocast():
+            return step(i)
+
+    return run
 
 
 def ours_sft(path: str, data: Data, B: int, n_steps: int) -> Side:
@@ -351,14 +390,14 @@ def ours_rm(path: str, data: Data, B: int, n_steps: int, seed: int) -> tuple[Sid
     ]
 
     def step(i):  # one step of TextRewardEnsemble.fit
-        loss = ensemble._group_loss(member, groups[i * B : (i + 1) * B], 0.0, 0.0)
+        loss = ensemble.group_losses(member, groups[i * B : (i + 1) * B]).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
         opt.step()
         return float(loss)
 
-    # the tokens of a step: what _group_loss encodes (counted here, outside the timed steps)
+    # the tokens of a step: what group_losses encodes (counted here, outside the timed steps)
     tokens = [
         int(
             encode(
@@ -380,25 +419,24 @@ def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
         [p for p in policy.parameters() if p.requires_grad], lr=LR["dpo"], weight_decay=WEIGHT_DECAY
     )
 
+    def both(model, sl):  # train_dpo's forward: [chosen; rejected] in one batch
+        batch = encode(tokenizer, data.prompts[sl] * 2, data.chosen[sl] + data.rejected[sl])
+        logp = sequence_logprob(model, batch)
+        return logp[: len(logp) // 2], logp[len(logp) // 2 :]
+
+    # train_dpo computes the reference's log-probs once, before training, in batches of 64
+    # pairs; that time is spread over the steps and counted in each (Side.amortised)
+    t = time.perf_counter()
+    with autocast(), torch.no_grad():
+        refs = [both(reference, slice(s, s + 64)) for s in range(0, n_steps * B, 64)]
+    ref_c, ref_r = torch.cat([c for c, _ in refs]), torch.cat([r for _, r in refs])
+    amortised = (time.perf_counter() - t) / max(n_steps, 1)
+
     def step(i):  # one step of rlhflab.policy.dpo.train_dpo (its loss under fit_epochs)
         sl = slice(i * B, (i + 1) * B)
-        chosen = encode(tokenizer, data.prompts[sl], data.chosen[sl])
-        rejected = encode(tokenizer, data.prompts[sl], data.rejected[sl])
-        with torch.no_grad():
-            ref_c, ref_r = (
-                sequence_logprob(reference, chosen),
-                sequence_logprob(reference, rejected),
-            )
-        policy.train()
-        loss = dpo_loss(
-            sequence_logprob(policy, chosen),
-            sequence_logprob(policy, rejected),
-            ref_c,
-            ref_r,
-            DPO_BETA,
-            "sigmoid",
-            0.0,
-        )
+        policy.eval()  # train_dpo trains with dropout off (fit_epochs(dropout=False))
+        chosen, rejected = both(policy, sl)
+        loss = dpo_loss(chosen, rejected, ref_c[sl], ref_r[sl], DPO_BETA, "sigmoid", 0.0)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -416,7 +454,7 @@ def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
         )
         for i in range(n_steps)
     ]
-    return Side("DPO", step, flop_params(policy), 2 * B, float(np.mean(tokens)))
+    return Side("DPO", step, flop_params(policy), 2 * B, float(np.mean(tokens)), amortised)
 
 
 def ours_ppo(
@@ -625,7 +663,7 @@ def _trl_common(out_dir: str, B: int, max_steps: int, lr: float, seed: int) -> d
         warmup_steps=0,
         weight_decay=WEIGHT_DECAY,
         max_grad_norm=1.0,
-        bf16=False,
+        bf16=PRECISION["dtype"] == torch.bfloat16,
         fp16=False,
         gradient_checkpointing=False,
         use_cpu=True,
@@ -652,8 +690,13 @@ def _recording(trainer_cls):
             )
             if model.training:
                 self.bench_losses.append(float((out[0] if return_outputs else out).detach()))
-                self.bench_tokens.append(int(inputs["attention_mask"].sum()))
-                self.bench_seqs.append(len(inputs["attention_mask"]))
+                masks = (
+                    [inputs["attention_mask"]]
+                    if "attention_mask" in inputs
+                    else [inputs["prompt_mask"], inputs["completion_mask"]]  # GRPO
+                )
+                self.bench_tokens.append(int(sum(m.sum() for m in masks)))
+                self.bench_seqs.append(len(masks[0]))
             return out
 
     Recording.__name__ = Recording.__qualname__ = trainer_cls.__name__
@@ -741,7 +784,7 @@ def _run_trl(
         ours.n_params,
         ours.seqs_per_step,
         ours.tokens_per_step,
-        timer.our_times[warmup:],
+        [t + ours.amortised for t in timer.our_times[warmup:]],
         timer.our_losses,
     )
     return trl, our
@@ -832,6 +875,94 @@ def trl_dpo(
         trainer = _trl_trainer(DPOTrainer, path, args, ds)
         _check_same_tokens(trainer, data, B, "dpo")
         return _run_trl(trainer, warmup, steps, "DPO", flop_params(trainer.model), threads, ours)
+
+
+def review_gold(prompts, completions, **kwargs) -> list[float]:
+    """The reward both GRPO sides optimise: ReviewsTask's gold score, a Python callable (a
+    verifiable reward), so no reward-model forward is on either side."""
+    task = ReviewsTask()
+    return [float(task.gold(c)) for c in completions]
+
+
+def ours_grpo(path: str, data: Data, n_prompts: int, group: int, max_new: int, seed: int) -> Side:
+    """One `TextRL.step` (GRPO, one epoch of one minibatch: TRL's num_iterations = 1) per step:
+    sampling, the reference forward, the reward and the update."""
+    tokenizer = load_tokenizer(path)
+    policy = load_causal_lm(path)
+    cfg = TextGRPOConfig(
+        batch_size=n_prompts * group, group_size=group, epochs=1, minibatches=1, lr=LR["grpo"]
+    )
+    rl = TextRL(
+        policy,
+        frozen_copy(policy),
+        tokenizer,
+        lambda p, t: torch.tensor(review_gold(p, t)),
+        cfg,
+        max_new_tokens=max_new,
+        temperature=1.0,
+        seed=seed,
+    )
+    prompt_len = len(tokenizer(data.ppo_prompts[0], add_special_tokens=False)["input_ids"])
+    tokens: list[float] = []
+
+    def step(i):
+        record = rl.step(data.ppo_prompts[i * n_prompts : (i + 1) * n_prompts])
+        n = n_prompts * group
+        tokens.append(n * (prompt_len + record["response_length"]))  # real tokens, no padding
+        side.tokens_per_step = float(np.mean(tokens))
+        return record["policy_loss"]
+
+    side = Side("GRPO", step, flop_params(policy), n_prompts * group, 0.0)
+    return side
+
+
+def trl_grpo(
+    path: str,
+    data: Data,
+    n_prompts: int,
+    group: int,
+    max_new: int,
+    warmup: int,
+    steps: int,
+    seed: int,
+    threads: int,
+    ours: Side | None,
+) -> tuple[Measurement, Measurement | None]:
+    """TRL's GRPOTrainer with our GRPO's settings: G samples per prompt at temperature 1 (no
+    top-k/top-p), β = 0.04 k3 in the loss, the token-mean loss over the batch (`bnpo`, our masked
+    mean), clip 0.2, one update per batch, Adam(ε = 1e-5) without weight decay, clip-norm 1."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    n = (warmup + steps) * n_prompts
+    ds = Dataset.from_dict({"prompt": data.ppo_prompts[:n]})
+    with tempfile.TemporaryDirectory() as out:
+        common = _trl_common(out, n_prompts * group, warmup + steps, LR["grpo"], seed)
+        common.update(weight_decay=0.0, adam_epsilon=1e-5)
+        args = GRPOConfig(
+            **common,
+            num_generations=group,
+            max_completion_length=max_new,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            beta=TextGRPOConfig().beta,
+            epsilon=0.2,
+            loss_type="bnpo",
+            scale_rewards="group",
+            num_iterations=1,
+            shuffle_dataset=False,
+            disable_dropout=True,
+            log_completions=False,
+        )
+        trainer = _recording(GRPOTrainer)(
+            model=path,
+            reward_funcs=review_gold,
+            args=args,
+            train_dataset=ds,
+            processing_class=load_tokenizer(path),
+        )
+        return _run_trl(trainer, warmup, steps, "GRPO", flop_params(trainer.model), threads, ours)
 
 
 def _check_same_tokens(trainer, data: Data, B: int, kind: str) -> None:
@@ -986,6 +1117,7 @@ def run_point(
         tokenizer.pad_token_id,
     )
     n_ppo = args.ppo_prompts or 2 * B
+    n_grpo, G = args.grpo_prompts, args.grpo_group
     results: list[Measurement] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = str(save_model(model, tokenizer, Path(tmp) / "model"))
@@ -998,6 +1130,8 @@ def run_point(
             f"{load_avg()})"
         )
         methods, R = args.methods, args.rounds
+        prompt_len = len(tokenizer(data.ppo_prompts[0], add_special_tokens=False)["input_ids"])
+        grpo_new = args.grpo_new_tokens or args.seq_len - prompt_len - 1
         n_steps = W + S
         runners = {  # (label, our side factory, TRL runner)
             "sft": (
@@ -1025,6 +1159,13 @@ def run_point(
                 lambda: ours_dpo(path, data, B, n_steps),
                 lambda side: trl_dpo(path, data, B, W, S, args.seed, args.threads, side),
             ),
+            "grpo": (
+                "GRPO",
+                lambda: ours_grpo(path, data, n_grpo, G, grpo_new, args.seed),
+                lambda side: trl_grpo(
+                    path, data, n_grpo, G, grpo_new, W, S, args.seed, args.threads, side
+                ),
+            ),
         }
         for key, (label, make_ours, run_trl) in runners.items():
             if key not in methods:
@@ -1038,12 +1179,17 @@ def run_point(
                     f"{r + 1}/{R}  (load {load_avg()})"
                 )
                 side = make_ours()
+                side.step = with_precision(side.step)
                 pairs.append(run_trl(side) if trl_version else (None, side.alone(W, S)))
             ours_m = pooled([o for _, o in pairs])
             if trl_version:
                 trl_m = pooled([t for t, _ in pairs])
+                # tokens/s of each step pair; a GRPO step's tokens depend on what was sampled,
+                # so each side's step times are scaled by its own mean tokens per step
                 ours_m.paired_ratios = [
-                    t_ / o_ for t, o in pairs for t_, o_ in zip(t.step_times, o.step_times)
+                    (t_ / t.tokens_per_step) / (o_ / o.tokens_per_step)
+                    for t, o in pairs
+                    for t_, o_ in zip(t.step_times, o.step_times)
                 ]
                 results += [ours_m, trl_m]
             else:
@@ -1100,7 +1246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--points", default="small,main", help=f"model sizes to measure, from {', '.join(POINTS)}"
     )
-    p.add_argument("--methods", default="sft,rm,dpo,ppo", help="any of sft, rm, dpo, ppo")
+    p.add_argument(
+        "--methods", default="sft,rm,dpo,ppo,grpo", help="any of sft, rm, dpo, ppo, grpo"
+    )
     p.add_argument(
         "--steps",
         type=int,
@@ -1129,6 +1277,20 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="prompts per PPO iteration (default: 2 × --batch, the sequences of a pair batch)",
+    )
+    p.add_argument("--grpo-prompts", type=int, default=4, help="prompts per GRPO step")
+    p.add_argument("--grpo-group", type=int, default=8, help="GRPO samples per prompt (G)")
+    p.add_argument(
+        "--grpo-new-tokens",
+        type=int,
+        default=0,
+        help="GRPO max new tokens (default: what fills --seq-len)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="both sides: fp32, or bf16 autocast (ours torch.autocast, TRL bf16=True)",
     )
     p.add_argument("--ppo-minibatches", type=int, default=2, help="PPO minibatches per epoch")
     p.add_argument("--ppo-epochs", type=int, default=2, help="PPO epochs per iteration")
@@ -1165,7 +1327,7 @@ def main(argv: list[str] | None = None) -> int:
     args.points = [x.strip() for x in args.points.split(",") if x.strip()]
     args.methods = [x.strip() for x in args.methods.split(",") if x.strip()]
     unknown = [x for x in args.points if x not in POINTS] + [
-        x for x in args.methods if x not in ("sft", "rm", "dpo", "ppo")
+        x for x in args.methods if x not in ("sft", "rm", "dpo", "ppo", "grpo")
     ]
     if unknown:
         p.error(f"unknown point or method: {', '.join(unknown)}")
@@ -1181,6 +1343,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     torch.set_num_threads(args.threads)
+    PRECISION["dtype"] = torch.bfloat16 if args.precision == "bf16" else torch.float32
 
     trl_version = None if args.no_trl else trl_available()
     ppo_where = trl_has_ppo() if trl_version else None
@@ -1188,7 +1351,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     peak_before = sample_peak(args.peak_repeats)
     console.print(
-        f"threads {torch.get_num_threads()}, fp32 matmul peak {peak_before / 1e9:.1f} GFLOP/s, "
+        f"threads {torch.get_num_threads()}, {args.precision} matmul peak "
+        f"{peak_before / 1e9:.1f} GFLOP/s, "
         f"load average {uptime_before}, "
         f"TRL {trl_version or 'not used'}" + (f" (PPO: {ppo_where})" if trl_version else "")
     )
@@ -1205,7 +1369,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = results_rows(results, peak)
     console.print(
         rich_table(
-            f"Training throughput (fp32, {args.threads} threads, peak {peak / 1e9:.1f} GFLOP/s)",
+            f"Training throughput ({args.precision}, {args.threads} threads, peak "
+            f"{peak / 1e9:.1f} GFLOP/s)",
             HEADERS,
             rows,
         )
@@ -1308,6 +1473,8 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "batch": args.batch,
         "seq_len": args.seq_len,
+        "precision": args.precision,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     if args.json:
         args.json.write_text(

@@ -308,6 +308,41 @@ def test_grpo_and_rloo_run_and_are_scored_like_the_others(tiny_path, tmp_path):
     assert "Held-out accuracy" in sheet and "Disclosure sheet" in report
 
 
+def test_a_single_grpo_step_reuses_its_forward_as_the_old_log_probs(tiny_path, monkeypatch):
+    """One epoch of one minibatch: log π_old is the update's own forward, not a second one; the
+    update and what is logged are those of the two-forward path."""
+    from rlhflab.config import TextGRPOConfig
+
+    tokenizer = load_tokenizer(tiny_path)
+    cfg = TextGRPOConfig(batch_size=8, group_size=4, epochs=1, minibatches=1, beta=0.1)
+    runs = []
+    for reuse in (True, False):
+        policy = load_causal_lm(tiny_path)
+        rl = TextRL(
+            policy,
+            load_causal_lm(tiny_path),
+            tokenizer,
+            lambda p, t: torch.tensor([float(len(x)) for x in t]),
+            cfg,
+            6,
+            1.0,
+        )
+        calls: list[int] = []
+        forward = rl._logprobs_values
+        monkeypatch.setattr(
+            rl, "_logprobs_values", lambda b, c=calls, f=forward: c.append(1) or f(b)
+        )
+        monkeypatch.setattr(rl, "one_step_on_policy", lambda r=reuse: r)
+        records = [rl.step([PROMPT, PROMPT + " x"]) for _ in range(2)]
+        runs.append((records, [p.detach().clone() for p in policy.parameters()], len(calls)))
+    (ours, w_ours, n_ours), (two, w_two, n_two) = runs
+    assert (n_ours, n_two) == (2, 4)  # one forward per step instead of two
+    for a, b in zip(ours, two):
+        for k in ("kl", "entropy", "policy_loss", "kl_loss", "clip_frac"):
+            assert a[k] == pytest.approx(b[k], abs=1e-5), k
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(w_ours, w_two))
+
+
 def test_reward_functions_stand_in_for_the_reward_model(tiny_path, tmp_path):
     fn = RewardFunctions(["text_rewards:positive_words", "text_rewards:length_only"])
     assert fn(["p", "p"], ["great film", "a good good film"]).tolist() == [2.5, 4.5]

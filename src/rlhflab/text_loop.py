@@ -438,21 +438,12 @@ class TextLoop:
             return
         rm_tokenizer = load_tokenizer(rc.model) if rc.model else self.tokenizer
         backbone = TextRewardModel.from_pretrained(rc.model or self.model_path, rc.pooling)
-        self.rm = rm = TextRewardEnsemble(backbone, rm_tokenizer, rc.ensemble, self.cfg.seed)
+        self.rm = rm = TextRewardEnsemble(backbone, rm_tokenizer, rc.ensemble, self.cfg.seed, rc)
         saved = self.ckpt.load_torch("reward_model") if self.ckpt.done("reward_model") else None
         if saved is not None:
             rm.load_state_dict(saved)
             return
-        metrics = rm.fit(
-            self.comparisons,
-            rc.epochs,
-            rc.lr,
-            rc.batch_size,
-            rc.margin,
-            rc.label_noise,
-            self.log,
-            rc.val_fraction,
-        )
+        metrics = rm.fit(self.comparisons, self.log)
         probs, outcomes = metrics.pop("rm_val_probs", []), metrics.pop("rm_val_outcomes", [])
         if probs:
             metrics["rm_val_ece"] = expected_calibration_error(np.array(probs), np.array(outcomes))

@@ -38,9 +38,16 @@ class TextRewardConfig(_Section):
     ensemble: int = Field(
         1, ge=1, description="reward models, each on a bootstrap of the comparisons"
     )
-    epochs: int = Field(3, ge=1, description="reward-model epochs")
+    epochs: int = Field(
+        3, ge=1, description="reward-model epochs at most (early stopping on the held-out loss)"
+    )
     lr: float = Field(5e-4, gt=0, description="reward-model learning rate (AdamW)")
+    weight_decay: float = Field(0.01, ge=0, description="reward-model AdamW weight decay")
     batch_size: int = Field(16, ge=1, description="prompts (groups of K responses) per step")
+    patience: int = Field(
+        3, ge=1, description="validation checks without improvement before stopping"
+    )
+    min_steps: int = Field(0, ge=0, description="gradient steps at least, despite early stopping")
     margin: float = Field(0.0, ge=0, description="margin m in −log σ(r_w − r_l − m) (Llama 2)")
     label_noise: float = Field(0.0, ge=0, lt=1, description="ε of the Bradley–Terry error term")
     val_fraction: float = Field(

@@ -156,13 +156,15 @@ def _reward_model(cfg: RunConfig, summary: dict | None) -> list[Item]:
             "(misspecification)",
             [
                 f"{loss} loss on {rc.model or 'the base model'} with a scalar head; margin "
-                f"{rc.margin}, label noise ε = {rc.label_noise}; {rc.epochs} epochs, lr {rc.lr}; "
+                f"{rc.margin}, label noise ε = {rc.label_noise}; up to {rc.epochs} epochs "
+                f"(early stopping, patience {rc.patience}), AdamW lr {rc.lr}, weight decay "
+                f"{rc.weight_decay}; "
                 + (
                     f"{rc.ensemble} members, each on a bootstrap of the training split; "
                     if rc.ensemble > 1
                     else "one model on the training split; "
                 )
-                + f"{rc.val_fraction:.0%} of queries held out by query id.",
+                + f"{rc.val_fraction:.0%} of queries held out by query id (early stopping).",
                 "Disagreement between annotators is modelled only as noise (ε), not as distinct "
                 "preferences.",
             ],

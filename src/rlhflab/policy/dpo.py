@@ -54,29 +54,27 @@ def train_dpo(
 
     length = context_length(policy)
 
-    def encoded(idx):
+    def both(model, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π of the chosen and the rejected responses of pairs idx, in one forward of
+        [chosen; rejected] (one batch of 2B rows, as TRL's concatenated forward)."""
         prompts = [pairs[i][0] for i in idx]
-        return encode(tokenizer, prompts, [pairs[i][1] for i in idx], length), encode(
-            tokenizer, prompts, [pairs[i][2] for i in idx], length
-        )
+        responses = [pairs[i][1] for i in idx] + [pairs[i][2] for i in idx]
+        logp = sequence_logprob(model, encode(tokenizer, prompts * 2, responses, length))
+        return logp[: len(idx)], logp[len(idx) :]
 
     ref_c, ref_r = torch.zeros(len(pairs)), torch.zeros(len(pairs))
     reference.eval()
     with torch.no_grad():
         for start in range(0, len(pairs), 64):
             idx = list(range(start, min(start + 64, len(pairs))))
-            chosen, rejected = encoded(idx)
-            ref_c[idx], ref_r[idx] = (
-                sequence_logprob(reference, chosen),
-                sequence_logprob(reference, rejected),
-            )
+            ref_c[idx], ref_r[idx] = both(reference, idx)
 
     def loss(idx) -> torch.Tensor:
-        chosen, rejected = encoded(idx)
+        chosen, rejected = both(policy, idx)
         idx = torch.as_tensor(idx)
         return dpo_loss(
-            sequence_logprob(policy, chosen),
-            sequence_logprob(policy, rejected),
+            chosen,
+            rejected,
             ref_c[idx],
             ref_r[idx],
             cfg.beta,

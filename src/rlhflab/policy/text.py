@@ -21,7 +21,9 @@ RLOO (Ahmadian et al. 2024): k responses per prompt; the reward is the score les
 
 Log-probabilities use the sampling temperature. With LoRA the reference is the policy with its
 adapter disabled; otherwise a frozen copy. Updates run in eval mode (no dropout), so the ratio
-is exactly 1 before the first step.
+is exactly 1 before the first step. When a GRPO batch gets one update step (one epoch, one
+minibatch), log π_old is not computed in a separate forward: it is the update's own forward,
+detached (the ratio is 1 by construction, as in TRL's GRPOTrainer with num_iterations = 1).
 """
 
 from __future__ import annotations
@@ -163,6 +165,11 @@ class TextRL:
         self.iteration = state["iteration"]
 
     # -- the shared loop -------------------------------------------------------------------
+    def one_step_on_policy(self) -> bool:
+        """GRPO with one update step per batch: log π_old is that step's own forward (no
+        separate rollout forward); PPO's value and RLOO's reward need log π_old beforehand."""
+        return self.method == "grpo" and self.cfg.epochs == self.cfg.minibatches == 1
+
     def _logprobs_values(self, batch: SeqBatch):
         if self.value_head is None:
             logp, entropy = token_logprobs(
@@ -175,10 +182,19 @@ class TextRL:
         return logp, entropy, self.value_head(hidden) * batch.response_mask
 
     def _update(
-        self, batch: SeqBatch, logp_old, logp_ref, values_old, adv, ret
+        self,
+        batch: SeqBatch,
+        logp_old,
+        logp_ref,
+        values_old,
+        adv,
+        ret,
+        on_policy: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, list[float]]:
         """Epochs over shuffled minibatches of the batch; each step's losses and clip share.
-        PPO adds its value loss, GRPO its KL term; the rest is one code path."""
+        PPO adds its value loss, GRPO its KL term; the rest is one code path. With `on_policy`
+        (one update step), log π_old and the entropy are written there from that step's own
+        forward, and `logp_old` is that same tensor."""
         cfg = self.cfg
         stats: dict[str, list[float]] = {"policy_loss": [], "clip_frac": []}
         rng = np.random.default_rng(self.iteration)
@@ -187,7 +203,9 @@ class TextRL:
             for idx in np.array_split(rng.permutation(len(adv)), cfg.minibatches):
                 mb = batch.select(torch.as_tensor(idx))
                 m = mb.response_mask
-                logp, _, values = self._logprobs_values(mb)
+                logp, entropy, values = self._logprobs_values(mb)
+                if on_policy is not None:  # the single update's forward is log π_old itself
+                    on_policy[0][idx], on_policy[1][idx] = logp.detach(), entropy.detach()
                 pg, clip_frac = clipped_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip, m)
                 loss, logged = pg, {"policy_loss": pg, "clip_frac": clip_frac}
                 if isinstance(cfg, TextPPOConfig):
@@ -233,16 +251,22 @@ class TextRL:
             seed=self.seed + 7919 * self.iteration,
         )
         self.iteration += 1
+        single = self.one_step_on_policy()
         with torch.no_grad():
             self.policy.eval()
-            logp_old, entropy, values_old = self._logprobs_values(batch)
+            if single:
+                logp_old = torch.zeros(batch.response_mask.shape)
+                entropy, values_old = torch.zeros_like(logp_old), None
+            else:
+                logp_old, entropy, values_old = self._logprobs_values(batch)
             logp_ref = reference_logprobs(self.policy, self.reference, batch, self.temperature)
             proxy = self.score(prompts, texts)
             scores = proxy + cfg.eos_penalty * (~ended).float()
             adv, ret = self.advantages(batch, scores, logp_old, logp_ref, values_old)
         mask = batch.response_mask
         # updates stay in eval mode: dropout would move the ratio away from 1 before any step
-        stats = self._update(batch, logp_old, logp_ref, values_old, adv, ret)
+        on_policy = (logp_old, entropy) if single else None
+        stats = self._update(batch, logp_old, logp_ref, values_old, adv, ret, on_policy)
         seq_kl = ((logp_old - logp_ref) * mask).sum(1)  # k1 summed: the same KL for every method
         beta = self.kl_ctl.beta
         self.kl_ctl.update(float(seq_kl.mean()), len(prompts))

@@ -60,17 +60,19 @@ def bradley_terry_loss(
 
 
 def ranking_loss(
-    scores: torch.Tensor, margin: float = 0.0, label_noise: float = 0.0
+    scores: torch.Tensor, margin: float = 0.0, label_noise: float = 0.0, reduction: str = "mean"
 ) -> torch.Tensor:
     """InstructGPT's K-wise loss: all C(K,2) pairs of one prompt's ranking together.
 
     scores: [B, K] reward-model scores of each prompt's K responses, best first.
         L = −1/C(K,2) · Σ_{i<j} log P̂[y_i ≻ y_j],  P̂ = σ(r_i − r_j − m)
-    (with the optional margin m of Llama 2 and the ε term above), averaged over prompts."""
+    (with the optional margin m of Llama 2 and the ε term above), averaged over prompts
+    (reduction "none": one loss per prompt)."""
     K = scores.shape[1]
     i, j = torch.triu_indices(K, K, offset=1)
     better, worse = scores[:, i] - margin, scores[:, j]
-    return bradley_terry_loss(better, worse, torch.ones_like(better), label_noise)
+    loss = bradley_terry_loss(better, worse, torch.ones_like(better), label_noise, "none").mean(1)
+    return loss.mean() if reduction == "mean" else loss
 
 
 def trimmed_mean(losses: torch.Tensor, trim: float) -> torch.Tensor:

@@ -1,20 +1,21 @@
 """Reward models for control: r̂(o, a) as an MLP, a segment's return its sum, and a
 bootstrapped ensemble fitted by Bradley–Terry (Christiano et al. 2017, §2.2.3).
 
-Fitting follows the paper: an ensemble of predictors, each trained on a bootstrap
-resample of the comparisons, with about 1/e of them left out for validation. Departure:
-the paper holds out a fixed 1/e of all comparisons; here (`reward.validation=out_of_bag`,
-the default) each member validates on the comparisons its bootstrap left out, so every
-label trains the ensemble and every member still early-stops on labels it never saw —
-the fixed split (`held_out`) wasted 37% of a 175-label budget. The first fit runs at
-least `reward.min_steps` gradient steps (imitation's `initial_epoch_multiplier` for the
-same reason: a few dozen initial labels are one minibatch, and 30 epochs were 30 steps);
-every fit stops when the validation loss has not improved for `patience` evaluations. The
-paper tunes L2 strength to keep validation loss near training loss; we use weight decay
-plus early stopping. The ensemble mean is the reward, normalised before the policy
-sees it (that normalisation lives with the policy). Members are warm-started across
-refits and run as one batched network. Input features are standardised by running
-statistics of the labelled segments.
+Fitting follows the paper (the routine is `reward/fitting.py`, shared with the text reward
+model; this module only says how a member scores a segment): an ensemble of predictors, each
+trained on a bootstrap resample of the comparisons, with about 1/e of them left out for
+validation. Departure: the paper holds out a fixed 1/e of all comparisons; here
+(`reward.validation=out_of_bag`, the default) each member validates on the comparisons its
+bootstrap left out, so every label trains the ensemble and every member still early-stops on
+labels it never saw — the fixed split (`held_out`) wasted 37% of a 175-label budget. The
+first fit runs at least `reward.min_steps` gradient steps (imitation's
+`initial_epoch_multiplier` for the same reason: a few dozen initial labels are one
+minibatch, and 30 epochs were 30 steps); every fit stops when the validation loss has not
+improved for `patience` evaluations. The paper tunes L2 strength to keep validation loss
+near training loss; we use weight decay plus early stopping. The ensemble mean is the
+reward, normalised before the policy sees it (that normalisation lives with the policy).
+Members are warm-started across refits and run as one batched network. Input features are
+standardised by running statistics of the labelled segments.
 
 Absorbing states (Kostrikov et al. 2019): a step taken after a fixed-horizon episode
 ended has no meaningful observation or action, so its input is the absorbing indicator
@@ -46,21 +47,15 @@ from torch import nn
 
 from rlhflab.config import RewardConfig
 from rlhflab.envs.wrappers import action_dim, action_features
-from rlhflab.reward.losses import bradley_terry_loss, preference_probability, trimmed_mean
+from rlhflab.reward.fitting import Schedule, fit_members, split
+from rlhflab.reward.fitting import is_validation as is_validation  # re-exported
+from rlhflab.reward.losses import bradley_terry_loss, preference_probability
 from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Comparison, Segment
 
 
 class NonFiniteRewardError(RuntimeError):
     """The reward model produced NaN or infinity."""
-
-
-def is_validation(query_id: int, fraction: float) -> bool:
-    """A fixed, seed-free held-out split: query i is held out when frac(i·φ) < fraction.
-
-    The golden-ratio sequence spreads held-out queries evenly and never moves a query
-    between splits, so validation accuracy stays honest across refits and resumes."""
-    return (query_id * 0.6180339887498949) % 1.0 < fraction
 
 
 class EnsembleMLP(nn.Module):
@@ -97,6 +92,21 @@ class PairData:
     right: torch.Tensor
     target: torch.Tensor  # [n]
     scale: torch.Tensor | float = 1.0  # [n] the annotator's rationality β (reward/reliability.py)
+
+
+@dataclass
+class _Members:
+    """The ensemble on one fit's comparisons, as `reward/fitting.py` sees it."""
+
+    model: RewardEnsemble
+    data: PairData
+
+    def member_losses(self, idx: torch.Tensor, train: bool) -> torch.Tensor:
+        return self.model._member_losses(self.data, idx)
+
+    def member_parameters(self) -> list[list[torch.Tensor]]:
+        params = list(self.model.net.parameters())
+        return [[p[m] for p in params] for m in range(len(params[0]))]
 
 
 class RewardEnsemble:
@@ -251,28 +261,36 @@ class RewardEnsemble:
     # -- fitting ----------------------------------------------------------------------
     def fit(self, comparisons: list[Comparison]) -> dict:
         """Refit every member on its bootstrap; report validation metrics."""
+        cfg = self.cfg
         usable = [c for c in comparisons if c.judgement.target is not None]
         new = [c for c in usable if c.query_id not in self.seen_queries]
         if new:  # standardise inputs by the (live) steps of the segments labelled so far
             raw = np.concatenate([np.concatenate(self._segment_features(c)) for c in new])
             self.feature_rms.update(raw[raw[:, -1] == 0, :-1])
             self.seen_queries.update(c.query_id for c in new)
-        if self.cfg.validation == "held_out":
-            held = np.array([is_validation(c.query_id, self.cfg.val_fraction) for c in usable])
-        else:
-            held = np.zeros(len(usable), bool)
-        train_idx = np.flatnonzero(~held)
-        if len(train_idx) == 0:
+        parts = split(
+            [c.query_id for c in usable],
+            len(self.member_scale[0]),
+            cfg.validation,
+            cfg.val_fraction,
+            self.rng,
+        )
+        if parts is None:
             return {}
         data = self._pairs(usable)
-        M = len(self.member_scale[0])
-        boot = train_idx[self.rng.integers(len(train_idx), size=(M, len(train_idx)))]
-        val = np.repeat(held[None], M, 0)
-        if self.cfg.validation == "out_of_bag":
-            val = np.ones((M, len(usable)), bool)
-            for m in range(M):
-                val[m, boot[m]] = False
-        self._fit_members(data, torch.as_tensor(boot), torch.as_tensor(val))
+        schedule = Schedule(
+            cfg.batch_size, cfg.max_epochs, cfg.patience, cfg.min_steps, cfg.robust_trim
+        )
+        fit_members(
+            _Members(self, data),
+            self.optimizer,
+            parts,
+            schedule,
+            self.rng,
+            self.fits == 0 or self.cold,
+        )
+        boot, held = parts.boot, parts.held
+        train_idx = np.flatnonzero(~held)
         self.trained_on = [{data.query_ids[i] for i in b} for b in boot]
         self.fits += 1
         self.cold = False
@@ -294,44 +312,6 @@ class RewardEnsemble:
         return bradley_terry_loss(
             returns[:, :B], returns[:, B:], data.target[idx], self.cfg.label_noise, "none", scale
         )
-
-    def _fit_members(self, data: PairData, boot: torch.Tensor, val: torch.Tensor) -> None:
-        """Minibatch Adam on each member's bootstrap; early stopping per member on its own
-        validation comparisons (kept: each member's best parameters)."""
-        cfg = self.cfg
-        M, n = boot.shape
-        per_epoch = max(1, math.ceil(n / cfg.batch_size))
-        every = max(per_epoch, 10)  # gradient steps between validation checks
-        # warm-started refits need fewer
-        min_steps = cfg.min_steps if self.fits == 0 or self.cold else 0
-        max_steps = max(cfg.max_epochs * per_epoch, min_steps)
-        has_val = val.any(1)
-        val_idx = torch.arange(len(data.target)).expand(M, -1)
-        best = torch.full((M,), float("inf"))
-        best_state = [p.detach().clone() for p in self.net.parameters()]
-        waited = torch.zeros(M, dtype=torch.long)
-        for step in range(1, max_steps + 1):
-            pick = torch.as_tensor(self.rng.integers(n, size=(M, min(cfg.batch_size, n))))
-            losses = self._member_losses(data, torch.gather(boot, 1, pick))
-            loss = trimmed_mean(losses, cfg.robust_trim).sum()
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            if step % every and step != max_steps:
-                continue
-            with torch.no_grad():
-                losses = self._member_losses(data, val_idx)
-                v = (losses * val).sum(1) / val.sum(1).clamp_min(1)
-                better = (v < best - 1e-4) | ~has_val  # no validation data: keep the latest
-                best = torch.where(better, v, best)
-                waited = torch.where(better, 0, waited + 1)
-                for kept, p in zip(best_state, self.net.parameters()):
-                    kept[better] = p.detach()[better]
-            if step >= min_steps and bool((waited >= cfg.patience).all()):
-                break
-        with torch.no_grad():
-            for kept, p in zip(best_state, self.net.parameters()):
-                p.copy_(kept)
 
     @torch.no_grad()
     def _metrics(self, data: PairData, held: np.ndarray) -> dict:

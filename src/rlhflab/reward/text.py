@@ -5,44 +5,87 @@ Each comparison is one prompt with K ≥ 2 responses, best first. All C(K,2) pai
 prompt go through the model together, in one batch element (InstructGPT §3.5: "we
 train on all C(K,2) comparisons from each prompt as a single batch element", which
 avoids overfitting to responses seen in many pairs). Pairs may be ties (target ½).
-The loss is `ranking_loss` / `bradley_terry_loss`; an optional ensemble fits members on
-bootstraps of the comparisons, and its mean is the reward. Held-out comparisons use the
-same fixed split as the control reward model (`is_validation`), by query id: every judgement
-of a query (overlap > 1) falls on the same side.
+The loss is `ranking_loss` / `bradley_terry_loss`. Fitting is the routine every reward model
+shares (`reward/fitting.py`: bootstrap per member, split by query id with
+`text.reward.val_fraction`, early stopping on the held-out queries, warm start, AdamW weight
+decay); this module only says how a member scores a prompt and response. The ensemble's mean
+is the reward. Departure from InstructGPT: a single epoch there; here up to `epochs`, stopped
+early when the held-out loss stops improving, and each member's gradient clipped to norm 1
+(TRL's default).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from rlhflab.config.text import TextRewardConfig
+from rlhflab.reward.fitting import Schedule, fit_members, is_validation, split
 from rlhflab.reward.losses import bradley_terry_loss, ranking_loss
-from rlhflab.reward.model import is_validation
 from rlhflab.text.models import TextRewardModel, context_length
 from rlhflab.text.sequences import encode
 from rlhflab.types import RankedResponses
+
+
+def query_ids(comparisons: list[RankedResponses]) -> list[int]:
+    """Each comparison's query id; list position stands in for comparisons that have none."""
+    return [i if c.query_id is None else c.query_id for i, c in enumerate(comparisons)]
 
 
 def split_by_query(
     comparisons: list[RankedResponses], val_fraction: float
 ) -> tuple[list[RankedResponses], list[RankedResponses]]:
     """(training, validation) comparisons: a query is held out by its id (`is_validation`), so
-    every judgement of one query lands on the same side; list position stands in for the id of
-    comparisons that have none."""
-    held = [
-        is_validation(i if c.query_id is None else c.query_id, val_fraction)
-        for i, c in enumerate(comparisons)
-    ]
+    every judgement of one query lands on the same side."""
+    held = [is_validation(q, val_fraction) for q in query_ids(comparisons)]
     return (
         [c for c, h in zip(comparisons, held) if not h],
         [c for c, h in zip(comparisons, held) if h],
     )
 
 
+@dataclass
+class _Members:
+    """The ensemble on one fit's comparisons, as `reward/fitting.py` sees it."""
+
+    ensemble: TextRewardEnsemble
+    comparisons: list[RankedResponses]
+    chunk: int = 64  # groups per forward when validating
+
+    def member_losses(self, idx: torch.Tensor, train: bool) -> torch.Tensor:
+        out = []
+        for member, rows in zip(self.ensemble.members, idx.tolist()):
+            member.train(train)
+            step = len(rows) if train else self.chunk
+            out.append(
+                torch.cat(
+                    [
+                        self.ensemble.group_losses(
+                            member, [self.comparisons[i] for i in rows[s : s + step]]
+                        )
+                        for s in range(0, len(rows), step)
+                    ]
+                )
+            )
+        return torch.stack(out)
+
+    def member_parameters(self) -> list[list[torch.Tensor]]:
+        return [list(m.parameters()) for m in self.ensemble.members]
+
+
 class TextRewardEnsemble:
-    def __init__(self, base: TextRewardModel, tokenizer, members: int = 1, seed: int = 0):
+    def __init__(
+        self,
+        base: TextRewardModel,
+        tokenizer,
+        members: int = 1,
+        seed: int = 0,
+        cfg: TextRewardConfig | None = None,
+    ):
+        self.cfg = cfg or TextRewardConfig()
         self.tokenizer = tokenizer
         self.max_length = context_length(base.backbone)
         self.members = []
@@ -53,6 +96,12 @@ class TextRewardEnsemble:
             torch.nn.init.zeros_(m.head.bias)
             self.members.append(m)
         self.rng = np.random.default_rng(seed)
+        self.optimizer = torch.optim.AdamW(
+            [p for m in self.members for p in m.parameters()],
+            lr=self.cfg.lr,
+            weight_decay=self.cfg.weight_decay,
+        )
+        self.fits = 0
 
     def state_dict(self) -> dict:
         return {"members": [m.state_dict() for m in self.members]}
@@ -80,73 +129,72 @@ class TextRewardEnsemble:
         ]
         return torch.cat(out) if out else torch.zeros(0)
 
-    def _group_loss(
-        self, member, groups: list[RankedResponses], margin: float, label_noise: float
-    ) -> torch.Tensor:
-        K = len(groups[0].responses)
+    def group_losses(self, member, groups: list[RankedResponses]) -> torch.Tensor:
+        """[G] the loss of each comparison under one member: Bradley–Terry for a pair (ties as
+        ½), InstructGPT's all-pairs ranking loss for K > 2, with `margin` and `label_noise`."""
+        margin, noise = self.cfg.margin, self.cfg.label_noise
         batch = encode(
             self.tokenizer,
-            [g.prompt for g in groups for _ in range(K)],
+            [g.prompt for g in groups for _ in g.responses],
             [r for g in groups for r in g.responses],
             self.max_length,
         )
-        scores = member(batch.input_ids, batch.attention_mask).view(len(groups), K)
-        if K == 2:  # pairs may be ties
-            target = torch.tensor([g.target for g in groups])
-            return bradley_terry_loss(
-                scores[:, 0] - margin * (target == 1), scores[:, 1], target, label_noise
-            )
-        return ranking_loss(scores, margin, label_noise)
+        scores = member(batch.input_ids, batch.attention_mask)
+        sizes = [len(g.responses) for g in groups]
+        starts = np.cumsum([0, *sizes[:-1]])
+        out = scores.new_zeros(len(groups))
+        for K in sorted(set(sizes)):  # one batched loss per ranking size
+            rows = [i for i, k in enumerate(sizes) if k == K]
+            s = scores[torch.as_tensor(starts[rows])[:, None] + torch.arange(K)]
+            if K == 2:  # pairs may be ties
+                target = torch.tensor([groups[i].target for i in rows])
+                loss = bradley_terry_loss(
+                    s[:, 0] - margin * (target == 1), s[:, 1], target, noise, "none"
+                )
+            else:
+                loss = ranking_loss(s, margin, noise, "none")
+            out = out.index_put((torch.as_tensor(rows),), loss)
+        return out
 
-    def fit(
-        self,
-        comparisons: list[RankedResponses],
-        epochs: int,
-        lr: float,
-        batch_size: int,
-        margin: float = 0.0,
-        label_noise: float = 0.0,
-        on_log=None,
-        val_fraction: float = 0.2,
-    ) -> dict:
-        """Fit every member on a bootstrap of the training split; returns held-out accuracy and
-        calibration. The split is by query id (list position only for comparisons that have
-        none), with `val_fraction` of the queries held out."""
-        train, val = split_by_query(comparisons, val_fraction)
-        for k, member in enumerate(self.members):
-            member.train()
-            opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=0.01)
-            boot = (
-                self.rng.integers(len(train), size=len(train))
-                if len(self.members) > 1
-                else np.arange(len(train))
-            )
-            for epoch in range(epochs):
-                order = self.rng.permutation(boot)
-                losses = []
-                for start in range(0, len(order), batch_size):
-                    loss = self._group_loss(
-                        member,
-                        [train[i] for i in order[start : start + batch_size]],
-                        margin,
-                        label_noise,
-                    )
-                    opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
-                    opt.step()
-                    losses.append(float(loss.detach()))
-                if on_log:
-                    on_log(
-                        {
-                            "phase": "reward_model",
-                            "member": k,
-                            "epoch": epoch + 1,
-                            "rm_train_loss": float(np.mean(losses)),
-                        }
-                    )
-            member.eval()
-        return self.evaluate(val)
+    def fit(self, comparisons: list[RankedResponses], on_log=None) -> dict:
+        """Fit every member by the shared routine (`reward/fitting.py`) on the training queries;
+        returns held-out accuracy and calibration. The split is by query id, with
+        `val_fraction` of the queries held out; the held-out loss stops the fit early."""
+        cfg = self.cfg
+        parts = split(
+            query_ids(comparisons), len(self.members), "held_out", cfg.val_fraction, self.rng
+        )
+        if parts is None:
+            return {"rm_val_pairs": 0}
+        schedule = Schedule(
+            cfg.batch_size, cfg.epochs, cfg.patience, cfg.min_steps, max_grad_norm=1.0
+        )
+
+        def on_check(step: int, train_loss: torch.Tensor, val_loss: torch.Tensor) -> None:
+            if on_log:
+                on_log(
+                    {
+                        "phase": "reward_model",
+                        "step": step,
+                        "rm_train_loss": float(train_loss.mean()),
+                        "rm_val_loss": float(val_loss.mean()),
+                    }
+                )
+
+        steps = fit_members(
+            _Members(self, comparisons),
+            self.optimizer,
+            parts,
+            schedule,
+            self.rng,
+            self.fits == 0,
+            on_check,
+        )
+        self.fits += 1
+        for m in self.members:
+            m.eval()
+        val = [c for c, h in zip(comparisons, parts.held) if h]
+        return {"rm_steps": steps, **self.evaluate(val)}
 
     @torch.no_grad()
     def evaluate(self, comparisons: list[RankedResponses]) -> dict:

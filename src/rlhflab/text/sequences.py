@@ -49,11 +49,12 @@ def encode(
     exactly `max_new_tokens` after a prompt that fills the rest of the context is one token
     longer once its EOS is added, and must not run past the position embeddings."""
     rows, masks = [], []
-    for prompt, response in zip(prompts, responses):
-        p = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        r = tokenizer(
-            " " + response if not response.startswith(" ") else response, add_special_tokens=False
-        )["input_ids"]
+    # one tokenizer call per side (a fast tokenizer encodes the list at once), not one per row
+    prompt_ids = _token_ids(tokenizer, [format_prompt(tokenizer, p) for p in prompts])
+    response_ids = _token_ids(
+        tokenizer, [" " + r if not r.startswith(" ") else r for r in responses]
+    )
+    for p, r in zip(prompt_ids, response_ids):
         if add_eos:
             r = [*r, tokenizer.eos_token_id]
         r = r[:max_length]
@@ -63,14 +64,16 @@ def encode(
         masks.append([0] * len(p) + [1] * len(r))
     T = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
-    ids = torch.full((len(rows), T), pad, dtype=torch.long)
-    att = torch.zeros((len(rows), T), dtype=torch.long)
-    resp = torch.zeros((len(rows), T), dtype=torch.float32)
-    for i, (r, m) in enumerate(zip(rows, masks)):
-        ids[i, : len(r)] = torch.tensor(r)
-        att[i, : len(r)] = 1
-        resp[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows], dtype=torch.long)
+    att = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], dtype=torch.long)
+    resp = torch.tensor([m + [0] * (T - len(m)) for m in masks], dtype=torch.float32)
     return SeqBatch(ids, att, resp)
+
+
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def token_logprobs(
