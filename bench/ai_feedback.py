@@ -65,6 +65,11 @@ HARM_RUNS = {  # in the order they run: PHF first, the cheapest (Step 0 and SFT 
         "text.methods=[ppo]",
         "text.sl_cai.prompts=512",
     ],
+    "sl_cai_scripted": [
+        "text.methods=[]",
+        "text.sl_cai.prompts=512",
+        "text.sl_cai.critic=scripted",
+    ],
     "rlaif": ["feedback.annotator.kind=ai", "judge.model=scripted", "text.methods=[ppo]"],
     "judge": ["text.reward.kind=judge", "judge.model=scripted", "text.methods=[ppo]"],
 }
@@ -75,6 +80,10 @@ HARM_ROWS = {
     "MLE → SFT → RLAIF (PPO, scripted judge)": ("rlaif", "ppo"),
     "SL-CAI (the policy critiques and revises)": ("sl_cai", "sft"),
     "SL-CAI → RL-CAI (PPO, scripted judge)": ("sl_cai", "ppo"),
+    "SL-CAI, scripted critic (a stand-in: the gold critique and revision)": (
+        "sl_cai_scripted",
+        "sft",
+    ),
     "judge reward (PPO, scripted judge, no RM)": ("judge", "ppo"),
     **{
         row: (f"phf_{o}", m)
@@ -189,7 +198,12 @@ def harm(args, console: Console) -> None:
             path = Path(tempfile.mkdtemp(prefix="aifb-base-")) / "base"
             cfg = build_config(
                 None,
-                [f"seed={seed}", "text.task=reviews-insults", f"text.phf.objective={objective}"],
+                [
+                    f"seed={seed}",
+                    "text.task=reviews-insults",
+                    f"text.phf.objective={objective}",
+                    f"text.pretrain_sequences={args.pretrain_sequences}",
+                ],
             )
             started = time.time()
             with console.status(f"Step 0 ({objective}), seed {seed}"):
@@ -301,6 +315,9 @@ def main() -> None:
     )
     ap.add_argument("--only", nargs="+", help="run only the settings whose names start so")
     ap.add_argument("--base", help="a saved Step-0 model to start from (one seed only)")
+    ap.add_argument(
+        "--pretrain-sequences", type=int, default=6000, help="--harm: Step 0's documents"
+    )
     ap.add_argument(
         "--harm",
         action="store_true",
