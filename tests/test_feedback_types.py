@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlhflab.config import AnnotatorConfig, RewardConfig
+from rlhflab.config.text import TextRewardConfig
 from rlhflab.diagnostics.scalar_vs_comparison import CasperExample, study
 from rlhflab.feedback.exchange import import_jsonl
 from rlhflab.feedback.store import FeedbackStore
@@ -129,7 +130,8 @@ def test_corrections_and_ratings_train_the_text_reward_model(tmp_path):
     store.close()
     assert len(comparisons) == 4 + 4  # 4 corrections, 4 rating pairs; the lone rating adds none
     assert all(c.responses[0].endswith("great .") for c in comparisons)
-    rm = TextRewardEnsemble(TextRewardModel(model.transformer), tokenizer, seed=0)
+    cfg = TextRewardConfig(epochs=15, lr=3e-3, batch_size=8, val_fraction=0.0)
+    rm = TextRewardEnsemble(TextRewardModel(model.transformer), tokenizer, seed=0, cfg=cfg)
 
     def margin() -> float:
         held_out = [n for n in NOUNS[4:]]
@@ -138,7 +140,7 @@ def test_corrections_and_ratings_train_the_text_reward_model(tmp_path):
         return float((good - bad).mean())
 
     before = margin()
-    rm.fit(comparisons, epochs=15, lr=3e-3, batch_size=8, val_fraction=0.0)
+    rm.fit(comparisons)
     assert margin() > before + 0.5 and margin() > 0
 
 
