@@ -60,7 +60,9 @@ def test_a_sweep_runs_each_seed_into_its_own_directory(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One local Ray cluster of 2 CPUs for the module (starting one takes seconds)."""
+    """One local Ray cluster of 2 CPUs for the module (starting one takes seconds). Its workers
+    run at the test's priority: Ray's default (nice 15) starves them on a busy machine."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
