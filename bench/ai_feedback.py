@@ -107,25 +107,32 @@ COLUMNS = [
 ]
 
 
+def shared_overrides(args, seed: int, base: str) -> list[str]:
+    """The settings every run of this bench shares: Step 0, annotator, judge, budgets."""
+    return [
+        f"seed={seed}",
+        f"text.model={base}",
+        "feedback.annotator.temperature=0.2",
+        f"text.sft.demonstrations={args.demonstrations}",
+        f"text.eval_prompts={args.eval_prompts}",
+        f"text.ppo.batch_size={args.batch_size}",
+        f"judge.references={args.references}",
+        f"judge.scripted_bias={args.judge_bias}",
+        f"judge.scripted_noise={args.judge_noise}",
+        f"text.labels={args.labels}",
+        f"text.ppo.steps={args.steps}",
+        f"text.ppo.beta={args.beta}",
+    ]
+
+
 def one_run(extra: list[str], args, seed: int, base: str, judge: str | None) -> dict:
     run = RunDir(tempfile.mkdtemp(prefix="aifb-"))
     cfg = build_config(
         None,
         [
-            f"seed={seed}",
+            *shared_overrides(args, seed, base),
             f"task=ai-feedback-{seed}",
-            f"text.model={base}",
-            "feedback.annotator.temperature=0.2",
-            f"text.sft.demonstrations={args.demonstrations}",
-            f"text.eval_prompts={args.eval_prompts}",
-            f"text.ppo.batch_size={args.batch_size}",
-            f"judge.references={args.references}",
-            f"judge.scripted_bias={args.judge_bias}",
-            f"judge.scripted_noise={args.judge_noise}",
-            f"text.labels={args.labels}",
             "text.methods=[ppo,best_of_n]",
-            f"text.ppo.steps={args.steps}",
-            f"text.ppo.beta={args.beta}",
             f"text.goodhart_samples={args.goodhart_samples}",
             *(e.replace("BUILTIN", str(judge)) for e in extra),
         ],
@@ -158,21 +165,10 @@ def harm_run(extra: list[str], args, seed: int, base: str) -> dict:
     cfg = build_config(
         None,
         [
-            f"seed={seed}",
+            *shared_overrides(args, seed, base),
             f"task=ai-feedback-harm-{seed}",
             "text.task=reviews-insults",
-            f"text.model={base}",
             "judge.constitution=examples/text/constitution_harmless.yaml",
-            "feedback.annotator.temperature=0.2",
-            f"text.sft.demonstrations={args.demonstrations}",
-            f"text.eval_prompts={args.eval_prompts}",
-            f"text.ppo.batch_size={args.batch_size}",
-            f"judge.references={args.references}",
-            f"judge.scripted_bias={args.judge_bias}",
-            f"judge.scripted_noise={args.judge_noise}",
-            f"text.labels={args.labels}",
-            f"text.ppo.steps={args.steps}",
-            f"text.ppo.beta={args.beta}",
             "text.goodhart_samples=0",
             *extra,
         ],

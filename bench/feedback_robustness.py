@@ -153,19 +153,28 @@ def reliability_rm(labels: int, seed: int) -> dict:
     return out
 
 
+def run_overrides(
+    labels: int, seed: int, env_steps: int | None, population: str, setting: str
+) -> list[str]:
+    """A whole RLHF run on ENV with a population, and the one setting a study varies."""
+    steps = [f"env_steps={env_steps}"] if env_steps else []
+    return [
+        f"env.id={ENV}",
+        f"labels={labels}",
+        f"seed={seed}",
+        "baseline=false",
+        f"feedback.population={population}",
+        setting,
+        *steps,
+    ]
+
+
 def reliability_runs(labels: int, seed: int, env_steps: int | None) -> dict:
     """Study 1b for one seed: whole RLHF runs with the population, true return per mode."""
     out: dict = {"seed": seed, "true_return": {}, "seconds": {}}
     population = json.dumps(POPULATION).replace('"', "")
     for mode in ("equal", "reliability"):
-        overrides = [
-            f"env.id={ENV}",
-            f"labels={labels}",
-            f"seed={seed}",
-            "baseline=false",
-            f"feedback.population={population}",
-            f"reward.annotators={mode}",
-        ] + ([f"env_steps={env_steps}"] if env_steps else [])
+        overrides = run_overrides(labels, seed, env_steps, population, f"reward.annotators={mode}")
         cfg = build_config(None, overrides)
         started = time.process_time()
         with tempfile.TemporaryDirectory() as tmp:
@@ -226,14 +235,7 @@ def minorities(labels: int, share: float, seed: int, env_steps: int | None) -> d
     out: dict = {"seed": seed, "share": share, "group_true_return": {}, "seconds": {}}
     population = json.dumps(minority_population(share)).replace('"', "")
     for rule in AGGREGATIONS:
-        overrides = [
-            f"env.id={ENV}",
-            f"labels={labels}",
-            f"seed={seed}",
-            "baseline=false",
-            f"feedback.population={population}",
-            f"reward.aggregation={rule}",
-        ] + ([f"env_steps={env_steps}"] if env_steps else [])
+        overrides = run_overrides(labels, seed, env_steps, population, f"reward.aggregation={rule}")
         started = time.process_time()
         with tempfile.TemporaryDirectory() as tmp:
             summary = run_experiment(build_config(None, overrides), RunDir(tmp))
