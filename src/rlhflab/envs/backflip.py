@@ -112,12 +112,18 @@ class FlipTracker:
         takeoff = max(0.0, height - STANDING_HEIGHT) * max(0.0, backwards) * (self.turns < 1.0)
         self.last = angle
         self.lifted_best = max(self.lifted_best, self.lifted)
+        landed = self._detect(angle, height)
+        rotation = min(self.lifted_best, 1.0) - before
+        return ROTATION_WEIGHT * rotation + LANDING_WEIGHT * landed + self.takeoff_weight * takeoff
+
+    def _detect(self, angle: float, height: float) -> bool:
+        """The flip detector, the same for every judge: B_t, the upright run after a turn,
+        and `completed`; returns whether this step is upright after a turn."""
         self.turns = max(self.turns, (self.start - angle) / (2 * math.pi))
         landed = self.turns >= 1.0 and upright(angle, height)
         self.upright_run = self.upright_run + 1 if landed else 0
         self.completed |= self.upright_run >= LANDING_STEPS
-        rotation = min(self.lifted_best, 1.0) - before
-        return ROTATION_WEIGHT * rotation + LANDING_WEIGHT * landed + self.takeoff_weight * takeoff
+        return landed
 
     def _update_potential(self, angle: float, height: float) -> float:
         """The Markov judge: r_t = 10 · (Φ_t − Φ_{t−1}) + 0.5 · [ρ_t ≥ 0.9 and upright_t],
@@ -125,11 +131,7 @@ class FlipTracker:
         before = min((self.start - self.last) / (2 * math.pi), 1.0)
         rho = (self.start - angle) / (2 * math.pi)
         self.last = angle
-        self.turns = max(self.turns, rho)
-        self.upright_run = (
-            self.upright_run + 1 if self.turns >= 1.0 and upright(angle, height) else 0
-        )
-        self.completed |= self.upright_run >= LANDING_STEPS
+        self._detect(angle, height)
         landed = rho >= 0.9 and upright(angle, height)
         return ROTATION_WEIGHT * (min(rho, 1.0) - before) + LANDING_WEIGHT * landed
 
