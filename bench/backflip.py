@@ -41,7 +41,8 @@ from rlhflab.control_loop import ControlLoop, train_true_reward
 from rlhflab.envs.backflip import score_flips
 from rlhflab.envs.wrappers import make_env, render_size
 from rlhflab.feedback.clips import make_clip
-from rlhflab.policy.control import ControlPolicy, play_episodes
+from rlhflab.policy.control import ControlPolicy
+from rlhflab.policy.rollout import play_episodes
 from rlhflab.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -53,7 +53,7 @@ from rich.table import Table
 
 from rlhflab.config import RunConfig, build_config
 from rlhflab.control_loop import run_experiment, train_true_reward
-from rlhflab.policy.control import evaluate_true_return
+from rlhflab.policy.rollout import evaluate_true_return
 from rlhflab.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,7 +33,8 @@ from rlhflab.demonstrations.procedure_cloning import MazeActionNet, train_proced
 from rlhflab.diagnostics.identifiability import candidate_rewards, identifiability
 from rlhflab.envs.gridworld import feature_gridworld
 from rlhflab.envs.maze import HELD_OUT_LAYOUTS
-from rlhflab.policy.control import ControlPolicy, evaluate_true_return
+from rlhflab.policy.control import ControlPolicy
+from rlhflab.policy.rollout import evaluate_true_return
 
 console = Console()
 CARTPOLE = gym.spaces.Discrete(2)

@@ -65,7 +65,8 @@ from rlhflab.diagnostics.scalar_vs_comparison import CasperExample
 from rlhflab.diagnostics.scalar_vs_comparison import study as casper_study
 from rlhflab.feedback.agreement import annotator_stats
 from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
-from rlhflab.policy.control import ControlPolicy, sample_segments
+from rlhflab.policy.control import ControlPolicy
+from rlhflab.policy.rollout import sample_segments
 from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.reward.reliability import fit_reward

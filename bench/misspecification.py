@@ -38,7 +38,7 @@ from rlhflab.config import RunConfig, build_config
 from rlhflab.control_loop import run_rlhf, train_true_reward
 from rlhflab.diagnostics.goodhart import Options, goodhart
 from rlhflab.envs.misspec import scripted_act
-from rlhflab.policy.control import evaluate_returns
+from rlhflab.policy.rollout import evaluate_returns
 from rlhflab.runs import RunDir
 
 EVAL_EPISODES = 64

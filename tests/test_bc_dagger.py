@@ -9,7 +9,7 @@ from rlhflab.config import EnvConfig
 from rlhflab.demonstrations.bc import behavioural_cloning, make_policy
 from rlhflab.demonstrations.dagger import dagger, mixture
 from rlhflab.demonstrations.experts import cartpole_expert, maze_expert, record
-from rlhflab.policy.control import evaluate_true_return
+from rlhflab.policy.rollout import evaluate_true_return
 
 CARTPOLE = gym.spaces.Discrete(2)
 

@@ -12,7 +12,7 @@ import torch
 from rlhflab.config import build_config
 from rlhflab.control_loop import LabelSchedule, RunError, run_rlhf
 from rlhflab.feedback.store import FeedbackStore
-from rlhflab.policy.control import evaluate_true_return
+from rlhflab.policy.rollout import evaluate_true_return
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.runs import RunDir
 

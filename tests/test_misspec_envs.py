@@ -7,7 +7,8 @@ from gymnasium.utils.env_checker import check_env
 
 from rlhflab.config import EnvConfig, PolicyConfig, build_config
 from rlhflab.envs.misspec import ENVS, scripted_act
-from rlhflab.policy.control import ControlPolicy, evaluate_returns
+from rlhflab.policy.control import ControlPolicy
+from rlhflab.policy.rollout import evaluate_returns
 
 CASES = [  # (env id, kwargs, horizon)
     ("rlhflab/CoastRunners-v0", {}, 40),

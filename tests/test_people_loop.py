@@ -10,7 +10,7 @@ from labeling import AppProcess, make_run
 
 from rlhflab.config import build_config
 from rlhflab.control_loop import RunError, run_rlhf
-from rlhflab.policy.control import evaluate_true_return
+from rlhflab.policy.rollout import evaluate_true_return
 
 
 def alive_steps(obs) -> int:

@@ -12,7 +12,7 @@ from rlhflab.demonstrations.procedure_cloning import (
     train_procedure_cloning,
 )
 from rlhflab.envs.maze import HELD_OUT_LAYOUTS, Maze
-from rlhflab.policy.control import evaluate_true_return
+from rlhflab.policy.rollout import evaluate_true_return
 
 # . . #
 # . # .      goal G at (2, 2); (1, 2) is reached only through (2, 2)

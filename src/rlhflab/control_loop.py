@@ -50,13 +50,8 @@ from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
 from rlhflab.feedback.population import make_annotator
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
-from rlhflab.policy.control import (
-    ControlPolicy,
-    Rollout,
-    evaluate_true_return,
-    play_episodes,
-    sample_segments,
-)
+from rlhflab.policy.control import ControlPolicy
+from rlhflab.policy.rollout import Rollout, evaluate_true_return, play_episodes, sample_segments
 from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.background import BackgroundFitter
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble

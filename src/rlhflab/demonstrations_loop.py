@@ -34,7 +34,7 @@ from rlhflab.diagnostics.demonstrations_report import build_demonstrations_repor
 from rlhflab.diagnostics.identifiability import candidate_rewards, identifiability
 from rlhflab.envs.gridworld import GridworldEnv
 from rlhflab.envs.maze import HELD_OUT_LAYOUTS
-from rlhflab.policy.control import evaluate_true_return
+from rlhflab.policy.rollout import evaluate_true_return
 from rlhflab.runs import RunDir
 
 OnLog = Callable[[dict], None]

@@ -33,7 +33,8 @@ from rlhflab.config import EnvConfig, PolicyConfig
 from rlhflab.demonstrations.bc import ObsNormalized, mlp
 from rlhflab.demonstrations.dataset import Demonstrations
 from rlhflab.envs.wrappers import action_dim, action_features
-from rlhflab.policy.control import ControlPolicy, Rollout
+from rlhflab.policy.control import ControlPolicy
+from rlhflab.policy.rollout import Rollout
 
 
 def discriminator_loss(expert_logits: torch.Tensor, policy_logits: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from rlhflab.diagnostics.report_base import Section, fmt, render
 from rlhflab.feedback.agreement import annotator_stats
 from rlhflab.feedback.dawid_skene import dawid_skene
 from rlhflab.feedback.synthetic import SyntheticAnnotator
-from rlhflab.policy.control import Episodes
+from rlhflab.policy.rollout import Episodes
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.types import Comparison, Segment

@@ -183,7 +183,8 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
     and the gold reward."""
     import torch
 
-    from rlhflab.policy.control import ControlPolicy, play_episodes
+    from rlhflab.policy.control import ControlPolicy
+    from rlhflab.policy.rollout import play_episodes
     from rlhflab.reward.model import RewardEnsemble
     from rlhflab.runs import RunDir
 
