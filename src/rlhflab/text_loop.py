@@ -22,20 +22,19 @@ last iteration; the feedback store is asked only what it lacks, so no label is g
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics.calibration import expected_calibration_error
-from rlhflab.diagnostics.diversity import distinct_n, diversity
+from rlhflab.diagnostics.diversity import diversity
 from rlhflab.diagnostics.report import build_report
+from rlhflab.diagnostics.text_evaluation import sampled_kl, score_responses
 from rlhflab.feedback.people import LabelTimeout, people_hint
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.text import gather_comparisons
@@ -48,6 +47,7 @@ from rlhflab.reward.functions import RewardFunctionError, RewardFunctions
 from rlhflab.reward.judge import JudgeReward, judge_reward
 from rlhflab.reward.text import TextRewardEnsemble
 from rlhflab.runs import RunDir
+from rlhflab.text.checkpoints import TextCheckpoints
 from rlhflab.text.data import load_prompts_and_demos
 from rlhflab.text.models import (
     TextRewardModel,
@@ -58,7 +58,7 @@ from rlhflab.text.models import (
     save_model,
     trainable_copy,
 )
-from rlhflab.text.sequences import generate, token_logprobs
+from rlhflab.text.sequences import generate
 from rlhflab.text.task import TASKS
 from rlhflab.types import RankedResponses
 
@@ -71,73 +71,6 @@ class TextRunError(RuntimeError):
 
 class TextInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a text run; the message says what its checkpoints hold."""
-
-
-class TextCheckpoints:
-    """A text run's checkpoints, one per finished phase and RL every `checkpoint_every` steps:
-
-      checkpoints/text_state.json     finished phases, reward-model metrics, each method's scores
-      checkpoints/sft/                the SFT policy (save_pretrained)
-      checkpoints/reward_model.pt     the reward-model members' weights
-      checkpoints/{ppo,grpo,rloo}.pt  policy, value head, optimiser, β, iteration, prompt RNG
-      checkpoints/dpo.pt              the DPO policy
-    Every file is written to a temporary name and renamed, so a kill leaves the last whole one.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.state: dict = {"done": [], "rm_metrics": {}, "methods": {}}
-        self.rl_iteration: dict[str, int] = {}
-
-    @property
-    def state_path(self) -> Path:
-        return self.path / "text_state.json"
-
-    def load(self) -> None:
-        if self.state_path.exists():
-            self.state = json.loads(self.state_path.read_text())
-
-    def save(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp, self.state_path)
-
-    def done(self, phase: str) -> bool:
-        return phase in self.state["done"]
-
-    def mark(self, phase: str) -> None:
-        self.state["done"].append(phase)
-        self.save()
-
-    def file(self, name: str) -> Path:
-        return self.path / f"{name}.pt"
-
-    def save_torch(self, name: str, obj: dict) -> None:
-        tmp = self.file(name).with_suffix(".tmp")
-        torch.save(obj, tmp)
-        os.replace(tmp, self.file(name))
-
-    def load_torch(self, name: str) -> dict | None:
-        f = self.file(name)
-        return torch.load(f, weights_only=False) if f.exists() else None
-
-    def describe(self, labels: int) -> str:
-        """What a resume would find, for the message of an interrupted run."""
-        names = {
-            "pretrain": "the base model",
-            "sft": "SFT",
-            "sl_cai": "SL-CAI",
-            "reward_model": "the reward model",
-        }
-        have = [names[p] for p in names if self.done(p)]
-        have += [f"{m} at iteration {it}" for m, it in self.rl_iteration.items() if it]
-        have += [f"{m} scored" for m in self.state["methods"]]
-        if labels:
-            have.append(f"{labels} labels in feedback.db")
-        if not have:
-            return "nothing is checkpointed yet: a resume starts the run over"
-        return "checkpointed: " + ", ".join(have) + "; a resume continues from there"
 
 
 class TextLoop:
@@ -585,10 +518,6 @@ class TextLoop:
     def gold(self, texts: list[str]) -> np.ndarray:
         return np.array([self.task.gold(t) for t in texts])
 
-    def undesirable_rate(self, texts: list[str]) -> float:
-        """Share of responses the task's gold detector flags."""
-        return float(np.mean([self.task.undesirable(t) > 0 for t in texts]))
-
     def sample(self, model, prompts: list[str], seed: int):
         tc = self.tc
         return generate(
@@ -598,35 +527,20 @@ class TextLoop:
     def evaluate(self, name: str, model) -> dict:
         """A policy's samples on the evaluation prompts, scored, with its KL from SFT."""
         batch, texts, _ = self.sample(model, self.eval_prompts, seed=self.cfg.seed + 12345)
-        with torch.no_grad():
-            logp = token_logprobs(model, batch, self.tc.temperature)
-            same = model is self.sft
-            logp_ref = logp if same else token_logprobs(self.sft, batch, self.tc.temperature)
+        kl = sampled_kl(model, self.sft, batch, self.tc.temperature)
         red = (
             self.sample(model, self.red_team, seed=self.cfg.seed + 23456)[1]
             if self.red_team
             else None
         )
-        return self.score(name, texts, float((logp - logp_ref).sum(1).mean()), red)
+        return self.score(name, texts, kl, red)
 
     def score(
         self, name: str, texts: list[str], kl: float, red_team: list[str] | None = None
     ) -> dict:
-        """Gold, proxy, KL, diversity and length of one method's responses; logged. With a task
-        that has undesirable content, also the rate of undesirable responses (the gold detector)
-        on the evaluation prompts and on the red-team prompts (`red_team`: responses to them)."""
-        result = {
-            "gold": float(self.gold(texts).mean()),
-            "proxy": float(self.proxy(self.eval_prompts, texts).mean()) if self.has_proxy else None,
-            "kl": kl,
-            "distinct_2": distinct_n([t.split() for t in texts], 2),
-            "response_words": float(np.mean([len(t.split()) for t in texts])),
-            "samples": texts[:5],
-        }
-        if red_team is not None:
-            result["undesirable"] = self.undesirable_rate(texts)
-            result["red_team_undesirable"] = self.undesirable_rate(red_team)
-            result["red_team_samples"] = red_team[:5]
+        """`diagnostics/text_evaluation.py`'s scores of one method's responses, logged."""
+        proxy = self.proxy(self.eval_prompts, texts) if self.has_proxy else None
+        result = score_responses(self.task, texts, kl, proxy, red_team)
         shown = {k: v for k, v in result.items() if not k.endswith("samples")}
         self.log({"phase": "eval", "method": name, **shown})
         return result
