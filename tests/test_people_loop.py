@@ -68,8 +68,8 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
         [
             "feedback.annotator.kind=people",
             "feedback.render_envs=0",
-            "env_steps=60000",
-            "labels=400",
+            "env_steps=40000",
+            "labels=300",
             "feedback.min_labels_before_rl=60",
             "feedback.wait_timeout=120",
             "baseline=false",
@@ -79,7 +79,7 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
     with answering(run, tokens["script"]) as answered:
         policy = run_rlhf(cfg, run)
     rows = store.judgement_rows()
-    assert len(rows) == 400 and {r.annotator for r in rows} == {"script"}  # all, through the app
+    assert len(rows) == 300 and {r.annotator for r in rows} == {"script"}  # all, through the app
     assert len(answered) == len(rows)
     metrics = run.metrics()
     assert metrics[0]["labels"] >= 60  # RL waited for the required labels

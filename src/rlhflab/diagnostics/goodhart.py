@@ -43,8 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhflab.policy.best_of_n import best_of_n_kl
-
 KINDS = ("best_of_n", "rl")
 
 
@@ -142,6 +140,8 @@ class Point:
 def best_of_n_points(proxy: np.ndarray, gold: np.ndarray, max_n: int = 256) -> list[Point]:
     """Best-of-n for n = 1, 2, 4, … ≤ min(max_n, N) from N samples of the base policy scored by
     proxy and gold."""
+    from rlhflab.policy.best_of_n import best_of_n_kl  # here: torch stays out of `rlhflab --help`
+
     N = len(proxy)
     ns = [2**k for k in range(int(math.log2(min(max_n, N))) + 1)]
     return [
