@@ -10,11 +10,11 @@ import pytest
 
 from rlhflab.diagnostics.goodhart import (
     best_of_n_estimate,
-    best_of_n_kl,
     best_of_n_weights,
     fit_goodhart,
     goodhart_form,
 )
+from rlhflab.policy.best_of_n import best_of_n_kl
 
 
 def exact_best_of_n_kl(p: np.ndarray, n: int) -> float:

@@ -68,9 +68,9 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
         [
             "feedback.annotator.kind=people",
             "feedback.render_envs=0",
-            "env_steps=40000",
-            "labels=300",
-            "feedback.min_labels_before_rl=60",
+            "env_steps=30000",
+            "labels=200",
+            "feedback.min_labels_before_rl=50",
             "feedback.wait_timeout=120",
             "baseline=false",
         ],
@@ -79,12 +79,12 @@ def test_loop_learns_from_labels_given_over_http(tmp_path):
     with answering(run, tokens["script"]) as answered:
         policy = run_rlhf(cfg, run)
     rows = store.judgement_rows()
-    assert len(rows) == 300 and {r.annotator for r in rows} == {"script"}  # all, through the app
+    assert len(rows) == 200 and {r.annotator for r in rows} == {"script"}  # all, through the app
     assert len(answered) == len(rows)
     metrics = run.metrics()
-    assert metrics[0]["labels"] >= 60  # RL waited for the required labels
+    assert metrics[0]["labels"] >= 50  # RL waited for the required labels
     random = evaluate_true_return(cfg.env, cfg.eval_episodes)
-    assert policy.evaluate(cfg.eval_episodes) > 2 * random
+    assert policy.evaluate(cfg.eval_episodes) > 2 * random  # 164 against 24.7 (seed 0)
 
 
 def test_people_mode_renders_video_clips_of_the_queried_segments(tmp_path):
