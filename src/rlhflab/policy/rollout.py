@@ -24,7 +24,7 @@ from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Segment
 
 if TYPE_CHECKING:
-    from rlhflab.policy.control import ActorCritic
+    from rlhflab.policy.actor_critic import ActorCritic
 
 
 @dataclass
