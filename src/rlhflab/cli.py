@@ -79,6 +79,15 @@ def _add_run(sub) -> None:
         "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
     )
     run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="text runs: N data-parallel training processes on this machine, started by "
+        "torchrun (gloo on CPUs, nccl on GPUs; docs/scaling.md). Across nodes, start "
+        "`torchrun ... -m rlhflab.cli run` yourself",
+    )
+    run.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
@@ -233,6 +242,7 @@ def _stop_on_sigterm(signum, frame) -> None:
 
 
 def _cmd_run(args) -> int:
+    from rlhflab import distributed
     from rlhflab.display import headless_rendering
     from rlhflab.runs import RunDir
 
@@ -244,8 +254,19 @@ def _cmd_run(args) -> int:
         if resumed
         else build_config(args.config, args.overrides)
     )
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: expected at least 1 process")
+    if (args.nproc > 1 or distributed.init_from_env()) and cfg.text is None:
+        raise ConfigError("--nproc / torchrun: multi-process training is for text runs only")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(args, cfg.task)
     if cfg.text is not None:
-        return _run_text(cfg, _run_dir(resumed, cfg, args.out), bool(resumed))
+        try:
+            if not distributed.is_main():  # the run is rank 0's; the others work in scratch
+                return _run_text(cfg, _scratch_dir(resumed), bool(resumed), quiet=True)
+            return _run_text(cfg, _run_dir(resumed, cfg, args.out), bool(resumed))
+        finally:
+            distributed.close()
     if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
         return _run_demonstrations(cfg, _run_dir(resumed, cfg, args.out))
     # a cluster that cannot be reached is named before the run directory is touched
@@ -339,10 +360,57 @@ def _run_control(cfg, run, resume: bool, executor) -> int:
     return 0
 
 
-def _run_text(cfg, run, resume: bool) -> int:
+def _launch_torchrun(args, task: str) -> int:
+    """`rlhflab run --nproc N ...`: the same command in N processes under torchrun
+    (`torch.distributed.run --standalone`), which gives each its RANK and WORLD_SIZE."""
+    import subprocess
+
+    again = ["--config", args.config] if args.config else []
+    if args.resume:
+        again += ["--resume", args.resume]
+    else:  # one run directory, named here, not by each rank's clock
+        out = args.out or f"runs/{task}-{datetime.now():%Y%m%d-%H%M%S}"
+        again += ["--out", out]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc}",
+        "-m",
+        "rlhflab.cli",
+        "run",
+        *again,
+        *args.overrides,
+    ]
+    console.print(f"{args.nproc} processes: {' '.join(command[2:])}")
+    return subprocess.call(command)
+
+
+def _scratch_dir(resumed):
+    """A rank > 0's run directory: a temporary one (a copy of the resumed run's checkpoints, which
+    it must see: one machine or a shared filesystem), removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from rlhflab.runs import RunDir
+
+    path = Path(tempfile.mkdtemp(prefix="rlhflab-rank-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    if resumed is not None:
+        ignore = shutil.ignore_patterns("feedback.db*", "report*")
+        shutil.copytree(resumed.path, path, dirs_exist_ok=True, ignore=ignore)
+    return RunDir(path)
+
+
+def _run_text(cfg, run, resume: bool, quiet: bool = False) -> int:
     from rlhflab.display import TextDisplay, text_table
     from rlhflab.text_loop import TextLoop
 
+    if quiet:
+        TextLoop(cfg, run, resume=resume).run()
+        return 0
     with TextDisplay(console) as display:
         summary = TextLoop(cfg, run, display, resume=resume).run()
     console.print(text_table(summary))
