@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from rlhflab import distributed
-from rlhflab.config import TextGRPOConfig, TextPPOConfig, TextRLOOConfig
+from rlhflab.config import ConfigError, TextGRPOConfig, TextPPOConfig, TextRLOOConfig
 from rlhflab.policy.ppo import (
     AdaptiveKLController,
     FixedKLController,
@@ -136,7 +136,7 @@ class TextRL:
             self.value_head = ValueHead(hidden_size(policy.config))
             params += list(self.value_head.parameters())
         if self.prompts_per_step < distributed.world_size():
-            raise ValueError(
+            raise ConfigError(
                 f"text.{self.method}.batch_size: {self.prompts_per_step} prompts per step cannot "
                 f"be shared by {distributed.world_size()} processes"
             )
