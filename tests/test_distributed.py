@@ -9,9 +9,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rlhflab.config.text import TextDPOConfig, TextRewardConfig
+from rlhflab.config.text import TextDPOConfig, TextPPOConfig, TextRewardConfig
 from rlhflab.policy.dpo import train_dpo
 from rlhflab.policy.sft import train_sft
+from rlhflab.policy.text import TextRL
 from rlhflab.reward.text import TextRewardEnsemble
 from rlhflab.text.models import TextRewardModel, build_word_tokenizer, tiny_gpt2
 from rlhflab.types import RankedResponses
@@ -49,11 +50,19 @@ def _train() -> dict:
     rm = TextRewardEnsemble(TextRewardModel(reference.transformer), tokenizer, 2, seed=0, cfg=cfg)
     rm_log: list[float] = []
     rm.fit(comparisons, lambda r: rm_log.append(r["rm_train_loss"]))
+    policy = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    # a PPO step: each rank samples its half of the prompts; the ranks must stay in step
+    rl = TextRL(
+        model, reference, tokenizer, rm.score, TextPPOConfig(batch_size=4, minibatches=2), 4, 1.0
+    )
+    record = rl.step(prompts[:4])
     return {
+        "ppo_record": record,
+        "ppo_policy": torch.cat([p.detach().reshape(-1) for p in model.parameters()]),
         "sft": sft,
         "dpo": dpo,
         "rm": rm_log,
-        "policy": torch.cat([p.detach().reshape(-1) for p in model.parameters()]),
+        "policy": policy,
         "rm_head": torch.cat([m.head.weight.detach().reshape(-1) for m in rm.members]),
     }
 
@@ -84,5 +93,10 @@ def test_two_processes_take_the_single_process_steps(tmp_path):
             # Adam divides by √v, so float rounding in the summed gradients shows as ~1e-4 after
             # a dozen steps of lr 1e-2; a wrongly weighted shard would move weights by ~lr
             assert float((result[key] - alone[key]).abs().max()) < 5e-4, key
+    # PPO: the ranks sampled different halves, yet took one identical step, and logged the
+    # means of the whole batch
+    assert torch.equal(ranks[0]["ppo_policy"], ranks[1]["ppo_policy"])
+    assert ranks[0]["ppo_record"] == ranks[1]["ppo_record"]
+    assert not torch.equal(ranks[0]["ppo_policy"], ranks[0]["policy"])
     # training moved: the comparison is not of two untouched models
     assert alone["sft"][-1] < alone["sft"][0]

@@ -135,10 +135,12 @@ class TextRL:
         if isinstance(cfg, TextPPOConfig):
             self.value_head = ValueHead(hidden_size(policy.config))
             params += list(self.value_head.parameters())
-        if self.prompts_per_step < distributed.world_size():
+        world = distributed.world_size()
+        if (self.prompts_per_step // world) * self.group_size < cfg.minibatches:
             raise ConfigError(
-                f"text.{self.method}.batch_size: {self.prompts_per_step} prompts per step cannot "
-                f"be shared by {distributed.world_size()} processes"
+                f"text.{self.method}.batch_size: {self.prompts_per_step} prompts per step, shared "
+                f"by {world} processes, leave fewer responses per process than "
+                f"text.{self.method}.minibatches = {cfg.minibatches}"
             )
         distributed.broadcast_parameters(params)
         self.params = params
