@@ -100,3 +100,10 @@ def test_two_processes_take_the_single_process_steps(tmp_path):
     assert not torch.equal(ranks[0]["ppo_policy"], ranks[0]["policy"])
     # training moved: the comparison is not of two untouched models
     assert alone["sft"][-1] < alone["sft"][0]
+
+
+def test_nproc_is_for_text_runs(cli, tmp_path):
+    out = cli("run", "--nproc", "2", "--out", str(tmp_path / "run"), "env=CartPole-v1")
+    assert out.returncode == 2
+    assert "multi-process training is for text runs only" in out.stderr
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made
