@@ -103,6 +103,11 @@ def _add_sweep(sub) -> None:
         "on a Ray cluster)",
     )
     sweep.add_argument("--seeds", required=True, help="comma-separated seeds, e.g. 0,1,2")
+    sweep.add_argument(
+        "--labels",
+        help="comma-separated label budgets (feedback.labels), e.g. 100,350: one run per "
+        "budget and seed (OUT/labels-L-seed-N)",
+    )
     sweep.add_argument("--config", help="YAML config file")
     sweep.add_argument("--out", required=True, help="directory of the runs (OUT/seed-N)")
     sweep.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -278,30 +283,26 @@ def _cmd_sweep(args) -> int:
     """Each seed's run is one task of the executor; inside it, the run's workers are local."""
     from rich.table import Table
 
-    try:
-        seeds = [int(x) for x in args.seeds.split(",")]
-    except ValueError:
-        raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    seeds = _integers("--seeds", args.seeds)
+    budgets = _integers("--labels", args.labels) if args.labels else None
     cfg = build_config(args.config, args.overrides)
     if cfg.text is not None or cfg.demonstrations is not None:
         raise ConfigError("rlhflab sweep: control runs from preferences only")
     out = Path(args.out)
-    local = cfg.executor.model_copy(update={"backend": "local", "address": None})
-    jobs = [
-        (
-            cfg.model_copy(update={"seed": seed, "executor": local}),
-            out / f"seed-{seed}",
-        )
-        for seed in seeds
-    ]
+    configs = (  # each budget's config validated as `labels=L` on the command line would be
+        {b: build_config(args.config, [*args.overrides, f"labels={b}"]) for b in budgets}
+        if budgets
+        else {None: cfg}
+    )
+    jobs = _sweep_jobs(configs, seeds, out)
     for _, path in jobs:  # an existing run is never overwritten
         if path.exists():
             raise ConfigError(f"{path}: exists; sweep into a new --out directory")
     with make_executor(cfg.executor) as executor:
-        console.print(f"{len(seeds)} runs on the {executor.backend} executor, into {out}")
+        console.print(f"{len(jobs)} runs on the {executor.backend} executor, into {out}")
         summaries = executor.map(_seed_run, jobs)
     table = Table(title=f"{cfg.task}: {len(seeds)} seeds")
-    for column in ("seed", "RLHF", "true-reward PPO", "random", "normalised", "seconds"):
+    for column in ("seed", "labels", "RLHF", "true-reward PPO", "random", "normalised", "seconds"):
         table.add_column(column, justify="right")
     for s in summaries:
         r = s["true_return"]
@@ -309,12 +310,33 @@ def _cmd_sweep(args) -> int:
         score = s["normalised_score"]
         table.add_row(
             str(s["seed"]),
+            str(s["labels"]),
             *("—" if v is None else f"{v:.1f}" for v in cells),
             "—" if score is None else f"{score:.2f}",
             f"{s['wall_seconds']:.0f}",
         )
     console.print(table)
     return 0
+
+
+def _integers(option: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated integers") from None
+
+
+def _sweep_jobs(configs: dict, seeds: list[int], out: Path) -> list:
+    """(config, run directory) of each run of a sweep: every seed of each config (keyed by its
+    label budget, None when the sweep has no --labels). Inside a run the workers are local (the
+    sweep's executor runs the runs)."""
+    jobs = []
+    for budget, cfg in configs.items():
+        local = cfg.executor.model_copy(update={"backend": "local", "address": None})
+        for seed in seeds:
+            name = f"seed-{seed}" if budget is None else f"labels-{budget}-seed-{seed}"
+            jobs.append((cfg.model_copy(update={"seed": seed, "executor": local}), out / name))
+    return jobs
 
 
 def _seed_run(job) -> dict:
