@@ -136,7 +136,7 @@ class TextRL:
             self.value_head = ValueHead(hidden_size(policy.config))
             params += list(self.value_head.parameters())
         world = distributed.world_size()
-        if (self.prompts_per_step // world) * self.group_size < cfg.minibatches:
+        if world > 1 and (self.prompts_per_step // world) * self.group_size < cfg.minibatches:
             raise ConfigError(
                 f"text.{self.method}.batch_size: {self.prompts_per_step} prompts per step, shared "
                 f"by {world} processes, leave fewer responses per process than "
