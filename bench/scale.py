@@ -11,11 +11,18 @@ Reward fit: a fresh `reward.ensemble`-member ensemble fitted on --pairs syntheti
 (one batched network, `RewardEnsemble.fit`) and in 2 shards (`reward/parallel.py`), locally and
 on Ray; wall seconds, median of --repeats fits.
 
+Data-parallel SFT (`rlhflab/distributed.py`): `train_sft` of the built-in model's size (a GPT-2
+of 2 layers, 64 wide) on --sft-examples demonstrations of the reviews task, global batch 32, in
+1 process and in 2 gloo processes (forked, one thread each), alternated --repeats times;
+response tokens per second (wall, from the start of training to its end on rank 0).
+`--sft-only` measures only this.
+
 The numbers are per-worker rates for docs/scaling.md. The machine is shared (other jobs ran):
 compare the ratios within one run, not the absolute rates across runs.
 
     .venv/bin/python bench/scale.py [--env HalfCheetah-v5] [--envs 8] [--steps 256]
-        [--rollouts 4] [--pairs 400] [--repeats 3] [--out bench/results/scale.json]
+        [--rollouts 4] [--pairs 400] [--repeats 3] [--sft-examples 512] [--sft-only]
+        [--out bench/results/scale.json]
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import ray
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from rich.console import Console
 from rich.table import Table
 
@@ -97,6 +106,57 @@ def fit_seconds(make, data: list[Comparison], repeats: int) -> list[float]:
     return times
 
 
+def sft_data(n: int):
+    from rlhflab.text.task import TASKS
+
+    task = TASKS["reviews"]
+    demos = task.demonstrations(n, 0)
+    return task, [p for p, _ in demos], [r for _, r in demos]
+
+
+def sft_run(rank: int, world: int, port: int, n: int, out: str) -> None:
+    """One process of a data-parallel SFT epoch; rank 0 writes its wall seconds and tokens."""
+    from rlhflab.policy.sft import train_sft
+    from rlhflab.text.models import build_word_tokenizer, tiny_gpt2
+    from rlhflab.text.sequences import encode
+
+    torch.set_num_threads(1)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    task, prompts, responses = sft_data(n)
+    tokenizer = build_word_tokenizer(task.vocabulary)
+    model = tiny_gpt2(len(tokenizer), 2, 64, n_head=4, n_positions=64, tokenizer=tokenizer)
+    tokens = float(encode(tokenizer, prompts, responses, 64).response_mask.sum())
+    if world > 1:
+        dist.barrier()
+    t0 = time.perf_counter()
+    train_sft(model, tokenizer, prompts, responses, 1, 1e-3, 32)
+    wall = time.perf_counter() - t0
+    if rank == 0:
+        Path(out).write_text(json.dumps({"wall": wall, "tokens": tokens}))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def sft_rates(n: int, repeats: int) -> dict:
+    import socket
+    import tempfile
+
+    rates: dict = {"1 process": [], "2 processes (gloo)": []}
+    for _ in range(repeats):
+        for name, world in (("1 process", 1), ("2 processes (gloo)", 2)):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            out = tempfile.mktemp(suffix=".json")
+            mp.start_processes(sft_run, (world, port, n, out), nprocs=world, start_method="fork")
+            r = json.loads(Path(out).read_text())
+            os.remove(out)
+            rates[name].append(r["tokens"] / r["wall"])
+    return rates
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--env", default="HalfCheetah-v5")
@@ -105,9 +165,18 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--pairs", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sft-examples", type=int, default=512)
+    ap.add_argument("--sft-only", action="store_true")
     ap.add_argument("--out", default="bench/results/scale.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.sft_only:
+        results = {"args": vars(args), "load_at_start": os.getloadavg()}
+        results["sft_tokens_per_s"] = sft_rates(args.sft_examples, args.repeats)
+        results["load_at_end"] = os.getloadavg()
+        Path(args.out).write_text(json.dumps(results, indent=1))
+        report_sft(results)
+        return
     cfg = build_config(
         None, [f"env={args.env}", f"env.num_envs={args.envs}", f"policy.n_steps={args.steps}"]
     )
@@ -142,9 +211,24 @@ def main() -> None:
             results["reward_fit"][name] = fit_seconds(make, data, args.repeats)
     finally:
         ray.shutdown()
+    results["sft_tokens_per_s"] = sft_rates(args.sft_examples, args.repeats)
     results["load_at_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(results, indent=1))
     report(results, cfg.reward.ensemble)
+    report_sft(results)
+
+
+def report_sft(results: dict) -> None:
+    t = Table(title="data-parallel SFT (response tokens per s, wall)")
+    for c in ("set-up", "per repeat", "median", "× 1 process"):
+        t.add_column(c, justify="right")
+    rates = results["sft_tokens_per_s"]
+    base = statistics.median(rates["1 process"])
+    for name, xs in rates.items():
+        m = statistics.median(xs)
+        t.add_row(name, ", ".join(f"{x:,.0f}" for x in xs), f"{m:,.0f}", f"{m / base:.2f}")
+    console.print(t)
+    console.print(f"load average at start {results['load_at_start']}, end {results['load_at_end']}")
 
 
 def report(results: dict, members: int) -> None:

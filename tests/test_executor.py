@@ -109,3 +109,20 @@ def test_a_killed_rollout_worker_stops_the_run_with_a_checkpoint(tmp_path, clust
     _, policy, _ = _run(tmp_path, "killed", LocalExecutor(), resume=True)
     assert policy.env_steps == 768 and run.load_checkpoint()["done"]
     assert FeedbackStore(run.store_url).count_judgements() == 24 >= labels
+
+
+def test_a_sweep_over_label_budgets_makes_one_run_per_budget_and_seed(tmp_path):
+    from rlhflab.cli import _sweep_jobs
+    from rlhflab.config import ConfigError, build_config
+
+    configs = {b: build_config(None, [f"labels={b}"]) for b in (50, 200)}
+    jobs = _sweep_jobs(configs, [0, 1], tmp_path)
+    assert [(c.feedback.labels, c.seed, p.name) for c, p in jobs] == [
+        (50, 0, "labels-50-seed-0"),
+        (50, 1, "labels-50-seed-1"),
+        (200, 0, "labels-200-seed-0"),
+        (200, 1, "labels-200-seed-1"),
+    ]
+    assert all(c.executor.backend == "local" for c, _ in jobs)
+    with pytest.raises(ConfigError, match="labels"):  # a budget is validated as labels=L is
+        build_config(None, ["labels=0"])

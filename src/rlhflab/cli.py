@@ -79,6 +79,15 @@ def _add_run(sub) -> None:
         "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
     )
     run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="text runs: N data-parallel training processes on this machine, started by "
+        "torchrun (gloo on CPUs, nccl on GPUs; docs/scaling.md). Across nodes, start "
+        "`torchrun ... -m rlhflab.cli run` yourself",
+    )
+    run.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
@@ -94,6 +103,11 @@ def _add_sweep(sub) -> None:
         "on a Ray cluster)",
     )
     sweep.add_argument("--seeds", required=True, help="comma-separated seeds, e.g. 0,1,2")
+    sweep.add_argument(
+        "--labels",
+        help="comma-separated label budgets (feedback.labels), e.g. 100,350: one run per "
+        "budget and seed (OUT/labels-L-seed-N)",
+    )
     sweep.add_argument("--config", help="YAML config file")
     sweep.add_argument("--out", required=True, help="directory of the runs (OUT/seed-N)")
     sweep.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -233,6 +247,7 @@ def _stop_on_sigterm(signum, frame) -> None:
 
 
 def _cmd_run(args) -> int:
+    from rlhflab import distributed
     from rlhflab.display import headless_rendering
     from rlhflab.runs import RunDir
 
@@ -244,8 +259,19 @@ def _cmd_run(args) -> int:
         if resumed
         else build_config(args.config, args.overrides)
     )
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: expected at least 1 process")
+    if (args.nproc > 1 or distributed.init_from_env()) and cfg.text is None:
+        raise ConfigError("--nproc / torchrun: multi-process training is for text runs only")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(args, cfg.task)
     if cfg.text is not None:
-        return _run_text(cfg, _run_dir(resumed, cfg, args.out), bool(resumed))
+        try:
+            if not distributed.is_main():  # the run is rank 0's; the others work in scratch
+                return _run_text(cfg, _scratch_dir(resumed), bool(resumed), quiet=True)
+            return _run_text(cfg, _run_dir(resumed, cfg, args.out), bool(resumed))
+        finally:
+            distributed.close()
     if cfg.demonstrations is not None and cfg.demonstrations.method != "preferences":
         return _run_demonstrations(cfg, _run_dir(resumed, cfg, args.out))
     # a cluster that cannot be reached is named before the run directory is touched
@@ -257,30 +283,26 @@ def _cmd_sweep(args) -> int:
     """Each seed's run is one task of the executor; inside it, the run's workers are local."""
     from rich.table import Table
 
-    try:
-        seeds = [int(x) for x in args.seeds.split(",")]
-    except ValueError:
-        raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    seeds = _integers("--seeds", args.seeds)
+    budgets = _integers("--labels", args.labels) if args.labels else None
     cfg = build_config(args.config, args.overrides)
     if cfg.text is not None or cfg.demonstrations is not None:
         raise ConfigError("rlhflab sweep: control runs from preferences only")
     out = Path(args.out)
-    local = cfg.executor.model_copy(update={"backend": "local", "address": None})
-    jobs = [
-        (
-            cfg.model_copy(update={"seed": seed, "executor": local}),
-            out / f"seed-{seed}",
-        )
-        for seed in seeds
-    ]
+    configs = (  # each budget's config validated as `labels=L` on the command line would be
+        {b: build_config(args.config, [*args.overrides, f"labels={b}"]) for b in budgets}
+        if budgets
+        else {None: cfg}
+    )
+    jobs = _sweep_jobs(configs, seeds, out)
     for _, path in jobs:  # an existing run is never overwritten
         if path.exists():
             raise ConfigError(f"{path}: exists; sweep into a new --out directory")
     with make_executor(cfg.executor) as executor:
-        console.print(f"{len(seeds)} runs on the {executor.backend} executor, into {out}")
+        console.print(f"{len(jobs)} runs on the {executor.backend} executor, into {out}")
         summaries = executor.map(_seed_run, jobs)
     table = Table(title=f"{cfg.task}: {len(seeds)} seeds")
-    for column in ("seed", "RLHF", "true-reward PPO", "random", "normalised", "seconds"):
+    for column in ("seed", "labels", "RLHF", "true-reward PPO", "random", "normalised", "seconds"):
         table.add_column(column, justify="right")
     for s in summaries:
         r = s["true_return"]
@@ -288,12 +310,33 @@ def _cmd_sweep(args) -> int:
         score = s["normalised_score"]
         table.add_row(
             str(s["seed"]),
+            str(s["labels"]),
             *("—" if v is None else f"{v:.1f}" for v in cells),
             "—" if score is None else f"{score:.2f}",
             f"{s['wall_seconds']:.0f}",
         )
     console.print(table)
     return 0
+
+
+def _integers(option: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated integers") from None
+
+
+def _sweep_jobs(configs: dict, seeds: list[int], out: Path) -> list:
+    """(config, run directory) of each run of a sweep: every seed of each config (keyed by its
+    label budget, None when the sweep has no --labels). Inside a run the workers are local (the
+    sweep's executor runs the runs)."""
+    jobs = []
+    for budget, cfg in configs.items():
+        local = cfg.executor.model_copy(update={"backend": "local", "address": None})
+        for seed in seeds:
+            name = f"seed-{seed}" if budget is None else f"labels-{budget}-seed-{seed}"
+            jobs.append((cfg.model_copy(update={"seed": seed, "executor": local}), out / name))
+    return jobs
 
 
 def _seed_run(job) -> dict:
@@ -339,10 +382,57 @@ def _run_control(cfg, run, resume: bool, executor) -> int:
     return 0
 
 
-def _run_text(cfg, run, resume: bool) -> int:
+def _launch_torchrun(args, task: str) -> int:
+    """`rlhflab run --nproc N ...`: the same command in N processes under torchrun
+    (`torch.distributed.run --standalone`), which gives each its RANK and WORLD_SIZE."""
+    import subprocess
+
+    again = ["--config", args.config] if args.config else []
+    if args.resume:
+        again += ["--resume", args.resume]
+    else:  # one run directory, named here, not by each rank's clock
+        out = args.out or f"runs/{task}-{datetime.now():%Y%m%d-%H%M%S}"
+        again += ["--out", out]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc}",
+        "-m",
+        "rlhflab.cli",
+        "run",
+        *again,
+        *args.overrides,
+    ]
+    console.print(f"{args.nproc} processes: {' '.join(command[2:])}")
+    return subprocess.call(command)
+
+
+def _scratch_dir(resumed):
+    """A rank > 0's run directory: a temporary one (a copy of the resumed run's checkpoints, which
+    it must see: one machine or a shared filesystem), removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from rlhflab.runs import RunDir
+
+    path = Path(tempfile.mkdtemp(prefix="rlhflab-rank-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    if resumed is not None:
+        ignore = shutil.ignore_patterns("feedback.db*", "report*")
+        shutil.copytree(resumed.path, path, dirs_exist_ok=True, ignore=ignore)
+    return RunDir(path)
+
+
+def _run_text(cfg, run, resume: bool, quiet: bool = False) -> int:
     from rlhflab.display import TextDisplay, text_table
     from rlhflab.text_loop import TextLoop
 
+    if quiet:
+        TextLoop(cfg, run, resume=resume).run()
+        return 0
     with TextDisplay(console) as display:
         summary = TextLoop(cfg, run, display, resume=resume).run()
     console.print(text_table(summary))

@@ -18,6 +18,12 @@ parts, `run()` calls the named steps top to bottom, and the state they share is 
 Every phase leaves a checkpoint (`TextCheckpoints`), so `rlhflab run --resume DIR` continues a
 stopped run where it stopped: finished phases are loaded, not redone; RL continues from its
 last iteration; the feedback store is asked only what it lacks, so no label is gathered twice.
+
+Across processes (`rlhflab run --nproc N`, `rlhflab/distributed.py`) every rank runs this loop:
+the training steps (pretraining, SFT, SL-CAI, the reward model, DPO, PPO/GRPO/RLOO) are data
+parallel; rank 0 alone asks the annotators and holds the feedback store, and hands the
+comparisons to the others; the other ranks' run directories are scratch copies, so rank 0's is
+the run (its log, checkpoints, summary and report). Evaluation is repeated on every rank.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from rlhflab import distributed
 from rlhflab.config import RunConfig
 from rlhflab.diagnostics.calibration import expected_calibration_error
 from rlhflab.diagnostics.diversity import diversity
@@ -316,6 +323,7 @@ class TextLoop:
                 f"(nothing after 'revision :'); text.sl_cai.critic={sc.critic} cannot revise in "
                 "this format"
             )
+        pairs = distributed.broadcast_object(pairs)  # every rank trains on rank 0's revisions
         pairs += self.demos[: len(pairs)]
         policy = trainable_copy(self.sft)
         train_sft(
@@ -342,22 +350,28 @@ class TextLoop:
 
     def gather_feedback(self) -> None:
         """Step 2: K samples of the SFT policy per prompt, judged (synthetic or people). The store
-        is asked only what it lacks, so a resumed run gathers nothing twice."""
+        is asked only what it lacks, so a resumed run gathers nothing twice. Across processes,
+        rank 0 asks and the others receive its comparisons."""
         self.phase = "feedback"
+        if not distributed.is_main():
+            self.comparisons = distributed.broadcast_object(None)
+            return
         self.store = FeedbackStore(self.run_dir.store_url)
         try:
-            self.comparisons = gather_comparisons(
-                self.cfg,
-                self.sft,
-                self.tokenizer,
-                self.train_prompts,
-                self.store,
-                self.log,
-                judge=self.judge() if self.cfg.feedback.annotator.kind == "ai" else None,
-            )
+            with distributed.only_here():
+                self.comparisons = gather_comparisons(
+                    self.cfg,
+                    self.sft,
+                    self.tokenizer,
+                    self.train_prompts,
+                    self.store,
+                    self.log,
+                    judge=self.judge() if self.cfg.feedback.annotator.kind == "ai" else None,
+                )
         except LabelTimeout as exc:
             self.stopped_message()
             raise TextRunError(f"{exc}. {people_hint(self.run_dir.path)}") from None
+        distributed.broadcast_object(self.comparisons)
 
     def fit_reward_model(self) -> None:
         """Step 2: the reward model (ensemble) on the comparisons, with held-out calibration."""
@@ -494,13 +508,15 @@ class TextLoop:
         if self.store is not None:
             self.store.close()
         self.run_dir.write_summary(summary)
-        build_report(self.run_dir.path)
+        if distributed.is_main():
+            build_report(self.run_dir.path)
         return summary
 
     def judge(self):
         """The AI judge (built once: the built-in one is trained here, in RUN_DIR/judge)."""
         if getattr(self, "_judge", None) is None:
-            self._judge = make_judge(self.cfg, self.run_dir.path / "judge", self.log)
+            with distributed.only_here():  # each rank trains its own (the same seed: the same)
+                self._judge = make_judge(self.cfg, self.run_dir.path / "judge", self.log)
         return self._judge
 
     # -- scoring -----------------------------------------------------------------------------

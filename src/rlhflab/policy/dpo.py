@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from rlhflab import distributed
 from rlhflab.policy.sft import fit_epochs
 from rlhflab.reward.losses import bradley_terry_loss
 from rlhflab.text.models import context_length
@@ -50,7 +51,8 @@ def train_dpo(
     policy, reference, tokenizer, pairs: list[tuple[str, str, str]], cfg, seed: int = 0, on_log=None
 ) -> list[float]:
     """Fine-tune `policy` in place on (prompt, chosen, rejected) triples; `reference` stays frozen,
-    so its log-probabilities are computed once, before training."""
+    so its log-probabilities are computed once, before training (across processes, each rank
+    computes its shard of them and the shards are summed into every rank's copy)."""
 
     length = context_length(policy)
 
@@ -65,9 +67,11 @@ def train_dpo(
     ref_c, ref_r = torch.zeros(len(pairs)), torch.zeros(len(pairs))
     reference.eval()
     with torch.no_grad():
-        for start in range(0, len(pairs), 64):
-            idx = list(range(start, min(start + 64, len(pairs))))
+        mine = distributed.shard(list(range(len(pairs))))
+        for start in range(0, len(mine), 64):
+            idx = mine[start : start + 64]
             ref_c[idx], ref_r[idx] = both(reference, idx)
+    ref_c, ref_r = distributed.all_reduce(ref_c), distributed.all_reduce(ref_r)
 
     def loss(idx) -> torch.Tensor:
         chosen, rejected = both(policy, idx)

@@ -29,6 +29,8 @@ responses of a prompt adjacent):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -58,11 +60,14 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
 
 
 def whiten(
-    x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    shift_mean: bool = True,
+    average: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] = masked_mean,
 ) -> torch.Tensor:
-    """(x − mean)/std over the (masked) entries."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+    """(x − mean)/std over the (masked) entries; `average` may take the mean across processes."""
+    mean = average(x, mask)
+    var = average((x - mean) ** 2, mask)
     out = (x - mean) * torch.rsqrt(var + 1e-8)
     return out if shift_mean else out + mean
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlhflab import distributed
 from rlhflab.config import RunConfig
 from rlhflab.text.models import build_word_tokenizer, context_length, save_model, tiny_gpt2
 from rlhflab.text.sequences import SeqBatch, encode, token_logprobs
@@ -23,6 +24,11 @@ from rlhflab.text.task import TASKS
 def sft_loss(model, batch: SeqBatch) -> torch.Tensor:
     logp = token_logprobs(model, batch)
     return -logp.sum() / batch.response_mask.sum().clamp_min(1)
+
+
+def sft_loss_and_tokens(model, batch: SeqBatch) -> tuple[torch.Tensor, float]:
+    """The loss and the number of response tokens it averages over (a shard's weight)."""
+    return sft_loss(model, batch), float(batch.response_mask.sum())
 
 
 def train_sft(
@@ -38,8 +44,8 @@ def train_sft(
 ) -> list[float]:
     """Fine-tune in place; returns the mean loss of each epoch."""
 
-    def loss(idx) -> torch.Tensor:
-        return sft_loss(
+    def loss(idx) -> tuple[torch.Tensor, float]:
+        return sft_loss_and_tokens(
             model,
             encode(
                 tokenizer,
@@ -64,25 +70,40 @@ def fit_epochs(
     on_log=None,
     dropout: bool = True,
 ) -> list[float]:
-    """AdamW over shuffled minibatches of n examples (`loss_fn(indices) -> loss`), gradient norm
-    clipped at 1; logs and returns the mean loss of each epoch. Shared by SFT (and so the built-in
-    model's pretraining) and DPO; text reward models have their own loop (reward/text.py).
+    """AdamW over shuffled minibatches of n examples, gradient norm clipped at 1; logs and
+    returns the mean loss of each epoch. `loss_fn(indices)` returns the loss, or (loss, count)
+    when the loss averages over something other than the examples (SFT: response tokens).
+    Shared by SFT (and so the built-in model's pretraining) and DPO; text reward models have
+    their own loop (reward/text.py).
+
+    Data-parallel across processes (`rlhflab/distributed.py`): every rank draws the same
+    minibatch, computes the loss on its shard weighted by its share of the count, and the
+    gradients are summed, so each step is the single-process step on the whole minibatch.
 
     `dropout=False` trains in eval mode: DPO's reference log-probabilities come from eval mode,
     so with dropout on a hub model's log-ratio would not be 0 at step 0 (TRL disables it too)."""
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    distributed.broadcast_parameters(params)
+    opt = torch.optim.AdamW(params, lr=lr)
     history = []
     for epoch in range(epochs):
         model.train(dropout)
         losses = []
         for idx in np.array_split(rng.permutation(n), max(1, n // batch_size)):
-            loss = loss_fn(idx)
+            local = distributed.shard(idx)
             opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss, count = torch.zeros(()), 0.0
+            if len(local):
+                out = loss_fn(local)
+                loss, count = out if isinstance(out, tuple) else (out, float(len(local)))
+            weight = distributed.share(count)
+            if len(local):
+                (loss * weight).backward()
+            distributed.sync_gradients(params)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(distributed.all_reduce(loss.detach() * weight)))
         history.append(float(np.mean(losses)))
         if on_log:
             on_log({"phase": phase, "epoch": epoch + 1, f"{phase}_loss": history[-1]})

@@ -19,6 +19,12 @@ GRPO (Shao et al. 2024): G responses per prompt; every token of response i has t
 RLOO (Ahmadian et al. 2024): k responses per prompt; the reward is the score less β·Σ_t KL_t
 (sequence level); every token of response i has the advantage R_i − mean_{j≠i} R_j.
 
+Across processes (`rlhflab run --nproc N`, `rlhflab/distributed.py`) sampling is sharded by
+prompts: each rank generates, scores and computes advantages for its share of the step's
+prompts (a GRPO/RLOO group stays on one rank; PPO whitens with the mean and variance of every
+rank's tokens), each minibatch's gradients are weighted by token share and summed, and the
+logged means and the KL controller's input are those of the whole batch.
+
 Log-probabilities use the sampling temperature. With LoRA the reference is the policy with its
 adapter disabled; otherwise a frozen copy. Updates run in eval mode (no dropout), so the ratio
 is exactly 1 before the first step. When a GRPO batch gets one update step (one epoch, one
@@ -33,7 +39,8 @@ import contextlib
 import numpy as np
 import torch
 
-from rlhflab.config import TextGRPOConfig, TextPPOConfig, TextRLOOConfig
+from rlhflab import distributed
+from rlhflab.config import ConfigError, TextGRPOConfig, TextPPOConfig, TextRLOOConfig
 from rlhflab.policy.ppo import (
     AdaptiveKLController,
     FixedKLController,
@@ -83,7 +90,7 @@ def token_advantages(
     last = torch.zeros_like(mask)
     last[torch.arange(len(mask)), batch.last_response_index] = 1.0
     adv, ret = gae(rewards.T, values.T, next_values.T, last.T, last.T, gamma, lam)
-    return whiten(adv.T, mask) * mask, ret.T
+    return whiten(adv.T, mask, average=distributed.masked_mean) * mask, ret.T
 
 
 def reference_logprobs(policy, reference, batch: SeqBatch, temperature: float) -> torch.Tensor:
@@ -128,6 +135,15 @@ class TextRL:
         if isinstance(cfg, TextPPOConfig):
             self.value_head = ValueHead(hidden_size(policy.config))
             params += list(self.value_head.parameters())
+        world = distributed.world_size()
+        if world > 1 and (self.prompts_per_step // world) * self.group_size < cfg.minibatches:
+            raise ConfigError(
+                f"text.{self.method}.batch_size: {self.prompts_per_step} prompts per step, shared "
+                f"by {world} processes, leave fewer responses per process than "
+                f"text.{self.method}.minibatches = {cfg.minibatches}"
+            )
+        distributed.broadcast_parameters(params)
+        self.params = params
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
         self.kl_ctl: FixedKLController | AdaptiveKLController = FixedKLController(
             getattr(cfg, "beta", 0.0)
@@ -198,7 +214,6 @@ class TextRL:
         cfg = self.cfg
         stats: dict[str, list[float]] = {"policy_loss": [], "clip_frac": []}
         rng = np.random.default_rng(self.iteration)
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
         for _ in range(cfg.epochs):
             for idx in np.array_split(rng.permutation(len(adv)), cfg.minibatches):
                 mb = batch.select(torch.as_tensor(idx))
@@ -214,12 +229,17 @@ class TextRL:
                 if isinstance(cfg, TextGRPOConfig) and cfg.beta:
                     kl = kl_loss(logp, logp_ref[idx], m)
                     loss, logged["kl_loss"] = loss + cfg.beta * kl, kl
+                weight = distributed.share(float(m.sum()))  # every loss is a token mean
                 self.optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                (loss * weight).backward()
+                distributed.sync_gradients(self.params)
+                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
                 self.optimizer.step()
-                for k, v in logged.items():
-                    stats.setdefault(k, []).append(float(v.detach()))
+                values_now = distributed.all_reduce(
+                    torch.stack([v.detach() for v in logged.values()]) * weight
+                )
+                for k, v in zip(logged, values_now.tolist()):
+                    stats.setdefault(k, []).append(v)
         return stats
 
     def advantages(self, batch: SeqBatch, scores, logp_old, logp_ref, values_old):
@@ -239,16 +259,17 @@ class TextRL:
 
     def step(self, prompts: list[str]) -> dict:
         """Sample responses to `prompts` (each `group_size` times, adjacent), score them, and
-        take one update."""
+        take one update. Across processes, `prompts` is the whole step's and each rank samples
+        its shard of them (with its own seed)."""
         cfg = self.cfg
-        prompts = [p for p in prompts for _ in range(self.group_size)]
+        prompts = [p for p in distributed.shard(prompts) for _ in range(self.group_size)]
         batch, texts, ended = generate(
             self.policy,
             self.tokenizer,
             prompts,
             self.max_new_tokens,
             self.temperature,
-            seed=self.seed + 7919 * self.iteration,
+            seed=self.seed + 7919 * self.iteration + 104_729 * distributed.rank(),
         )
         self.iteration += 1
         single = self.one_step_on_policy()
@@ -268,22 +289,23 @@ class TextRL:
         on_policy = (logp_old, entropy) if single else None
         stats = self._update(batch, logp_old, logp_ref, values_old, adv, ret, on_policy)
         seq_kl = ((logp_old - logp_ref) * mask).sum(1)  # k1 summed: the same KL for every method
-        beta = self.kl_ctl.beta
-        self.kl_ctl.update(float(seq_kl.mean()), len(prompts))
+        beta, n, tokens = self.kl_ctl.beta, len(prompts), float(mask.sum())
+        kl = distributed.weighted_mean(seq_kl.mean(), n)  # means over every rank's samples
+        self.kl_ctl.update(kl, int(distributed.total(n)))
         record = {
             "phase": self.method,
             "iteration": self.iteration,
-            "proxy": float(proxy.mean()),
-            "kl": float(seq_kl.mean()),
+            "proxy": distributed.weighted_mean(proxy.mean(), n),
+            "kl": kl,
             "beta": beta,
-            "entropy": float(masked_mean(entropy, mask)),
-            "response_length": float(mask.sum(1).mean()),
-            "ended": float(ended.float().mean()),
+            "entropy": distributed.weighted_mean(masked_mean(entropy, mask), tokens),
+            "response_length": distributed.weighted_mean(mask.sum(1).mean(), n),
+            "ended": distributed.weighted_mean(ended.float().mean(), n),
             **{k: float(np.mean(v)) for k, v in stats.items()},
         }
-        self.samples = texts
         if self.gold is not None:
-            record["gold"] = float(np.mean(self.gold(texts)))
+            record["gold"] = distributed.weighted_mean(np.mean(self.gold(texts)), n)
+        self.samples = distributed.gather_objects(texts)
         return record
 
 

@@ -25,6 +25,10 @@ summed over members m (their parameters are disjoint, so each member follows its
 - **Weight decay** is the optimiser's (AdamW, from the config); `max_grad_norm` clips each
   member's gradient separately.
 - `trim` > 0 leaves out each step's largest losses (`trimmed_mean`, the robust loss).
+- **Across processes** (`rlhflab/distributed.py`): every rank draws the same minibatch and
+  takes its shard of it, weighted by its share of the batch; gradients are summed, so a step is
+  the single-process step. Validation losses are sharded and summed likewise. The trimmed loss
+  needs the whole batch's losses in one place, so `trim` > 0 runs in one process only.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from rlhflab import distributed
 from rlhflab.reward.losses import trimmed_mean
 
 
@@ -119,6 +124,10 @@ def fit_members(
     """Minibatch AdamW on each member's bootstrap with per-member early stopping; leaves each
     member at its best validation loss. Returns the gradient steps taken. `on_check(step,
     train_loss[M], val_loss[M])` is called at every validation check."""
+    if schedule.trim > 0 and distributed.world_size() > 1:
+        raise ValueError(
+            "reward.trim > 0 (the trimmed loss) needs one process: run without --nproc"
+        )
     boot, val = torch.as_tensor(data.boot), torch.as_tensor(data.val)
     M, n = boot.shape
     per_epoch = max(1, math.ceil(n / schedule.batch_size))
@@ -126,35 +135,42 @@ def fit_members(
     min_steps = schedule.min_steps if cold else 0  # warm-started refits need fewer
     max_steps = max(schedule.max_epochs * per_epoch, min_steps)
     has_val = val.any(1)
-    # validate only on comparisons some member holds out
-    columns = torch.as_tensor(np.flatnonzero(data.val.any(0)))
+    # validate only on comparisons some member holds out (each rank on its shard of them)
+    columns = distributed.shard(torch.as_tensor(np.flatnonzero(data.val.any(0))))
     val_idx, val_mask = columns.expand(M, -1), val[:, columns]
     params = net.member_parameters()
+    flat_params = [p for member in params for p in member]
+    distributed.broadcast_parameters(flat_params)
     best = torch.full((M,), float("inf"))
     best_state = [[p.detach().clone() for p in member] for member in params]
     waited = torch.zeros(M, dtype=torch.long)
     train_losses = []
     step = 0
     for step in range(1, max_steps + 1):
-        pick = torch.as_tensor(rng.integers(n, size=(M, min(schedule.batch_size, n))))
-        member_loss = trimmed_mean(
-            net.member_losses(torch.gather(boot, 1, pick), True), schedule.trim
+        pick = distributed.shard(
+            torch.as_tensor(rng.integers(n, size=(M, min(schedule.batch_size, n)))), axis=1
         )
+        weight = distributed.share(pick.shape[1])
         optimizer.zero_grad()
-        member_loss.sum().backward()
+        member_loss = torch.zeros(M)
+        if pick.shape[1]:
+            member_loss = trimmed_mean(
+                net.member_losses(torch.gather(boot, 1, pick), True), schedule.trim
+            )
+            (member_loss.sum() * weight).backward()
+        distributed.sync_gradients(flat_params)
         if schedule.max_grad_norm is not None:
             for member in params:
                 torch.nn.utils.clip_grad_norm_(member, schedule.max_grad_norm)
         optimizer.step()
-        train_losses.append(member_loss.detach())
+        train_losses.append(distributed.all_reduce(member_loss.detach() * weight))
         if step % every and step != max_steps:
             continue
         with torch.no_grad():
+            summed, counted = torch.zeros(M), val_mask.sum(1).float()
             if len(columns):
-                losses = net.member_losses(val_idx, False)
-                v = (losses * val_mask).sum(1) / val_mask.sum(1).clamp_min(1)
-            else:
-                v = torch.zeros(M)
+                summed = (net.member_losses(val_idx, False) * val_mask).sum(1)
+            v = distributed.all_reduce(summed) / distributed.all_reduce(counted).clamp_min(1)
             better = (v < best - 1e-4) | ~has_val  # no validation data: keep the latest
             best = torch.where(better, v, best)
             waited = torch.where(better, 0, waited + 1)

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rlhflab import distributed
+
 ENCODER_TYPES = {
     "bert",
     "roberta",
@@ -223,6 +225,12 @@ def save_model(model, tokenizer, path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     target = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    target.save_pretrained(path)
+    if distributed.is_main():
+        target.save_pretrained(path)
+    else:  # transformers writes on rank 0 only; a rank's own copy (its scratch run) by hand
+        from safetensors.torch import save_model as save_weights
+
+        target.config.save_pretrained(path)
+        save_weights(target, str(path / "model.safetensors"))
     tokenizer.save_pretrained(path)
     return path
