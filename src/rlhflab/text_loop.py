@@ -500,7 +500,9 @@ class TextLoop:
     def judge(self):
         """The AI judge (built once: the built-in one is trained here, in RUN_DIR/judge)."""
         if getattr(self, "_judge", None) is None:
-            self._judge = make_judge(self.cfg, self.run_dir.path / "judge", self.log)
+            self._judge = make_judge(
+                self.cfg, self.run_dir.path / "judge", self.model_path, self.log
+            )
         return self._judge
 
     # -- scoring -----------------------------------------------------------------------------
