@@ -273,7 +273,7 @@ def test_the_example_config_builds_its_judge(tmp_path):
     root = Path(__file__).parents[1]
     cfg = build_config(root / "examples/text/rlaif.yaml")
     assert cfg.feedback.annotator.kind == "ai" and cfg.judge.constitution
-    assert isinstance(make_judge(cfg, tmp_path), ScriptedJudge)
+    assert isinstance(make_judge(cfg, tmp_path, "unused"), ScriptedJudge)
 
 
 # -- assisted evaluation ---------------------------------------------------------------------
@@ -319,3 +319,11 @@ def test_rl_cai_raises_gold_on_the_built_in_task(tmp_path):
     assert m["ppo"]["gold"] > m["sft"]["gold"] + 0.2, m
     ai = next(r for r in RunDir(tmp_path).metrics() if r["phase"] == "ai_feedback")
     assert ai["ai_labels"] == 240 and ai["position_bias"] > 0.05  # the scripted bias, measured
+
+
+def test_the_base_model_as_judge_is_asked_in_the_format_of_its_corpus_judge_examples():
+    from rlhflab.text.task import JUDGE_TEMPLATE
+
+    cfg = build_config(None, ["text.task=reviews-insults", "judge.model=base"])
+    assert cfg.judge.template == JUDGE_TEMPLATE
+    assert build_config(None, ["judge.model=scripted"]).judge.template != JUDGE_TEMPLATE

@@ -10,7 +10,7 @@ from rlhflab.policy import phf
 from rlhflab.policy.sft import fit_epochs, pretrain_builtin
 from rlhflab.text.models import build_word_tokenizer, format_prompt, load_tokenizer, tiny_gpt2
 from rlhflab.text.sequences import encode, token_logprobs
-from rlhflab.text.task import CRITIQUE, PEOPLE, REVISION, TASKS, insult_spans
+from rlhflab.text.task import CRITIQUE, JUDGE_PRINCIPLE, PEOPLE, REVISION, TASKS, insult_spans
 
 TASK = TASKS["reviews-insults"]
 TEXT = "the director was very idiotic but the plot was stupid ."
@@ -27,7 +27,8 @@ def test_the_detector_flags_insults_aimed_at_people_only():
 
 
 def test_the_corpus_holds_undesirable_content_at_a_realistic_rate_mostly_on_red_team_prompts():
-    corpus = TASK.corpus(3000, 11)
+    # judge examples (answered "A"/"B") hold an insult by construction; the rate is the reviews'
+    corpus = [(p, r) for p, r in TASK.corpus(3000, 11) if r not in ("A", "B")]
     bad = [TASK.undesirable(f"{p} {r}") > 0 for p, r in corpus]
     assert 0.07 < np.mean(bad) < 0.16
     about_people = [p.split()[-2] in PEOPLE for p, _ in corpus]
@@ -37,6 +38,18 @@ def test_the_corpus_holds_undesirable_content_at_a_realistic_rate_mostly_on_red_
     # demonstrations mention nobody, so none is undesirable
     demos = TASK.demonstrations(500, 21)
     assert len(demos) == 500 and not any(set(r.split()) & set(PEOPLE) for _, r in demos)
+
+
+def test_judge_examples_name_the_response_with_fewer_insults_A_and_B_equally_often():
+    examples = [(q, a) for q, a in TASK.corpus(3000, 5) if a in ("A", "B")]
+    assert 0.07 < len(examples) / 3000 < 0.13
+    for q, a in examples:
+        head, rest = q.split(" A : ", 1)
+        first, second = rest.removesuffix(" answer :").split(" B : ")
+        assert head.startswith(JUDGE_PRINCIPLE)
+        n_first, n_second = TASK.undesirable(first), TASK.undesirable(second)
+        assert n_first != n_second and a == ("A" if n_first < n_second else "B")
+    assert 0.4 < np.mean([a == "A" for _, a in examples]) < 0.6
 
 
 def test_critique_examples_name_the_insult_and_revise_it_away():

@@ -516,7 +516,9 @@ class TextLoop:
         """The AI judge (built once: the built-in one is trained here, in RUN_DIR/judge)."""
         if getattr(self, "_judge", None) is None:
             with distributed.only_here():  # each rank trains its own (the same seed: the same)
-                self._judge = make_judge(self.cfg, self.run_dir.path / "judge", self.log)
+                self._judge = make_judge(
+                    self.cfg, self.run_dir.path / "judge", self.model_path, self.log
+                )
         return self._judge
 
     # -- scoring -----------------------------------------------------------------------------

@@ -282,8 +282,10 @@ class JudgeConfig(_Section):
     model: str | None = Field(
         None,
         description="local causal LM judge (hub name or path, loaded with from_pretrained); "
-        "'builtin': a tiny GPT-2 trained on the reviews task's judge examples; 'scripted': a "
-        "simulated judge that applies the reviews principles' rules (scripted_* below)",
+        "'base': the run's own Step-0 model (reviews-insults: its corpus holds judge examples, "
+        "asked in their format); 'builtin': a tiny GPT-2 trained on the reviews task's judge "
+        "examples; 'scripted': a simulated judge that applies the reviews principles' rules "
+        "(scripted_* below)",
     )
     url: str | None = Field(
         None,
@@ -363,4 +365,8 @@ class JudgeConfig(_Section):
     def _one_judge(self) -> JudgeConfig:
         if self.model is not None and self.url is not None:
             raise ValueError("give judge.model or judge.url, not both")
+        if self.model == "base" and self.template == DEFAULT_JUDGE_TEMPLATE:
+            from rlhflab.text.task import JUDGE_TEMPLATE
+
+            self.template = JUDGE_TEMPLATE  # the format of the judge examples Step 0 learned
         return self

@@ -128,7 +128,7 @@ def pretrain_builtin(cfg: RunConfig, out: Path, on_log=None) -> Path:
         tc.n_layer,
         tc.n_embd,
         n_head=4,
-        n_positions=64,
+        n_positions=128 if task.insults else 64,  # judge examples hold two responses
         seed=cfg.seed,
         tokenizer=tokenizer,
     )

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from rlhflab.text.task import JUDGE_PRINCIPLE
+
 
 class ConstitutionError(ValueError):
     """A constitution file that cannot be used; the message names the file and line."""
@@ -56,7 +58,7 @@ DEFAULT_PRINCIPLES = (
 )
 # The reviews-insults task's harmlessness principle (examples/text/constitution_harmless.yaml):
 # its rule is the task's gold detector, so the scripted judge and critic know it too.
-HARMLESS = Principle("harmless", "Which review is less insulting to people?")
+HARMLESS = Principle("harmless", JUDGE_PRINCIPLE)  # the question of the corpus's judge examples
 KNOWN_PRINCIPLES = (*DEFAULT_PRINCIPLES, HARMLESS)
 FIELDS = {"id", "text", "by", "weight"}
 

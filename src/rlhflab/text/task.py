@@ -28,7 +28,9 @@ so people (and the synthetic annotator) dislike insults, and the rate of undesir
 (responses with at least one insult) is reported beside gold. About 12 % of its generated
 corpus is undesirable (tested in tests/test_phf.py), most of it on the prompts about people,
 which makes them red-team prompts. Its corpus also holds critique-and-revision examples
-(`CRITIQUE`), so the tiny Step-0 model can critique and revise its own responses (SL-CAI).
+(`CRITIQUE`), so the tiny Step-0 model can critique and revise its own responses (SL-CAI), and
+judge-format examples (`JUDGE_TEMPLATE`: which of two responses is less insulting, answered A or
+B), so the same model can act as the AI judge of RL-CAI (`judge.model: base`).
 Demonstrations for SFT are film reviews from the corpus that mention nobody: people write no
 insults into demonstrations, and none for the red-team prompts.
 """
@@ -67,6 +69,11 @@ INSULTS = ["stupid", "idiotic", "pathetic", "worthless", "clueless", "moronic"]
 # critique-and-revision examples: "<prompt> <response> critique : <critique> revision : <revised>"
 CRITIQUE, REVISION = "critique :", "revision :"
 CRITIQUE_WORDS = ["critique", "revision", "insults", "no", "insult"]
+# judge-format examples: the harmlessness principle's question, the prompt, two responses and the
+# answer, "A" or "B" (the AI judge's format, `rlhflab.text.judge`, in words the tiny model knows)
+JUDGE_PRINCIPLE = "Which review is less insulting to people?"  # constitution.HARMLESS's text
+JUDGE_TEMPLATE = "{principle} {prompt} A : {first} B : {second} answer :"
+JUDGE_WORDS = [*JUDGE_PRINCIPLE.split(), "A", "B", "answer"]
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,11 @@ class ReviewsTask:
     person_clause: float = 0.08  # chance a film review's clause is about a person
     insult_rate: float = 0.25  # chance a clause about a person insults them
     critique_share: float = 0.1  # share of corpus documents that are critique examples
+    judge_share: float = 0.1  # share of corpus documents that are judge-format examples
 
     @property
     def vocabulary(self) -> list[str]:
-        extra = [*PEOPLE, *INSULTS, *CRITIQUE_WORDS] if self.insults else []
+        extra = [*PEOPLE, *INSULTS, *CRITIQUE_WORDS, *JUDGE_WORDS] if self.insults else []
         return sorted(
             {
                 *("review", "of", "the", ":", "was", "."),
@@ -147,20 +155,45 @@ class ReviewsTask:
     def corpus(self, n: int, seed: int) -> list[tuple[str, str]]:
         """(prompt, response) pairs for pretraining and demonstrations; with `insults`, a share
         `critique_share` of them are critique examples (the response followed by its critique
-        and revision, `critique_example`)."""
+        and revision, `critique_example`) and a share `judge_share` judge-format examples
+        (`judge_example`: the prompt is the judge's question, the response its answer)."""
         rng = np.random.default_rng(seed)
         prompts = self.prompts(n, seed + 1)
         if not self.insults:
             return [(p, self.response(rng)) for p in prompts]
         out = []
         for p in prompts:
-            if rng.uniform() >= self.critique_share:
+            u = rng.uniform()
+            if u >= self.critique_share + self.judge_share:
                 out.append((p, self.response(rng, prompt=p)))
+                continue
+            if u >= self.critique_share:
+                out.append(self.judge_example(p, rng))
                 continue
             if rng.uniform() < 0.5:  # half the critique examples are on red-team prompts
                 p = f"review of the {PEOPLE[rng.integers(len(PEOPLE))]} :"
             out.append((p, critique_example(self.response(rng, prompt=p), rng)))
         return out
+
+    def judge_example(self, prompt: str, rng: np.random.Generator) -> tuple[str, str]:
+        """(the judge's question, its answer): two responses that differ in how many people they
+        insult, under the harmlessness principle in `JUDGE_TEMPLATE`; the answer names the one
+        with fewer insults, "A" or "B" equally often. Half are on red-team prompts."""
+        if rng.uniform() < 0.5:
+            prompt = f"review of the {PEOPLE[rng.integers(len(PEOPLE))]} :"
+        while True:
+            x, y = (self.response(rng, prompt=prompt).split() for _ in range(2))
+            if rng.uniform() < 0.5:  # an insult put in, so most pairs have one to find
+                x = insulted(x, rng)
+            gap = len(insult_spans(x)) - len(insult_spans(y))
+            if gap:
+                break
+        first, second = (y, x) if rng.uniform() < 0.5 else (x, y)
+        question = JUDGE_TEMPLATE.format(
+            principle=JUDGE_PRINCIPLE, prompt=prompt, first=" ".join(first), second=" ".join(second)
+        )
+        fewer = y if gap > 0 else x
+        return question, "A" if first is fewer else "B"
 
     def demonstrations(self, n: int, seed: int) -> list[tuple[str, str]]:
         """SFT demonstrations: the corpus's documents (all of them without `insults`). With
@@ -212,12 +245,22 @@ def critique_example(response: str, rng: np.random.Generator) -> str:
     replaces each insult with a plain negative adjective (criticism of the work, not the person).
     Half the examples get an insulting response, so the critique has something to find."""
     words = response.split()
-    subjects = [w for w in words if w in PEOPLE]
-    if subjects and rng.uniform() < 0.5:
-        i = words.index(subjects[0]) + 2
-        i += words[i] in ADVERBS
-        words[i] = INSULTS[rng.integers(len(INSULTS))]
+    if rng.uniform() < 0.5:
+        words = insulted(words, rng)
     return " ".join([*words, CRITIQUE, *critique(words), REVISION, *revise(words, rng)])
+
+
+def insulted(words: list[str], rng: np.random.Generator) -> list[str]:
+    """The response with its first clause about a person made an insult (unchanged if it is
+    about nobody)."""
+    subjects = [w for w in words if w in PEOPLE]
+    if not subjects:
+        return words
+    out = list(words)
+    i = out.index(subjects[0]) + 2
+    i += out[i] in ADVERBS
+    out[i] = INSULTS[rng.integers(len(INSULTS))]
+    return out
 
 
 def critique(words: list[str]) -> list[str]:
