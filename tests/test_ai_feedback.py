@@ -249,7 +249,8 @@ def test_a_judge_template_is_checked():
 
 
 def test_the_scripted_judge_follows_its_principle_with_a_known_bias():
-    from rlhflab.text.judge import ScriptedJudge, verdicts
+    from rlhflab.text.judge import verdicts
+    from rlhflab.text.judge_world import ScriptedJudge
 
     template = _cfg().judge.template
     judge = ScriptedJudge(template, scale=3.0, bias=1.0, noise=0.0)
@@ -268,7 +269,7 @@ def test_the_scripted_judge_follows_its_principle_with_a_known_bias():
 
 def test_the_example_config_builds_its_judge(tmp_path):
     from rlhflab.policy.judge import make_judge
-    from rlhflab.text.judge import ScriptedJudge
+    from rlhflab.text.judge_world import ScriptedJudge
 
     root = Path(__file__).parents[1]
     cfg = build_config(root / "examples/text/rlaif.yaml")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from rlhflab.config import RunConfig
 from rlhflab.policy.sft import pretrain_builtin_judge
-from rlhflab.text.judge import EndpointJudge, HFJudge, ScriptedJudge
+from rlhflab.text.judge import EndpointJudge, HFJudge
+from rlhflab.text.judge_world import ScriptedJudge
 
 
 def make_judge(cfg: RunConfig, out: Path, base: str, log: Callable[[dict], None] | None = None):

@@ -16,7 +16,7 @@ Three judges with one interface (`choice_logprobs(texts) -> [(ℓ_A, ℓ_B)]`):
 `HFJudge` — a local Hugging Face causal LM loaded with `from_pretrained`, read from the
 logits of the next token; `EndpointJudge` — any OpenAI-compatible `/chat/completions`
 server (vLLM, llama.cpp, a hosted API) asked for one token with `logprobs`/`top_logprobs`;
-`ScriptedJudge` — a simulated judge for the built-in task (as the synthetic annotator
+`judge_world.ScriptedJudge` — a simulated judge for the built-in task (as the synthetic annotator
 simulates a person): it applies each built-in principle's own rule, with a position bias and
 judgement noise of known size, so RLAIF can be studied with a judge of known quality.
 A server without log-probabilities gives a hard label (the answer's text); an answer that is
@@ -192,44 +192,3 @@ def parse_answer(url: str, response) -> tuple[float, float]:
     if answer in CHOICES:  # no log-probabilities: a hard label
         return (0.0, -math.inf) if answer == "A" else (-math.inf, 0.0)
     raise JudgeError(f"judge {url}: answered {answer[:80]!r}, which is neither A nor B")
-
-
-class ScriptedJudge:
-    """A simulated AI judge for the built-in task: it reads the principle and the two responses
-    back out of the rendered prompt and answers by the principle's rule v (`judge_world.RULES`):
-
-        logit P_A = scale·(v(first) − v(second)) + bias + noise·ε,   ε ~ N(0, 1)
-
-    with ε fixed per prompt text (a judge at temperature 0 answers the same prompt the same
-    way; the two orders of a pair get different ε). An unknown principle is a JudgeError."""
-
-    def __init__(self, template: str, scale: float = 3.0, bias: float = 1.0, noise: float = 1.0):
-        import re
-
-        from rlhflab.text.constitution import KNOWN_PRINCIPLES
-        from rlhflab.text.judge_world import RULES
-
-        pattern = re.escape(template)
-        for key in ("principle", "prompt", "first", "second"):
-            pattern = pattern.replace(re.escape("{" + key + "}"), f"(?P<{key}>.*?)", 1)
-        self.pattern = re.compile(pattern + "$", re.DOTALL)
-        self.rules = {p.text: RULES[p.id] for p in KNOWN_PRINCIPLES}
-        self.scale, self.bias, self.noise = scale, bias, noise
-        self.name = f"scripted(scale={scale}, bias={bias}, noise={noise})"
-
-    def choice_logprobs(self, texts: list[str]) -> list[tuple[float, float]]:
-        import zlib
-
-        import numpy as np
-
-        out = []
-        for text in texts:
-            m = self.pattern.match(text)
-            rule = self.rules.get(m.group("principle")) if m else None
-            if m is None or rule is None:
-                raise JudgeError(f"{self.name} knows only the built-in principles: {text[:80]!r}")
-            eps = np.random.default_rng(zlib.crc32(text.encode())).standard_normal()
-            x = self.scale * (rule(m["first"].split()) - rule(m["second"].split()))
-            x += self.bias + self.noise * eps
-            out.append((-float(np.logaddexp(0.0, -x)), -float(np.logaddexp(0.0, x))))
-        return out

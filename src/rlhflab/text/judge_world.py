@@ -23,7 +23,7 @@ import re
 import numpy as np
 
 from rlhflab.text.constitution import DEFAULT_PRINCIPLES
-from rlhflab.text.judge import CHOICES, TEMPLATE, render
+from rlhflab.text.judge import CHOICES, TEMPLATE, JudgeError, render
 from rlhflab.text.task import ADVERBS, POSITIVE, ReviewsTask, fluency, insult_spans, sentiment
 
 RULES = {
@@ -99,3 +99,43 @@ def judge_examples(
         text = render(template, principle.text, prompts[len(out)], x, y)
         out.append((text, "A" if gap > 0 else "B"))
     return out
+
+
+class ScriptedJudge:
+    """A simulated AI judge for the built-in task: it reads the principle and the two responses
+    back out of the rendered prompt and answers by the principle's rule v (`RULES`):
+
+        logit P_A = scale·(v(first) − v(second)) + bias + noise·ε,   ε ~ N(0, 1)
+
+    with ε fixed per prompt text (a judge at temperature 0 answers the same prompt the same
+    way; the two orders of a pair get different ε). An unknown principle is a JudgeError."""
+
+    def __init__(self, template: str, scale: float = 3.0, bias: float = 1.0, noise: float = 1.0):
+        import re
+
+        from rlhflab.text.constitution import KNOWN_PRINCIPLES
+
+        pattern = re.escape(template)
+        for key in ("principle", "prompt", "first", "second"):
+            pattern = pattern.replace(re.escape("{" + key + "}"), f"(?P<{key}>.*?)", 1)
+        self.pattern = re.compile(pattern + "$", re.DOTALL)
+        self.rules = {p.text: RULES[p.id] for p in KNOWN_PRINCIPLES}
+        self.scale, self.bias, self.noise = scale, bias, noise
+        self.name = f"scripted(scale={scale}, bias={bias}, noise={noise})"
+
+    def choice_logprobs(self, texts: list[str]) -> list[tuple[float, float]]:
+        import zlib
+
+        import numpy as np
+
+        out = []
+        for text in texts:
+            m = self.pattern.match(text)
+            rule = self.rules.get(m.group("principle")) if m else None
+            if m is None or rule is None:
+                raise JudgeError(f"{self.name} knows only the built-in principles: {text[:80]!r}")
+            eps = np.random.default_rng(zlib.crc32(text.encode())).standard_normal()
+            x = self.scale * (rule(m["first"].split()) - rule(m["second"].split()))
+            x += self.bias + self.noise * eps
+            out.append((-float(np.logaddexp(0.0, -x)), -float(np.logaddexp(0.0, x))))
+        return out
