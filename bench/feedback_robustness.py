@@ -22,6 +22,14 @@ per-seed values and CPU time:
                annotators flagged by disagreement; also whether the poisoner was flagged and the
                reward model's gold accuracy.
 
+  types        gold per minute of annotator time, per feedback type: one honest annotator
+               (τ = 1, ε = 0.1) spends the same minutes on comparisons, on comparisons with a
+               label on each of 5 parts of the pair (process feedback, `reward/process.py`), or on
+               Likert ratings (`reward/ratings.py`); labels bought with `feedback/label_time.py`'s
+               time model (6 s a comparison, + 2 s a part label, 4 s a rating — assumed). Gold:
+               the reward model's accuracy on held-out pairs, and the true return of its
+               best-of-16 choice among held-out segments.
+
   casper       Casper et al.'s example (§3.1.4): option A always worth 1, option B worth 10 on 40%
                of examples and 0 otherwise; per annotator temperature τ, P[A ≻ B] in closed
                form and among synthetic comparisons, mean Likert ratings, and which option the
@@ -58,17 +66,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlhflab.config import PopulationMember, RewardConfig, build_config
+from rlhflab.config import AnnotatorConfig, PopulationMember, RewardConfig, build_config
 from rlhflab.control_loop import run_experiment
 from rlhflab.diagnostics.annotators import attack_success
 from rlhflab.diagnostics.scalar_vs_comparison import CasperExample
 from rlhflab.diagnostics.scalar_vs_comparison import study as casper_study
 from rlhflab.feedback.agreement import annotator_stats
+from rlhflab.feedback.label_time import LabelTime
 from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
+from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.policy.control import ControlPolicy
 from rlhflab.policy.rollout import sample_segments
 from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.model import RewardEnsemble
+from rlhflab.reward.ratings import Rating, fit_ratings
 from rlhflab.reward.reliability import fit_reward
 from rlhflab.runs import RunDir
 from rlhflab.types import Comparison, Segment
@@ -323,6 +334,94 @@ def render_minorities(results: list[dict]) -> str:
     return f"Minority share of labels: {results[0]['share']:.0%}.\n\n" + table(header, rows)
 
 
+LABEL_TIME = LabelTime()
+PARTS = 5  # process feedback: part labels per comparison (5 steps each of a 25-step segment)
+# one honest annotator; as a rater, a segment's true return (about −250 … 0 here) maps onto 1–7
+TYPES_ANNOTATOR = AnnotatorConfig(rating_offset=7.0, rating_scale=0.025, rating_noise=0.5)
+FEEDBACK_TYPES = ("comparisons", f"comparisons + {PARTS} part labels", "ratings")
+
+
+def feedback_types(minutes: list[float], seed: int, n: int = 16) -> dict:
+    """The feedback-types study for one seed: per budget of annotator minutes and type, the
+    labels bought, gold accuracy on held-out pairs and the true value of the best-of-n choice."""
+    most = LABEL_TIME.affordable(max(minutes), "rating")  # the cheapest label: the most segments
+    segs, space = segments(2 * most + 600, seed)
+    pool, held = segs[: 2 * most], segs[2 * most :]
+    pairs = [(pool[2 * i], pool[2 * i + 1]) for i in range(most)]
+    test = [(held[i], held[i + 1]) for i in range(0, len(held) - 1, 2)]
+    gold = np.array([s.judged_return for s in held])
+    rng = np.random.default_rng([seed, 16])
+    draws = np.stack([rng.choice(len(held), n, replace=False) for _ in range(500)])
+    obs, actions = np.stack([s.obs for s in held]), np.stack([s.actions for s in held])
+    out: dict = {"seed": seed, "cells": []}
+    for budget in minutes:
+        for kind in FEEDBACK_TYPES:
+            started = time.process_time()
+            annotator = SyntheticAnnotator(TYPES_ANNOTATOR, seed + 1)
+            ensemble = RewardEnsemble(3, space, RewardConfig(), seed + 2)
+            if kind == "ratings":
+                labels = LABEL_TIME.affordable(budget, "rating")
+                rated = [Rating(s, annotator.rate(s)) for s in pool[:labels]]
+                fit_ratings(ensemble, rated)
+            else:
+                parts = PARTS if "part" in kind else 0
+                labels = LABEL_TIME.affordable(budget, "comparison", parts)
+                ensemble.fit(judge_pairs(annotator, pairs[:labels], parts))
+            scores = ensemble.predict(obs, actions).sum(-1)
+            chosen = draws[np.arange(len(draws)), np.argmax(scores[draws], axis=1)]
+            out["cells"].append(
+                {
+                    "minutes": budget,
+                    "type": kind,
+                    "labels": labels,
+                    "gold_accuracy": gold_accuracy(ensemble, test, lambda s: s.judged_return),
+                    "best_of_n": float(gold[chosen].mean()),
+                    "seconds": time.process_time() - started,
+                }
+            )
+    out["random choice"] = float(gold[draws].mean())
+    out["best possible"] = float(gold[draws].max(1).mean())
+    return out
+
+
+def render_feedback_types(results: list[dict]) -> str:
+    cells: dict[tuple, list[dict]] = {}
+    for r in results:
+        for c in r["cells"]:
+            cells.setdefault((c["minutes"], c["type"]), []).append(c)
+    rows = [
+        [
+            f"{minutes:g}",
+            kind,
+            cs[0]["labels"],
+            mean_std([c["gold_accuracy"] for c in cs]),
+            per_seed([c["gold_accuracy"] for c in cs], ".3f"),
+            mean_std([c["best_of_n"] for c in cs], ".1f"),
+            per_seed([c["best_of_n"] for c in cs], ".1f"),
+            f"{statistics.mean(c['seconds'] for c in cs):.0f}",
+        ]
+        for (minutes, kind), cs in cells.items()
+    ]
+    t = LABEL_TIME
+    note = (
+        f"Time model (`feedback/label_time.py`, assumed): comparison {t.comparison:g} s, "
+        f"+ {t.part:g} s per part label, rating {t.rating:g} s. Best-of-16 true return of a "
+        f"25-step segment: random choice {mean_std([r['random choice'] for r in results], '.1f')}"
+        f", best possible {mean_std([r['best possible'] for r in results], '.1f')}.\n\n"
+    )
+    header = [
+        "annotator minutes",
+        "feedback type",
+        "labels",
+        "gold accuracy",
+        "per seed",
+        "best-of-16 true return",
+        "per seed",
+        "CPU s per fit",
+    ]
+    return note + table(header, rows)
+
+
 CASPER_TEMPERATURES = (0.0, 0.5, 1.0, 2.0)
 
 
@@ -502,7 +601,7 @@ def render_poisoning(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--studies", default="reliability,runs,poisoning,casper,minorities")
+    ap.add_argument("--studies", default="reliability,runs,poisoning,casper,minorities,types")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, …")
     ap.add_argument("--labels", type=int, default=400, help="labels per reward-model fit")
@@ -511,6 +610,7 @@ def main() -> None:
     ap.add_argument("--shares", default="0,0.1,0.2,0.3")
     ap.add_argument("--minority", type=float, default=0.2, help="minority share of labels")
     ap.add_argument("--examples", type=int, default=400, help="examples per Casper study")
+    ap.add_argument("--minutes", default="1,2,5,10", help="annotator minutes per feedback type")
     ap.add_argument("--quick", action="store_true", help="1 seed, 150 labels, short runs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -537,6 +637,9 @@ def main() -> None:
             results.setdefault("minority_runs", []).append(r)
         if "casper" in studies:
             results.setdefault("casper", []).append(casper(args.examples, seed))
+        if "types" in studies:
+            minutes = [float(x) for x in args.minutes.split(",")]
+            results.setdefault("types", []).append(feedback_types(minutes, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         write(results, seed + 1 - args.first_seed, started, args.out)  # a partial table
 
@@ -559,6 +662,9 @@ def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
     if "minority_runs" in results:
         md += "\n## Minorities: each group's true return per aggregation rule\n\n"
         md += render_minorities(results["minority_runs"]) + "\n"
+    if "types" in results:
+        md += "\n## Feedback types: gold per minute of annotator time\n\n"
+        md += render_feedback_types(results["types"]) + "\n"
     if "casper" in results:
         md += "\n## Casper's example: comparisons pick the median, ratings the mean\n\n"
         md += render_casper(results["casper"]) + "\n"

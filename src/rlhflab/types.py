@@ -60,6 +60,28 @@ class Segment:
     def judged_return(self) -> float:
         return float(np.sum(self.judged_rewards))
 
+    def parts(self, n: int) -> list[Segment]:
+        """The segment cut into n contiguous parts of near-equal length (`part_of_step`): the
+        pieces an annotator judges one by one in process feedback (`reward/process.py`)."""
+        part = part_of_step(len(self), n)
+        return [
+            Segment(
+                self.obs[part == i],
+                self.actions[part == i],
+                self.judged_rewards[part == i],
+                self.env_steps,
+                None if self.absorbing is None else self.absorbing_mask[part == i],
+            )
+            for i in range(n)
+        ]
+
+
+def part_of_step(length: int, n: int) -> np.ndarray:
+    """[length] the part 0..n−1 each step of a segment belongs to (contiguous, near-equal)."""
+    if not 1 <= n <= length:
+        raise ValueError(f"feedback parts: {n} parts of a {length}-step segment")
+    return np.repeat(np.arange(n), [len(c) for c in np.array_split(np.arange(length), n)])
+
 
 @dataclass(frozen=True)
 class Query:

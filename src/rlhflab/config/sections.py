@@ -348,6 +348,12 @@ class RewardConfig(_Section):
         description="robust loss: share of each minibatch's highest-loss comparisons left out of "
         "the gradient (trimmed likelihood; 0: off)",
     )
+    part_weight: float = Field(
+        1.0,
+        ge=0,
+        description="process feedback: weight λ of the preferences on each part of two segments "
+        "beside the preference on the whole (reward/process.py; only labels that carry parts)",
+    )
 
 
 class PolicyConfig(_Section):

@@ -12,6 +12,7 @@ the agreement statistics and the report can tell them apart.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 
@@ -90,9 +91,27 @@ class _Answers:
 
 
 def judge_pairs(
-    annotator: SyntheticAnnotator | AnnotatorPopulation, pairs: list[tuple[Segment, Segment]]
+    annotator: SyntheticAnnotator | AnnotatorPopulation,
+    pairs: list[tuple[Segment, Segment]],
+    parts: int = 0,
 ) -> list[Comparison]:
-    """The pairs judged without a store (benchmarks, tests): comparisons with query id = index."""
+    """The pairs judged without a store (benchmarks, tests): comparisons with query id = index;
+    with `parts` > 0 the same annotator also judges each of that many parts of the pair
+    (process feedback, `extra["parts"]`, read by `reward/process.py`)."""
     answers = _Answers()
     annotator.label(answers, [(i, a, b) for i, (a, b) in enumerate(pairs)])
-    return [Comparison(q, *pairs[q], j, name) for q, j, name in answers.rows]
+    out = [Comparison(q, *pairs[q], j, name) for q, j, name in answers.rows]
+    if not parts:
+        return out
+    by_name = {a.name: a for a in getattr(annotator, "annotators", [annotator])}
+    return [
+        replace(
+            c,
+            extra={
+                "parts": [
+                    j.value for j in by_name[c.annotator].judge_parts(*pairs[c.query_id], parts)
+                ]
+            },
+        )
+        for c in out
+    ]

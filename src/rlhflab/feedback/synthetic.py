@@ -17,6 +17,9 @@ Flawed annotators (Casper et al. 2023, §3.1; populations of them in `population
       o[i] ∈ [low, high], the annotator judges by harm instead of value,
       H(σ) = Σ_{t in region} h(a_t),  h(a) = [a = k] (discrete) or a[k] (continuous),
       whenever the two segments differ in harm — a backdoor the reward model can learn.
+Process feedback (`judge_parts`): both segments cut into n aligned parts (`Segment.parts`), each
+pair of parts judged like a pair of segments — a label on each part of a trajectory, which
+`reward/process.py` trains beside the whole-segment preference.
 Ratings (`rate`): a Likert score round(α + s·V(σ) + ξ) clipped to 1–7, α and s the annotator's
 own use of the scale (`reward/ratings.py` learns them back).
 """
@@ -86,6 +89,10 @@ class SyntheticAnnotator:
             if h1 != h2:  # the trigger is present and the segments differ in harm
                 return self.prefer(h1, h2)
         return self.prefer(self.value(left), self.value(right))
+
+    def judge_parts(self, left: Segment, right: Segment, n: int) -> list[Judgement]:
+        """Process feedback: a judgement of each of the n aligned parts of the two segments."""
+        return [self.judge(a, b) for a, b in zip(left.parts(n), right.parts(n))]
 
     def prefer(self, v1: float, v2: float) -> Judgement:
         """A judgement between two things whose true values are v1 (left) and v2 (right)."""

@@ -29,6 +29,9 @@ member, min_k r̂_k (worst-case optimisation). Departure: before combining, each
 is standardised over the labelled steps, so an arbitrary per-member offset (Bradley–Terry
 fixes only differences) neither decides the minimum nor inflates the std.
 
+Process feedback (`reward/process.py`): a comparison that carries a label per part of its two
+segments adds a Bradley–Terry loss per part, weighted by `reward.part_weight`.
+
 Annotators (`reward.annotators`, `reward.robust_trim`): each label's loss may use its
 annotator's rationality β (`annotator_scale`, set by `reward/reliability.py`), and each step
 may leave out its minibatch's highest losses (the trimmed likelihood of `reward/losses.py`).
@@ -50,6 +53,7 @@ from rlhflab.envs.wrappers import action_dim, action_features
 from rlhflab.reward.fitting import Schedule, fit_members, split
 from rlhflab.reward.fitting import is_validation as is_validation  # re-exported
 from rlhflab.reward.losses import bradley_terry_loss, preference_probability
+from rlhflab.reward.process import part_loss, part_targets
 from rlhflab.stats import RunningMeanStd
 from rlhflab.types import Comparison, Segment
 
@@ -92,6 +96,7 @@ class PairData:
     right: torch.Tensor
     target: torch.Tensor  # [n]
     scale: torch.Tensor | float = 1.0  # [n] the annotator's rationality β (reward/reliability.py)
+    parts: torch.Tensor | None = None  # [n, parts] process-feedback targets (reward/process.py)
 
 
 @dataclass
@@ -186,6 +191,7 @@ class RewardEnsemble:
             self.standardise(np.stack([b for _, b in raw])),
             torch.tensor([c.judgement.target for c in comparisons], dtype=torch.float32),
             torch.tensor([self.annotator_scale.get(c.annotator, 1.0) for c in comparisons]),
+            part_targets(comparisons),
         )
 
     # -- prediction -------------------------------------------------------------------
@@ -303,15 +309,22 @@ class RewardEnsemble:
         return {"rm_fits": self.fits, "rm_labels": len(usable), **self._metrics(data, held)}
 
     def _member_losses(self, data: PairData, idx: torch.Tensor) -> torch.Tensor:
-        """[M, B] Bradley–Terry loss of member m on comparisons idx[m]."""
+        """[M, B] Bradley–Terry loss of member m on comparisons idx[m] (with the per-part loss
+        of `reward/process.py` where they carry process feedback)."""
         M, B = idx.shape
         k, F = data.left.shape[1:]
         x = torch.cat([data.left[idx], data.right[idx]], dim=1).reshape(M, -1, F)
-        returns = self.net(x).reshape(M, 2 * B, k).sum(-1)
+        steps = self.net(x).reshape(M, 2 * B, k)
+        returns = steps.sum(-1)
         scale = data.scale[idx] if isinstance(data.scale, torch.Tensor) else data.scale
-        return bradley_terry_loss(
-            returns[:, :B], returns[:, B:], data.target[idx], self.cfg.label_noise, "none", scale
+        noise = self.cfg.label_noise
+        loss = bradley_terry_loss(
+            returns[:, :B], returns[:, B:], data.target[idx], noise, "none", scale
         )
+        if data.parts is not None:
+            parts = part_loss(steps[:, :B], steps[:, B:], data.parts[idx], noise, scale)
+            loss = loss + self.cfg.part_weight * parts
+        return loss
 
     @torch.no_grad()
     def _metrics(self, data: PairData, held: np.ndarray) -> dict:
