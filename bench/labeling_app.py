@@ -20,6 +20,14 @@ or --pg-url postgresql://… for one already running (each set-up creates a data
 
     .venv/bin/python bench/labeling_app.py [--annotators 20] [--per-annotator 100]
         [--setups sqlite:1,postgres:1,postgres:2,postgres:4] [--max-seconds 60]
+
+`--components` profiles instead: in this process, no HTTP, one thread, it calls what the two
+routes call (the token lookup, `lease_next`, `progress`, `answer_lease`) for every annotator in
+turn and reads the thread's CPU time around each call, plus PostgreSQL's server CPU over the
+whole loop: CPU ms per judgement by component, which a loaded machine barely moves. The HTTP
+run's server CPU per judgement minus these is the web stack's share (uvicorn, FastAPI).
+
+    .venv/bin/python bench/labeling_app.py --components [--setups sqlite:1,postgres:1]
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from rlhflab.feedback.schema import lease_token_of
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
 
@@ -56,6 +65,9 @@ def main() -> None:
     ap.add_argument("--setups", default="sqlite:1,postgres:1,postgres:2,postgres:4")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="stop the clients after this")
     ap.add_argument("--pg-url", help="a running PostgreSQL server (default: start a throwaway one)")
+    ap.add_argument(
+        "--components", action="store_true", help="CPU per judgement by component, no HTTP"
+    )
     args = ap.parse_args()
     setups = [(b, int(w)) for b, w in (s.split(":") for s in args.setups.split(","))]
     server = None
@@ -73,11 +85,14 @@ def main() -> None:
             if backend == "postgres":
                 url = server.new_database() if server else _new_database(args.pg_url)
             pg_data = server.data if server and backend == "postgres" else None
-            rows += measure(args, backend, workers, url, pg_data)
+            if args.components:
+                rows.append(components(args, backend, url, pg_data))
+            else:
+                rows += measure(args, backend, workers, url, pg_data)
     finally:
         if server:
             server.stop()
-    report(args, rows)
+    (report_components if args.components else report)(args, rows)
 
 
 def _new_database(base: str) -> str:
@@ -122,6 +137,81 @@ def measure(args, backend: str, workers: int, url: str | None, pg_data=None) -> 
         }
         for name, xs in (("next", lat["next"]), ("answer", lat["answer"]))
     ]
+
+
+COMPONENTS = ("token lookup ×2", "lease_next", "progress", "answer_lease")
+
+
+def components(args, backend: str, url: str | None, pg_data=None) -> dict:
+    """CPU ms per judgement spent in each store call the two routes make (module docstring)."""
+    run = RunDir(Path(tempfile.mkdtemp()) / "run")
+    store = FeedbackStore(url or run.store_url)
+    tokens = [store.add_annotator(f"a{i:02d}") for i in range(args.annotators)]
+    for i in range(args.annotators * args.per_annotator):
+        store.add_text_query("text_pair", f"prompt {i}", [f"response a{i}", f"response b{i}"])
+    spent = dict.fromkeys(COMPONENTS, 0.0)
+    rng, n = np.random.default_rng(0), 0
+
+    def timed(part: str, call, *a):
+        t0 = time.thread_time()
+        out = call(*a)
+        spent[part] += time.thread_time() - t0
+        return out
+
+    pg0 = _server_cpu(-1, pg_data) if pg_data else 0.0
+    wall0 = time.perf_counter()
+    for _ in range(args.per_annotator):
+        for token in tokens:
+            who = timed("token lookup ×2", store.annotator_by_token, token)
+            leased = timed("lease_next", store.lease_next, who.name, 300.0, rng)
+            if leased is None:
+                continue
+            timed("progress", store.progress, who.name)
+            timed("token lookup ×2", store.annotator_by_token, token)
+            q, lease = leased
+            timed(
+                "answer_lease",
+                store.answer_lease,
+                who.name,
+                q.id,
+                lambda kind, order: ("left", {}),
+                lease_token_of(lease),
+            )
+            n += 1
+    wall = time.perf_counter() - wall0
+    pg = _server_cpu(-1, pg_data) - pg0 if pg_data else None
+    store.close()
+    per = {k: 1000 * v / n for k, v in spent.items()}
+    return {
+        "setup": backend,
+        "judgements": n,
+        "cpu_ms": per,
+        "db_server_ms": None if pg is None else 1000 * pg / n,
+        "wall_ms": 1000 * wall / n,
+        "load": os.getloadavg()[0],
+    }
+
+
+def report_components(args, rows: list[dict]) -> None:
+    table = Table(title=f"CPU ms per judgement by component · {args.annotators} annotators")
+    for col in ("store", "judgements", *COMPONENTS, "app total", "PostgreSQL server", "wall ms"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        ms = r["cpu_ms"]
+        pg = r["db_server_ms"]
+        table.add_row(
+            r["setup"],
+            str(r["judgements"]),
+            *(f"{ms[k]:.2f}" for k in COMPONENTS),
+            f"{sum(ms.values()):.2f}",
+            "–" if pg is None else f"{pg:.2f}",
+            f"{r['wall_ms']:.2f}",
+        )
+    table.caption = f"load average {os.getloadavg()[0]:.1f} at the end · one thread, no HTTP"
+    Console(width=140).print(table)
+    out = HERE / "results" / "labeling_components.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
 
 
 def _ticks(pid: int | str) -> tuple[int, int, float]:

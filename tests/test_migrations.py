@@ -53,13 +53,19 @@ def test_the_migrations_build_exactly_the_declared_tables(store_url):
     engine.dispose()
 
 
-@pytest.mark.parametrize("forget_version", [False, True], ids=["stamped 0001", "before migrations"])
-def test_an_older_store_opens_upgraded_with_its_data(store_url, forget_version):
-    migrate_to(store_url, "0001", forget_version)
+@pytest.mark.parametrize(
+    ("revision", "forget_version"),
+    [("0001", False), ("0002", False), ("0001", True)],
+    ids=["stamped 0001", "stamped 0002", "before migrations"],
+)
+def test_an_older_store_opens_upgraded_with_its_data(store_url, revision, forget_version):
+    migrate_to(store_url, revision, forget_version)
     store = FeedbackStore(store_url)
-    assert store.schema == ("adopted" if forget_version else "upgraded from 0001")
+    assert store.schema == ("adopted" if forget_version else f"upgraded from {revision}")
     assert "tx" in {c["name"] for c in inspect(store.engine).get_columns("judgements")}
     assert store.judgements() == [(1, 1, "alice", "left")]
+    # the judgement counter is backfilled from the stored judgement: the query is complete
+    assert store.query(1).judged == 1 and store.count_unanswered() == 0
     store.add_text_query("text_pair", "q", ["x", "y"])
     assert FeedbackStore(store_url).schema == "current"
 

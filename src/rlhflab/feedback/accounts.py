@@ -9,12 +9,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    bindparam,
     delete,
     select,
 )
 from sqlalchemy.orm import Session
 
 from rlhflab.feedback.schema import (
+    ANNOTATORS,
     AnnotatorRow,
     AuditRow,
     LeaseRow,
@@ -23,6 +25,10 @@ from rlhflab.feedback.schema import (
     aware,
     hash_token,
     utcnow,
+)
+
+BY_TOKEN = select(*ANNOTATORS.columns).where(
+    ANNOTATORS.c.token_hash == bindparam("token_hash"), ANNOTATORS.c.disabled.is_not(True)
 )
 
 
@@ -34,6 +40,8 @@ class AccountsMixin:
         def _write(self) -> AbstractContextManager[Any]: ...
 
         def _read(self) -> Any: ...
+
+        reader: Any
 
     def add_annotator(self, name: str, is_admin: bool = False) -> str:
         """Create an annotator; returns their secret token (only its hash is stored)."""
@@ -48,13 +56,11 @@ class AccountsMixin:
         return token
 
     def annotator_by_token(self, token: str) -> AnnotatorRow | None:
-        """The enabled annotator holding this token, read from the store on every call."""
-        with self._read() as s:
-            return s.scalar(
-                select(AnnotatorRow).where(
-                    AnnotatorRow.token_hash == hash_token(token), AnnotatorRow.disabled.is_not(True)
-                )
-            )
+        """The enabled annotator holding this token, read from the store on every call (every
+        request is authenticated by it: a prebuilt Core statement, returning a detached row)."""
+        with self.reader.connect() as c:
+            row = c.execute(BY_TOKEN, {"token_hash": hash_token(token)}).first()
+            return None if row is None else AnnotatorRow(**row._mapping)
 
     def annotator(self, name: str) -> AnnotatorRow | None:
         with self._read() as s:

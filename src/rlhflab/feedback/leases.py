@@ -4,28 +4,72 @@ gold questions mixed in; progress per annotator."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    Row,
+    Select,
+    String,
+    bindparam,
     func,
     select,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from rlhflab.feedback.schema import (
+    JUDGEMENTS,
+    LEASES,
     LIVE,
     NOT_GOLD,
+    OPEN,
     PAIR_KINDS,
+    QUERIES,
     JudgementRow,
     LeaseRow,
     QueryRow,
     SettingRow,
     aware,
-    judged_count,
     lease_token_of,
     utcnow,
+)
+
+# what a lease shows of its query, read as plain columns (no ORM objects, no segment joins)
+SHOWN = (
+    QueryRow.id,
+    QueryRow.kind,
+    QueryRow.payload,
+    QueryRow.left_id,
+    QueryRow.right_id,
+    QueryRow.gold,
+)
+LEASE = (LeaseRow.query_id, LeaseRow.annotator, LeaseRow.order, LeaseRow.issued_at)
+
+# The hot paths' statements are built once, with bound parameters (:annotator, :now, :id):
+# SQLAlchemy then reuses their compiled form without rebuilding or re-keying them per request.
+ANNOTATOR = bindparam("annotator", type_=String())
+NOW = bindparam("now", type_=DateTime(timezone=True))
+ID = bindparam("id", type_=Integer())
+SETTINGS = select(SettingRow.key, SettingRow.value).where(
+    SettingRow.key.in_(("run_state", "gold_rate"))
+)
+MY_LEASE = (
+    select(*LEASE)
+    .where(LeaseRow.annotator == ANNOTATOR, LeaseRow.expires_at > NOW)
+    .order_by(LeaseRow.issued_at)
+    .limit(1)
+)
+SHOWN_BY_ID = select(*SHOWN).where(QueryRow.id == ID)
+LEASE_FOR_ANSWER = (
+    select(*LEASE, LeaseRow.expires_at)
+    .where(LeaseRow.query_id == ID)
+    .with_for_update(key_share=True)  # PostgreSQL: FOR NO KEY UPDATE; SQLite: nothing
 )
 
 
@@ -33,7 +77,7 @@ class LeaseError(Exception):
     """An answer to a query the annotator does not (or no longer) hold."""
 
 
-def _open_to(annotator: str, now: datetime) -> tuple:
+def _open_to(annotator: Any = ANNOTATOR, now: Any = NOW) -> tuple:
     """Conditions for a query that `annotator` may be given: short of its overlap, not judged by
     them, and not under someone else's live lease."""
     mine_done = select(JudgementRow.query_id).where(JudgementRow.annotator == annotator)
@@ -41,7 +85,7 @@ def _open_to(annotator: str, now: datetime) -> tuple:
         LeaseRow.expires_at > now, LeaseRow.annotator != annotator
     )
     return (
-        judged_count() < QueryRow.overlap,
+        OPEN,
         QueryRow.id.not_in(mine_done),
         QueryRow.id.not_in(busy),
         LIVE,
@@ -49,103 +93,124 @@ def _open_to(annotator: str, now: datetime) -> tuple:
     )
 
 
-def _gold_open_to(annotator: str, now: datetime) -> tuple:
+def _gold_open_to(annotator: Any = ANNOTATOR, now: Any = NOW) -> tuple:
     """Gold questions the annotator has not answered and nobody else holds (overlap ignored)."""
     return (QueryRow.gold.is_not(None), LIVE, *_open_to(annotator, now)[1:3])
 
 
+PROGRESS = select(
+    select(func.count())
+    .select_from(JUDGEMENTS)
+    .where(JudgementRow.annotator == ANNOTATOR)
+    .scalar_subquery(),
+    select(func.count()).select_from(QUERIES).where(*_open_to()).scalar_subquery(),
+)
+
+
+@cache
+def _claim_statements(gold: bool, lock: bool) -> tuple[Select, Select]:
+    """The claim of the oldest open (or gold) query, and its re-check by id (`_claim`)."""
+    where = _gold_open_to() if gold else _open_to()
+    claim = select(*SHOWN).where(*where).order_by(QueryRow.id).limit(1)
+    if lock:
+        # NO KEY UPDATE: a judgement or lease referencing the row (a foreign-key check takes
+        # KEY SHARE) is not blocked by it
+        claim = claim.with_for_update(skip_locked=True, key_share=True)
+    return claim, select(QueryRow.id).where(QueryRow.id == ID, *where)
+
+
 class LeaseMixin:
-    """The lease methods of `FeedbackStore`."""
+    """The lease methods of `FeedbackStore`.
+
+    The two hot paths run prebuilt Core statements on a plain connection (no ORM session's
+    bookkeeping) and take row locks on PostgreSQL in one order, the query's row and then its
+    lease's: `lease_next` claims the query row `FOR NO KEY UPDATE SKIP LOCKED` and then writes
+    the lease; `answer_lease` updates the query's judgement counter and then locks the lease. So
+    a late answer and a new lease of the same query wait for each other instead of deadlocking."""
 
     if TYPE_CHECKING:  # provided by FeedbackStore
 
         def _write(self) -> AbstractContextManager[Any]: ...
 
+        def _write_core(self) -> AbstractContextManager[Connection]: ...
+
         def _read(self) -> Any: ...
 
         sqlite: bool
+        reader: Any
 
         def run_state(self) -> str: ...
 
         def setting(self, key: str, default: str | None = None) -> str | None: ...
 
-        def _insert_judgement(self, s: Any, *args: Any, **kwargs: Any) -> int: ...
+        def _count_judgement(self, s: Any, query_id: int) -> Any: ...
+
+        def _add_judgement_row(self, s: Any, *args: Any) -> int: ...
 
     # -- leases: one query to one annotator at a time ---------------------------------------
     def lease_next(
         self, annotator: str, lease_seconds: float, rng: np.random.Generator
     ) -> tuple[QueryRow, LeaseRow] | None:
         """The annotator's live lease, or a new one on the oldest query they may answer; None if
-        there is none.
+        there is none. Both come back as detached rows holding what the annotator is shown.
 
         A query is open to an annotator who has not judged it, while it has fewer judgements than
         its overlap and no live lease held by someone else. Display order is randomised per
         lease."""
         now = utcnow()
-        with self._write() as s:  # the run's state and gold rate read in the same transaction
-            settings = dict(
-                s.execute(
-                    select(SettingRow.key, SettingRow.value).where(
-                        SettingRow.key.in_(("run_state", "gold_rate"))
-                    )
-                ).all()
-            )
+        who = {"annotator": annotator, "now": now}
+        with self._write_core() as c:  # the run's state and gold rate read in the same transaction
+            settings = {k: v for k, v in c.execute(SETTINGS)}
             if settings.get("run_state") == "over":
                 return None
+            mine = c.execute(MY_LEASE, who).first()
+            if mine is not None:
+                held = c.execute(SHOWN_BY_ID, {"id": mine.query_id}).one()
+                return QueryRow(**held._mapping), LeaseRow(**mine._mapping)
             gold_rate = float(settings.get("gold_rate") or 0)
-            mine = s.scalars(
-                select(LeaseRow).where(LeaseRow.annotator == annotator).order_by(LeaseRow.issued_at)
-            ).all()
-            for lease in mine:
-                if aware(lease.expires_at) > now:
-                    return s.get(QueryRow, lease.query_id), lease
-            q, lease = None, None
+            q = None
             if gold_rate > 0 and rng.random() < gold_rate:  # a gold question, mixed in at random
-                q, lease = self._claim(s, _gold_open_to(annotator, now))
+                q = self._claim(c, who, gold=True)
             if q is None:
-                q, lease = self._claim(s, _open_to(annotator, now))
+                q = self._claim(c, who, gold=False)
             if q is None:
                 return None
             n = 2 if q.kind in PAIR_KINDS else len(q.payload.get("responses", [None]))
-            order = [int(i) for i in rng.permutation(n)]
-            if lease is None:
-                lease = LeaseRow(query_id=q.id)
-                s.add(lease)
-            lease.annotator, lease.order, lease.issued_at, lease.expires_at = (
-                annotator,
-                order,
-                now,
-                now + timedelta(seconds=lease_seconds),
+            lease = LeaseRow(
+                query_id=q.id,
+                annotator=annotator,
+                order=[int(i) for i in rng.permutation(n)],
+                issued_at=now,
+                expires_at=now + timedelta(seconds=lease_seconds),
             )
-            s.flush()
-            return q, lease
+            values = {col.key: getattr(lease, col.key) for col in LEASES.columns}
+            insert = (sqlite_insert if self.sqlite else pg_insert)(LEASES)
+            c.execute(  # a new lease, or the query's expired one re-issued: one statement
+                insert.values(values).on_conflict_do_update(
+                    index_elements=["query_id"], set_=values
+                )
+            )
+            return QueryRow(**q._mapping), lease
 
-    def _claim(self, s: Session, where: tuple) -> tuple[QueryRow | None, LeaseRow | None]:
-        """The oldest query matching `where`, row-locked, with its current (expired or absent)
-        lease.
+    def _claim(self, c: Connection, who: dict, gold: bool) -> Row | None:
+        """The oldest open (or gold) query for `who` (its `SHOWN` columns), row-locked.
 
         On PostgreSQL the query row is taken `FOR UPDATE SKIP LOCKED`, so concurrent workers get
-        different queries without waiting. But `where` was judged on the statement's snapshot: an
-        answer or a lease committed between that snapshot and the lock is not in it. So `where`
-        is checked again for the locked row (a new statement sees them), and a query that no
-        longer qualifies is passed over."""
+        different queries without waiting. But the conditions were judged on the statement's
+        snapshot: an answer or a lease committed between that snapshot and the lock is not in
+        it. So they are checked again for the locked row (a new statement sees them), and a
+        query that no longer qualifies is passed over."""
+        claim, recheck = _claim_statements(gold, lock=not self.sqlite)
         passed: list[int] = []
         for _ in range(8):
-            q = self._first(s, (*where, QueryRow.id.not_in(passed)) if passed else where)
+            stmt = claim.where(QueryRow.id.not_in(passed)) if passed else claim
+            q = c.execute(stmt, who).first()
             if q is None:
-                return None, None
-            if self.sqlite or s.scalar(select(QueryRow.id).where(QueryRow.id == q.id, *where)):
-                return q, s.get(LeaseRow, q.id, populate_existing=True)
+                return None
+            if self.sqlite or c.scalar(recheck, {**who, "id": q.id}):
+                return q
             passed.append(q.id)
-        return None, None
-
-    def _first(self, s: Session, where: tuple) -> QueryRow | None:
-        stmt = select(QueryRow).where(*where).order_by(QueryRow.id).limit(1)
-        if not self.sqlite:
-            # NO KEY UPDATE: a judgement or lease referencing the row (a foreign-key check takes
-            # KEY SHARE) is not blocked by it
-            stmt = stmt.with_for_update(skip_locked=True, key_share=True, of=QueryRow)
-        return s.scalars(stmt).first()
+        return None
 
     def lease(self, query_id: int) -> LeaseRow | None:
         with self._read() as s:
@@ -164,14 +229,14 @@ class LeaseMixin:
         `lease_token` is the token issued with the lease (`lease_token_of`): an answer quoting
         another issue of the lease, or arriving after it expired, is refused. `answer(kind,
         order) -> (label, payload)` maps what the annotator was shown (display order `order`)
-        to the stored orientation; it may raise to refuse the answer."""
+        to the stored orientation; it may raise to refuse the answer (and then nothing, not even
+        the counter, is changed)."""
         now = utcnow()
-        with self._write() as s:
-            # PostgreSQL: the lease row is locked, so a worker re-leasing it waits for this answer
-            lease = s.get(
-                LeaseRow, query_id, with_for_update={"key_share": True} if not self.sqlite else None
-            )
-            if lease is None or lease.annotator != annotator:
+        with self._write_core() as s:
+            q = self._count_judgement(s, query_id)  # locks the query row first (class docstring)
+            found = s.execute(LEASE_FOR_ANSWER, {"id": query_id}).first()
+            lease = None if found is None else LeaseRow(**found._mapping)
+            if q is None or lease is None or lease.annotator != annotator:
                 raise LeaseError(
                     f"query {query_id} is not leased to you (the lease expired and was "
                     "reassigned, the run is over, or it was never issued); ask for the next query"
@@ -183,23 +248,16 @@ class LeaseMixin:
                 )
             if aware(lease.expires_at) <= now:
                 raise LeaseError(f"your lease on query {query_id} expired; ask for the next query")
-            q = s.get(QueryRow, query_id)
             if q.withdrawn:
                 raise LeaseError(f"query {query_id} was withdrawn: the run is over")
-            done = (
-                s.scalar(
-                    select(func.count(JudgementRow.id)).where(JudgementRow.query_id == query_id)
-                )
-                or 0
-            )
-            if q.gold is None and done >= q.overlap:
+            if q.gold is None and q.judged > q.overlap:  # `judged` counts this answer already
                 raise LeaseError(
                     f"query {query_id} already has the {q.overlap} judgement(s) it needs"
                 )
             label, payload = answer(q.kind, lease.order)
             seconds = min((now - aware(lease.issued_at)).total_seconds(), max_seconds)
             swapped = lease.order != sorted(lease.order) if q.kind in PAIR_KINDS else None
-            return self._insert_judgement(s, query_id, label, annotator, seconds, payload, swapped)
+            return self._add_judgement_row(s, query_id, label, annotator, seconds, payload, swapped)
 
     def gold_answers(self) -> list[dict]:
         """Every answer to a gold question, in order: annotator, time, whether it was right."""
@@ -221,15 +279,7 @@ class LeaseMixin:
             ]
 
     def progress(self, annotator: str) -> tuple[int, int]:
-        """(judgements given, queries open to them now) for one annotator, in one read."""
-        with self._read() as s:
-            done = (
-                s.scalar(
-                    select(func.count(JudgementRow.id)).where(JudgementRow.annotator == annotator)
-                )
-                or 0
-            )
-            open_ = (
-                s.scalar(select(func.count(QueryRow.id)).where(*_open_to(annotator, utcnow()))) or 0
-            )
-            return done, open_
+        """(judgements given, queries open to them now) for one annotator, in one statement."""
+        with self.reader.connect() as c:
+            done, open_ = c.execute(PROGRESS, {"annotator": annotator, "now": utcnow()}).one()
+            return int(done), int(open_)

@@ -14,11 +14,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from rlhflab.feedback.schema import (
     LIVE,
     NOT_GOLD,
+    OPEN,
     RUN_STATES,
     LeaseRow,
     QueryRow,
     SettingRow,
-    judged_count,
 )
 
 
@@ -45,11 +45,7 @@ class RunStateMixin:
         """Withdraw every query still short of its judgements (the run ended): they are no
         longer served, their leases end, and a late answer gets 409. Returns how many."""
         with self._write() as s:
-            ids = list(
-                s.scalars(
-                    select(QueryRow.id).where(judged_count() < QueryRow.overlap, LIVE, NOT_GOLD)
-                )
-            )
+            ids = list(s.scalars(select(QueryRow.id).where(OPEN, LIVE, NOT_GOLD)))
             if ids:
                 s.execute(update(QueryRow).where(QueryRow.id.in_(ids)).values(withdrawn=True))
                 s.execute(delete(LeaseRow).where(LeaseRow.query_id.in_(ids)))
@@ -59,9 +55,7 @@ class RunStateMixin:
         """A stopped run resumes: its withdrawn queries that still want judgements are served
         again (the loop counts them as asked). Returns how many."""
         with self._write() as s:
-            rows = select(QueryRow.id).where(
-                QueryRow.withdrawn.is_(True), judged_count() < QueryRow.overlap, NOT_GOLD
-            )
+            rows = select(QueryRow.id).where(QueryRow.withdrawn.is_(True), OPEN, NOT_GOLD)
             ids = list(s.scalars(rows))
             if ids:
                 s.execute(update(QueryRow).where(QueryRow.id.in_(ids)).values(withdrawn=False))

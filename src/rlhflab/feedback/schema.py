@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import io
 from datetime import datetime, timezone
+from typing import cast
 
 import numpy as np
 from sqlalchemy import (
@@ -17,14 +18,15 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
-    func,
     inspect,
-    select,
+    text,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -102,6 +104,16 @@ class ClipRow(Base):
 
 class QueryRow(Base):
     __tablename__ = "queries"
+    __table_args__ = (
+        # the queries still short of their judgements, in id order: what a lease claims and what
+        # progress counts, without walking the complete ones
+        Index(
+            "ix_queries_open",
+            "id",
+            sqlite_where=text("judged < overlap"),
+            postgresql_where=text("judged < overlap"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), default="segments")
     left_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), nullable=True)
@@ -116,6 +128,9 @@ class QueryRow(Base):
     withdrawn: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
     # a gold question: the known answer (stored orientation); never counted as a run's label
     gold: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # how many judgements it has: kept by the transaction that stores one (`count_judgement`),
+    # so "short of its overlap" is a comparison of two columns, not a count per query
+    judged: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     left: Mapped[SegmentRow | None] = relationship(foreign_keys=[left_id], lazy="joined")
     right: Mapped[SegmentRow | None] = relationship(foreign_keys=[right_id], lazy="joined")
 
@@ -219,11 +234,21 @@ LIVE = QueryRow.withdrawn.is_not(True)  # not withdrawn (NULL in stores older th
 NOT_GOLD = QueryRow.gold.is_(None)
 
 
-def judged_count():
-    return (
-        select(func.count(JudgementRow.id))
-        .where(JudgementRow.query_id == QueryRow.id)
-        .scalar_subquery()
+# the tables, for Core statements on the hot paths (typed as tables, which mypy cannot infer)
+ANNOTATORS = cast(Table, AnnotatorRow.__table__)
+QUERIES = cast(Table, QueryRow.__table__)
+JUDGEMENTS = cast(Table, JudgementRow.__table__)
+LEASES = cast(Table, LeaseRow.__table__)
+OPEN = QueryRow.judged < QueryRow.overlap  # short of its judgements (ix_queries_open)
+
+
+def recount_judged(conn) -> None:
+    """Set every query's judgement counter from the judgements stored (a migration's backfill)."""
+    conn.execute(
+        text(
+            "UPDATE queries SET judged = "
+            "(SELECT count(*) FROM judgements WHERE judgements.query_id = queries.id)"
+        )
     )
 
 
@@ -266,8 +291,9 @@ def shown_url(url: str) -> str:
 
 
 def add_missing_columns(conn) -> None:
-    """Stores written before the Alembic migrations lack newer nullable columns: add them in
-    place, on the open connection (`migrate.prepare` then stamps the store as current)."""
+    """Stores written before the Alembic migrations lack newer columns (nullable, or with a
+    default) and indexes: add them in place, on the open connection, and fill the judgement
+    counters (`migrate.prepare` then stamps the store as current)."""
     inspector = inspect(conn)
     missing = [
         (table.name, column)
@@ -275,8 +301,14 @@ def add_missing_columns(conn) -> None:
         if inspector.has_table(table.name)
         for have in [{c["name"] for c in inspector.get_columns(table.name)}]
         for column in table.columns
-        if column.name not in have and column.nullable
+        if column.name not in have and (column.nullable or column.server_default is not None)
     ]
+    ddl = conn.dialect.ddl_compiler(conn.dialect, None)
     for table, column in missing:
-        kind = column.type.compile(conn.dialect)
-        conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}')
+        conn.exec_driver_sql(
+            f'ALTER TABLE "{table}" ADD COLUMN {ddl.get_column_specification(column)}'
+        )
+    for declared in Base.metadata.sorted_tables:
+        for index in declared.indexes:
+            index.create(conn, checkfirst=True)
+    recount_judged(conn)

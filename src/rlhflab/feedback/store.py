@@ -22,13 +22,16 @@ import numpy as np
 from sqlalchemy import (
     BigInteger,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
+    insert,
     literal_column,
     or_,
     select,
+    update,
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
@@ -39,10 +42,14 @@ from rlhflab.feedback.leases import LeaseMixin
 from rlhflab.feedback.migrate import prepare
 from rlhflab.feedback.run_state import RunStateMixin
 from rlhflab.feedback.schema import (
+    JUDGEMENTS,
+    LEASES,
     LIVE,
     MAX_RESPONSES,
     NOT_GOLD,
+    OPEN,
     PAIR_KINDS,
+    QUERIES,
     AuditRow,
     ClipLike,
     ClipRow,
@@ -53,11 +60,23 @@ from rlhflab.feedback.schema import (
     SettingRow,
     StoreError,
     engine_url,
-    judged_count,
     pack,
     shown_url,
+    utcnow,
 )
 from rlhflab.types import Comparison, Judgement, Query, Segment
+
+# the statements every stored judgement runs, built once (see leases.py)
+COUNT_JUDGEMENT = (
+    update(QUERIES)
+    .where(QUERIES.c.id == bindparam("qid"))
+    .values(judged=QUERIES.c.judged + 1)
+    .returning(
+        QUERIES.c.kind, QUERIES.c.overlap, QUERIES.c.judged, QUERIES.c.withdrawn, QUERIES.c.gold
+    )
+)
+END_LEASE = delete(LEASES).where(LEASES.c.query_id == bindparam("qid"))
+JUDGEMENT_FIELDS = ("annotator", "label", "seconds", "payload", "shown_swapped", "created_at")
 
 
 class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
@@ -90,6 +109,18 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
             if self.sqlite
             else literal_column("pg_current_xact_id()::text::bigint", BigInteger)
         )
+        # the judgement insert, built once (PostgreSQL: with the transaction id)
+        self._insert_judgement_stmt = (
+            insert(JUDGEMENTS)
+            .values(
+                {
+                    **{k: bindparam(k) for k in JUDGEMENT_FIELDS},
+                    "query_id": bindparam("qid"),
+                    "tx": self._tx,
+                }
+            )
+            .returning(JUDGEMENTS.c.id)
+        )
         if self.sqlite:  # writers take the lock at BEGIN; readers (a second engine) never block
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -111,6 +142,12 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
         sleep-and-retry."""
         with self._write_lock, Session(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
+
+    @contextmanager
+    def _write_core(self):
+        """`_write` on a plain connection, for the hot paths' Core statements."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def _read(self) -> Session:
         return Session(self.reader)
@@ -232,7 +269,9 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
         with self._write() as s:
             for r in records:
                 q = QueryRow(
-                    kind=r.kind, payload={"prompt": r.prompt, "responses": list(r.responses)}
+                    kind=r.kind,
+                    payload={"prompt": r.prompt, "responses": list(r.responses)},
+                    judged=1,
                 )
                 s.add(q)
                 s.flush()
@@ -341,7 +380,7 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
     def _insert_judgement(
         self, s, query_id, judgement, annotator, seconds=None, payload=None, shown_swapped=None
     ) -> int:
-        q = s.get(QueryRow, query_id)
+        q = self._count_judgement(s, query_id)
         if q is None:
             raise KeyError(f"no query with id {query_id}")
         label = Judgement(judgement).value if q.kind in PAIR_KINDS else q.kind
@@ -349,19 +388,33 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
             raise ValueError(
                 f"query {query_id} is a {q.kind} query; its answer is a {q.kind}, not '{judgement}'"
             )
-        row = JudgementRow(
-            query_id=query_id,
-            annotator=annotator,
-            label=label,
-            seconds=seconds,
-            payload=payload or {},
-            shown_swapped=shown_swapped,
-            tx=self._tx,
+        return self._add_judgement_row(
+            s, query_id, label, annotator, seconds, payload, shown_swapped
         )
-        s.add(row)
-        s.flush()
-        s.execute(delete(LeaseRow).where(LeaseRow.query_id == query_id))
-        return row.id
+
+    def _count_judgement(self, s, query_id: int):
+        """One more judgement on the query's counter, in the transaction that stores it (so the
+        counter is exact: a refused answer rolls both back), which on PostgreSQL locks the query
+        row. Returns the query's kind, overlap, judged (counting this one), withdrawn and gold,
+        or None if there is no such query."""
+        return s.execute(COUNT_JUDGEMENT, {"qid": query_id}).first()
+
+    def _add_judgement_row(
+        self, s, query_id, label, annotator, seconds=None, payload=None, shown_swapped=None
+    ) -> int:
+        """Insert the judgement (its query already counted it) and end the query's lease."""
+        values = {
+            "qid": query_id,
+            "annotator": annotator,
+            "label": label,
+            "seconds": seconds,
+            "payload": payload or {},
+            "shown_swapped": shown_swapped,
+            "created_at": utcnow(),
+        }
+        jid = s.execute(self._insert_judgement_stmt, values).scalar_one()
+        s.execute(END_LEASE, {"qid": query_id})
+        return jid
 
     def count_judgements(self, annotator: str | None = None) -> int:
         """Judgements that count as the run's labels (answers to gold questions do not)."""
@@ -381,7 +434,7 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
 
     def count_unanswered(self) -> int:
         """Queries that still want judgements (fewer than their overlap), not withdrawn."""
-        wanted = (judged_count() < QueryRow.overlap, LIVE, NOT_GOLD)
+        wanted = (OPEN, LIVE, NOT_GOLD)
         with self._read() as s:
             return s.scalar(select(func.count(QueryRow.id)).where(*wanted)) or 0
 
