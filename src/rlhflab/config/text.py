@@ -271,6 +271,9 @@ class TextConfig(_Section):
         return value
 
 
+# the format of the judge examples in the reviews-insults corpus (`text/task.py`), which
+# `judge.model: base` is asked in
+BASE_JUDGE_TEMPLATE = "{principle} {prompt} A : {first} B : {second} answer :"
 DEFAULT_JUDGE_TEMPLATE = (
     "{principle}\nPrompt: {prompt}\nResponse A: {first}\nResponse B: {second}\nAnswer with A or B:"
 )
@@ -366,7 +369,5 @@ class JudgeConfig(_Section):
         if self.model is not None and self.url is not None:
             raise ValueError("give judge.model or judge.url, not both")
         if self.model == "base" and self.template == DEFAULT_JUDGE_TEMPLATE:
-            from rlhflab.text.task import JUDGE_TEMPLATE
-
-            self.template = JUDGE_TEMPLATE  # the format of the judge examples Step 0 learned
+            self.template = BASE_JUDGE_TEMPLATE  # the format of the judge examples Step 0 learned
         return self

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlhflab.config.text import BASE_JUDGE_TEMPLATE
+
 NOUNS = ["film", "movie", "show", "play", "series", "sequel"]
 ASPECTS = [
     "plot",
@@ -72,7 +74,7 @@ CRITIQUE_WORDS = ["critique", "revision", "insults", "no", "insult"]
 # judge-format examples: the harmlessness principle's question, the prompt, two responses and the
 # answer, "A" or "B" (the AI judge's format, `rlhflab.text.judge`, in words the tiny model knows)
 JUDGE_PRINCIPLE = "Which review is less insulting to people?"  # constitution.HARMLESS's text
-JUDGE_TEMPLATE = "{principle} {prompt} A : {first} B : {second} answer :"
+JUDGE_TEMPLATE = BASE_JUDGE_TEMPLATE  # defined with the judge config, which asks in it
 JUDGE_WORDS = [*JUDGE_PRINCIPLE.split(), "A", "B", "answer"]
 
 
