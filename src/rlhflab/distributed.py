@@ -126,10 +126,8 @@ def sync_gradients(params: Iterable[torch.Tensor]) -> None:
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
-    offset = 0
-    for p, g in zip(params, grads):
-        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
-        offset += g.numel()
+    for p, g in zip(params, _pieces(flat, grads)):
+        p.grad = g.clone()
 
 
 def broadcast_parameters(params: Iterable[torch.Tensor]) -> None:
@@ -139,11 +137,14 @@ def broadcast_parameters(params: Iterable[torch.Tensor]) -> None:
     params = list(params)
     flat = torch.cat([p.detach().reshape(-1) for p in params])
     dist.broadcast(flat, 0)
-    offset = 0
     with torch.no_grad():
-        for p in params:
-            p.copy_(flat[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
+        for p, value in zip(params, _pieces(flat, params)):
+            p.copy_(value)
+
+
+def _pieces(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`flat` (the tensors of `like`, flattened and concatenated) cut back into their shapes."""
+    return [x.view_as(t) for x, t in zip(flat.split([t.numel() for t in like]), like)]
 
 
 def broadcast_object(obj: Any) -> Any:
