@@ -138,7 +138,10 @@ def summary(cfg, policy: ControlPolicy, last: dict, final: dict, curve: list, wa
     best = max([*curve, final], key=lambda c: (c["success"], c["turns"]))
     return {
         "seed": cfg.seed,
-        "labels": last.get("labels"),
+        # the reward model's labels and those that chose the kept policy (feedback.select_policy)
+        "labels": (last.get("labels") or 0) + last.get("selection_labels", 0),
+        "selection_labels": last.get("selection_labels", 0),
+        "selected_iteration": last.get("selected_iteration"),
         "env_steps": policy.env_steps,
         "wall_seconds": wall,
         "steps_per_second": policy.env_steps / wall,
@@ -227,7 +230,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
         "success: share of evaluation episodes (deterministic actions) with a completed flip, "
         "≥ 1 backward turn of the torso then upright for 20 consecutive steps; rotations: the "
         "most backward rotation an episode reached, in turns; best on the way: the best "
-        "checkpoint's score. Load averages are in the JSON.",
+        "checkpoint's score; labels: the reward model's and those that chose the kept policy "
+        "(`feedback.select_policy`; the run ends with that policy). Load averages are in the JSON.",
     ]
     return "\n".join(lines) + "\n"
 

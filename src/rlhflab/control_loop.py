@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlhflab.config import RunConfig
+from rlhflab.config import RunConfig, selection_reserve
 from rlhflab.diagnostics.alarms import AlarmMonitor
 from rlhflab.diagnostics.annotators import group_true_returns
 from rlhflab.diagnostics.probe import Probe
@@ -47,6 +47,7 @@ from rlhflab.diagnostics.report import build_report
 from rlhflab.executor import Executor, LocalExecutor, WorkerLost, make_executor
 from rlhflab.feedback.clips import make_clip, mark_episode_over
 from rlhflab.feedback.people import LabelTimeout, people_hint, wait_for_labels
+from rlhflab.feedback.policy_selection import PolicySelection
 from rlhflab.feedback.population import make_annotator
 from rlhflab.feedback.selection import select_pairs
 from rlhflab.feedback.store import FeedbackStore
@@ -83,9 +84,10 @@ class LabelSchedule:
     def from_config(cls, cfg: RunConfig, rl_start: int = 0) -> LabelSchedule:
         """The run's schedule over its RL env steps: those after `rl_start`."""
         fb = cfg.feedback
+        total = fb.labels - selection_reserve(cfg, rl_start)  # the rest choose the policy
         initial = max(2, round(fb.labels * fb.initial_share)) if fb.initial_share > 0 else 0
         span = max(1, cfg.env_steps - rl_start)
-        return cls(fb.labels, min(initial, fb.labels), fb.t0 * span, span)
+        return cls(total, min(initial, total), fb.t0 * span, span)
 
     def wanted(self, env_steps: int) -> int:
         """Labels that should exist once the policy has taken `env_steps` steps."""
@@ -139,6 +141,11 @@ class ControlLoop:
             )
         self.probe = Probe(cfg, run, self.policy, self.reward_model)
         self.annotator = make_annotator(fb, cfg.seed + 2)
+        self.selection = None  # the checkpoint the annotator prefers (feedback/policy_selection.py)
+        if fb.select_policy:
+            self.selection = PolicySelection(
+                cfg.env, self.annotator, fb.annotator.judge, fb.select_policy
+            )
         self.store = FeedbackStore(run.store_url)
         self.store.set_setting("guidelines", fb.guidelines)
         self.rng = np.random.default_rng(cfg.seed + 3)
@@ -262,12 +269,29 @@ class ControlLoop:
         if self.iteration % self.cfg.checkpoint_every == 0 or finished or stop:
             record["eval_true_return"] = self.policy.evaluate(self.cfg.eval_episodes)
             self.probe.save_samples(self.iteration, clip=stop or finished)
+            self.run_dir.save_policy(self.iteration, self.policy.state_dict())
+            if self.selection is not None:
+                self.select_policy(record, last=finished or stop)
             people_wait = self.people and self.cfg.feedback.pace  # done after the last labels
             self.checkpoint(done=finished and not people_wait)
-            self.run_dir.save_policy(self.iteration, self.policy.state_dict())
         self.run_dir.log(record)
         self.on_log(record)
         return stop
+
+    def select_policy(self, record: dict, last: bool) -> None:
+        """Offer this checkpoint to the annotator against the kept policy; at the end of the
+        run, continue with the kept one (its snapshot) and log its true return."""
+        assert self.selection is not None
+        self.selection.offer(self.iteration, self.policy.act_fn())
+        record["selected_iteration"] = self.selection.kept
+        record["selection_labels"] = self.selection.judgements
+        if last and self.selection.kept != self.iteration:
+            snapshot = self.run_dir.policy_snapshots()[self.selection.kept]
+            spent = self.policy.env_steps  # the steps were taken: the kept weights, not its count
+            self.policy.load_state_dict(torch.load(snapshot, weights_only=False))
+            self.policy.env_steps = spent
+            record["last_policy_eval_true_return"] = record["eval_true_return"]
+            record["eval_true_return"] = self.policy.evaluate(self.cfg.eval_episodes)
 
     # -- feedback -------------------------------------------------------------------------
     def labels_wanted(self) -> int:
@@ -446,6 +470,7 @@ class ControlLoop:
                 "rl_start": self.rl_start,
                 "recent": [] if self.people else list(self.recent),  # people: frames too big
                 "torch_rng": torch.get_rng_state(),
+                "selection": self.selection and self.selection.state_dict(),
                 "done": done,
             }
         )
@@ -466,6 +491,8 @@ class ControlLoop:
         self.schedule = LabelSchedule.from_config(self.cfg, self.rl_start or 0)
         self.recent.extend(ckpt["recent"])
         torch.set_rng_state(ckpt["torch_rng"])
+        if self.selection is not None and ckpt.get("selection"):
+            self.selection.load_state_dict(ckpt["selection"])
         if self.rl_start is not None:
             self.probe.freeze_reference(self.run_dir.policy_snapshots().get(0))
         self.run_dir.drop_metrics(

@@ -76,6 +76,7 @@ __all__ = [
     "parse_overrides",
     "preset_for",
     "preset_path",
+    "selection_reserve",
     "to_yaml",
 ]
 
@@ -176,6 +177,22 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _selection_fits(self) -> RunConfig:
+        fb = self.feedback
+        if fb.select_policy and fb.annotator.kind == "people":
+            raise ValueError(
+                "feedback.select_policy: the annotator compares whole episodes in the loop, which "
+                "only a synthetic annotator can; with people, compare the report's checkpoint clips"
+            )
+        if fb.select_policy and selection_reserve(self) >= fb.labels // 2:
+            raise ValueError(
+                f"feedback.select_policy ({fb.select_policy} per checkpoint) would take "
+                f"{selection_reserve(self)} of feedback.labels ({fb.labels}): raise "
+                "checkpoint_every or lower select_policy"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _segments_fit_rollouts(self) -> RunConfig:
         fb, n_steps, horizon = self.feedback, self.policy.n_steps, self.env.horizon
         if fb.segment_length > min(n_steps, horizon):
@@ -211,6 +228,15 @@ SHORT_NAMES = {
     "method": "demonstrations.method",
     "executor": "executor.backend",
 }
+
+
+def selection_reserve(cfg: RunConfig, rl_start: int = 0) -> int:
+    """Labels `feedback.select_policy` will take from `feedback.labels`: n at every checkpoint
+    of RL after the first (the first is kept without asking), the last iteration included."""
+    per_iteration = cfg.policy.n_steps * cfg.env.num_envs
+    iterations = -(-max(0, cfg.env_steps - rl_start) // per_iteration)
+    offers = -(-iterations // cfg.checkpoint_every)
+    return cfg.feedback.select_policy * max(0, offers - 1)
 
 
 def field_help(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:

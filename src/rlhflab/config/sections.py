@@ -185,6 +185,13 @@ class FeedbackConfig(_Section):
     candidates: int = Field(
         4, ge=1, description="k: candidate pairs sampled per query kept (active selection)"
     )
+    select_policy: int = Field(
+        0,
+        ge=0,
+        description="judgements per checkpoint comparing whole episodes of the new policy with "
+        "the kept one; the run ends with the policy the annotator prefers (synthetic annotators; "
+        "counted in `labels`; docs/backflip.md). 0: the run ends with its last policy",
+    )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     population: list[PopulationMember] = Field(
         default_factory=list,
