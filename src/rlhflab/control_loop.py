@@ -285,8 +285,9 @@ class ControlLoop:
         self.selection.offer(self.iteration, self.policy.act_fn())
         record["selected_iteration"] = self.selection.kept
         record["selection_labels"] = self.selection.judgements
-        if last and self.selection.kept != self.iteration:
-            snapshot = self.run_dir.policy_snapshots()[self.selection.kept]
+        kept = self.selection.kept
+        if last and kept is not None and kept != self.iteration:
+            snapshot = self.run_dir.policy_snapshots()[kept]
             spent = self.policy.env_steps  # the steps were taken: the kept weights, not its count
             self.policy.load_state_dict(torch.load(snapshot, weights_only=False))
             self.policy.env_steps = spent
