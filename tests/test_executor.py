@@ -12,6 +12,7 @@ import torch
 from rlhflab.cli import main
 from rlhflab.config import build_config
 from rlhflab.control_loop import ControlLoop, RunError
+from rlhflab.diagnostics.goodhart import Options, control_jobs, goodhart
 from rlhflab.executor import LocalExecutor, RayExecutor
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
@@ -92,6 +93,19 @@ def test_the_same_seed_gives_the_same_run_locally_and_on_ray(tmp_path, cluster):
         assert torch.equal(a, b)
     assert local_rm.trained_on == ray_rm.trained_on and len(local_rm.trained_on) == 4
     assert local[-1]["labels"] == 24 and np.isfinite(local[-1]["rm_val_loss"])
+    # `rlhflab goodhart`: one task per policy snapshot, the same points in-process and on Ray
+    opts = Options(samples=8, episodes=2, max_n=4)
+    snapshots = sorted(local_run.policy_snapshots())
+    assert len(control_jobs(local_run.path, opts)) == len(snapshots) >= 2
+    here = goodhart(local_run.path, opts, LocalExecutor().map)[0]
+    with RayExecutor() as executor:
+        there = goodhart(local_run.path, opts, executor.map)[0]
+    assert here == there and [p.label for p in here if p.kind == "best_of_n"] == [
+        "n=1",
+        "n=2",
+        "n=4",
+    ]
+    assert len([p for p in here if p.kind == "rl"]) == len(snapshots)
 
 
 def test_a_killed_rollout_worker_stops_the_run_with_a_checkpoint(tmp_path, cluster):

@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "Gao et al.'s fits",
     )
     add_goodhart_arguments(goodhart)
-    goodhart.set_defaults(handler=cmd_goodhart)
+    goodhart.set_defaults(handler=_cmd_goodhart)
     return p
 
 
@@ -317,6 +317,16 @@ def _cmd_sweep(args) -> int:
         )
     console.print(table)
     return 0
+
+
+def _cmd_goodhart(args) -> int:
+    """The points of every run given are tasks of the executor (one per policy snapshot)."""
+    from rlhflab.config import ExecutorConfig
+
+    if args.address and args.executor != "ray":
+        raise ConfigError("--address is for --executor ray")
+    with make_executor(ExecutorConfig(backend=args.executor, address=args.address)) as executor:
+        return cmd_goodhart(args, executor.map)
 
 
 def _integers(option: str, text: str) -> list[int]:
