@@ -23,7 +23,7 @@ from rlhflab.reward.text import TextRewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.text.models import TextRewardModel, build_word_tokenizer, tiny_gpt2
 from rlhflab.text.task import TASKS
-from rlhflab.text_loop import TextInterrupted, TextLoop
+from rlhflab.text_loop import TextInterrupted, TextLoop, TextRunError
 from rlhflab.types import RankedResponses
 
 WORDS = ["good", "bad", "fine", "awful", "great", "dull", "film", "plot", "acting", "was", "the"]
@@ -187,3 +187,32 @@ def test_a_run_stopped_in_one_process_resumes_in_two(tmp_path):
     assert "sft" not in phases[phases.index("ppo") :]  # SFT and the reward model were not redone
     assert phases.count("reward_model") == phases[: phases.index("ppo")].count("reward_model")
     assert "ppo" in json.loads(run.summary_path.read_text())["methods"]
+
+
+def test_each_rank_computes_on_its_local_gpu_when_cuda_is_there(monkeypatch, tmp_path):
+    """The helper's choice, with CUDA mocked absent and present (this machine has no GPU: what
+    runs on one is not tested here)."""
+    from rlhflab import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.device("auto") == distributed.device("cpu") == torch.device("cpu")
+    with pytest.raises(distributed.DeviceError, match="CUDA is not available"):
+        distributed.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.device("auto") == distributed.device("cuda") == torch.device("cuda", 1)
+    assert distributed.device("cpu") == torch.device("cpu")
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("cuda", d)))
+    monkeypatch.setattr(torch, "set_default_device", lambda d: calls.append(("default", d)))
+    assert distributed.place("auto") == torch.device("cuda", 1)
+    assert calls == [("cuda", torch.device("cuda", 1)), ("default", torch.device("cuda", 1))]
+    monkeypatch.setenv("LOCAL_RANK", "2")  # 3 processes on a node of 2 GPUs
+    with pytest.raises(distributed.DeviceError, match="local rank 2 has no GPU"):
+        distributed.device("auto")
+    # a text run asked for a GPU on a machine without one stops before its first step
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = build_config(None, ["text.device=cuda"])
+    with pytest.raises(TextRunError, match=r"text\.device=cuda: CUDA is not available"):
+        TextLoop(cfg, RunDir.fresh(tmp_path / "run")).run()
