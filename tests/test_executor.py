@@ -1,5 +1,6 @@
 """The executor: a run gives the same result in-process and on a local 2-CPU Ray cluster; an
-unreachable cluster is named and a dead rollout worker stops the run with a checkpoint."""
+unreachable cluster is named; a dead rollout worker is restarted, or, with no restarts left,
+stops the run with a checkpoint."""
 
 import json
 import os
@@ -108,12 +109,32 @@ def test_the_same_seed_gives_the_same_run_locally_and_on_ray(tmp_path, cluster):
     assert len([p for p in here if p.kind == "rl"]) == len(snapshots)
 
 
+def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(tmp_path, cluster):
+    killed = []
+
+    def kill_a_worker(record):
+        if record.get("iteration") == 1:  # between the two RL iterations' rollouts
+            killed.append(executor.gather([executor.workers[1].call("pid")])[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    with RayExecutor(max_restarts=1) as executor:
+        run, policy, _ = _run(tmp_path, "restarted", executor, kill_a_worker)
+        # Ray made worker 1 again (a new process) and the second rollout ran on it
+        assert executor.gather([executor.workers[1].call("pid")])[0] != killed[0]
+    assert policy.env_steps == 768 and run.load_checkpoint()["done"]
+    assert [m["iteration"] for m in run.metrics()] == [1, 2]
+    assert FeedbackStore(run.store_url).count_judgements() == 24
+
+
 def test_a_killed_rollout_worker_stops_the_run_with_a_checkpoint(tmp_path, cluster):
+    """With no restarts left (here: none allowed)."""
+
     def kill_a_worker(record):
         if record.get("iteration") == 1:  # after the first RL iteration's checkpoint-free log
             os.kill(executor.gather([executor.workers[1].call("pid")])[0], signal.SIGKILL)
 
-    with RayExecutor() as executor, pytest.raises(RunError, match="rollout worker 1 died"):
+    executor = RayExecutor(max_restarts=0)
+    with executor, pytest.raises(RunError, match="rollout worker 1 died"):
         _run(tmp_path, "killed", executor, kill_a_worker)
     run = RunDir(tmp_path / "killed")
     assert run.load_checkpoint()["iteration"] == 1
