@@ -24,10 +24,12 @@ or --pg-url postgresql://… for one already running (each set-up creates a data
         [--setups sqlite:1,postgres:1,postgres:2,postgres:4] [--max-seconds 60]
 
 `--components` profiles instead: in this process, no HTTP, one thread, it calls what the two
-routes call (the token lookup, `lease_next`, `progress`, `answer_lease`) for every annotator in
-turn and reads the thread's CPU time around each call, plus PostgreSQL's server CPU over the
-whole loop: CPU ms per judgement by component, which a loaded machine barely moves. The HTTP
-run's server CPU per judgement minus these is the web stack's share (uvicorn, FastAPI).
+routes call (the token lookup, `lease_next`, `answer_lease`; and `progress`, which `/api/next`
+counted per judgement until it became `/api/me`'s alone — subtract it for today's routes) for
+every annotator in turn and reads the thread's CPU time around each call, plus PostgreSQL's
+server CPU over the whole loop: CPU ms per judgement by component, which a loaded machine barely
+moves. The HTTP run's server CPU per judgement minus these is the web stack's share (uvicorn,
+FastAPI).
 
     .venv/bin/python bench/labeling_app.py --components [--setups sqlite:1,postgres:1]
 """
@@ -270,7 +272,7 @@ def _start_app(run: RunDir, workers: int, url: str | None) -> dict:
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a loaded machine takes long to import the app
     while time.time() < deadline:
         try:
             if httpx.get(base + "/openapi.json", timeout=1).status_code == 200:
@@ -279,7 +281,7 @@ def _start_app(run: RunDir, workers: int, url: str | None) -> dict:
         except httpx.TransportError:
             time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("the labeling app did not start within 120 s")
+    raise RuntimeError("the labeling app did not start within 300 s")
 
 
 def _load(url: str, tokens: list[str], args) -> tuple[dict, float]:
