@@ -47,6 +47,11 @@ def test_an_unreachable_cluster_is_named_and_no_run_directory_is_made(tmp_path, 
     code = main(["run", "executor=ray", "executor.address=127.0.0.1:1", "--out", str(out)])
     assert code == 1 and not out.exists()
     assert "executor.address '127.0.0.1:1'" in capsys.readouterr().err
+    # `rlhflab goodhart`: the same, before any point is computed; --address wants Ray
+    goodhart_ray = ["goodhart", str(tmp_path), "--executor", "ray", "--address", "127.0.0.1:1"]
+    assert main(goodhart_ray) == 1 and "'127.0.0.1:1'" in capsys.readouterr().err
+    assert main(["goodhart", str(tmp_path), "--address", "127.0.0.1:1"]) == 2
+    assert "--address is for --executor ray" in capsys.readouterr().err
 
 
 def test_a_sweep_runs_each_seed_into_its_own_directory(tmp_path, capsys):
