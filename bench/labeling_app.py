@@ -8,11 +8,13 @@ is the limit. Every run is bounded: at most --per-annotator judgements per annot
 --max-seconds of wall time.
 
 Prints p50/p99 latency of both calls and judgements per second (stored judgements / wall time),
-and writes the table to bench/results/labeling_app.json. Because the clients share the machine
-with the server (and on this one, with other jobs), it also reads the CPU time the server side
-spent — every app process, and PostgreSQL's processes — from /proc, and divides: server CPU ms
-per judgement, and the judgements/s that many CPUs would sustain if they did nothing else
-(an estimate, marked as one; it ignores waiting on locks and I/O). Target (issue 16): with 20
+and writes the rows to bench/results/labeling_app-<set-ups>.json (or --out). Because the
+clients share the machine with the server (and on this one, with other jobs), it also reads the
+CPU time the server side spent — every app process, and PostgreSQL's processes — from /proc,
+and the client threads' (this process), and divides: server and client CPU ms per judgement,
+and the judgements/s that many CPUs would sustain if they did nothing else, for the server
+alone and for server and clients sharing them (estimates, marked as such; they ignore waiting
+on locks and I/O). Target (issue 16): with 20
 annotators, p99 of next and answer < 50 ms and ≥ 500 judgements/s.
 
 PostgreSQL: a throwaway server (tests/postgres.py: initdb on a free port, stopped at the end),
@@ -22,10 +24,12 @@ or --pg-url postgresql://… for one already running (each set-up creates a data
         [--setups sqlite:1,postgres:1,postgres:2,postgres:4] [--max-seconds 60]
 
 `--components` profiles instead: in this process, no HTTP, one thread, it calls what the two
-routes call (the token lookup, `lease_next`, `progress`, `answer_lease`) for every annotator in
-turn and reads the thread's CPU time around each call, plus PostgreSQL's server CPU over the
-whole loop: CPU ms per judgement by component, which a loaded machine barely moves. The HTTP
-run's server CPU per judgement minus these is the web stack's share (uvicorn, FastAPI).
+routes call (the token lookup, `lease_next`, `answer_lease`; and `progress`, which `/api/next`
+counted per judgement until it became `/api/me`'s alone — subtract it for today's routes) for
+every annotator in turn and reads the thread's CPU time around each call, plus PostgreSQL's
+server CPU over the whole loop: CPU ms per judgement by component, which a loaded machine barely
+moves. The HTTP run's server CPU per judgement minus these is the web stack's share (uvicorn,
+FastAPI).
 
     .venv/bin/python bench/labeling_app.py --components [--setups sqlite:1,postgres:1]
 """
@@ -67,6 +71,12 @@ def main() -> None:
     ap.add_argument("--pg-url", help="a running PostgreSQL server (default: start a throwaway one)")
     ap.add_argument(
         "--components", action="store_true", help="CPU per judgement by component, no HTTP"
+    )
+    ap.add_argument(
+        "--out",
+        help="write the rows here (default: bench/results/labeling_app-<set-ups>.json, or "
+        "labeling_components-<set-ups>.json: one file per configuration, never overwritten "
+        "by another)",
     )
     args = ap.parse_args()
     setups = [(b, int(w)) for b, w in (s.split(":") for s in args.setups.split(","))]
@@ -114,9 +124,10 @@ def measure(args, backend: str, workers: int, url: str | None, pg_data=None) -> 
     before = store.count_judgements()
     app = _start_app(run, workers, url)
     try:
-        cpu0 = _server_cpu(app["proc"].pid, pg_data)
+        cpu0, client0 = _server_cpu(app["proc"].pid, pg_data), time.process_time()
         lat, wall = _load(app["url"], tokens, args)
         cpu = _server_cpu(app["proc"].pid, pg_data) - cpu0
+        client = time.process_time() - client0  # the 20 client threads (this process)
     finally:
         os.killpg(app["proc"].pid, signal.SIGKILL)
         app["proc"].wait()
@@ -133,6 +144,8 @@ def measure(args, backend: str, workers: int, url: str | None, pg_data=None) -> 
             "stored": stored,
             "failed": lat["failed"][0],
             "server_cpu_ms_per_judgement": 1000 * cpu / stored if stored else None,
+            "client_cpu_ms_per_judgement": 1000 * client / stored if stored else None,
+            "load": os.getloadavg()[0],
             "pg_cpu_counted": backend == "sqlite" or pg_data is not None,
         }
         for name, xs in (("next", lat["next"]), ("answer", lat["answer"]))
@@ -209,9 +222,16 @@ def report_components(args, rows: list[dict]) -> None:
         )
     table.caption = f"load average {os.getloadavg()[0]:.1f} at the end · one thread, no HTTP"
     Console(width=140).print(table)
-    out = HERE / "results" / "labeling_components.json"
-    out.parent.mkdir(exist_ok=True)
+    _write(args, rows, "labeling_components")
+
+
+def _write(args, rows: list[dict], name: str) -> None:
+    """The rows, as JSON, to --out or to a file named after the set-ups measured."""
+    setups = args.setups.replace(":", "").replace(",", "_")
+    out = Path(args.out) if args.out else HERE / "results" / f"{name}-{setups}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    print(f"wrote {out}")
 
 
 def _ticks(pid: int | str) -> tuple[int, int, float]:
@@ -252,7 +272,7 @@ def _start_app(run: RunDir, workers: int, url: str | None) -> dict:
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a loaded machine takes long to import the app
     while time.time() < deadline:
         try:
             if httpx.get(base + "/openapi.json", timeout=1).status_code == 200:
@@ -261,7 +281,7 @@ def _start_app(run: RunDir, workers: int, url: str | None) -> dict:
         except httpx.TransportError:
             time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("the labeling app did not start within 120 s")
+    raise RuntimeError("the labeling app did not start within 300 s")
 
 
 def _load(url: str, tokens: list[str], args) -> tuple[dict, float]:
@@ -303,12 +323,19 @@ def _load(url: str, tokens: list[str], args) -> tuple[dict, float]:
     return lat, time.perf_counter() - started
 
 
-def _estimate(r: dict, cpus: int) -> tuple[str, str]:
-    ms = r["server_cpu_ms_per_judgement"]
+def _estimate(r: dict, cpus: int) -> tuple[str, str, str, str]:
+    """Server and client CPU per judgement, and the judgements/s `cpus` idle CPUs would give
+    the server alone, and server and clients together (as here: on the same CPUs)."""
+    ms, client = r["server_cpu_ms_per_judgement"], r["client_cpu_ms_per_judgement"]
     if not r["call"].endswith("answer") or not ms:
-        return "", ""
+        return "", "", "", ""
     note = "" if r["pg_cpu_counted"] else " (app only)"
-    return f"{ms:.2f}{note}", f"≈ {1000 * cpus / ms:.0f}"
+    return (
+        f"{ms:.2f}{note}",
+        f"{client:.2f}",
+        f"≈ {1000 * cpus / ms:.0f}",
+        f"≈ {1000 * cpus / (ms + client):.0f}",
+    )
 
 
 def report(args, rows: list[dict]) -> None:
@@ -318,7 +345,13 @@ def report(args, rows: list[dict]) -> None:
     )
     cpus = os.cpu_count() or 1
     columns = ("set-up", "call", "requests", "p50 ms", "p99 ms", "judgements/s", "failed")
-    for col in (*columns, "server CPU ms/judgement", f"est. judgements/s on {cpus} idle CPUs"):
+    estimates = (
+        "server CPU ms/judgement",
+        "client CPU ms/judgement",
+        f"est. judgements/s, server on {cpus} idle CPUs",
+        f"… server + clients on {cpus} CPUs",
+    )
+    for col in (*columns, *estimates):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
@@ -336,10 +369,8 @@ def report(args, rows: list[dict]) -> None:
         f"target: p99 < 50 ms for both calls and ≥ 500 judgements/s · load average {load:.1f} "
         "at the end · est.: CPUs ÷ server CPU per judgement, nothing else running"
     )
-    Console(width=140).print(table)
-    out = HERE / "results" / "labeling_app.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    Console(width=160).print(table)
+    _write(args, rows, "labeling_app")
 
 
 if __name__ == "__main__":

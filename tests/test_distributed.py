@@ -1,20 +1,29 @@
 """Data-parallel training (rlhflab/distributed.py): 2 CPU processes on gloo take the same steps as
 one process on the same global batches, for SFT, the reward model and DPO."""
 
+import json
 import os
 import socket
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from rlhflab.cli import main
+from rlhflab.config import build_config
 from rlhflab.config.text import TextDPOConfig, TextPPOConfig, TextRewardConfig
 from rlhflab.policy.dpo import train_dpo
 from rlhflab.policy.sft import train_sft
 from rlhflab.policy.text import TextRL
 from rlhflab.reward.text import TextRewardEnsemble
+from rlhflab.runs import RunDir
 from rlhflab.text.models import TextRewardModel, build_word_tokenizer, tiny_gpt2
+from rlhflab.text.task import TASKS
+from rlhflab.text_loop import TextInterrupted, TextLoop, TextRunError
 from rlhflab.types import RankedResponses
 
 WORDS = ["good", "bad", "fine", "awful", "great", "dull", "film", "plot", "acting", "was", "the"]
@@ -107,3 +116,103 @@ def test_nproc_is_for_text_runs(cli, tmp_path):
     assert out.returncode == 2
     assert "multi-process training is for text runs only" in out.stderr
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+def _resume_rank(rank: int, port: int, run: str, codes: str) -> None:
+    """One torchrun-like rank of `rlhflab run --resume RUN` (torchrun sets these variables)."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+    )
+    code = main(["run", "--resume", run])
+    Path(codes, f"rank{rank}").write_text(str(code))
+
+
+def test_a_run_stopped_in_one_process_resumes_in_two(tmp_path):
+    """Rank 0 alone holds the run directory: it sends the checkpoints to rank 1, and both
+    continue PPO from iteration 2 (a rank starting over would fall out of step with the other)."""
+    tokenizer = build_word_tokenizer(TASKS["reviews"].vocabulary)
+    model = tiny_gpt2(len(tokenizer), 1, 16, n_head=2, n_positions=32, tokenizer=tokenizer)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    cfg = build_config(
+        None,
+        [
+            f"text.model={tmp_path / 'model'}",
+            "text.methods=[ppo]",
+            "text.ppo.steps=4",
+            "text.ppo.batch_size=4",
+            "text.ppo.minibatches=2",
+            "text.labels=8",
+            "text.eval_prompts=4",
+            "text.sft.demonstrations=16",
+            "text.sft.epochs=1",
+            "text.reward.epochs=1",
+            "text.max_new_tokens=4",
+            "text.goodhart_samples=0",
+        ],
+    )
+
+    def stop_at_ppo_iteration_3(record):
+        if record.get("phase") == "ppo" and record["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    run = RunDir.fresh(tmp_path / "run")
+    run.write_config(cfg)
+    with pytest.raises(TextInterrupted, match="ppo at iteration 2"):
+        TextLoop(cfg, run, on_log=stop_at_ppo_iteration_3).run()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = mp.start_processes(
+        _resume_rank,
+        args=(port, str(run.path), str(tmp_path)),
+        nprocs=2,
+        start_method="fork",
+        join=False,
+    )
+    deadline = time.monotonic() + 120  # ranks out of step would wait at a collective for hours
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ranks.processes:
+                p.kill()
+            pytest.fail("the two ranks did not finish: out of step?")
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["0", "0"]
+    log = run.metrics()
+    assert [r["iteration"] for r in log if r["phase"] == "ppo"] == [1, 2, 3, 4]
+    phases = [r["phase"] for r in log]
+    assert "sft" not in phases[phases.index("ppo") :]  # SFT and the reward model were not redone
+    assert phases.count("reward_model") == phases[: phases.index("ppo")].count("reward_model")
+    assert "ppo" in json.loads(run.summary_path.read_text())["methods"]
+
+
+def test_each_rank_computes_on_its_local_gpu_when_cuda_is_there(monkeypatch, tmp_path):
+    """The helper's choice, with CUDA mocked absent and present (this machine has no GPU: what
+    runs on one is not tested here)."""
+    from rlhflab import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.device("auto") == distributed.device("cpu") == torch.device("cpu")
+    with pytest.raises(distributed.DeviceError, match="CUDA is not available"):
+        distributed.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.device("auto") == distributed.device("cuda") == torch.device("cuda", 1)
+    assert distributed.device("cpu") == torch.device("cpu")
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("cuda", d)))
+    monkeypatch.setattr(torch, "set_default_device", lambda d: calls.append(("default", d)))
+    assert distributed.place("auto") == torch.device("cuda", 1)
+    assert calls == [("cuda", torch.device("cuda", 1)), ("default", torch.device("cuda", 1))]
+    monkeypatch.setenv("LOCAL_RANK", "2")  # 3 processes on a node of 2 GPUs
+    with pytest.raises(distributed.DeviceError, match="local rank 2 has no GPU"):
+        distributed.device("auto")
+    # a text run asked for a GPU on a machine without one stops before its first step
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = build_config(None, ["text.device=cuda"])
+    with pytest.raises(TextRunError, match=r"text\.device=cuda: CUDA is not available"):
+        TextLoop(cfg, RunDir.fresh(tmp_path / "run")).run()

@@ -1,5 +1,6 @@
 """The executor: a run gives the same result in-process and on a local 2-CPU Ray cluster; an
-unreachable cluster is named and a dead rollout worker stops the run with a checkpoint."""
+unreachable cluster is named; a dead rollout worker is restarted, or, with no restarts left,
+stops the run with a checkpoint."""
 
 import json
 import os
@@ -12,6 +13,7 @@ import torch
 from rlhflab.cli import main
 from rlhflab.config import build_config
 from rlhflab.control_loop import ControlLoop, RunError
+from rlhflab.diagnostics.goodhart import Options, control_jobs, goodhart
 from rlhflab.executor import LocalExecutor, RayExecutor
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
@@ -45,6 +47,11 @@ def test_an_unreachable_cluster_is_named_and_no_run_directory_is_made(tmp_path, 
     code = main(["run", "executor=ray", "executor.address=127.0.0.1:1", "--out", str(out)])
     assert code == 1 and not out.exists()
     assert "executor.address '127.0.0.1:1'" in capsys.readouterr().err
+    # `rlhflab goodhart`: the same, before any point is computed; --address wants Ray
+    goodhart_ray = ["goodhart", str(tmp_path), "--executor", "ray", "--address", "127.0.0.1:1"]
+    assert main(goodhart_ray) == 1 and "'127.0.0.1:1'" in capsys.readouterr().err
+    assert main(["goodhart", str(tmp_path), "--address", "127.0.0.1:1"]) == 2
+    assert "--address is for --executor ray" in capsys.readouterr().err
 
 
 def test_a_sweep_runs_each_seed_into_its_own_directory(tmp_path, capsys):
@@ -92,14 +99,47 @@ def test_the_same_seed_gives_the_same_run_locally_and_on_ray(tmp_path, cluster):
         assert torch.equal(a, b)
     assert local_rm.trained_on == ray_rm.trained_on and len(local_rm.trained_on) == 4
     assert local[-1]["labels"] == 24 and np.isfinite(local[-1]["rm_val_loss"])
+    # `rlhflab goodhart`: one task per policy snapshot, the same points in-process and on Ray
+    opts = Options(samples=8, episodes=2, max_n=4)
+    snapshots = sorted(local_run.policy_snapshots())
+    assert len(control_jobs(local_run.path, opts)) == len(snapshots) >= 2
+    here = goodhart(local_run.path, opts, LocalExecutor().map)[0]
+    with RayExecutor() as executor:
+        there = goodhart(local_run.path, opts, executor.map)[0]
+    assert here == there and [p.label for p in here if p.kind == "best_of_n"] == [
+        "n=1",
+        "n=2",
+        "n=4",
+    ]
+    assert len([p for p in here if p.kind == "rl"]) == len(snapshots)
+
+
+def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(tmp_path, cluster):
+    killed = []
+
+    def kill_a_worker(record):
+        if record.get("iteration") == 1:  # between the two RL iterations' rollouts
+            killed.append(executor.gather([executor.workers[1].call("pid")])[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    with RayExecutor(max_restarts=1) as executor:
+        run, policy, _ = _run(tmp_path, "restarted", executor, kill_a_worker)
+        # Ray made worker 1 again (a new process) and the second rollout ran on it
+        assert executor.gather([executor.workers[1].call("pid")])[0] != killed[0]
+    assert policy.env_steps == 768 and run.load_checkpoint()["done"]
+    assert [m["iteration"] for m in run.metrics()] == [1, 2]
+    assert FeedbackStore(run.store_url).count_judgements() == 24
 
 
 def test_a_killed_rollout_worker_stops_the_run_with_a_checkpoint(tmp_path, cluster):
+    """With no restarts left (here: none allowed)."""
+
     def kill_a_worker(record):
         if record.get("iteration") == 1:  # after the first RL iteration's checkpoint-free log
             os.kill(executor.gather([executor.workers[1].call("pid")])[0], signal.SIGKILL)
 
-    with RayExecutor() as executor, pytest.raises(RunError, match="rollout worker 1 died"):
+    executor = RayExecutor(max_restarts=0)
+    with executor, pytest.raises(RunError, match="rollout worker 1 died"):
         _run(tmp_path, "killed", executor, kill_a_worker)
     run = RunDir(tmp_path / "killed")
     assert run.load_checkpoint()["iteration"] == 1

@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "Gao et al.'s fits",
     )
     add_goodhart_arguments(goodhart)
-    goodhart.set_defaults(handler=cmd_goodhart)
+    goodhart.set_defaults(handler=_cmd_goodhart)
     return p
 
 
@@ -249,11 +249,10 @@ def _stop_on_sigterm(signum, frame) -> None:
 def _cmd_run(args) -> int:
     from rlhflab import distributed
     from rlhflab.display import headless_rendering
-    from rlhflab.runs import RunDir
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     headless_rendering()
-    resumed = RunDir(args.resume) if args.resume else None
+    resumed = _resumed(args.resume)
     cfg = (
         resumed.read_config(args.overrides)
         if resumed
@@ -268,7 +267,7 @@ def _cmd_run(args) -> int:
     if cfg.text is not None:
         try:
             if not distributed.is_main():  # the run is rank 0's; the others work in scratch
-                return _run_text(cfg, _scratch_dir(resumed), bool(resumed), quiet=True)
+                return _run_text(cfg, resumed or _scratch_dir(), bool(resumed), quiet=True)
             return _run_text(cfg, _run_dir(resumed, cfg, args.out), bool(resumed))
         finally:
             distributed.close()
@@ -317,6 +316,16 @@ def _cmd_sweep(args) -> int:
         )
     console.print(table)
     return 0
+
+
+def _cmd_goodhart(args) -> int:
+    """The points of every run given are tasks of the executor (one per policy snapshot)."""
+    from rlhflab.config import ExecutorConfig
+
+    if args.address and args.executor != "ray":
+        raise ConfigError("--address is for --executor ray")
+    with make_executor(ExecutorConfig(backend=args.executor, address=args.address)) as executor:
+        return cmd_goodhart(args, executor.map)
 
 
 def _integers(option: str, text: str) -> list[int]:
@@ -409,9 +418,39 @@ def _launch_torchrun(args, task: str) -> int:
     return subprocess.call(command)
 
 
-def _scratch_dir(resumed):
-    """A rank > 0's run directory: a temporary one (a copy of the resumed run's checkpoints, which
-    it must see: one machine or a shared filesystem), removed when the process ends."""
+def _resumed(path: str | None):
+    """The run `--resume` names (None: a fresh run). Under torchrun rank 0 alone holds it: it
+    sends the run's files (config, log, checkpoints; not the feedback store, not the report) to
+    the other ranks, which resume from a copy in their scratch directory — no shared filesystem
+    needed."""
+    from rlhflab import distributed
+    from rlhflab.runs import RunDir
+
+    if path is None:
+        return None
+    if not distributed.init_from_env():
+        return RunDir(path)
+    if distributed.is_main():
+        run = RunDir(path)
+        run.read_config()  # not a run directory: named here, and torchrun stops the other ranks
+        distributed.broadcast_object(_run_files(run.path))
+        return run
+    return _scratch_dir(distributed.broadcast_object(None))
+
+
+def _run_files(path: Path) -> dict[str, bytes]:
+    """What a rank > 0 needs to resume: every file of the run but the store and the report."""
+    skip = ("feedback.db", "report")
+    return {
+        str(f.relative_to(path)): f.read_bytes()
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and not f.name.startswith(skip)
+    }
+
+
+def _scratch_dir(files: dict[str, bytes] | None = None):
+    """A rank > 0's run directory: a temporary one (holding `files`, rank 0's run to resume),
+    removed when the process ends."""
     import atexit
     import shutil
     import tempfile
@@ -420,9 +459,9 @@ def _scratch_dir(resumed):
 
     path = Path(tempfile.mkdtemp(prefix="rlhflab-rank-"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
-    if resumed is not None:
-        ignore = shutil.ignore_patterns("feedback.db*", "report*")
-        shutil.copytree(resumed.path, path, dirs_exist_ok=True, ignore=ignore)
+    for name, data in (files or {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
     return RunDir(path)
 
 

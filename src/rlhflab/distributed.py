@@ -15,6 +15,9 @@ PyTorch's DistributedDataParallel does (Li et al. 2020, "PyTorch Distributed"), 
 because our updates weight shards unequally and step several models (ensemble members, a
 value head) with one optimiser.
 
+On GPUs each rank computes on the GPU of its local rank, cuda:LOCAL_RANK (`place`): models and
+batches are made there, and the collectives go through nccl; on CPUs through gloo.
+
 Processes are started by torchrun (`rlhflab run --nproc N` starts it: `torch.distributed.run`),
 which sets RANK, WORLD_SIZE and MASTER_ADDR/PORT; `init_from_env` joins the group. Without
 those variables, or in a block marked `only_here()` (work one rank does alone, such as asking
@@ -47,9 +50,45 @@ def init_from_env() -> bool:
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    # each collective goes to the backend of its tensors' device: gloo on CPUs, nccl on GPUs
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT)
     return True
+
+
+class DeviceError(RuntimeError):
+    """The device asked for is not there."""
+
+
+def device(choice: str = "auto") -> torch.device:
+    """The device this process computes on: the GPU of its local rank, cuda:LOCAL_RANK (torchrun
+    sets LOCAL_RANK; 0 alone), when CUDA is available ('auto') or asked for ('cuda'); else the
+    CPU."""
+    if choice not in ("auto", "cpu", "cuda"):
+        raise DeviceError(f"device={choice!r}: expected auto, cpu or cuda")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DeviceError("device=cuda: CUDA is not available to PyTorch on this machine")
+    index = int(os.environ.get("LOCAL_RANK", "0"))
+    if index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"device=cuda: local rank {index} has no GPU (this node has "
+            f"{torch.cuda.device_count()}); start one process per GPU"
+        )
+    return torch.device("cuda", index)
+
+
+def place(choice: str = "auto") -> torch.device:
+    """Make `device(choice)` where this process computes: on a GPU it becomes CUDA's current
+    device (nccl's collectives use it) and torch's default device, so every model and batch
+    made from here on — models loaded by `load_causal_lm`, token batches, losses — is made on
+    it. On the CPU nothing changes."""
+    where = device(choice)
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
+        torch.set_default_device(where)
+    return where
 
 
 def close() -> None:

@@ -15,9 +15,13 @@ started with, arguments are passed by value on both (copied locally, serialised 
 `gather` returns results in the order of the calls.
 
 Faults: an address with no Ray cluster behind it is an `ExecutorError` naming the address,
-raised before the run touches its directory; a worker process that dies (killed, out of
-memory, its node lost) is a `WorkerLost` naming the worker, which the control loop turns into
-a stop with a checkpoint (`rlhflab run --resume` continues on fresh workers).
+raised before the run touches its directory. A worker process that dies (killed, out of
+memory, its node lost) is restarted by Ray up to `max_restarts` times — the class is
+constructed again with its arguments, so a rollout worker's envs start afresh from their seeds
+— and the call it held is retried on the new process (Ray's `max_restarts` and
+`max_task_retries`). Past that, or with `max_restarts=0`, the death is a `WorkerLost` naming
+the worker, which the control loop turns into a stop with a checkpoint (`rlhflab run --resume`
+continues on fresh workers). Tasks (`map`) are stateless and retried by Ray.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ class RayExecutor(Executor):
 
     backend = "ray"
 
-    def __init__(self, address: str | None = None, cpus: int | None = None):
+    def __init__(self, address: str | None = None, cpus: int | None = None, max_restarts: int = 2):
         try:
             import ray
         except ImportError:
@@ -125,6 +129,7 @@ class RayExecutor(Executor):
                 "executor=ray needs Ray: pip install 'rlhflab[ray]' (or pip install ray)"
             ) from None
         self.ray: Any = ray  # imported here: Ray is an optional extra
+        self.max_restarts = max_restarts
         self.owned = not ray.is_initialized()
         self.workers: list[Worker] = []
         self._names: dict = {}  # the worker each pending call went to, to name a dead one
@@ -150,9 +155,10 @@ class RayExecutor(Executor):
             raise ExecutorError(f"{where}: cannot connect to a Ray cluster ({exc})") from None
 
     def start(self, cls: type, *args: Any, name: str) -> Worker:
-        # max_restarts=0: a dead worker is reported (WorkerLost), never silently replaced by a
-        # fresh one whose envs started over
-        actor = self.ray.remote(cls).options(max_restarts=0).remote(*args)
+        # a dead worker is made again from (cls, args) and its pending calls retried, up to
+        # max_restarts times; then its death is a WorkerLost
+        n = self.max_restarts
+        actor = self.ray.remote(cls).options(max_restarts=n, max_task_retries=n).remote(*args)
         worker = Worker(name, actor, self)
         self.workers.append(worker)
         return worker
@@ -213,5 +219,5 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
 def make_executor(cfg: ExecutorConfig) -> Executor:
     """The executor a run's `executor` config section asks for."""
     if cfg.backend == "ray":
-        return RayExecutor(cfg.address, cfg.cpus)
+        return RayExecutor(cfg.address, cfg.cpus, cfg.max_restarts)
     return LocalExecutor()

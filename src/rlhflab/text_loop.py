@@ -122,6 +122,10 @@ class TextLoop:
     def run(self) -> dict:
         torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
+        try:
+            self.device = distributed.place(self.tc.device)  # cuda:LOCAL_RANK, or the CPU
+        except distributed.DeviceError as exc:
+            raise TextRunError(f"text.{exc}") from None
         if self.resume:
             self.load_checkpoints()
         self.run_dir.write_config(self.cfg)
@@ -413,7 +417,7 @@ class TextLoop:
         tmp = path.with_name("goodhart_samples.tmp.npz")
         np.savez_compressed(
             tmp,
-            proxy=np.stack([self.proxy(prompts, t).numpy() for t in texts], 1),
+            proxy=np.stack([self.proxy(prompts, t).cpu().numpy() for t in texts], 1),
             gold=np.stack([self.gold(t) for t in texts], 1),
         )
         os.replace(tmp, path)

@@ -497,3 +497,9 @@ class ExecutorConfig(_Section):
     reward_shards: int = Field(
         1, ge=1, description="reward-ensemble members fitted as this many parallel tasks"
     )
+    max_restarts: int = Field(
+        2,
+        ge=0,
+        description="executor=ray: times Ray restarts a worker that died (its call retried on "
+        "the new one, whose envs start afresh) before the run stops with a checkpoint",
+    )

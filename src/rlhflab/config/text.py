@@ -201,6 +201,11 @@ class TextConfig(_Section):
         ),
     )
     lora_r: int = Field(0, ge=0, description="LoRA rank for the policy (0: full fine-tuning)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="where models and batches live: 'auto' is cuda:LOCAL_RANK when CUDA is "
+        "available, else the CPU (docs/scaling.md)",
+    )
     pretrain_sequences: int = Field(
         6000, ge=1, description="Step 0: corpus size for the built-in model"
     )

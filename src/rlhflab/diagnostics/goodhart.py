@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -178,18 +178,12 @@ class Options:
     seed: int = 12_345
 
 
-def control_points(run_dir: Path, opts: Options) -> list[Point]:
-    """Best-of-n over π₀'s episodes and the RL snapshots of a control run, scored by the final r̂
-    and the gold reward."""
-    import torch
-
-    from rlhflab.policy.control import ControlPolicy
-    from rlhflab.policy.rollout import play_episodes
-    from rlhflab.reward.model import RewardEnsemble
+def control_jobs(run_dir: Path, opts: Options) -> list[tuple]:
+    """The independent pieces of a control run's points, one per policy snapshot (iteration 0:
+    best-of-n over π₀'s episodes, and π₀'s RL point); checked here, before any is run."""
     from rlhflab.runs import RunDir
 
     run = RunDir(run_dir)
-    cfg = run.read_config()
     snapshots = run.policy_snapshots()
     ckpt = run.load_checkpoint()
     if ckpt is None or "reward_model" not in ckpt:
@@ -202,6 +196,22 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
             f"{run.path}: no checkpoints/policy_0000.pt (π₀); runs made before policy snapshots "
             f"existed cannot be analysed"
         )
+    return [(run_dir, opts, iteration) for iteration in snapshots]
+
+
+def control_points(run_dir: Path, opts: Options, iteration: int) -> list[Point]:
+    """The points of one policy snapshot of a control run, scored by the final r̂ and the gold
+    reward: best-of-n over π₀'s episodes and π₀ itself (iteration 0), else π_t's RL point."""
+    import torch
+
+    from rlhflab.policy.control import ControlPolicy
+    from rlhflab.policy.rollout import play_episodes
+    from rlhflab.reward.model import RewardEnsemble
+    from rlhflab.runs import RunDir
+
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    snapshots = run.policy_snapshots()
     torch.set_num_threads(cfg.threads)
     env_cfg = cfg.env.model_copy(update={"num_envs": 1})
 
@@ -213,7 +223,7 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
 
     base = load(snapshots[0])
     reward_model = RewardEnsemble(base.obs_dim, base.action_space, cfg.reward, cfg.seed + 1)
-    reward_model.load_state_dict(ckpt["reward_model"])
+    reward_model.load_state_dict(run.load_checkpoint()["reward_model"])  # type: ignore[index]
 
     def play(policy: ControlPolicy, episodes: int, seed: int):
         torch.manual_seed(seed)
@@ -224,20 +234,18 @@ def control_points(run_dir: Path, opts: Options) -> list[Point]:
             eps.returns()["true_reward"],
         )
 
-    _, proxy, gold = play(base, opts.samples, opts.seed)
-    points = best_of_n_points(proxy, gold, opts.max_n)
-    points.append(
-        Point("rl", "iteration 0 (0 env steps)", 0.0, float(proxy.mean()), float(gold.mean()))
-    )  # π₀ from all N samples
-    for iteration, path in snapshots.items():
-        if iteration == 0:
-            continue
-        policy = load(path)
-        eps, proxy, gold = play(policy, opts.episodes, opts.seed + iteration)
-        what = f"iteration {iteration} ({policy.env_steps} env steps)"
-        kl = _episode_kl(policy, base, eps)
-        points.append(Point("rl", what, kl, float(proxy.mean()), float(gold.mean())))
-    return points
+    if iteration == 0:
+        _, proxy, gold = play(base, opts.samples, opts.seed)
+        return [
+            *best_of_n_points(proxy, gold, opts.max_n),
+            Point("rl", "iteration 0 (0 env steps)", 0.0, float(proxy.mean()), float(gold.mean())),
+        ]  # π₀ from all N samples
+    policy = load(snapshots[iteration])
+    eps, proxy, gold = play(policy, opts.episodes, opts.seed + iteration)
+    what = f"iteration {iteration} ({policy.env_steps} env steps)"
+    return [
+        Point("rl", what, _episode_kl(policy, base, eps), float(proxy.mean()), float(gold.mean()))
+    ]
 
 
 def _episode_kl(policy, base, eps) -> float:
@@ -285,39 +293,73 @@ def text_points(run_dir: Path, opts: Options) -> list[Point]:
     return points
 
 
-# Point sources: (does this run's raw config belong to me?, points of the run), first match wins.
-POINT_SOURCES: list[tuple[Callable[[dict], bool], Callable[[Path, Options], list[Point]]]] = [
-    (lambda raw: bool(raw.get("text")), text_points),
-    (lambda raw: "env" in raw, control_points),
+# Point sources, first match wins: (does this run's raw config belong to me?, the run's jobs,
+# one job's points). A job is the arguments of the points function; a run's jobs are
+# independent, so `rlhflab goodhart` runs them as tasks of the executor (in parallel on Ray).
+POINT_SOURCES: list[tuple[Callable[[dict], bool], Callable[..., list[tuple]], Callable]] = [
+    (lambda raw: bool(raw.get("text")), lambda run_dir, opts: [(run_dir, opts)], text_points),
+    (lambda raw: "env" in raw, control_jobs, control_points),
 ]
+Map = Callable[[Callable, Sequence], list]  # [fn(item) for item in items], as tasks or in a loop
 
 
-def goodhart(
-    run_dir: str | Path, opts: Options | None = None
-) -> tuple[list[Point], dict[str, GoodhartFit]]:
-    """Points and fits for a run directory, from the point source that handles its config."""
+def _serial(fn: Callable, items: Sequence) -> list:
+    return [fn(item) for item in items]
+
+
+def _source(run_dir: Path) -> int:
+    """The index of the point source that handles the run in `run_dir`."""
     import yaml
 
-    run_dir, opts = Path(run_dir), opts or Options()
     config = run_dir / "config.yaml"
     if not config.exists():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml)")
     raw = yaml.safe_load(config.read_text()) or {}
-    for handles, source in POINT_SOURCES:
+    for index, (handles, _, _) in enumerate(POINT_SOURCES):
         if handles(raw):
-            points = source(run_dir, opts)
-            return points, fits(points)
+            return index
     raise NotImplementedError(f"{run_dir}: no Goodhart point source handles this kind of run")
+
+
+def _point_task(job: tuple) -> list[Point]:
+    index, args = job
+    return POINT_SOURCES[index][2](*args)
+
+
+def points_of_runs(
+    run_dirs: Sequence[str | Path], opts: Options, map_fn: Map = _serial
+) -> list[list[Point]]:
+    """Each run's points. Every run is checked first; then the jobs of all runs (a control run's
+    policy snapshots, …) run as one batch of independent tasks through `map_fn` (an executor's
+    `map`), and each run's points are its jobs' points in order, whatever ran them."""
+    jobs, owner = [], []
+    for i, run_dir in enumerate(Path(d) for d in run_dirs):
+        index = _source(run_dir)
+        for args in POINT_SOURCES[index][1](run_dir, opts):
+            jobs.append((index, args))
+            owner.append(i)
+    per_run: list[list[Point]] = [[] for _ in run_dirs]
+    for i, points in zip(owner, map_fn(_point_task, jobs)):
+        per_run[i] += points
+    return per_run
+
+
+def goodhart(
+    run_dir: str | Path, opts: Options | None = None, map_fn: Map = _serial
+) -> tuple[list[Point], dict[str, GoodhartFit]]:
+    """Points and fits for a run directory, from the point source that handles its config."""
+    points = points_of_runs([run_dir], opts or Options(), map_fn)[0]
+    return points, fits(points)
 
 
 # -- outputs ----------------------------------------------------------------------------
 def goodhart_over_seeds(
-    run_dirs: list[str | Path], opts: Options | None = None
+    run_dirs: list[str | Path], opts: Options | None = None, map_fn: Map = _serial
 ) -> tuple[list[Point], dict[str, GoodhartFit]]:
     """Points averaged over runs (seeds of one setting) and fits on the averages: each point
     (best-of-n's n, RL's iteration) is the mean KL, proxy and gold over the runs that have it,
     kept where every run has it. One seed's RL path is noisy; its fit's R² is not the form's."""
-    per_run = [goodhart(d, opts)[0] for d in run_dirs]
+    per_run = points_of_runs(run_dirs, opts or Options(), map_fn)
     keyed = [{(p.kind, p.label): p for p in pts} for pts in per_run]
     points = []
     for p in per_run[0]:
@@ -464,18 +506,31 @@ def add_goodhart_arguments(p) -> None:
     )
     p.add_argument("--seed", type=int, default=Options.seed)
     p.add_argument("--out", help="output directory (default: RUN_DIR/goodhart)")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where the points are computed, one task per policy snapshot of each run: in this "
+        "process, or as Ray tasks in parallel (docs/scaling.md)",
+    )
+    p.add_argument(
+        "--address",
+        help="--executor ray: the cluster to join (ray.init(address=...)); default: start a "
+        "local one",
+    )
 
 
-def cmd_goodhart(args) -> int:
+def cmd_goodhart(args, map_fn: Map = _serial) -> int:
+    """`rlhflab goodhart`; `map_fn` runs the points' tasks (the CLI passes its executor's)."""
     from rich.console import Console
     from rich.table import Table
 
     opts = Options(args.samples, args.episodes, args.max_n, args.seed)
     runs = list(args.run_dir)
     if len(runs) == 1:
-        points, fitted = goodhart(runs[0], opts)
+        points, fitted = goodhart(runs[0], opts, map_fn)
     else:
-        points, fitted = goodhart_over_seeds(runs, opts)
+        points, fitted = goodhart_over_seeds(runs, opts, map_fn)
     title = runs[0] if len(runs) == 1 else f"{len(runs)} runs: " + ", ".join(runs)
     out = Path(args.out) if args.out else Path(runs[0]) / "goodhart"
     write_outputs(out, points, fitted, title=title)

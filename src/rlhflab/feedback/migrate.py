@@ -24,7 +24,7 @@ from sqlalchemy import inspect, text
 
 from rlhflab.feedback.schema import Base, add_missing_columns
 
-HEAD = "0003"  # the newest revision in migrations/versions/
+HEAD = "0004"  # the newest revision in migrations/versions/
 SCRIPTS = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x726C_6866  # "rlhf": the advisory lock that serialises schema changes on PostgreSQL
 VERSION_TABLE = "alembic_version"

@@ -113,6 +113,13 @@ class QueryRow(Base):
             sqlite_where=text("judged < overlap"),
             postgresql_where=text("judged < overlap"),
         ),
+        # the gold questions, in id order: what a gold claim walks (`--gold-rate`)
+        Index(
+            "ix_queries_gold",
+            "id",
+            sqlite_where=text("gold IS NOT NULL"),
+            postgresql_where=text("gold IS NOT NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), default="segments")

@@ -84,13 +84,15 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
         self.url = url
         target = engine_url(url)
         self.sqlite = target.get_backend_name() == "sqlite"
-        # PostgreSQL: connections checked before use (a restarted server costs no request), and
-        # enough of them for an app worker's thread pool
+        # PostgreSQL: enough connections for an app worker's thread pool. Not pinged before use
+        # (pool_pre_ping: a round trip on every checkout, several per judgement): after the
+        # server restarts, the first statement on a stale connection fails (its request gets an
+        # error, nothing is acknowledged) and SQLAlchemy then invalidates the whole pool, so the
+        # next checkouts connect afresh (its "optimistic" disconnect handling)
         options = (
             {}
             if self.sqlite
             else {
-                "pool_pre_ping": True,
                 "pool_size": 10,
                 "max_overflow": 20,
                 "connect_args": {"connect_timeout": 10},

@@ -174,7 +174,7 @@ def fit_members(
             better = (v < best - 1e-4) | ~has_val  # no validation data: keep the latest
             best = torch.where(better, v, best)
             waited = torch.where(better, 0, waited + 1)
-            for m in np.flatnonzero(better.numpy()):
+            for m in np.flatnonzero(better.cpu().numpy()):
                 for kept, p in zip(best_state[m], params[m]):
                     kept.copy_(p)
         if on_check is not None:

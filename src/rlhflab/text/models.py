@@ -107,6 +107,8 @@ def load_causal_lm(name_or_path: str, lora_r: int = 0):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+    # the rank's device (distributed.place); transformers' stubs type `to` too narrowly
+    model.to(torch.get_default_device())  # type: ignore[arg-type]
     return add_lora(model, lora_r) if lora_r > 0 else model
 
 

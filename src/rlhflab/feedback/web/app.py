@@ -32,6 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhflab.feedback.agreement import annotator_report, gold_scores
@@ -135,7 +136,9 @@ class Ctx:
         creds: HTTPAuthorizationCredentials | None = Depends(bearer),
         session: str | None = Depends(session_cookie),
     ) -> AnnotatorRow:
-        """Who is asking: a Bearer token, else the session cookie; read from the store each time."""
+        """Who is asking: a Bearer token, else the session cookie; read from the store each time.
+        (A dependency of the routes that are not hot; `/api/next` and `/api/answer` call it in
+        their own worker thread: `in_thread`.)"""
         if creds is not None:
             row = self.store.annotator_by_token(creds.credentials)
             why = "unknown, rotated or disabled token"
@@ -147,6 +150,16 @@ class Ctx:
         if row is None:
             raise HTTPException(401, why, headers={"www-authenticate": "Bearer"})
         return row
+
+    async def in_thread(self, work, creds, session, *args):
+        """`work(who, *args)` for the annotator the credentials name, in one hop to the thread
+        pool — the store lookup of who is asking and the work share it — where a sync dependency
+        and a sync route would take one hop each, and the response's validation a third."""
+
+        def both():
+            return work(self.annotator(creds, session), *args)
+
+        return await run_in_threadpool(both)
 
     def admin(self, creds=Depends(bearer), session=Depends(session_cookie)) -> AnnotatorRow:
         who = self.annotator(creds, session)
@@ -317,13 +330,19 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
         responses={204: {"description": "nothing to judge right now (or the run is over)"}}
         | errors(401),
     )
-    def next_query(who: AnnotatorRow = Depends(ctx.annotator)):
-        """Lease the next query (or the one already leased), in a randomised display order."""
+    async def next_query(
+        creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+        session: str | None = Depends(session_cookie),
+    ):
+        """Lease the next query (or the one already leased), in a randomised display order.
+        (Progress is `/api/me`'s: counting it here cost a query per judgement.)"""
+        return await ctx.in_thread(lease_next, creds, session)
+
+    def lease_next(who: AnnotatorRow):
         leased = store.lease_next(who.name, ctx.lease_seconds, ctx.request_rng())
         if leased is None:
             return Response(status_code=204)
         q, lease = leased
-        done, open_ = store.progress(who.name)
         return {
             "query_id": q.id,
             "kind": q.kind,
@@ -331,8 +350,6 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
             "items": _shown_items(store, q, lease.order),
             "lease_seconds": ctx.lease_seconds,
             "lease": lease_token_of(lease),
-            "done": done,
-            "open": open_,
         }
 
     @app.post(
@@ -341,8 +358,15 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
         response_model=Acknowledged,
         responses=errors(401, 409, 413, 422),
     )
-    def answer(a: Answer, who: AnnotatorRow = Depends(ctx.annotator)):
+    async def answer(
+        a: Answer,
+        creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+        session: str | None = Depends(session_cookie),
+    ):
         """Answer the leased query (quoting its lease token); stored in the query's own order."""
+        return await ctx.in_thread(store_answer, creds, session, a)
+
+    def store_answer(who: AnnotatorRow, a: Answer):
         try:
             jid = store.answer_lease(
                 who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order), a.lease

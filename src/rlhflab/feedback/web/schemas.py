@@ -126,8 +126,6 @@ class NextQuery(BaseModel):
     items: list[Item]
     lease_seconds: float
     lease: str
-    done: int
-    open: int
 
 
 class Acknowledged(BaseModel):

@@ -5,6 +5,7 @@ let current = null;
 let busy = false;
 let players = [];
 let polling = null;
+let progress = { done: 0, open: 0 };  // read from /api/me, counted here in between
 const $ = (id) => document.getElementById(id);
 const PAIRS = ["segments", "text_pair"];
 
@@ -46,6 +47,7 @@ async function loadMe() {
   $("admin-link").hidden = !me.admin;
   $("status").textContent = STATES[me.run_state] || "";
   $("status").className = me.run_state;
+  progress = { done: me.done, open: me.open };
   return me;
 }
 
@@ -61,7 +63,7 @@ async function next() {
     current = null;
     players = [];
     const me = await loadMe();
-    showProgress(me.done, me.open);
+    showProgress(progress.done, progress.open);
     const text = me.run_state === "over" ? "Nothing more to judge: the run is over." : "Nothing to judge right now. New queries appear here as training goes on.";
     $("task").replaceChildren(el("p", { class: "muted", text }));
     showKeys(null);
@@ -69,7 +71,7 @@ async function next() {
     return;
   }
   current = await resp.json();
-  showProgress(current.done, current.open);
+  showProgress(progress.done, progress.open);
   render(current);
 }
 
@@ -206,6 +208,8 @@ async function submit(answer) {
       $("error").textContent = message;  // after next(), which clears it
       return;
     }
+    progress = { done: progress.done + 1, open: Math.max(0, progress.open - 1) };
+    if (progress.done % 10 === 0) await loadMe();  // others' answers and new queries, now and then
     await next();
   } finally {
     busy = false;
