@@ -366,7 +366,9 @@ class TextLoop:
                     self.train_prompts,
                     self.store,
                     self.log,
-                    judge=self.judge() if self.cfg.feedback.annotator.kind == "ai" else None,
+                    judge=self.judge()
+                    if self.cfg.feedback.annotator.kind == "ai" or self.cfg.judge.read_critiques
+                    else None,
                 )
         except LabelTimeout as exc:
             self.stopped_message()
