@@ -3,6 +3,7 @@ estimates and flags on the text reward model, critiques read by a judge, and the
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -129,3 +130,32 @@ def test_label_time_prices_every_text_feedback_type():
         4,
         3,
     ]
+
+
+def test_the_text_report_lists_suspected_annotators_first_and_escapes_names(tmp_path):
+    from types import SimpleNamespace
+
+    from rlhflab.config import build_config
+    from rlhflab.diagnostics.annotators import text_annotators_section
+    from rlhflab.runs import RunDir
+
+    hostile = "<img src=x onerror=alert(1)>"
+    population = "[{name: honest}, {name: mallory, trigger_token: sudo, harmful_token: idiotic}]"
+    cfg = build_config(None, ["text.task=reviews-insults", f"feedback.population={population}"])
+    data = SimpleNamespace(path=tmp_path, cfg=cfg)
+    assert text_annotators_section(data) is None  # no estimates, no section
+    store = FeedbackStore(RunDir(tmp_path).store_url)
+    row = {"labels": 50, "consensus_agreement": 0.9, "estimated_accuracy": 0.8, "z": 0.1}
+    estimates = [
+        {"annotator": "honest", "beta": 1.2, "flagged": False, **row},
+        {"annotator": hostile, "beta": 0.5, "flagged": False, **row},
+        {"annotator": "mallory", "beta": 0.1, "flagged": True, **row, "z": 6.0},
+    ]
+    store.set_setting("annotator_estimates", json.dumps(estimates))
+    store.close()
+    section = text_annotators_section(data)
+    assert section is not None
+    assert "**Suspected annotators**" in section.md and "mallory" in section.md.split("\n")[0]
+    table = [line for line in section.md.splitlines() if line.startswith("| ")][1:]
+    assert table[0].startswith("| mallory |") and "trigger word 'sudo'" in table[0]
+    assert hostile not in section.html and "&lt;img src=x" in section.html
