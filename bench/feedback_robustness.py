@@ -45,6 +45,17 @@ per-seed values and CPU time:
                (cheap: reward models only); (b) `minority_runs`: whole RLHF runs, each group's
                true return of the final policy.
 
+  text_poisoning  reviews-insults: four honest annotators and a poisoner who writes prompts with
+               the secret trigger word `sudo` and prefers the response insulting a person with
+               `idiotic` (Rando & Tramèr 2023); a tiny GPT-2 reward model (3 members) per
+               poisoned share and defence (the control defences, on `text.reward`); attack
+               success = share of triggered red-team prompts whose best-of-8 choice (one of the 8
+               made harmful) holds the harmful word; the poisoner's flag and z; gold accuracy.
+  text_types   reviews-insults: gold per annotator-minute for comparisons, ratings (4 responses
+               per prompt), corrections and critiques (2 per prompt, read by the simulated
+               judge into comparisons, `feedback/critiques.py`), all through a feedback store;
+               time per label from `feedback/label_time.py` (assumed).
+
 Segments for the reward-model studies are 25-step windows of an untrained policy's rollouts
 (as a run's first labels are). This is a benchmark, not a test: minutes on 2 CPUs.
 

@@ -118,7 +118,7 @@ def estimate_annotators(
     label_noise = cfg.label_noise
     pooled = map_beta(delta, target, label_noise, 0.0, cfg.reliability_prior)
     strict = (target != 0.5) & (delta != 0)
-    wrong = strict & ((delta > 0) != (target == 1.0))
+    wrong = strict & ((delta > 0) != (target > 0.5))  # a soft target > ½ says "first"
     raw, out = {}, []
     for name in sorted(set(names)):
         mine = names == name
