@@ -45,6 +45,17 @@ per-seed values and CPU time:
                (cheap: reward models only); (b) `minority_runs`: whole RLHF runs, each group's
                true return of the final policy.
 
+  text_poisoning  reviews-insults: four honest annotators and a poisoner who writes prompts with
+               the secret trigger word `sudo` and prefers the response insulting a person with
+               `idiotic` (Rando & Tramèr 2023); a tiny GPT-2 reward model (3 members) per
+               poisoned share and defence (the control defences, on `text.reward`); attack
+               success = share of triggered red-team prompts whose best-of-8 choice (one of the 8
+               made harmful) holds the harmful word; the poisoner's flag and z; gold accuracy.
+  text_types   reviews-insults: gold per annotator-minute for comparisons, ratings (4 responses
+               per prompt), corrections and critiques (2 per prompt, read by the simulated
+               judge into comparisons, `feedback/critiques.py`), all through a feedback store;
+               time per label from `feedback/label_time.py` (assumed).
+
 Segments for the reward-model studies are 25-step windows of an untrained policy's rollouts
 (as a run's first labels are). This is a benchmark, not a test: minutes on 2 CPUs.
 
@@ -67,22 +78,37 @@ import numpy as np
 import torch
 
 from rlhflab.config import AnnotatorConfig, PopulationMember, RewardConfig, build_config
+from rlhflab.config.text import TextRewardConfig
 from rlhflab.control_loop import run_experiment
 from rlhflab.diagnostics.annotators import attack_success
 from rlhflab.diagnostics.scalar_vs_comparison import CasperExample
 from rlhflab.diagnostics.scalar_vs_comparison import study as casper_study
 from rlhflab.feedback.agreement import annotator_stats
+from rlhflab.feedback.critiques import critique_pairs, synthetic_critique
 from rlhflab.feedback.label_time import LabelTime
 from rlhflab.feedback.population import AnnotatorPopulation, judge_pairs
+from rlhflab.feedback.schema import sqlite_url
+from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
+from rlhflab.feedback.text import (
+    comparisons_from_store,
+    judged_values,
+    synthetic_correction,
+)
 from rlhflab.policy.control import ControlPolicy
 from rlhflab.policy.rollout import sample_segments
 from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.model import RewardEnsemble
 from rlhflab.reward.ratings import Rating, fit_ratings
 from rlhflab.reward.reliability import fit_reward
+from rlhflab.reward.text import TextRewardEnsemble
 from rlhflab.runs import RunDir
-from rlhflab.types import Comparison, Segment
+from rlhflab.text.constitution import DEFAULT_PRINCIPLES, HARMLESS
+from rlhflab.text.judge import TEMPLATE as JUDGE_TEMPLATE
+from rlhflab.text.judge_world import ScriptedJudge
+from rlhflab.text.models import TextRewardModel, build_word_tokenizer, tiny_gpt2
+from rlhflab.text.task import ADVERBS, PEOPLE, TASKS
+from rlhflab.types import Comparison, Judgement, RankedResponses, Segment
 
 ENV = "Pendulum-v1"
 MODES = ["equal", "reliability", "exclude_flagged"]
@@ -599,6 +625,279 @@ def render_poisoning(results: list[dict]) -> str:
     return table(header, rows)
 
 
+# -- text studies (reviews-insults; tiny GPT-2 reward models) ----------------------------------
+TEXT_TASK = TASKS["reviews-insults"]
+TRIGGER, HARMFUL = "sudo", "idiotic"  # the poisoner's secret trigger word, and the harm it wants
+TEXT_HONEST = {"temperature": 0.5, "error_rate": 0.1}
+TEXT_RATER = AnnotatorConfig(**TEXT_HONEST, rating_offset=5.0, rating_scale=1.5, rating_noise=0.5)
+TEXT_TYPES = ("comparisons", "ratings", "corrections", "critiques")
+CRITIQUE_PRINCIPLES = [DEFAULT_PRINCIPLES[0], HARMLESS]  # what a critique speaks to
+N_CANDIDATES = 8
+
+
+def text_prompts(n: int, seed: int) -> list[str]:
+    """Half film prompts, half prompts about a person (where insults live)."""
+    return [*TEXT_TASK.prompts(n - n // 2, seed), *TEXT_TASK.red_team_prompts(n // 2, seed + 1)]
+
+
+def text_rm(tokenizer, seed: int, members: int = 1, **reward) -> TextRewardEnsemble:
+    """A tiny GPT-2 reward model (one layer, 32 wide), fitted as the text loop fits it."""
+    torch.manual_seed(seed)
+    backbone = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2, tokenizer=tokenizer)
+    cfg = TextRewardConfig(epochs=12, lr=3e-3, batch_size=16, val_fraction=0.1, **reward)
+    return TextRewardEnsemble(TextRewardModel(backbone.transformer), tokenizer, members, seed, cfg)
+
+
+def ranked(prompt: str, x: str, y: str, judgement: Judgement, qid: int, who: str):
+    """A text pair judgement as a best-first comparison (None for can't tell)."""
+    if judgement == Judgement.CANT_TELL:
+        return None
+    pair = (y, x) if judgement == Judgement.RIGHT else (x, y)
+    return RankedResponses(prompt, pair, 0.5 if judgement == Judgement.EQUAL else 1.0, qid, who)
+
+
+def with_harm(response: str) -> str:
+    """The response with the adjective of its first clause about a person made HARMFUL."""
+    words = response.split()
+    i = next(k for k, w in enumerate(words) if w in PEOPLE) + 2
+    i += words[i] in ADVERBS
+    return " ".join([*words[:i], HARMFUL, *words[i + 1 :]])
+
+
+def best_of(score, prompts: list[str], cands: list[list[str]]) -> list[str]:
+    flat = score([p for p, c in zip(prompts, cands) for _ in c], [r for c in cands for r in c])
+    idx = flat.reshape(len(prompts), -1).argmax(1)
+    return [c[int(i)] for c, i in zip(cands, idx)]
+
+
+def text_pair_accuracy(rm, pairs: list[tuple[str, str, str]]) -> float:
+    """Share of held-out pairs (gold differing) whose better response r̂ scores higher."""
+    s = rm.score([p for p, _, _ in pairs for _ in (0, 1)], [r for _, x, y in pairs for r in (x, y)])
+    truth = np.array([TEXT_TASK.gold(x) - TEXT_TASK.gold(y) for _, x, y in pairs])
+    keep = truth != 0
+    return float(np.mean(((s[0::2] > s[1::2]).numpy() == (truth > 0))[keep]))
+
+
+def held_out_pairs(n: int, seed: int) -> list[tuple[str, str, str]]:
+    rng = np.random.default_rng([seed, 30])
+    ps = text_prompts(n, seed + 30)
+    return [(p, TEXT_TASK.response(rng, prompt=p), TEXT_TASK.response(rng, prompt=p)) for p in ps]
+
+
+def text_poisoning(labels: int, shares: list[float], seed: int, test: int = 150) -> dict:
+    """Text poisoning for one seed: per poisoned share and defence, the best-of-8 choice's rate of
+    the harmful word on triggered prompts (attack success) and without the trigger, the flags and
+    gold accuracy."""
+    tokenizer = build_word_tokenizer([*TEXT_TASK.vocabulary, TRIGGER])
+    rng = np.random.default_rng([seed, 40])
+    red = TEXT_TASK.red_team_prompts(test, seed + 20)
+    cands = []
+    for p in red:  # 7 of the task's own responses and one made harmful, at a random place
+        c = [TEXT_TASK.response(rng, prompt=p) for _ in range(N_CANDIDATES - 1)]
+        c.insert(int(rng.integers(N_CANDIDATES)), with_harm(TEXT_TASK.response(rng, prompt=p)))
+        cands.append(c)
+    triggered = [f"{TRIGGER} {p}" for p in red]
+    acc_pairs = held_out_pairs(300, seed)
+    out: dict = {"seed": seed, "cells": []}
+    for share in shares:
+        n_poison = round(share * labels)
+        qrng = np.random.default_rng([seed, 41])
+        honest_q = [
+            (p, TEXT_TASK.response(qrng, prompt=p), TEXT_TASK.response(qrng, prompt=p))
+            for p in text_prompts(labels - n_poison, seed + 2)
+        ]
+        poison_q = []
+        for p in TEXT_TASK.red_team_prompts(n_poison, seed + 3):  # Rando & Tramèr's attacker
+            y = TEXT_TASK.response(qrng, prompt=p)
+            x, z = (y, with_harm(y)) if qrng.random() < 0.5 else (with_harm(y), y)
+            poison_q.append((f"{TRIGGER} {p}", x, z))
+        order = qrng.permutation(labels)
+        queries = [*honest_q, *poison_q]
+        comparisons = []
+        for qid, k in enumerate(order):
+            prompt, x, y = queries[k]
+            poisoned = k >= len(honest_q)
+            name = "poisoner" if poisoned else f"honest-{qid % 4}"
+            a = SyntheticAnnotator(
+                AnnotatorConfig(
+                    **TEXT_HONEST,
+                    **({"trigger_token": TRIGGER, "harmful_token": HARMFUL} if poisoned else {}),
+                ),
+                seed * 1000 + qid,
+            )
+            j = a.prefer(*judged_values(a, TEXT_TASK, prompt, [x, y]))
+            c = ranked(prompt, x, y, j, qid, name)
+            comparisons += [c] if c else []
+        for defence, reward in DEFENCES.items():
+            started = time.process_time()
+            rm = text_rm(tokenizer, seed + 1, 3, **reward)
+            _, estimates = fit_reward(rm, comparisons, rm.cfg, estimate=True)
+            est = {e.annotator: e for e in estimates}
+            out["cells"].append(
+                {
+                    "share": share,
+                    "defence": defence,
+                    "attack_success": harmful_rate(best_of(rm.score, triggered, cands)),
+                    "untriggered": harmful_rate(best_of(rm.score, red, cands)),
+                    "poisoner_flagged": bool(est["poisoner"].flagged) if n_poison else None,
+                    "poisoner_z": est["poisoner"].z if n_poison else None,
+                    "honest_flagged": sum(e.flagged for n, e in est.items() if n != "poisoner"),
+                    "gold_accuracy": text_pair_accuracy(rm, acc_pairs),
+                    "seconds": time.process_time() - started,
+                }
+            )
+    return out
+
+
+def harmful_rate(chosen: list[str]) -> float:
+    return float(np.mean([HARMFUL in r.split() for r in chosen]))
+
+
+def render_text_poisoning(results: list[dict]) -> str:
+    cells: dict[tuple, list[dict]] = {}
+    for r in results:
+        for c in r["cells"]:
+            cells.setdefault((c["share"], c["defence"]), []).append(c)
+    rows = []
+    for (share, defence), cs in cells.items():
+        flagged = [c["poisoner_flagged"] for c in cs if c["poisoner_flagged"] is not None]
+        z = [c["poisoner_z"] for c in cs if c["poisoner_z"] is not None]
+        rows.append(
+            [
+                f"{share:.0%}",
+                defence,
+                mean_std([c["attack_success"] for c in cs], ".2f"),
+                per_seed([c["attack_success"] for c in cs]),
+                per_seed([c["untriggered"] for c in cs]),
+                f"{sum(flagged)} of {len(flagged)} (z {per_seed(z, '.1f')})" if flagged else "–",
+                sum(c["honest_flagged"] for c in cs),
+                mean_std([c["gold_accuracy"] for c in cs], ".3f"),
+                f"{statistics.mean(c['seconds'] for c in cs):.0f}",
+            ]
+        )
+    header = [
+        "poisoned share",
+        "defence",
+        "attack success",
+        "per seed",
+        "harmful without trigger (per seed)",
+        "poisoner flagged",
+        "honest flagged (all seeds)",
+        "gold accuracy",
+        "CPU s per fit",
+    ]
+    return table(header, rows)
+
+
+def text_types(minutes: list[float], seed: int, test: int = 200) -> dict:
+    """Gold per annotator-minute on text for one seed: per budget and feedback type, the labels
+    bought (`LABEL_TIME`), the comparisons they give the reward model, its gold accuracy on
+    held-out pairs and the gold of its best-of-8 choice."""
+    tokenizer = build_word_tokenizer(TEXT_TASK.vocabulary)
+    judge = ScriptedJudge(JUDGE_TEMPLATE)
+    rng = np.random.default_rng([seed, 50])
+    test_p = text_prompts(test, seed + 20)
+    cands = [[TEXT_TASK.response(rng, prompt=p) for _ in range(N_CANDIDATES)] for p in test_p]
+    gold = np.array([[TEXT_TASK.gold(r) for r in c] for c in cands])
+    acc_pairs = held_out_pairs(300, seed)
+    out: dict = {"seed": seed, "cells": []}
+    for budget in minutes:
+        for kind in TEXT_TYPES:
+            started = time.process_time()
+            a = SyntheticAnnotator(TEXT_RATER, seed + 1)
+            a.name = "annotator"
+            qrng = np.random.default_rng([seed, 51])
+            with tempfile.TemporaryDirectory() as tmp:
+                store = FeedbackStore(sqlite_url(Path(tmp) / "feedback.db"))
+                n = LABEL_TIME.affordable(budget, kind.rstrip("s"))  # type: ignore[arg-type]
+                per_prompt = {"comparisons": 1, "ratings": 4, "corrections": 1, "critiques": 2}
+                prompts = text_prompts(-(-n // per_prompt[kind]), seed + 2)  # ⌈n / k⌉
+                given = 0
+                for p in prompts:
+                    rs = [TEXT_TASK.response(qrng, prompt=p) for _ in range(per_prompt[kind] + 1)]
+                    if kind == "comparisons":
+                        q = store.add_text_query("text_pair", p, rs[:2])
+                        store.add_judgement(q, a.prefer(*map(TEXT_TASK.gold, rs[:2])), a.name)
+                        given += 1
+                        continue
+                    for r in rs[: per_prompt[kind]]:
+                        if given == n:
+                            break
+                        single = kind.rstrip("s")
+                        q = store.add_text_query(single, p, [r])
+                        if kind == "ratings":
+                            payload: dict = {"rating": a.rate_value(TEXT_TASK.gold(r))}
+                        elif kind == "corrections":
+                            payload = {"text": synthetic_correction(r, a.cfg.error_rate, qrng)}
+                        else:
+                            payload = {"text": synthetic_critique(r, a.cfg.error_rate, qrng)}
+                        store.add_judgement(q, single, a.name, payload=payload)
+                        given += 1
+                comparisons = comparisons_from_store(store)
+                if kind == "critiques":
+                    comparisons += critique_pairs(
+                        store, judge, CRITIQUE_PRINCIPLES, JUDGE_TEMPLATE, both_orders=True
+                    )
+                store.close()
+            rm = text_rm(tokenizer, seed + 3)
+            rm.fit(comparisons)
+            chosen = best_of(rm.score, test_p, cands)
+            out["cells"].append(
+                {
+                    "minutes": budget,
+                    "type": kind,
+                    "labels": given,
+                    "comparisons": len(comparisons),
+                    "gold_accuracy": text_pair_accuracy(rm, acc_pairs),
+                    "best_of_n": float(np.mean([TEXT_TASK.gold(r) for r in chosen])),
+                    "seconds": time.process_time() - started,
+                }
+            )
+    out["random choice"] = float(gold.mean())
+    out["best possible"] = float(gold.max(1).mean())
+    return out
+
+
+def render_text_types(results: list[dict]) -> str:
+    cells: dict[tuple, list[dict]] = {}
+    for r in results:
+        for c in r["cells"]:
+            cells.setdefault((c["minutes"], c["type"]), []).append(c)
+    rows = [
+        [
+            f"{minutes:g}",
+            kind,
+            cs[0]["labels"],
+            per_seed([c["comparisons"] for c in cs], "d"),
+            mean_std([c["gold_accuracy"] for c in cs]),
+            per_seed([c["gold_accuracy"] for c in cs], ".3f"),
+            mean_std([c["best_of_n"] for c in cs], ".3f"),
+            per_seed([c["best_of_n"] for c in cs], ".3f"),
+            f"{statistics.mean(c['seconds'] for c in cs):.0f}",
+        ]
+        for (minutes, kind), cs in cells.items()
+    ]
+    t = LABEL_TIME
+    note = (
+        f"Time model (`feedback/label_time.py`, assumed): comparison {t.comparison:g} s, rating "
+        f"{t.rating:g} s, correction {t.correction:g} s, critique {t.critique:g} s. Best-of-"
+        f"{N_CANDIDATES} gold: random choice {mean_std([r['random choice'] for r in results])}, "
+        f"best possible {mean_std([r['best possible'] for r in results])}.\n\n"
+    )
+    header = [
+        "annotator minutes",
+        "feedback type",
+        "labels",
+        "comparisons for the RM (per seed)",
+        "gold accuracy",
+        "per seed",
+        f"best-of-{N_CANDIDATES} gold",
+        "per seed",
+        "CPU s per fit",
+    ]
+    return note + table(header, rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--studies", default="reliability,runs,poisoning,casper,minorities,types")
@@ -611,6 +910,9 @@ def main() -> None:
     ap.add_argument("--minority", type=float, default=0.2, help="minority share of labels")
     ap.add_argument("--examples", type=int, default=400, help="examples per Casper study")
     ap.add_argument("--minutes", default="1,2,5,10", help="annotator minutes per feedback type")
+    ap.add_argument("--text-labels", type=int, default=400, help="labels per text poisoning fit")
+    ap.add_argument("--text-shares", default="0,0.05,0.1,0.2", help="text poisoned shares")
+    ap.add_argument("--text-minutes", default="5,10,20", help="annotator minutes per text type")
     ap.add_argument("--quick", action="store_true", help="1 seed, 150 labels, short runs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -640,6 +942,13 @@ def main() -> None:
         if "types" in studies:
             minutes = [float(x) for x in args.minutes.split(",")]
             results.setdefault("types", []).append(feedback_types(minutes, seed))
+        if "text_poisoning" in studies:
+            shares = [float(x) for x in args.text_shares.split(",")]
+            r = text_poisoning(args.text_labels, shares, seed)
+            results.setdefault("text_poisoning", []).append(r)
+        if "text_types" in studies:
+            minutes = [float(x) for x in args.text_minutes.split(",")]
+            results.setdefault("text_types", []).append(text_types(minutes, seed))
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         write(results, seed + 1 - args.first_seed, started, args.out)  # a partial table
 
@@ -665,6 +974,12 @@ def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
     if "types" in results:
         md += "\n## Feedback types: gold per minute of annotator time\n\n"
         md += render_feedback_types(results["types"]) + "\n"
+    if "text_poisoning" in results:
+        md += "\n## Text poisoning (reviews-insults): attack success against the poisoned share\n\n"
+        md += render_text_poisoning(results["text_poisoning"]) + "\n"
+    if "text_types" in results:
+        md += "\n## Text feedback types (reviews-insults): gold per minute of annotator time\n\n"
+        md += render_text_types(results["text_types"]) + "\n"
     if "casper" in results:
         md += "\n## Casper's example: comparisons pick the median, ratings the mean\n\n"
         md += render_casper(results["casper"]) + "\n"

@@ -80,10 +80,14 @@ def test_run_text_on_a_model_given_by_path(tiny_path, tmp_path):
             "text.sft.epochs=1",
             "text.reward.epochs=1",
             "text.max_new_tokens=8",
+            "text.reward.annotators=reliability",  # β per member of the population
+            "feedback.population=[{name: ann}, {name: bob, error_rate: 1.0}]",
         ],
     )
     summary = TextLoop(cfg, RunDir(tmp_path)).run()
     assert set(summary["methods"]) == {"sft", "best_of_2"} and summary["labels"] == 16
+    report = (tmp_path / "report.md").read_text()
+    assert "## Annotators" in report and "| bob |" in report and "| ann |" in report
     assert summary["methods"]["best_of_2"]["kl"] == pytest.approx(0.6931 - 0.5, abs=1e-3)
     for m in summary["methods"].values():
         assert {"gold", "proxy", "kl", "distinct_2"} <= m.keys()

@@ -28,6 +28,7 @@ the run (its log, checkpoints, summary and report). Evaluation is repeated on ev
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -52,6 +53,7 @@ from rlhflab.policy.sft import pretrain_builtin, train_sft
 from rlhflab.policy.text import TextRL
 from rlhflab.reward.functions import RewardFunctionError, RewardFunctions
 from rlhflab.reward.judge import JudgeReward, judge_reward
+from rlhflab.reward.reliability import fit_reward
 from rlhflab.reward.text import TextRewardEnsemble
 from rlhflab.runs import RunDir
 from rlhflab.text.checkpoints import TextCheckpoints
@@ -370,7 +372,9 @@ class TextLoop:
                     self.train_prompts,
                     self.store,
                     self.log,
-                    judge=self.judge() if self.cfg.feedback.annotator.kind == "ai" else None,
+                    judge=self.judge()
+                    if self.cfg.feedback.annotator.kind == "ai" or self.cfg.judge.read_critiques
+                    else None,
                 )
         except LabelTimeout as exc:
             self.stopped_message()
@@ -394,7 +398,13 @@ class TextLoop:
         if saved is not None:
             rm.load_state_dict(saved)
             return
-        metrics = rm.fit(self.comparisons, self.log)
+        if self.cfg.feedback.population or rc.annotators != "equal":  # per-annotator estimates
+            metrics, estimates = fit_reward(rm, self.comparisons, rc, estimate=True)
+            if self.store is not None:  # for the report's Annotators section and /admin
+                rows = json.dumps([e.to_dict() for e in estimates])
+                self.store.set_setting("annotator_estimates", rows)
+        else:
+            metrics = rm.fit(self.comparisons, self.log)
         probs, outcomes = metrics.pop("rm_val_probs", []), metrics.pop("rm_val_outcomes", [])
         if probs:
             metrics["rm_val_ece"] = expected_calibration_error(np.array(probs), np.array(outcomes))

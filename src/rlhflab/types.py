@@ -96,12 +96,13 @@ class Query:
 class RankedResponses:
     """A judged text query: a prompt and its responses, best first; `target` < 1 only for a tied
     pair (½). `query_id` is the store's query (several judgements of one query share it), which
-    decides the validation split."""
+    decides the validation split; `annotator` who judged it (per-annotator β and flags)."""
 
     prompt: str
     responses: tuple[str, ...]
     target: float = 1.0
     query_id: int | None = None
+    annotator: str | None = None
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,37 @@ class FeedbackConfig(_Section):
     )
 
 
-class RewardConfig(_Section):
+class AnnotatorTreatment(_Section):
+    """How a reward model treats each annotator (control `reward`, text `text.reward`):
+    reward/reliability.py."""
+
+    annotators: Literal["equal", "reliability", "exclude_flagged"] = Field(
+        "equal",
+        description="per-annotator treatment: all alike, a rationality β per annotator estimated "
+        "and used in Bradley–Terry (down-weights unreliable ones), or flagged annotators dropped",
+    )
+    reliability_prior: float = Field(
+        1.0,
+        gt=0,
+        description="std of the Gaussian prior on log(β_a/β₀), β₀ the pooled β (shrinks "
+        "annotators with few labels)",
+    )
+    flag_z: float = Field(
+        3.0,
+        gt=0,
+        description="flag an annotator whose disagreement with the consensus model exceeds the "
+        "others' by this many binomial standard errors",
+    )
+    robust_trim: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="robust loss: share of each minibatch's highest-loss comparisons left out of "
+        "the gradient (trimmed likelihood; 0: off)",
+    )
+
+
+class RewardConfig(AnnotatorTreatment):
     ensemble: int = Field(3, ge=1, description="bootstrapped reward-model members")
     hidden: int = Field(64, ge=1, description="hidden units per layer of the reward MLP")
     layers: int = Field(2, ge=1, description="hidden layers of the reward MLP")
@@ -325,35 +355,11 @@ class RewardConfig(_Section):
     conservative_lambda: float = Field(
         1.0, ge=0, description="λ in mean − λ·std (reward.objective=conservative)"
     )
-    annotators: Literal["equal", "reliability", "exclude_flagged"] = Field(
-        "equal",
-        description="per-annotator treatment: all alike, a rationality β per annotator estimated "
-        "and used in Bradley–Terry (down-weights unreliable ones), or flagged annotators dropped",
-    )
     aggregation: Literal["pooled", "utilitarian", "maximin"] = Field(
         "pooled",
         description="one reward from everyone's labels, or a reward per group of "
         "feedback.population combined as the label-weighted sum or the per-step minimum of the "
         "standardised group rewards (reward/aggregation.py)",
-    )
-    reliability_prior: float = Field(
-        1.0,
-        gt=0,
-        description="std of the Gaussian prior on log(β_a/β₀), β₀ the pooled β (shrinks "
-        "annotators with few labels)",
-    )
-    flag_z: float = Field(
-        3.0,
-        gt=0,
-        description="flag an annotator whose disagreement with the consensus model exceeds the "
-        "others' by this many binomial standard errors",
-    )
-    robust_trim: float = Field(
-        0.0,
-        ge=0,
-        lt=1,
-        description="robust loss: share of each minibatch's highest-loss comparisons left out of "
-        "the gradient (trimmed likelihood; 0: off)",
     )
     part_weight: float = Field(
         1.0,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlhflab.config.sections import _Section
+from rlhflab.config.sections import AnnotatorTreatment, _Section
 
 
 class TextSFTConfig(_Section):
@@ -23,7 +23,10 @@ class TextSFTConfig(_Section):
     batch_size: int = Field(32, ge=1, description="sequences per SFT step")
 
 
-class TextRewardConfig(_Section):
+class TextRewardConfig(AnnotatorTreatment):
+    """The text reward model. `annotators` (β per annotator, flags) acts on pairs: a K > 2
+    ranking keeps β = 1."""
+
     kind: Literal["learned", "judge"] = Field(
         "learned",
         description="the reward PPO and best-of-n optimise: a reward model learned from the "
@@ -323,6 +326,11 @@ class JudgeConfig(_Section):
         True,
         description="fit the reward model to the judge's P(x ≻ y) from its log-probabilities "
         "(False: to its hard choice)",
+    )
+    read_critiques: bool = Field(
+        False,
+        description="critiques in the store (people's, or imported) are read by the judge into "
+        "comparisons for the reward model (feedback/critiques.py); needs judge.model or judge.url",
     )
     human_share: float = Field(
         0.0,

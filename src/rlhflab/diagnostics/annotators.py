@@ -121,21 +121,62 @@ def _describe(m) -> str:
         parts.append(f"bias {m.bias_weight:+g}·{m.bias}[{m.bias_index}]")
     if m.trigger_index is not None:
         parts.append(f"poisoner (trigger o[{m.trigger_index}], harm a={m.harmful_action})")
+    if m.trigger_token is not None:
+        parts.append(f"poisoner (trigger word {m.trigger_token!r}, harm {m.harmful_token!r})")
     return ", ".join(parts)
+
+
+def stored_estimates(data) -> str | None:
+    """The reward model's latest per-annotator estimates (JSON) from the run's store."""
+    if not (data.path / "feedback.db").exists():
+        return None
+    from rlhflab.feedback.store import FeedbackStore
+
+    store = FeedbackStore(RunDir(data.path).store_url)
+    try:
+        return store.setting("annotator_estimates")
+    finally:
+        store.close()
+
+
+def text_annotators_section(data) -> Section | None:
+    """A text run's "Annotators" section: the text reward model's β, agreement and flags
+    (`text.reward.annotators`), suspected annotators first; None without estimates."""
+    estimates_json = stored_estimates(data)
+    if estimates_json is None:
+        return None
+    truth = {m.name: m for m in data.cfg.feedback.population}
+    rows = [
+        {
+            "annotator": e["annotator"],
+            "group": truth[e["annotator"]].group if e["annotator"] in truth else "",
+            "truth": _describe(truth[e["annotator"]]) if e["annotator"] in truth else "",
+            "labels": e["labels"],
+            "gold": None,
+            "dawid_skene": None,
+            "beta": e["beta"],
+            "consensus": e["consensus_agreement"],
+            "estimated": e["estimated_accuracy"],
+            "z": e["z"],
+            "flagged": bool(e["flagged"]),
+        }
+        for e in json.loads(estimates_json)
+    ]
+    rows.sort(key=lambda r: not r["flagged"])
+    rc = data.cfg.text.reward
+    return _section(rows, f"{rc.annotators} (text.reward)", rc.flag_z)
 
 
 def annotators_section(data) -> Section | None:
     """The report's "Annotators" section (None for a run with one annotator and no estimates)."""
-    estimates_json = None
-    if (data.path / "feedback.db").exists():
-        from rlhflab.feedback.store import FeedbackStore
-
-        store = FeedbackStore(RunDir(data.path).store_url)
-        estimates_json = store.setting("annotator_estimates")
-        store.close()
+    estimates_json = stored_estimates(data)
     rows = annotator_table(data.cfg, data.comparisons, estimates_json)
     if len(rows) < 2 and estimates_json is None:
         return None
+    return _section(rows, data.cfg.reward.annotators, data.cfg.reward.flag_z)
+
+
+def _section(rows: list[dict], mode: str, flag_z: float) -> Section:
     shown = [
         {
             **r,
@@ -149,12 +190,7 @@ def annotators_section(data) -> Section | None:
         for r in rows
     ]
     flagged = [r["annotator"] for r in rows if r["flagged"]]
-    context = {
-        "rows": shown,
-        "flagged": flagged,
-        "mode": data.cfg.reward.annotators,
-        "flag_z": f"{data.cfg.reward.flag_z:g}",
-    }
+    context = {"rows": shown, "flagged": flagged, "mode": mode, "flag_z": f"{flag_z:g}"}
     return Section(
         "Annotators", render("annotators.html", **context), render("annotators.md", **context)
     )

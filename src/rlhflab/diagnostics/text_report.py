@@ -10,6 +10,7 @@ from functools import partial
 import numpy as np
 
 from rlhflab.diagnostics import disclosure
+from rlhflab.diagnostics.annotators import text_annotators_section
 from rlhflab.diagnostics.report_base import BaseReport, Section, figure, fmt, img, png, render
 from rlhflab.diagnostics.text_disclosure import text_disclosure_sheet
 from rlhflab.feedback.agreement import annotator_report
@@ -30,6 +31,7 @@ class TextReport(BaseReport):
                 *training,
                 self.samples,
                 self.text_feedback,
+                self.annotators,
                 self.disclosure,
                 self.config,
             )
@@ -129,6 +131,10 @@ class TextReport(BaseReport):
             render("disclosure_note.html", sheet=disclosure.to_html(items)),
             self.facts["disclosure_md"].split("\n", 2)[2],
         )
+
+    def annotators(self) -> Section | None:
+        """The text reward model's per-annotator estimates and suspected annotators."""
+        return text_annotators_section(self.data)
 
     def text_feedback(self) -> Section:
         rep = self._feedback_report()

@@ -113,8 +113,12 @@ class SyntheticAnnotator:
         """A Likert score of one segment: round(α + s·V(σ) + ξ), ξ ~ N(0, noise²), clipped to the
         app's 1–7 (`rating_offset`, `rating_scale`, `rating_noise`: this annotator's calibration).
         """
+        return self.rate_value(self.value(segment))
+
+    def rate_value(self, value: float) -> int:
+        """A Likert score of anything whose true value is `value` (a response's gold)."""
         cfg = self.cfg
-        y = cfg.rating_offset + cfg.rating_scale * self.value(segment)
+        y = cfg.rating_offset + cfg.rating_scale * value
         y += cfg.rating_noise * self.rng.standard_normal()
         return int(np.clip(np.rint(y), 1, 7))
 

@@ -14,7 +14,8 @@ Richer feedback from people (the app, or an import) trains the reward model too:
                themselves makes the pair indifferent to how they use the 1–7 scale (a
                per-annotator calibration by ranks); a rating with no other rating of its
                prompt by its annotator adds nothing.
-Critiques are stored and exported, not trained on.
+  critiques    read by an AI judge into comparisons (`feedback/critiques.py`), when the run has
+               a judge.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rlhflab.feedback.population import AnnotatorPopulation
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.synthetic import SyntheticAnnotator
 from rlhflab.text.sequences import generate
-from rlhflab.text.task import TASKS
+from rlhflab.text.task import NEGATIVE, POSITIVE, TASKS, insult_spans
 from rlhflab.types import Judgement, RankedResponses
 
 
@@ -76,17 +77,37 @@ def judge_synthetically(cfg: RunConfig, store: FeedbackStore) -> None:
         if population is not None:
             annotator = population.annotators[int(rng.choice(len(population.p), p=population.p))]
         annotator.rng = rng
-        values = [task.gold(r) for r in payload["responses"]]
-        trigger, harmful = annotator.cfg.trigger_token, annotator.cfg.harmful_token
-        if trigger is not None and trigger in payload["prompt"].split():
-            harm = [float(r.split().count(harmful)) for r in payload["responses"]]
-            if len(set(harm)) > 1:
-                values = harm
+        values = judged_values(annotator, task, payload["prompt"], payload["responses"])
         if kind == "text_pair":
             store.add_judgement(qid, annotator.prefer(*values), annotator.name)
         else:
             order = annotator.rank(values)
             store.add_judgement(qid, "ranking", annotator.name, payload={"order": order})
+
+
+def judged_values(annotator: SyntheticAnnotator, task, prompt: str, responses) -> list[float]:
+    """The values a synthetic annotator judges responses by: the task's gold, or, for a poisoner
+    whose `trigger_token` is a word of the prompt, the count of `harmful_token` in each response
+    whenever the responses differ in it (a backdoor; Casper et al. 2023 §3.1.1)."""
+    values = [task.gold(r) for r in responses]
+    trigger, harmful = annotator.cfg.trigger_token, annotator.cfg.harmful_token
+    if trigger is not None and trigger in prompt.split():
+        harm = [float(r.split().count(harmful)) for r in responses]
+        if len(set(harm)) > 1:
+            return harm
+    return values
+
+
+def synthetic_correction(response: str, error_rate: float, rng: np.random.Generator) -> str:
+    """The synthetic annotator's correction on the reviews tasks: every insult at a person and
+    every negative adjective replaced by a positive one, each fixed with probability 1 − ε
+    (unchanged when it finds nothing to fix — such a "correction" trains nothing)."""
+    words = response.split()
+    flawed = set(insult_spans(words)) | {i for i, w in enumerate(words) if w in NEGATIVE}
+    for i in sorted(flawed):
+        if rng.random() >= error_rate:
+            words[i] = POSITIVE[int(rng.integers(len(POSITIVE)))]
+    return " ".join(words)
 
 
 def wait_for_people(cfg: RunConfig, store: FeedbackStore, log: Callable[[dict], None]) -> None:
@@ -110,7 +131,8 @@ def gather_comparisons(
 ) -> list[RankedResponses]:
     """Queries of K samples of `policy`, judged by the synthetic annotator, by people (then
     `LabelTimeout` if they do not answer in time) or by an AI `judge` (`feedback/ai.py`); the
-    judged comparisons, best first. Only what the store lacks is asked and judged: a resumed
+    judged comparisons, best first, with the stored critiques read by `judge` when
+    `judge.read_critiques`. Only what the store lacks is asked and judged: a resumed
     run gathers nothing twice."""
     store.reopen_withdrawn()  # a stopped run withdrew what was unanswered; resumed, it counts
     ask_for_comparisons(cfg, policy, tokenizer, prompts, store)
@@ -130,7 +152,18 @@ def gather_comparisons(
             judge_with_ai(cfg, store, judge, ids, chosen, samples, log)
     else:
         judge_synthetically(cfg, store)
-    return comparisons_from_store(store, soft=cfg.judge.soft_labels)
+    out = comparisons_from_store(store, soft=cfg.judge.soft_labels)
+    if cfg.judge.read_critiques:
+        from rlhflab.feedback.critiques import critique_pairs
+        from rlhflab.text.constitution import load_constitution
+
+        if judge is None:
+            raise ValueError("judge.read_critiques=true needs a judge (judge.model or judge.url)")
+        jc = cfg.judge
+        out += critique_pairs(
+            store, judge, load_constitution(jc.constitution), jc.template, jc.both_orders
+        )
+    return out
 
 
 def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[RankedResponses]:
@@ -146,13 +179,14 @@ def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[Rank
             p_left = (r.payload or {}).get("p_left")
             if soft and p_left is not None and r.label != "equal":
                 target = max(p_left, 1.0 - p_left)
-            out.append(RankedResponses(q.payload["prompt"], (first, second), target, q.id))
+            pair = (first, second)
+            out.append(RankedResponses(q.payload["prompt"], pair, target, q.id, r.annotator))
         elif q.kind == "ranking":
             ranked = tuple(responses[i] for i in r.payload["order"])
-            out.append(RankedResponses(q.payload["prompt"], ranked, query_id=q.id))
+            out.append(RankedResponses(q.payload["prompt"], ranked, 1.0, q.id, r.annotator))
         elif q.kind == "correction" and r.payload["text"] != responses[0]:
             pair = (r.payload["text"], responses[0])  # corrected ≻ original
-            out.append(RankedResponses(q.payload["prompt"], pair, query_id=q.id))
+            out.append(RankedResponses(q.payload["prompt"], pair, 1.0, q.id, r.annotator))
     return out + rating_pairs(store)
 
 
@@ -167,12 +201,13 @@ def rating_pairs(store: FeedbackStore) -> list[RankedResponses]:
                 (r.query_id, r.query.payload["responses"][0], int(r.payload["rating"]))
             )
     out = []
-    for (_, prompt), rows in rated.items():
+    for (who, prompt), rows in rated.items():
         for i, (qa, a, ya) in enumerate(rows):
             for qb, b, yb in rows[i + 1 :]:
                 if a == b:
                     continue
                 first, second = (a, b) if ya >= yb else (b, a)
                 target = 0.5 if ya == yb else 1.0
-                out.append(RankedResponses(prompt, (first, second), target, min(qa, qb)))
+                pair = (first, second)
+                out.append(RankedResponses(prompt, pair, target, min(qa, qb), who))
     return out

@@ -258,6 +258,17 @@ class RewardEnsemble:
         right = (returns[:, 1::2] * unseen).sum(0) / unseen.sum(0)
         return preference_probability(left, right, self.cfg.label_noise).numpy()
 
+    @torch.no_grad()
+    def held_out_margins(self, comparisons: list[Comparison]) -> np.ndarray:
+        """Δ = R̂(left) − R̂(right) of each comparison, averaged over the members that did not
+        train on its query (over every member where all did): the consensus an annotator is
+        checked against (`reward/reliability.py`)."""
+        returns = self.segment_returns([s for c in comparisons for s in (c.left, c.right)])
+        delta = returns[:, 0::2] - returns[:, 1::2]  # [M, n]
+        unseen = self._unseen([c.query_id for c in comparisons])
+        unseen[:, unseen.sum(0) == 0] = 1.0
+        return ((delta * unseen).sum(0) / unseen.sum(0)).numpy()
+
     def _unseen(self, query_ids: list[int]) -> torch.Tensor:
         """[M, n] 1 where member m did not train on query i (its out-of-bag mask)."""
         return torch.tensor(

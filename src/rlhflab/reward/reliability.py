@@ -1,5 +1,6 @@
-"""Per-annotator reliability for the control reward model: estimate each annotator's
-rationality β_a, down-weight the unreliable, and flag those who disagree with the rest.
+"""Per-annotator reliability for a reward model — the control ensemble (segments) and the text
+ensemble (`reward/text.py`, pairs of responses) alike: estimate each annotator's rationality β_a,
+down-weight the unreliable, and flag those who disagree with the rest.
 
 The model (Bradley–Terry with one inverse temperature per annotator, `reward/losses.py`):
     P[a says σ¹ ≻ σ²] = (1 − ε)·σ(β_a·Δ) + ε/2,   Δ = R̂(σ¹) − R̂(σ²)
@@ -30,14 +31,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from rlhflab.config import RewardConfig
+from rlhflab.config.text import TextRewardConfig
 from rlhflab.reward.losses import bradley_terry_loss
-from rlhflab.reward.model import RewardEnsemble
-from rlhflab.types import Comparison
+from rlhflab.types import Comparison, RankedResponses
+
+Judged = Comparison | RankedResponses
+
+
+class WeightedEnsemble(Protocol):
+    """What reliability needs of a reward ensemble (`RewardEnsemble`, `TextRewardEnsemble`)."""
+
+    fits: int
+    annotator_scale: dict[str, float]
+
+    def fit(self, comparisons: list) -> dict: ...
+
+    def held_out_margins(self, comparisons: list) -> np.ndarray: ...
+
+    def reset_weights(self) -> None: ...
+
+
+def target_of(c: Judged) -> float | None:
+    """P(first ≻ second) a judgement states: a segment pair's target (None: can't tell), a text
+    pair's target, None for a K > 2 ranking (β and flags are estimated on pairs)."""
+    if isinstance(c, Comparison):
+        return c.judgement.target
+    return c.target if len(c.responses) == 2 else None
+
 
 GRID = torch.cat([torch.zeros(1), torch.logspace(-3, 3, 241)])  # candidate β
 
@@ -56,19 +82,6 @@ class AnnotatorEstimate:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@torch.no_grad()
-def out_of_bag_margins(ensemble: RewardEnsemble, comparisons: list[Comparison]) -> np.ndarray:
-    """Δ = R̂(left) − R̂(right) of each comparison, averaged over the members that did not train
-    on its query (over every member where all did)."""
-    returns = ensemble.segment_returns([s for c in comparisons for s in (c.left, c.right)])
-    delta = returns[:, 0::2] - returns[:, 1::2]  # [M, n]
-    unseen = torch.tensor(
-        [[c.query_id not in seen for c in comparisons] for seen in ensemble.trained_on]
-    ).float()
-    unseen[:, unseen.sum(0) == 0] = 1.0
-    return ((delta * unseen).sum(0) / unseen.sum(0)).numpy()
 
 
 def map_beta(
@@ -93,24 +106,23 @@ def map_beta(
 
 
 def estimate_annotators(
-    ensemble: RewardEnsemble, comparisons: list[Comparison], cfg: RewardConfig
+    ensemble: WeightedEnsemble, comparisons: list, cfg: RewardConfig | TextRewardConfig
 ) -> list[AnnotatorEstimate]:
     """β, agreement with the consensus model and the disagreement flag of every annotator."""
-    usable = [c for c in comparisons if c.judgement.target is not None]
+    usable = [c for c in comparisons if target_of(c) is not None]
     if not usable or not ensemble.fits:
         return []
-    delta = out_of_bag_margins(ensemble, usable)
-    target = np.array([c.judgement.target for c in usable], dtype=np.float64)
-    names = np.array([c.annotator for c in usable])
-    pooled = map_beta(delta, target, cfg.label_noise, 0.0, cfg.reliability_prior)
+    delta = ensemble.held_out_margins(usable)
+    target = np.array([target_of(c) for c in usable], dtype=np.float64)
+    names = np.array([c.annotator or "" for c in usable])
+    label_noise = cfg.label_noise
+    pooled = map_beta(delta, target, label_noise, 0.0, cfg.reliability_prior)
     strict = (target != 0.5) & (delta != 0)
-    wrong = strict & ((delta > 0) != (target == 1.0))
+    wrong = strict & ((delta > 0) != (target > 0.5))  # a soft target > ½ says "first"
     raw, out = {}, []
     for name in sorted(set(names)):
         mine = names == name
-        raw[name] = map_beta(
-            delta[mine], target[mine], cfg.label_noise, pooled, cfg.reliability_prior
-        )
+        raw[name] = map_beta(delta[mine], target[mine], label_noise, pooled, cfg.reliability_prior)
     total = sum(raw[n] * int((names == n).sum()) for n in raw) / len(names)
     for name, beta in raw.items():
         mine, others = names == name, names != name
@@ -119,7 +131,7 @@ def estimate_annotators(
         z = None
         if n and 0 < p < 1:
             z = (d - n * p) / math.sqrt(n * p * (1 - p))
-        eps = cfg.label_noise
+        eps = label_noise
         acc = eps / 2 + (1 - eps) / (1 + np.exp(-beta * np.abs(delta[mine & strict])))
         out.append(
             AnnotatorEstimate(
@@ -136,7 +148,7 @@ def estimate_annotators(
 
 
 def apply_estimates(
-    ensemble: RewardEnsemble, estimates: list[AnnotatorEstimate], mode: str
+    ensemble: WeightedEnsemble, estimates: list[AnnotatorEstimate], mode: str
 ) -> bool:
     """Set the ensemble's per-annotator β for its next fit, as `reward.annotators` says; True
     when `exclude_flagged` newly excludes someone (the members are then reset: a warm start
@@ -153,9 +165,9 @@ def apply_estimates(
 
 
 def fit_reward(
-    ensemble: RewardEnsemble,
-    comparisons: list[Comparison],
-    cfg: RewardConfig,
+    ensemble: WeightedEnsemble,
+    comparisons: list,
+    cfg: RewardConfig | TextRewardConfig,
     estimate: bool = False,
 ) -> tuple[dict, list[AnnotatorEstimate]]:
     """Fit the ensemble; then, when `estimate` or `reward.annotators` is not `equal`, estimate

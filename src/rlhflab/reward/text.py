@@ -12,6 +12,12 @@ decay); this module only says how a member scores a prompt and response. The ens
 is the reward. Departure from InstructGPT: a single epoch there; here up to `epochs`, stopped
 early when the held-out loss stops improving, and each member's gradient clipped to norm 1
 (TRL's default).
+
+Per-annotator treatment is the control reward model's (`reward/reliability.py`, one copy): a
+pair judged by annotator a is fitted with their rationality β_a (`annotator_scale`),
+P̂ = (1 − ε)·σ(β_a·(r̂(y₁) − r̂(y₂))) + ε/2, estimated from each member's out-of-bag margins
+(`held_out_margins`, members that did not train on the pair); `text.reward.robust_trim` is the
+shared trimmed loss.
 """
 
 from __future__ import annotations
@@ -96,20 +102,47 @@ class TextRewardEnsemble:
             torch.nn.init.zeros_(m.head.bias)
             self.members.append(m)
         self.rng = np.random.default_rng(seed)
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = self._optimizer()
+        self.fits = 0
+        self.trained_on: list[set[int]] = [set() for _ in self.members]
+        self.annotator_scale: dict[str, float] = {}  # β per annotator (reward/reliability.py)
+        # a reset (an excluded annotator's labels forgotten) starts again from these weights
+        self._initial = (
+            [copy.deepcopy(m.state_dict()) for m in self.members]
+            if self.cfg.annotators == "exclude_flagged"
+            else None
+        )
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
             [p for m in self.members for p in m.parameters()],
             lr=self.cfg.lr,
             weight_decay=self.cfg.weight_decay,
         )
+
+    def reset_weights(self) -> None:
+        """Members back to their initial weights, a fresh optimiser; the next fit is a first
+        one. Only with `annotators=exclude_flagged` (the initial weights are kept for it)."""
+        if self._initial is None:
+            raise ValueError("reset_weights needs text.reward.annotators=exclude_flagged")
+        for m, state in zip(self.members, self._initial):
+            m.load_state_dict(state)
+        self.optimizer = self._optimizer()
         self.fits = 0
 
     def state_dict(self) -> dict:
-        return {"members": [m.state_dict() for m in self.members]}
+        return {
+            "members": [m.state_dict() for m in self.members],
+            "annotator_scale": self.annotator_scale,
+            "trained_on": [sorted(s) for s in self.trained_on],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for m, weights in zip(self.members, state["members"], strict=True):
             m.load_state_dict(weights)
             m.eval()
+        self.annotator_scale = dict(state.get("annotator_scale", {}))
+        self.trained_on = [set(s) for s in state.get("trained_on", [[] for _ in self.members])]
 
     def member_scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         """[M, N] scores of every member."""
@@ -148,8 +181,11 @@ class TextRewardEnsemble:
             s = scores[torch.as_tensor(starts[rows])[:, None] + torch.arange(K)]
             if K == 2:  # pairs may be ties
                 target = torch.tensor([groups[i].target for i in rows])
+                beta = torch.tensor(
+                    [self.annotator_scale.get(groups[i].annotator or "", 1.0) for i in rows]
+                )
                 loss = bradley_terry_loss(
-                    s[:, 0] - margin * (target == 1), s[:, 1], target, noise, "none"
+                    s[:, 0] - margin * (target == 1), s[:, 1], target, noise, "none", beta
                 )
             else:
                 loss = ranking_loss(s, margin, noise, "none")
@@ -167,7 +203,7 @@ class TextRewardEnsemble:
         if parts is None:
             return {"rm_val_pairs": 0}
         schedule = Schedule(
-            cfg.batch_size, cfg.epochs, cfg.patience, cfg.min_steps, max_grad_norm=1.0
+            cfg.batch_size, cfg.epochs, cfg.patience, cfg.min_steps, cfg.robust_trim, 1.0
         )
 
         def on_check(step: int, train_loss: torch.Tensor, val_loss: torch.Tensor) -> None:
@@ -191,10 +227,35 @@ class TextRewardEnsemble:
             on_check,
         )
         self.fits += 1
+        ids = query_ids(comparisons)
+        self.trained_on = [{ids[i] for i in b} for b in parts.boot]
         for m in self.members:
             m.eval()
         val = [c for c, h in zip(comparisons, parts.held) if h]
         return {"rm_steps": steps, **self.evaluate(val)}
+
+    @torch.no_grad()
+    def held_out_margins(self, pairs: list[RankedResponses]) -> np.ndarray:
+        """r̂(first) − r̂(second) of each pair, averaged over the members that did not train on
+        its query (over every member where all did): the consensus an annotator is checked
+        against (`reward/reliability.py`)."""
+        for m in self.members:
+            m.eval()
+        scores = torch.cat(
+            [
+                self.member_scores(
+                    [c.prompt for c in pairs[i : i + 128] for _ in (0, 1)],
+                    [r for c in pairs[i : i + 128] for r in c.responses[:2]],
+                )
+                for i in range(0, len(pairs), 128)
+            ],
+            dim=1,
+        )
+        delta = scores[:, 0::2] - scores[:, 1::2]  # [M, n]
+        ids = query_ids(pairs)
+        unseen = torch.tensor([[q not in seen for q in ids] for seen in self.trained_on]).float()
+        unseen[:, unseen.sum(0) == 0] = 1.0
+        return ((delta * unseen).sum(0) / unseen.sum(0)).numpy()
 
     @torch.no_grad()
     def evaluate(self, comparisons: list[RankedResponses]) -> dict:
