@@ -102,6 +102,9 @@ class RankedResponses:
     responses: tuple[str, ...]
     target: float = 1.0
     query_id: int | None = None
+    # per-step feedback on a pair: a judgement of each aligned step (`reward/process.
+    # response_steps`: sentence) of the two responses, "left" meaning the first's step is better
+    parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

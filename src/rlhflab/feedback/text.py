@@ -14,6 +14,9 @@ Richer feedback from people (the app, or an import) trains the reward model too:
                themselves makes the pair indifferent to how they use the 1–7 scale (a
                per-annotator calibration by ranks); a rating with no other rating of its
                prompt by its annotator adds nothing.
+  steps        a pair judged step by step (`payload["parts"]`: one judgement per sentence, as
+               the app's part rows give them) keeps its step labels, turned with the pair
+               (`RankedResponses.parts`; per-step feedback, `reward/process.py`).
 Critiques are stored and exported, not trained on.
 """
 
@@ -133,6 +136,9 @@ def gather_comparisons(
     return comparisons_from_store(store, soft=cfg.judge.soft_labels)
 
 
+FLIPPED = {"left": "right", "right": "left", "equal": "equal", "cant_tell": "cant_tell"}
+
+
 def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[RankedResponses]:
     """Text judgements as best-first comparisons (can't-tell answers are dropped). With `soft`,
     an AI judgement's P(left ≻ right) (`p_left`) is the pair's target: P(first ≻ second) ≥ ½."""
@@ -146,7 +152,10 @@ def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[Rank
             p_left = (r.payload or {}).get("p_left")
             if soft and p_left is not None and r.label != "equal":
                 target = max(p_left, 1.0 - p_left)
-            out.append(RankedResponses(q.payload["prompt"], (first, second), target, q.id))
+            steps = (r.payload or {}).get("parts") or []  # per-step feedback, in query order
+            steps = [FLIPPED[s] for s in steps] if r.label == "right" else steps
+            pair = (first, second)
+            out.append(RankedResponses(q.payload["prompt"], pair, target, q.id, tuple(steps)))
         elif q.kind == "ranking":
             ranked = tuple(responses[i] for i in r.payload["order"])
             out.append(RankedResponses(q.payload["prompt"], ranked, query_id=q.id))
