@@ -52,8 +52,8 @@ def pool(env: str, n: int, seed: int) -> tuple[list[Segment], object]:
     """n 25-step windows of an untrained policy's rollouts on `env`, and its action space."""
     cfg = build_config(None, [f"env.id={env}", f"seed={seed}"])
     policy = ControlPolicy(cfg.env, cfg.policy, seed)
-    steps = cfg.policy.n_steps * cfg.env.num_envs
-    rollouts = [policy.collect() for _ in range(max(1, 2 * n * 25 // steps))]
+    windows = cfg.env.num_envs * (cfg.policy.n_steps // 25)  # 25-step windows per rollout
+    rollouts = [policy.collect() for _ in range(n // windows + 2)]
     space = policy.action_space
     policy.close()
     return sample_segments(rollouts, n, 25, np.random.default_rng(seed)), space
@@ -149,14 +149,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=20, help="labels per round")
-    parser.add_argument("--cap", type=int, default=160, help="labels at most")
+    parser.add_argument("--cap", type=int, default=80, help="labels at most")
     parser.add_argument("--targets", default="0.8,0.85,0.9")
-    parser.add_argument("--candidates", type=int, default=400, help="segments to choose from")
-    parser.add_argument("--test", type=int, default=150, help="held-out pairs")
+    parser.add_argument("--candidates", type=int, default=200, help="segments to choose from")
+    parser.add_argument("--test", type=int, default=100, help="held-out pairs")
     parser.add_argument("--envs", default=",".join(ENVS))
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--quick", action="store_true", help="one seed, Pendulum, two rules")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--render", type=Path, help="only print the tables of the JSON lines a run printed"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     envs, rules = args.envs.split(","), args.rules.split(",")
@@ -164,10 +167,14 @@ def main() -> None:
     if args.quick:
         envs, rules, args.cap = ["Pendulum-v1"], ["random", "disagreement"], 60
     targets = [float(t) for t in args.targets.split(",")]
+    if args.render:  # the tables of a stopped run's printed lines
+        lines = args.render.read_text().splitlines()
+        print(render([json.loads(x) for x in lines if x.startswith("{")], targets, args.cap))
+        return
     started = time.time()
     results = []
-    for env in envs:
-        for seed in seeds:
+    for seed in seeds:  # seed by seed: a stopped run still has whole seeds
+        for env in envs:
             segs, space = pool(env, 2 * args.test + args.candidates, seed)
             held = segs[args.candidates :]
             test = [(held[i], held[i + 1]) for i in range(0, len(held) - 1, 2)]

@@ -8,9 +8,10 @@ CartPole-v1 (fixed 200-step horizon), two objectives with their own true rewards
   harmless   −|x| / 2.4 while the pole is up (stay near the centre of the track), 0 after a
              fall — so falling early is *harmless* and the two objectives pull apart.
 
-A synthetic annotator (τ = 0.1, ε = 0.05) judges 200 pairs of 25-step segments of the untrained
-policy's rollouts on each objective; a reward ensemble (`reward/model.py`, 3 members) is fitted
-to each objective's labels. PPO (`control_loop.train_objectives`) then optimises, per step,
+A synthetic annotator (τ = 0.1, ε = 0.05) judges `--pairs` pairs of 25-step segments of the
+untrained policy's rollouts on each objective; a reward ensemble (`reward/model.py`, 3 members)
+is fitted to each objective's labels. PPO (`control_loop.train_objectives`) then optimises,
+per step,
 
   helpful only     z_helpful
   weighted         z_helpful + z_harmless                      (`reward/objectives.weighted`)
@@ -19,7 +20,8 @@ to each objective's labels. PPO (`control_loop.train_objectives`) then optimises
 
 with z_k = r̂_k standardised over the untrained policy's steps (`ObjectiveRewards`). Reported per
 seed: the gold return of each objective (mean of the last 5 iterations' rollouts, per 200-step
-episode), the final λ and mean z_harmless against the bound b, and CPU seconds.
+episode), the final λ and mean z_harmless against the bound b, and CPU seconds (the reward
+models' fit shared out among the modes).
 
 Departure from a full RLHF run: the labels are gathered once, before RL, on the untrained
 policy's behaviour (the run's initial share), and the reward models are not refitted.
@@ -93,11 +95,10 @@ def _scorer(ensemble: RewardEnsemble):
     )
 
 
-def run(seed: int, mode: str, bound: float, env_steps: int, pairs: int) -> dict:
+def run(seed: int, mode: str, bound: float, env_steps: int, objectives) -> dict:
     started = time.process_time()
     cfg = build_config(None, ["env=CartPole-v1", f"seed={seed}", f"env_steps={env_steps}"])
     torch.manual_seed(seed)
-    objectives, _ = reward_models(cfg, seed, pairs)
     multiplier = LagrangeMultiplier(bound=bound, lr=0.5)
     combine = {
         "helpful only": {"helpful": 1.0},
@@ -160,17 +161,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bound", type=float, default=0.0, help="b, in reference std")
-    parser.add_argument("--env-steps", type=int, default=40960)
-    parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--modes", default="helpful only,weighted,constrained")
+    parser.add_argument("--env-steps", type=int, default=16384)
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--modes", default="constrained,helpful only,weighted")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--render", type=Path, help="only print the tables of the JSON lines a run printed"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.render:  # the table of a stopped run's printed lines
+        lines = args.render.read_text().splitlines()
+        print(render([json.loads(x) for x in lines if x.startswith("{")], args.bound))
+        return
     wall = time.time()
     results = []
     for seed in range(args.seeds):
+        cfg = build_config(None, ["env=CartPole-v1", f"seed={seed}"])
+        fitted = time.process_time()
+        objectives, _ = reward_models(cfg, seed, args.pairs)  # one pair of reward models a seed
+        fitted = time.process_time() - fitted
         for mode in args.modes.split(","):
-            results.append(run(seed, mode, args.bound, args.env_steps, args.pairs))
+            results.append(run(seed, mode, args.bound, args.env_steps, objectives))
+            results[-1]["cpu"] += fitted / len(args.modes.split(","))
             print(json.dumps(results[-1]), flush=True)  # partial results survive a stop
     text = render(results, args.bound)
     if args.out:
