@@ -75,7 +75,7 @@ def curve(env: str, rule: str, seed: int, batch: int, cap: int, data) -> dict:
     candidates, test, space = data
     rng = np.random.default_rng([seed, 7])
     annotator = SyntheticAnnotator(ANNOTATOR, seed + 1)
-    ensemble = RewardEnsemble(3, space, RewardConfig(), seed + 2)
+    ensemble = RewardEnsemble(candidates[0].obs.shape[1], space, RewardConfig(), seed + 2)
     labels: list[Comparison] = []
     points = []
     while len(labels) < cap:
