@@ -124,7 +124,7 @@ def render(results: list[dict], bound: float) -> str:
     header = [
         "objective",
         "gold helpful (per seed)",
-        "gold harmless −Σ|x|/2.4 (per seed)",
+        "gold harmless −Σ abs(x)/2.4 (per seed)",
         f"mean z_harmless (bound {bound})",
         "final λ",
         "CPU s",
