@@ -344,8 +344,9 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
     )
     def answer(a: Answer, who: AnnotatorRow = Depends(ctx.annotator)):
         """Answer the leased query (quoting its lease token); stored in the query's own order."""
-        if a.parts is not None:  # process feedback: one judgement per part the query asks for
-            _check_parts(store.query(a.query_id), len(a.parts))
+        q = store.query(a.query_id) if a.parts is not None else None
+        if q is not None and a.parts is not None:  # process feedback: one per part asked for
+            _check_parts(q, len(a.parts))
         try:
             jid = store.answer_lease(
                 who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order), a.lease
@@ -497,10 +498,10 @@ def _admin_api(app: FastAPI, ctx: Ctx) -> None:
 
 def _check_parts(q, n: int) -> None:
     """409 unless the query asks for exactly n part judgements."""
-    asked = (q.payload or {}).get("parts") if q is not None else None
+    asked = (q.payload or {}).get("parts")
     if asked != n:
         what = f"{asked} parts" if asked else "no parts"
-        raise HTTPException(409, f"query {q.id if q else '?'} asks for {what}, got {n} in 'parts'")
+        raise HTTPException(409, f"query {q.id} asks for {what}, got {n} in 'parts'")
 
 
 def _shown_items(store: FeedbackStore, q, order: list[int]) -> list[dict]:
