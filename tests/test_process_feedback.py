@@ -191,8 +191,8 @@ def test_step_labels_assign_credit_within_a_text_response():
     rm = TextRewardEnsemble(TextRewardModel(base.transformer), tokenizer, 1, 0, TextRewardConfig())
     pair = RankedResponses("q", ("good . bad .", "meh . meh ."), 1.0, 0, ("left", "right"))
     member = rm.members[0]
-    optimizer = torch.optim.Adam(member.parameters(), lr=1e-2)
-    for _ in range(80):
+    optimizer = torch.optim.Adam(member.parameters(), lr=2e-2)
+    for _ in range(40):
         loss = rm.group_losses(member, [pair]).mean()
         optimizer.zero_grad()
         loss.backward()

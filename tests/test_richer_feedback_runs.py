@@ -13,7 +13,7 @@ from rlhflab.control_loop import run_rlhf
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.runs import RunDir
 
-TINY = ["env_steps=512", "labels=16", "env.num_envs=4", "policy.n_steps=32", "eval_episodes=1"]
+TINY = ["env_steps=256", "labels=12", "env.num_envs=4", "policy.n_steps=32", "eval_episodes=1"]
 TINY += ["feedback.segment_length=16", "reward.ensemble=2", "reward.refit_growth=1.0", "seed=0"]
 
 
@@ -78,7 +78,7 @@ def test_a_run_asks_for_part_labels_and_clip_ratings_and_fits_both(tmp_path, mon
     ratings, comparisons = store.ratings(), store.comparisons()
     calibration = store.setting("rating_calibration")
     store.close()
-    assert len(ratings) + len(comparisons) == 16 and 3 <= len(ratings) <= 13
+    assert len(ratings) + len(comparisons) == 12 and 2 <= len(ratings) <= 10
     assert {y for _, _, y, _ in ratings} <= set(range(1, 8))
     assert all(len(c.extra["parts"]) == 4 for c in comparisons)
     values = {p for c in comparisons for p in c.extra["parts"]}
