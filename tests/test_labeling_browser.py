@@ -165,3 +165,40 @@ def test_an_annotator_labels_video_clips_on_a_phone(tmp_path, browser):
     finally:
         server.kill()
     assert len(store.judgement_rows("alice")) == 3
+
+
+def test_an_annotator_judges_parts_and_rates_a_clip(tmp_path, browser):
+    """Process feedback and a clip rating on the page: a part choice per row, then the
+    whole-pair key; then a rating key on a single clip."""
+    run, store, _tokens = make_run(tmp_path, names=())
+    gifs = (encode_gif(frames(0)), encode_gif(frames(2)))
+    store.add_queries([(segment(1), segment(2))], [gifs], parts=2)
+    store.add_rating_queries([segment(3)], [encode_gif(frames(1))])
+    store.add_annotator("rater")
+    server = AppProcess(run.path).start()
+    try:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        sign_in(page, server, store, "rater")
+        page.wait_for_selector("button[data-part='1'][data-choice=right]")
+        page.click("button[data-part='0'][data-choice=left]")
+        page.keyboard.press("ArrowLeft")  # one part of two judged: refused on the page
+        page.wait_for_function("document.getElementById('error').textContent.includes('every')")
+        page.click("button[data-part='1'][data-choice=right]")
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_selector("button[data-rating='5']")
+        assert "How good is this clip?" in page.text_content("#task")
+        page.keyboard.press("5")
+        page.wait_for_function(
+            "document.getElementById('progress').textContent.startsWith('2 judgements')"
+        )
+        assert errors == []
+    finally:
+        server.kill()
+    pair, rating = store.judgement_rows()
+    flip = {"left": "right", "right": "left"}
+    shown = ["left", "left", "right"]  # the whole pair, then each part, as shown
+    stored = [flip[c] if pair.shown_swapped else c for c in shown]
+    assert [pair.label, *pair.payload["parts"]] == stored
+    assert rating.query.kind == "clip_rating" and rating.payload == {"rating": 5}

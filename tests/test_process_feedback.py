@@ -120,3 +120,84 @@ def test_weighting_and_the_lagrange_multiplier():
     assert lam.value == 1.0 and constrained_choice(help_, harm, lam).item() == 1
     lam.update(5.0)  # slack: λ falls, never below 0
     assert lam.value == 0.0 and lam.average == 0.5
+
+
+def test_ppo_on_two_objectives_moves_lambda_by_dual_ascent():
+    """The PPO-Lagrangian driver: λ rises by η·(b − mean z_harmless) after every rollout while
+    the constraint is violated, and each objective's gold is logged."""
+    from rlhflab.config import build_config
+    from rlhflab.control_loop import train_objectives
+    from rlhflab.policy.control import ControlPolicy
+    from rlhflab.reward.objectives import LagrangeMultiplier, ObjectiveRewards
+
+    torch.set_num_threads(1)
+    overrides = ["env=CartPole-v1", "env_steps=256", "env.num_envs=2", "policy.n_steps=32"]
+    cfg = build_config(None, [*overrides, "policy.minibatches=1", "policy.epochs=1"])
+    alive = lambda obs, actions, absorbing: torch.from_numpy(1.0 - absorbing)  # noqa: E731
+    centred = lambda obs, actions, absorbing: torch.from_numpy(-np.abs(obs[..., 0]))  # noqa: E731
+    ref = ControlPolicy(cfg.env, cfg.policy, 5).collect()
+    objectives = ObjectiveRewards(
+        {"helpful": alive, "harmless": centred}, ref.raw_obs, ref.actions, ref.absorbing
+    )
+    gold = {"harmless": lambda r: -np.abs(r.raw_obs[..., 0])}
+    tight, log = LagrangeMultiplier(bound=3.0, lr=0.5), []
+    train_objectives(cfg, objectives, ("helpful", "harmless", tight), gold, on_log=log.append)
+    assert len(log) == 4
+    lam = 0.0
+    for record in log:
+        lam = max(0.0, lam + 0.5 * (3.0 - record["z_harmless"]))
+        assert record["lambda"] == pytest.approx(lam) and record["gold_harmless"] <= 0
+    assert log[-1]["lambda"] > 4  # z_harmless stays far below the bound of 3 std
+    loose, log = LagrangeMultiplier(bound=-50.0, lr=0.5), []
+    train_objectives(cfg, objectives, ("helpful", "harmless", loose), gold, on_log=log.append)
+    assert all(r["lambda"] == 0.0 for r in log)  # a constraint that holds costs nothing
+
+
+# -- per-step feedback on text: a label on each sentence of two responses ------------------------
+def test_response_steps_are_sentences_that_join_back():
+    from rlhflab.reward.process import response_steps, step_prefixes
+
+    text = "It was good. Then bad!\nThe end"
+    assert response_steps(text) == ["It was good. ", "Then bad!\n", "The end"]
+    assert "".join(response_steps(text)) == text and response_steps("") == []
+    assert step_prefixes("a. b.") == ["", "a. ", "a. b."]
+
+
+def test_step_labels_are_read_back_turned_with_the_pair(tmp_path):
+    from rlhflab.feedback.store import FeedbackStore
+    from rlhflab.feedback.text import comparisons_from_store
+
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'f.db'}")
+    q = store.add_text_query("text_pair", "p", ["a. b.", "c. d."], meta={"parts": 2})
+    store.add_judgement(q, "right", payload={"parts": ["left", "cant_tell"]})
+    (c,) = comparisons_from_store(store)
+    store.close()
+    # best first: the right response leads, so a step that was "left" is now the second's
+    assert c.responses == ("c. d.", "a. b.") and c.parts == ("right", "cant_tell")
+
+
+def test_step_labels_assign_credit_within_a_text_response():
+    """ "good . bad ." ≻ "meh . meh ." says nothing about which sentence earned it; step labels
+    (good ≻ meh, then meh ≻ bad) teach a tiny GPT-2 reward model both, through the prefix-score
+    increments of reward/process.py."""
+    from rlhflab.config.text import TextRewardConfig
+    from rlhflab.reward.text import TextRewardEnsemble
+    from rlhflab.text.models import TextRewardModel, build_word_tokenizer, tiny_gpt2
+    from rlhflab.types import RankedResponses
+
+    torch.set_num_threads(1)
+    tokenizer = build_word_tokenizer(["good", "bad", "meh", ".", "q"])
+    base = tiny_gpt2(len(tokenizer), 1, 16, n_head=2, n_positions=32, tokenizer=tokenizer)
+    rm = TextRewardEnsemble(TextRewardModel(base.transformer), tokenizer, 1, 0, TextRewardConfig())
+    pair = RankedResponses("q", ("good . bad .", "meh . meh ."), 1.0, 0, parts=("left", "right"))
+    member = rm.members[0]
+    optimizer = torch.optim.Adam(member.parameters(), lr=2e-2)
+    for _ in range(40):
+        loss = rm.group_losses(member, [pair]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    good, meh, good_bad, meh_meh = rm.score(["q"] * 4, ["good .", "meh .", *pair.responses])
+    assert good > meh  # step 1: good ≻ meh
+    assert meh_meh - meh > good_bad - good  # step 2: meh adds more than bad
+    assert good_bad > meh_meh  # and the whole preference holds

@@ -56,7 +56,9 @@ from rlhflab.policy.rollout import Rollout, evaluate_true_return, play_episodes,
 from rlhflab.reward.aggregation import GroupRewards, groups_of
 from rlhflab.reward.background import BackgroundFitter
 from rlhflab.reward.model import NonFiniteRewardError, RewardEnsemble
+from rlhflab.reward.objectives import LagrangeMultiplier, ObjectiveRewards, weighted
 from rlhflab.reward.parallel import ShardedRewardEnsemble
+from rlhflab.reward.ratings import Rating, fit_ratings
 from rlhflab.reward.reliability import fit_reward
 from rlhflab.runs import RunDir
 from rlhflab.stats import RunningMeanStd
@@ -305,9 +307,15 @@ class ControlLoop:
         return sum(len(r.segment_windows(length)) for r in self.recent)
 
     def ask(self, n: int) -> None:
-        """Select n queries from recent segments and store them; a synthetic annotator
-        answers at once."""
+        """Select n queries from recent segments and store them (a share of them as ratings of
+        one clip, `feedback.rating_share`); a synthetic annotator answers at once."""
         fb = self.cfg.feedback
+        rated = int(self.rng.binomial(n, fb.rating_share)) if fb.rating_share else 0
+        if rated:
+            self.ask_ratings(rated)
+            n -= rated
+        if n <= 0:
+            return
         selection = fb.selection if self.reward_model.fits else "random"
         k = 1 if selection == "random" else fb.candidates
         segments = sample_segments(
@@ -327,9 +335,26 @@ class ControlLoop:
         clips = None
         if pairs and pairs[0][0].frames is not None:  # people see clips; ended steps marked
             clips = [tuple(self.clip(s) for s in pair) for pair in pairs]
-        ids = self.store.add_queries(pairs, clips, overlap=fb.overlap if self.people else 1)
+        overlap = fb.overlap if self.people else 1
+        ids = self.store.add_queries(pairs, clips, overlap=overlap, parts=fb.parts)
         if not self.people:
-            self.annotator.label(self.store, [(q, a, b) for q, (a, b) in zip(ids, pairs)])
+            items = [(q, a, b) for q, (a, b) in zip(ids, pairs)]
+            self.annotator.label(self.store, items, fb.parts)
+
+    def ask_ratings(self, n: int) -> None:
+        """n `clip_rating` queries, one random recent segment each (no active selection)."""
+        fb = self.cfg.feedback
+        segments = sample_segments(
+            list(self.recent), n, fb.segment_length, self.rng, judge=fb.annotator.judge
+        )
+        clips = (
+            [self.clip(g) for g in segments]
+            if segments[:1] and segments[0].frames is not None
+            else None
+        )
+        ids = self.store.add_rating_queries(segments, clips, fb.overlap if self.people else 1)
+        if not self.people:
+            self.annotator.label_ratings(self.store, list(zip(ids, segments)))
 
     def clip(self, segment: Segment):
         frames = mark_episode_over(segment.frames, segment.absorbing_mask)
@@ -338,7 +363,9 @@ class ControlLoop:
     def answer_pending(self) -> None:
         if not self.people:
             pending = self.store.pending_queries()
-            self.annotator.label(self.store, [(int(q.id or 0), q.left, q.right) for q in pending])
+            items = [(int(q.id or 0), q.left, q.right) for q in pending]
+            self.annotator.label(self.store, items, self.cfg.feedback.parts)
+            self.annotator.label_ratings(self.store, self.store.pending_ratings())
 
     def sync(self) -> list[Comparison]:
         """Every judged comparison: read once, then incrementally; again after a relabel."""
@@ -394,10 +421,17 @@ class ControlLoop:
         `reward.background`: the fit runs in the worker process; unless `wait`, the loop
         goes on and the fit is collected at the next call (the next policy iteration)."""
         self.collect_fit()
-        labels = len(self.sync())
+        ratings = self.ratings()
+        labels = len(self.sync()) + len(ratings)
         grown = labels > self.labels_at_fit * (1 + self.cfg.reward.refit_growth)
         if grown or (labels and not self.reward_model.fits):
             self.labels_at_fit = labels
+            if ratings:  # ratings and comparisons, one joint fit (reward/ratings.py)
+                weight = self.cfg.reward.rating_weight
+                metrics = fit_ratings(self.reward_model, ratings, self.known, weight)
+                self.store.set_setting("rating_calibration", json.dumps(metrics.pop("calibration")))
+                self.refitted(metrics)
+                return
             estimate = bool(self.people or self.cfg.feedback.population)  # per-annotator β
             if isinstance(self.reward_model, GroupRewards):
                 self.refitted(*self.reward_model.fit(self.known, estimate))
@@ -408,6 +442,12 @@ class ControlLoop:
             self.fitter.submit(self.known, estimate)
             if wait:
                 self.collect_fit()
+
+    def ratings(self) -> list[Rating]:
+        """Every rating of one clip (`feedback.rating_share`), as the rating loss reads them."""
+        if not self.cfg.feedback.rating_share:
+            return []
+        return [Rating(g, y, who) for _, g, y, who in self.store.ratings()]
 
     def collect_fit(self) -> None:
         """Wait for the background fit, if one runs, and take its reward model."""
@@ -545,6 +585,46 @@ def train_true_reward(
             record["eval_true_return"] = policy.evaluate(cfg.eval_episodes)
         if run is not None:
             run.log(record)
+        on_log(record)
+    return policy
+
+
+def train_objectives(
+    cfg: RunConfig,
+    objectives: ObjectiveRewards,
+    combine: dict[str, float] | tuple[str, str, LagrangeMultiplier],
+    gold: dict[str, Callable[[Rollout], np.ndarray]],
+    policy: ControlPolicy | None = None,
+    on_log: OnLog | None = None,
+) -> ControlPolicy:
+    """PPO on several learned rewards at once (`reward/objectives.py`): per step z_k = r̂_k
+    standardised, combined by fixed weights {k: w_k} (r = Σ w_k·z_k), or by a constraint
+    (primary, constrained, λ): r = z_primary + λ·z_constrained with λ updated by projected
+    dual ascent after every rollout on its mean z_constrained (PPO-Lagrangian, Safe RLHF).
+    Every iteration logs λ, the mean z_k, and the gold return of each objective (`gold[k]`:
+    its true reward per step of a rollout, [T, N])."""
+    on_log = on_log or _ignore
+    torch.set_num_threads(cfg.threads)
+    policy = policy or ControlPolicy(cfg.env, cfg.policy, cfg.seed, budget=cfg.env_steps)
+    iteration = 0
+    while policy.env_steps < cfg.env_steps:
+        rollout = policy.collect()
+        z = objectives(rollout.raw_obs, rollout.actions, rollout.absorbing)
+        record: dict = {"phase": "objectives", "iteration": iteration + 1}
+        if isinstance(combine, dict):
+            r = weighted(z, combine)
+        else:
+            primary, constrained, multiplier = combine
+            r = multiplier.reward(z[primary], z[constrained])
+            record["lambda"] = multiplier.update(float(z[constrained].mean()))
+        stats = policy.update(rollout, r.numpy())
+        iteration += 1
+        record |= {
+            "env_steps": policy.env_steps,
+            **{f"z_{k}": float(v.mean()) for k, v in z.items()},
+            **{f"gold_{k}": float(f(rollout).mean() * cfg.env.horizon) for k, f in gold.items()},
+            **stats,
+        }
         on_log(record)
     return policy
 

@@ -103,6 +103,9 @@ class RankedResponses:
     target: float = 1.0
     query_id: int | None = None
     annotator: str | None = None
+    # per-step feedback on a pair: a judgement of each aligned step (`reward/process.
+    # response_steps`: sentence) of the two responses, "left" meaning the first's step is better
+    parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,26 @@ class RunConfig(_Section):
                 f"feedback.segment_length ({fb.segment_length}) must not exceed "
                 f"policy.n_steps ({n_steps}) or env.horizon ({horizon})"
             )
+        if fb.parts == 1 or fb.parts > fb.segment_length:
+            raise ValueError(
+                f"feedback.parts ({fb.parts}) must be 0 (off) or from 2 to feedback.segment_length "
+                f"({fb.segment_length})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ratings_fit(self) -> RunConfig:
+        """Ratings are fitted jointly with comparisons on one reward ensemble, in the loop's
+        process (`reward/ratings.py`)."""
+        if self.feedback.rating_share > 0 and (
+            self.reward.aggregation != "pooled"
+            or self.reward.background
+            or self.executor.reward_shards > 1
+        ):
+            raise ValueError(
+                "feedback.rating_share > 0 needs reward.aggregation=pooled, reward.background="
+                "false and executor.reward_shards=1 (ratings fit one ensemble in-process)"
+            )
         return self
 
     @model_validator(mode="after")

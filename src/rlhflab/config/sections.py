@@ -192,6 +192,19 @@ class FeedbackConfig(_Section):
         "the kept one; the run ends with the policy the annotator prefers (synthetic annotators; "
         "counted in `labels`; docs/backflip.md). 0: the run ends with its last policy",
     )
+    parts: int = Field(
+        0,
+        ge=0,
+        description="process feedback: the annotator also judges each of this many aligned parts "
+        "of the two segments (reward/process.py; 0: the whole pair only)",
+    )
+    rating_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of the queries asked as a 1–7 rating of one clip instead of a pair "
+        "(reward/ratings.py; 0: pairs only)",
+    )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     population: list[PopulationMember] = Field(
         default_factory=list,
@@ -366,6 +379,12 @@ class RewardConfig(AnnotatorTreatment):
         ge=0,
         description="process feedback: weight λ of the preferences on each part of two segments "
         "beside the preference on the whole (reward/process.py; only labels that carry parts)",
+    )
+    rating_weight: float = Field(
+        1.0,
+        ge=0,
+        description="ratings: weight λ of the rating loss beside the comparisons' "
+        "(reward/ratings.py; used when the run has rating labels)",
     )
 
 

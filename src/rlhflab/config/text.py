@@ -53,6 +53,12 @@ class TextRewardConfig(AnnotatorTreatment):
     min_steps: int = Field(0, ge=0, description="gradient steps at least, despite early stopping")
     margin: float = Field(0.0, ge=0, description="margin m in −log σ(r_w − r_l − m) (Llama 2)")
     label_noise: float = Field(0.0, ge=0, lt=1, description="ε of the Bradley–Terry error term")
+    part_weight: float = Field(
+        1.0,
+        ge=0,
+        description="per-step feedback: weight λ of the preferences on each aligned step "
+        "(sentence) of two responses (reward/process.py; only pairs that carry step labels)",
+    )
     val_fraction: float = Field(
         0.2,
         ge=0,

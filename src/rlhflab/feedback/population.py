@@ -12,7 +12,6 @@ the agreement statistics and the report can tell them apart.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 
 import numpy as np
 
@@ -45,12 +44,22 @@ class AnnotatorPopulation:
         picks = self.rng.choice(len(self.members), size=self.overlap, replace=False, p=self.p)
         return [self.annotators[int(i)] for i in picks]
 
-    def label(self, store, items: list[tuple[int, Segment, Segment]]) -> None:
-        """Each query judged by its members; answers stored under each member's name."""
-        by_name: dict[str, list[tuple[int, Judgement | str]]] = defaultdict(list)
+    def label(self, store, items: list[tuple[int, Segment, Segment]], parts: int = 0) -> None:
+        """Each query judged by its members (with `parts`: each part too); answers stored under
+        each member's name."""
+        by_name: dict[str, list[tuple]] = defaultdict(list)
         for qid, left, right in items:
             for a in self.who():
-                by_name[a.name].append((qid, a.judge(left, right)))
+                by_name[a.name].append((qid, *a.answer(left, right, parts)))
+        for name, answers in by_name.items():
+            store.add_judgements(answers, name)
+
+    def label_ratings(self, store, items: list[tuple[int, Segment]]) -> None:
+        """Each `clip_rating` query rated by its members, stored under each member's name."""
+        by_name: dict[str, list[tuple]] = defaultdict(list)
+        for qid, segment in items:
+            for a in self.who():
+                by_name[a.name].append((qid, "clip_rating", {"rating": a.rate(segment)}))
         for name, answers in by_name.items():
             store.add_judgements(answers, name)
 
@@ -84,10 +93,10 @@ class _Answers:
     """The feedback store's `add_judgements`, in memory."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, Judgement, str]] = []
+        self.rows: list[tuple[int, Judgement, str, dict]] = []
 
     def add_judgements(self, answers, annotator: str) -> None:
-        self.rows += [(q, Judgement(j), annotator) for q, j in answers]
+        self.rows += [(q, Judgement(j), annotator, p[0] if p else {}) for q, j, *p in answers]
 
 
 def judge_pairs(
@@ -99,19 +108,5 @@ def judge_pairs(
     with `parts` > 0 the same annotator also judges each of that many parts of the pair
     (process feedback, `extra["parts"]`, read by `reward/process.py`)."""
     answers = _Answers()
-    annotator.label(answers, [(i, a, b) for i, (a, b) in enumerate(pairs)])
-    out = [Comparison(q, *pairs[q], j, name) for q, j, name in answers.rows]
-    if not parts:
-        return out
-    by_name = {a.name: a for a in getattr(annotator, "annotators", [annotator])}
-    return [
-        replace(
-            c,
-            extra={
-                "parts": [
-                    j.value for j in by_name[c.annotator].judge_parts(*pairs[c.query_id], parts)
-                ]
-            },
-        )
-        for c in out
-    ]
+    annotator.label(answers, [(i, a, b) for i, (a, b) in enumerate(pairs)], parts)
+    return [Comparison(q, *pairs[q], j, name, payload) for q, j, name, payload in answers.rows]

@@ -37,10 +37,19 @@ from rlhflab.types import Segment
 
 ClipLike = Clip | bytes
 
-QUERY_KINDS = ("segments", "text_pair", "ranking", "rating", "critique", "correction")
+QUERY_KINDS = (
+    "segments",
+    "text_pair",
+    "ranking",
+    "rating",
+    "critique",
+    "correction",
+    "clip_rating",
+)
 PAIR_KINDS = ("segments", "text_pair")
 MAX_TEXT = 20_000  # characters in one prompt, response or answer: the web API's limit, and import's
 MAX_RESPONSES = 64  # responses in one ranking query
+MAX_PARTS = 64  # parts of a segment pair judged in one answer (process feedback)
 
 
 def utcnow() -> datetime:
@@ -146,6 +155,12 @@ class QueryRow(Base):
         if self.left is None or self.right is None:
             raise ValueError(f"query {self.id} ({self.kind}) has no segments")
         return self.left.to_segment(), self.right.to_segment()
+
+    def rated_segment(self) -> Segment:
+        """The one segment of a clip rating."""
+        if self.left is None:
+            raise ValueError(f"query {self.id} ({self.kind}) has no segment")
+        return self.left.to_segment()
 
 
 class JudgementRow(Base):

@@ -7,7 +7,9 @@ and the labeling app meet only here.
 
 Query kinds: `segments` (two trajectory segments, optionally with clips), `text_pair`
 (a prompt and two responses), `ranking` (K responses), `rating` (one response, 1–7),
-`critique` (free text about one response), `correction` (an edited response).
+`critique` (free text about one response), `correction` (an edited response), `clip_rating`
+(one trajectory segment, 1–7). A segment pair may ask for process feedback (`payload["parts"]`:
+n aligned parts); its judgements then carry one judgement per part (`payload["parts"]`).
 Pairwise answers are stored in the query's own orientation; `shown_swapped` records
 whether the annotator saw the two sides the other way round.
 """
@@ -177,12 +179,15 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
         overlap: int = 1,
         meta: dict | None = None,
         gold: list[str] | None = None,
+        parts: int = 0,
     ) -> list[int]:
         """Pairs of segments (with their clips, if rendered), all in one transaction.
 
         A clip is a `clips.Clip` (bytes, type, frame count and rate) or encoded bytes (MP4 or
         GIF, recognised by their header). A pair of identical segments is refused: nobody can
-        prefer one of two equal things. `gold` gives each pair a known answer (gold questions)."""
+        prefer one of two equal things. `gold` gives each pair a known answer (gold questions).
+        `parts` > 0 asks for process feedback too: a judgement of each of that many aligned
+        parts of the pair."""
         for left, right in pairs:
             if len(left) != len(right):
                 raise ValueError(
@@ -195,16 +200,7 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
         ids = []
         with self._write() as s:
             for k, (left, right) in enumerate(pairs):
-                rows = [
-                    SegmentRow(
-                        obs=pack(g.obs),
-                        actions=pack(g.actions),
-                        judged_rewards=pack(g.judged_rewards),
-                        env_steps=g.env_steps,
-                        absorbing=None if g.absorbing is None else pack(g.absorbing),
-                    )
-                    for g in (left, right)
-                ]
+                rows = [_segment_row(g) for g in (left, right)]
                 s.add_all(rows)
                 s.flush()
                 if clips is not None:
@@ -214,9 +210,33 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
                     left_id=rows[0].id,
                     right_id=rows[1].id,
                     env_steps=left.env_steps,
-                    payload=meta or {},
+                    payload={**(meta or {}), **({"parts": parts} if parts else {})},
                     overlap=overlap,
                     gold=None if gold is None else Judgement(gold[k]).value,
+                )
+                s.add(q)
+                s.flush()
+                ids.append(q.id)
+        return ids
+
+    def add_rating_queries(
+        self,
+        segments: list[Segment],
+        clips: list[ClipLike] | None = None,
+        overlap: int = 1,
+    ) -> list[int]:
+        """`clip_rating` queries: one segment each (with its clip, if rendered), to be rated 1–7;
+        all in one transaction."""
+        ids = []
+        with self._write() as s:
+            for k, segment in enumerate(segments):
+                row = _segment_row(segment)
+                s.add(row)
+                s.flush()
+                if clips is not None:
+                    s.add(_clip_row(row.id, clips[k]))
+                q = QueryRow(
+                    kind="clip_rating", left_id=row.id, env_steps=segment.env_steps, overlap=overlap
                 )
                 s.add(q)
                 s.flush()
@@ -372,12 +392,14 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
                 s, query_id, judgement, annotator, seconds, payload, shown_swapped
             )
 
-    def add_judgements(
-        self, items: list[tuple[int, Judgement | str]], annotator: str = "synthetic"
-    ) -> list[int]:
-        """Several (query id, judgement) answers by one annotator, in one transaction."""
+    def add_judgements(self, items: list[tuple], annotator: str = "synthetic") -> list[int]:
+        """Several (query id, judgement) or (query id, judgement, payload) answers by one
+        annotator, in one transaction."""
         with self._write() as s:
-            return [self._insert_judgement(s, qid, j, annotator) for qid, j in items]
+            return [
+                self._insert_judgement(s, qid, j, annotator, payload=rest[0] if rest else None)
+                for qid, j, *rest in items
+            ]
 
     def _insert_judgement(
         self, s, query_id, judgement, annotator, seconds=None, payload=None, shown_swapped=None
@@ -441,19 +463,20 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
             return s.scalar(select(func.count(QueryRow.id)).where(*wanted)) or 0
 
     def pending_queries(self) -> list[Query]:
-        """Segment queries that no one has judged yet, oldest first."""
+        """Segment-pair queries that no one has judged yet, oldest first."""
+        return [Query(*r.segments(), r.id) for r in self._unjudged("segments")]
+
+    def pending_ratings(self) -> list[tuple[int, Segment]]:
+        """`clip_rating` queries that no one has judged yet, oldest first: (id, segment)."""
+        return [(r.id, r.rated_segment()) for r in self._unjudged("clip_rating")]
+
+    def _unjudged(self, kind: str) -> list[QueryRow]:
         with self._read() as s:
             judged = select(JudgementRow.query_id)
-            rows = (
-                s.scalars(
-                    select(QueryRow)
-                    .where(QueryRow.kind == "segments", QueryRow.id.not_in(judged), LIVE, NOT_GOLD)
-                    .order_by(QueryRow.id)
-                )
-                .unique()
-                .all()
+            stmt = select(QueryRow).where(
+                QueryRow.kind == kind, QueryRow.id.not_in(judged), LIVE, NOT_GOLD
             )
-            return [Query(*r.segments(), r.id) for r in rows]
+            return list(s.scalars(stmt.order_by(QueryRow.id)).unique().all())
 
     def unjudged_text_queries(self) -> list[tuple[int, str, dict]]:
         """Text comparison queries (text_pair, ranking) no one has judged, live, not gold, oldest
@@ -495,10 +518,26 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
                     *r.query.segments(),
                     Judgement(r.label),
                     r.annotator,
-                    {"seconds": r.seconds, "shown_swapped": r.shown_swapped},
+                    {"seconds": r.seconds, "shown_swapped": r.shown_swapped}
+                    | ({"parts": r.payload["parts"]} if (r.payload or {}).get("parts") else {}),
                     r.id,
                 )
                 for r in rows
+            ]
+
+    def ratings(self) -> list[tuple[int, Segment, int, str]]:
+        """Every judgement of a `clip_rating` query, in order: (judgement id, segment, rating
+        1–7, annotator)."""
+        with self._read() as s:
+            stmt = (
+                select(JudgementRow)
+                .join(QueryRow, JudgementRow.query_id == QueryRow.id)
+                .where(QueryRow.kind == "clip_rating", NOT_GOLD)
+                .order_by(JudgementRow.id)
+            )
+            rows = s.scalars(stmt).unique().all()
+            return [
+                (r.id, r.query.rated_segment(), int(r.payload["rating"]), r.annotator) for r in rows
             ]
 
     def _commit_order(self) -> tuple:
@@ -611,6 +650,16 @@ class FeedbackStore(LeaseMixin, AccountsMixin, RunStateMixin):
     def close(self) -> None:
         self.engine.dispose()
         self.reader.dispose()
+
+
+def _segment_row(g: Segment) -> SegmentRow:
+    return SegmentRow(
+        obs=pack(g.obs),
+        actions=pack(g.actions),
+        judged_rewards=pack(g.judged_rewards),
+        env_steps=g.env_steps,
+        absorbing=None if g.absorbing is None else pack(g.absorbing),
+    )
 
 
 def _clip_row(segment_id: int, clip: ClipLike) -> ClipRow:

@@ -146,9 +146,22 @@ class SyntheticAnnotator:
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
 
-    def label(self, store, items: list[tuple[int, Segment, Segment]]) -> None:
-        """Judge each (query id, left, right) and store the answers under this annotator's name."""
-        answers: list[tuple[int, Judgement | str]] = [(q, self.judge(a, b)) for q, a, b in items]
+    def answer(self, left: Segment, right: Segment, parts: int = 0) -> tuple[Judgement, dict]:
+        """A judgement of the pair and its stored payload: with `parts` > 0, the judgement of
+        each part too (process feedback, `payload["parts"]`)."""
+        judgement = self.judge(left, right)
+        if not parts:
+            return judgement, {}
+        return judgement, {"parts": [j.value for j in self.judge_parts(left, right, parts)]}
+
+    def label(self, store, items: list[tuple[int, Segment, Segment]], parts: int = 0) -> None:
+        """Judge each (query id, left, right) (and `parts` parts of it) and store the answers
+        under this annotator's name."""
+        store.add_judgements([(q, *self.answer(a, b, parts)) for q, a, b in items], self.name)
+
+    def label_ratings(self, store, items: list[tuple[int, Segment]]) -> None:
+        """Rate each (query id, segment) of a `clip_rating` query and store the ratings."""
+        answers = [(q, "clip_rating", {"rating": self.rate(g)}) for q, g in items]
         store.add_judgements(answers, self.name)
 
 

@@ -16,6 +16,9 @@ Richer feedback from people (the app, or an import) trains the reward model too:
                prompt by its annotator adds nothing.
   critiques    read by an AI judge into comparisons (`feedback/critiques.py`), when the run has
                a judge.
+  steps        a pair judged step by step (`payload["parts"]`: one judgement per sentence, as
+               the app's part rows give them) keeps its step labels, turned with the pair
+               (`RankedResponses.parts`; per-step feedback, `reward/process.py`).
 """
 
 from __future__ import annotations
@@ -166,6 +169,9 @@ def gather_comparisons(
     return out
 
 
+FLIPPED = {"left": "right", "right": "left", "equal": "equal", "cant_tell": "cant_tell"}
+
+
 def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[RankedResponses]:
     """Text judgements as best-first comparisons (can't-tell answers are dropped). With `soft`,
     an AI judgement's P(left ≻ right) (`p_left`) is the pair's target: P(first ≻ second) ≥ ½."""
@@ -179,8 +185,12 @@ def comparisons_from_store(store: FeedbackStore, soft: bool = True) -> list[Rank
             p_left = (r.payload or {}).get("p_left")
             if soft and p_left is not None and r.label != "equal":
                 target = max(p_left, 1.0 - p_left)
+            steps = (r.payload or {}).get("parts") or []  # per-step feedback, in query order
+            steps = [FLIPPED[s] for s in steps] if r.label == "right" else steps
             pair = (first, second)
-            out.append(RankedResponses(q.payload["prompt"], pair, target, q.id, r.annotator))
+            out.append(
+                RankedResponses(q.payload["prompt"], pair, target, q.id, r.annotator, tuple(steps))
+            )
         elif q.kind == "ranking":
             ranked = tuple(responses[i] for i in r.payload["order"])
             out.append(RankedResponses(q.payload["prompt"], ranked, 1.0, q.id, r.annotator))

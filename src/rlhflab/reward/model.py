@@ -224,12 +224,16 @@ class RewardEnsemble:
 
     def segment_returns(self, segments: list[Segment]) -> torch.Tensor:
         """[M, len(segments)] every member's return R̂(σ) = Σ r̂ of each segment."""
+        return self.segment_rewards(segments).sum(-1)
+
+    def segment_rewards(self, segments: list[Segment]) -> torch.Tensor:
+        """[M, len(segments), k] every member's r̂ of each step of each (k-step) segment."""
         x = self.features(
             np.stack([s.obs for s in segments]),
             np.stack([s.actions for s in segments]),
             np.stack([s.absorbing_mask for s in segments]),
         )
-        return self._member_rewards(x).sum(-1)
+        return self._member_rewards(x)
 
     @torch.no_grad()
     def disagreement(self, pairs: list[tuple[Segment, Segment]]) -> np.ndarray:

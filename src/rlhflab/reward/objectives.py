@@ -17,6 +17,11 @@ the policy optimises
                (Safe RLHF, Dai et al. 2023; Moskovitz et al. 2023's constrained RLHF): λ grows
                while the constraint is violated and decays to 0 when it holds with slack.
 
+The same combination serves PPO on control tasks (`control_loop.train_objectives`): there z_k is
+r̂_k per step, standardised over the steps of the untrained policy's rollouts, and λ is updated
+once per PPO iteration on the rollout's mean z_constrained, so the policy optimises the
+Lagrangian reward of the current λ while λ moves (primal–dual, as Safe RLHF's PPO-Lagrangian).
+
 The bound b is in standard deviations of the reference responses' harmlessness reward (b = 0:
 as harmless as an average base sample). Departure from Safe RLHF: their cost model is also
 trained to classify each response as safe or unsafe, which gives the constraint an absolute
@@ -30,25 +35,27 @@ from dataclasses import dataclass
 
 import torch
 
-Scorer = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, responses) → [N]
+# text: (prompts, responses) → [N]; control: (obs, actions, absorbing) → r̂ per step [T, N]
+Scorer = Callable[..., torch.Tensor]
 
 
 class ObjectiveRewards:
-    """A reward model per objective, standardised over reference responses."""
+    """A reward model per objective, standardised over a reference batch (the base policy's
+    responses, or its steps)."""
 
-    def __init__(self, scorers: dict[str, Scorer], prompts: list[str], responses: list[str]):
+    def __init__(self, scorers: dict[str, Scorer], *reference):
         if len(scorers) < 2:
             raise ValueError(f"objectives: at least two are needed, got {sorted(scorers)}")
         self.scorers = scorers
-        ref = {k: f(prompts, responses).float() for k, f in scorers.items()}
+        ref = {k: f(*reference).float() for k, f in scorers.items()}
         self.stats = {k: (float(v.mean()), float(v.std().clamp_min(1e-6))) for k, v in ref.items()}
 
-    def __call__(self, prompts: list[str], responses: list[str]) -> dict[str, torch.Tensor]:
-        """z_k of each (prompt, response), per objective: [N] each."""
+    def __call__(self, *batch) -> dict[str, torch.Tensor]:
+        """z_k of each element of the batch, per objective (the scorers' shape)."""
         out = {}
         for k, f in self.scorers.items():
             mean, std = self.stats[k]
-            out[k] = (f(prompts, responses).float() - mean) / std
+            out[k] = (f(*batch).float() - mean) / std
         return out
 
 

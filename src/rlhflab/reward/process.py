@@ -14,12 +14,21 @@ with λ = `reward.part_weight`. Parts answered "can't tell", and comparisons wit
 labels, add nothing. The part labels ride on the comparison (`Comparison.extra["parts"]`: one
 judgement per part, as `SyntheticAnnotator.judge_parts` gives them).
 
+Per-step feedback on text (`TextRewardEnsemble`): a response y is cut into its steps y_1 … y_n
+(`response_steps`: sentences), and a step's reward is what it adds to the sequence score,
+    r̂_j(x, y) = r̂(x, y_1 … y_j) − r̂(x, y_1 … y_{j−1}),
+so the steps' rewards sum to r̂(x, y) − r̂(x, ∅) and a label on step j of two responses (their
+j-th sentences, the later steps of the shorter one unlabelled) is the same Bradley–Terry part
+term, `part_loss` with one step per part.
+
 Departure from Lightman et al.: they train a classifier of each step as correct or not against
 solutions known to be right or wrong; a control segment has no such reference, so each part
 is judged against the other segment's aligned part instead.
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 import torch.nn.functional as F
@@ -73,3 +82,19 @@ def part_loss(
     beta = scale.unsqueeze(-1) if isinstance(scale, torch.Tensor) else scale
     loss = bradley_terry_loss(left, right, targets.nan_to_num(), label_noise, "none", beta)
     return (loss * labelled).sum(-1) / labelled.sum(-1).clamp_min(1)
+
+
+STEP_END = re.compile(r"(?<=[.!?\n])\s+")  # a step ends after . ! ? or a newline
+
+
+def response_steps(response: str) -> list[str]:
+    """The steps of a text response, sentences with their trailing space kept, so that
+    "".join(steps) == response."""
+    cuts = [m.end() for m in STEP_END.finditer(response)]
+    return [response[a:b] for a, b in zip([0, *cuts], [*cuts, len(response)]) if response[a:b]]
+
+
+def step_prefixes(response: str) -> list[str]:
+    """["", y_1, y_1 y_2, …, y]: the prefixes whose score differences are the steps' rewards."""
+    steps = response_steps(response)
+    return ["".join(steps[:j]) for j in range(len(steps) + 1)]

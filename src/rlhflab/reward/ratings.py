@@ -11,7 +11,9 @@ so the loss is the squared error averaged over ratings,
 with α_a and s_a learned beside r̂ (a harsh rater's α is low, a rater who uses the scale's
 middle has a small s; the sign of s is fixed, so a rating can never reverse an order). With
 comparisons too the objective is L = L_BT + λ·L_rate (`weight` λ), where L_BT is
-`reward/losses.py`'s Bradley–Terry loss; R̂ and the calibrations are fitted jointly.
+`reward/losses.py`'s Bradley–Terry loss; R̂ and the calibrations are fitted jointly. Comparisons
+that carry part labels add the process-feedback term of `reward/process.py`,
+λ_part·mean ℓ_BT,part (`reward.part_weight`), as in `RewardEnsemble.fit`.
 
 Departure from `RewardEnsemble.fit`: a fixed number of full-batch Adam steps on every member
 alike (no bootstrap, no early stopping), since ratings and comparisons share no validation
@@ -28,6 +30,7 @@ from torch import nn
 
 from rlhflab.reward.losses import bradley_terry_loss
 from rlhflab.reward.model import RewardEnsemble
+from rlhflab.reward.process import part_loss, part_targets
 from rlhflab.types import Comparison, Segment
 
 LIKERT = (1, 7)  # the labeling app's rating scale
@@ -92,11 +95,14 @@ def fit_ratings(
     y = torch.tensor([r.rating for r in ratings], dtype=torch.float32)
     who = torch.tensor([calibration.index[r.annotator] for r in ratings], dtype=torch.long)
     target = torch.tensor([c.judgement.target for c in comparisons], dtype=torch.float32)
+    parts = part_targets(comparisons)
     params = list(ensemble.net.parameters()) + list(calibration.parameters())
     optimizer = torch.optim.Adam(params, lr=lr or ensemble.cfg.lr)
     losses: dict[str, float] = {}
+    cfg = ensemble.cfg
     for _ in range(steps):
-        returns = ensemble.segment_returns(segments)  # [M, n_ratings + 2·n_comparisons]
+        rewards = ensemble.segment_rewards(segments)  # [M, n_ratings + 2·n_comparisons, k]
+        returns = rewards.sum(-1)
         loss = torch.zeros(members)
         if ratings:
             rate = rating_loss(calibration(returns[:, : len(ratings)], who), y)
@@ -105,10 +111,16 @@ def fit_ratings(
         if comparisons:
             pairs = returns[:, len(ratings) :]
             bt = bradley_terry_loss(
-                pairs[:, 0::2], pairs[:, 1::2], target, ensemble.cfg.label_noise, "none"
+                pairs[:, 0::2], pairs[:, 1::2], target, cfg.label_noise, "none"
             ).mean(-1)
             loss = loss + bt
             losses["bt_loss"] = float(bt.detach().mean())
+            if parts is not None:  # process feedback on the comparisons that carry it
+                steps_of_pairs = rewards[:, len(ratings) :]
+                left, right = steps_of_pairs[:, 0::2], steps_of_pairs[:, 1::2]
+                part = part_loss(left, right, parts, cfg.label_noise).mean(-1)
+                loss = loss + cfg.part_weight * part
+                losses["part_loss"] = float(part.detach().mean())
         optimizer.zero_grad()
         loss.sum().backward()
         optimizer.step()

@@ -5,8 +5,9 @@ Each comparison is one prompt with K ≥ 2 responses, best first. All C(K,2) pai
 prompt go through the model together, in one batch element (InstructGPT §3.5: "we
 train on all C(K,2) comparisons from each prompt as a single batch element", which
 avoids overfitting to responses seen in many pairs). Pairs may be ties (target ½).
-The loss is `ranking_loss` / `bradley_terry_loss`. Fitting is the routine every reward model
-shares (`reward/fitting.py`: bootstrap per member, split by query id with
+The loss is `ranking_loss` / `bradley_terry_loss`, plus, for pairs with step labels, the
+per-step term of `reward/process.py` (weight `text.reward.part_weight`). Fitting is the routine
+every reward model shares (`reward/fitting.py`: bootstrap per member, split by query id with
 `text.reward.val_fraction`, early stopping on the held-out queries, warm start, AdamW weight
 decay); this module only says how a member scores a prompt and response. The ensemble's mean
 is the reward. Departure from InstructGPT: a single epoch there; here up to `epochs`, stopped
@@ -27,13 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rlhflab.config.text import TextRewardConfig
 from rlhflab.reward.fitting import Schedule, fit_members, is_validation, split
 from rlhflab.reward.losses import bradley_terry_loss, ranking_loss
+from rlhflab.reward.process import part_loss, step_prefixes
 from rlhflab.text.models import TextRewardModel, context_length
 from rlhflab.text.sequences import encode
-from rlhflab.types import RankedResponses
+from rlhflab.types import Judgement, RankedResponses
 
 
 def query_ids(comparisons: list[RankedResponses]) -> list[int]:
@@ -190,7 +193,34 @@ class TextRewardEnsemble:
             else:
                 loss = ranking_loss(s, margin, noise, "none")
             out = out.index_put((torch.as_tensor(rows),), loss)
+        stepped = [i for i, g in enumerate(groups) if g.parts]
+        if stepped and self.cfg.part_weight:  # per-step feedback (reward/process.py)
+            steps = self.step_losses(member, [groups[i] for i in stepped])
+            out = out.index_add(0, torch.as_tensor(stepped), self.cfg.part_weight * steps)
         return out
+
+    def step_losses(self, member, pairs: list[RankedResponses]) -> torch.Tensor:
+        """[P] each pair's mean Bradley–Terry loss over its labelled steps, a step's reward being
+        the score it adds to its response's prefix (`reward/process.py`)."""
+        prefixes = [step_prefixes(r) for g in pairs for r in g.responses]
+        batch = encode(
+            self.tokenizer,
+            [g.prompt for g in pairs for r in g.responses for _ in step_prefixes(r)],
+            [p for ps in prefixes for p in ps],
+            self.max_length,
+        )
+        scores = member(batch.input_ids, batch.attention_mask).split([len(p) for p in prefixes])
+        n = max(len(g.parts) for g in pairs)
+        sides, targets = [], torch.full((len(pairs), n), float("nan"))
+        for i, g in enumerate(pairs):
+            first, second = scores[2 * i].diff(), scores[2 * i + 1].diff()
+            k = min(len(first), len(second), len(g.parts))
+            sides.append([F.pad(s[:k], (0, n - k)) for s in (first, second)])
+            for j, label in enumerate(g.parts[:k]):
+                t = Judgement(label).target
+                targets[i, j] = float("nan") if t is None else t
+        left, right = (torch.stack([s[side] for s in sides]) for side in (0, 1))
+        return part_loss(left, right, targets, self.cfg.label_noise)
 
     def fit(self, comparisons: list[RankedResponses], on_log=None) -> dict:
         """Fit every member by the shared routine (`reward/fitting.py`) on the training queries;

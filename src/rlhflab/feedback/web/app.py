@@ -347,6 +347,7 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
             "query_id": q.id,
             "kind": q.kind,
             "prompt": q.payload.get("prompt"),
+            "parts": q.payload.get("parts"),
             "items": _shown_items(store, q, lease.order),
             "lease_seconds": ctx.lease_seconds,
             "lease": lease_token_of(lease),
@@ -367,6 +368,9 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
         return await ctx.in_thread(store_answer, creds, session, a)
 
     def store_answer(who: AnnotatorRow, a: Answer):
+        q = store.query(a.query_id) if a.parts is not None else None
+        if q is not None and a.parts is not None:  # process feedback: one per part asked for
+            _check_parts(q, len(a.parts))
         try:
             jid = store.answer_lease(
                 who.name, a.query_id, lambda kind, order: _stored_answer(kind, a, order), a.lease
@@ -385,15 +389,16 @@ def _segment_api(app: FastAPI, ctx: Ctx) -> None:
         responses=errors(401, 403, 404, 422),
     )
     def segments(query_id: Id, who: AnnotatorRow = Depends(ctx.annotator)):
-        """Observations and actions of a leased segment query, in shown order (for scripts)."""
+        """Observations and actions of a leased segment query (two; one of a clip rating), in
+        shown order (for scripts)."""
         lease = store.lease(query_id)
         if lease is None or lease.annotator != who.name:
             raise HTTPException(403, f"query {query_id} is not leased to you")
         q = store.query(query_id)
-        if q is None or q.left is None or q.right is None:
+        if q is None or q.left is None:
             kind = q.kind if q is not None else "missing"
             raise HTTPException(404, f"query {query_id} has no segments (it is a {kind} query)")
-        segs = [q.left.to_segment(), q.right.to_segment()]
+        segs = [row.to_segment() for row in (q.left, q.right) if row is not None]
         shown = [segs[i] for i in lease.order]
         return {"items": [{"obs": g.obs.tolist(), "actions": g.actions.tolist()} for g in shown]}
 
@@ -515,8 +520,16 @@ def _admin_api(app: FastAPI, ctx: Ctx) -> None:
         return {"name": name, "token": token, "link": link}
 
 
+def _check_parts(q, n: int) -> None:
+    """409 unless the query asks for exactly n part judgements."""
+    asked = (q.payload or {}).get("parts")
+    if asked != n:
+        what = f"{asked} parts" if asked else "no parts"
+        raise HTTPException(409, f"query {q.id} asks for {what}, got {n} in 'parts'")
+
+
 def _shown_items(store: FeedbackStore, q, order: list[int]) -> list[dict]:
-    if q.kind != "segments":
+    if q.left_id is None:
         responses = q.payload.get("responses", [])
         return [{"text": responses[i]} for i in order]
     ids = [q.left_id, q.right_id]
@@ -544,7 +557,8 @@ def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
         if a.choice is None:
             raise HTTPException(409, f"a {kind} query needs 'choice' (one of {', '.join(CHOICES)})")
         swapped = order != sorted(order)
-        return (FLIP[a.choice] if swapped else a.choice), {}
+        stored = [FLIP[c] if swapped else c for c in [a.choice, *(a.parts or [])]]
+        return stored[0], {} if a.parts is None else {"parts": stored[1:]}
     if kind == "ranking":
         if a.ranking is None or sorted(a.ranking) != list(range(len(order))):
             last = len(order) - 1
@@ -552,7 +566,7 @@ def _stored_answer(kind: str, a: Answer, order: list[int]) -> tuple[str, dict]:
                 409, f"a ranking query needs 'ranking': a permutation of 0..{last}, best first"
             )
         return kind, {"order": [order[p] for p in a.ranking]}
-    if kind == "rating":
+    if kind in ("rating", "clip_rating"):
         if a.rating is None:
             raise HTTPException(409, "a rating query needs 'rating' from 1 to 7")
         return kind, {"rating": a.rating}

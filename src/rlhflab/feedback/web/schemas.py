@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from rlhflab.feedback.schema import MAX_RESPONSES, MAX_TEXT
+from rlhflab.feedback.schema import MAX_PARTS, MAX_RESPONSES, MAX_TEXT
 
 Choice = Literal["left", "right", "equal", "cant_tell"]
 STRICT = ConfigDict(extra="forbid", strict=True)
@@ -79,7 +79,13 @@ class Answer(BaseModel):
         None, max_length=MAX_RESPONSES, description="ranking queries: shown positions, best first"
     )
     rating: Annotated[int, Field(ge=1, le=7), BeforeValidator(_integral)] | None = Field(
-        None, description="rating queries: 1 (worst) to 7 (best)"
+        None, description="rating and clip_rating queries: 1 (worst) to 7 (best)"
+    )
+    parts: list[Choice] | None = Field(
+        None,
+        max_length=MAX_PARTS,
+        description="segment queries that ask for process feedback (`parts` in /api/next): "
+        "which shown side is better on each part, first part first",
     )
     text: str | None = Field(
         None, max_length=MAX_TEXT, description="critique or corrected response"
@@ -124,6 +130,9 @@ class NextQuery(BaseModel):
     kind: str
     prompt: str | None = Field(None, description="text queries: the prompt")
     items: list[Item]
+    parts: int | None = Field(
+        None, description="segment queries: judge each of this many aligned parts too"
+    )
     lease_seconds: float
     lease: str
 

@@ -8,6 +8,7 @@ let polling = null;
 let progress = { done: 0, open: 0 };  // read from /api/me, counted here in between
 const $ = (id) => document.getElementById(id);
 const PAIRS = ["segments", "text_pair"];
+const RATINGS = ["rating", "clip_rating"];
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -137,8 +138,39 @@ function itemBox(i, item, title) {
   return box;
 }
 
+// Process feedback: which side is better on each of the query's aligned parts (optional:
+// judge every part or none). The choices live in `partChoices`, sent with the whole-pair choice.
+let partChoices = [];
+function partRows(q) {
+  partChoices = new Array(q.parts).fill(null);
+  const frames = q.items[0].frames;
+  const rows = partChoices.map((_, j) => {
+    const span = frames ? ` (frames ${Math.floor((j * frames) / q.parts) + 1}–${Math.floor(((j + 1) * frames) / q.parts)})` : "";
+    const buttons = [["left", "Left"], ["equal", "Equal"], ["cant_tell", "Can't tell"], ["right", "Right"]].map(([choice, text]) =>
+      el("button", { type: "button", "data-part": String(j), "data-choice": choice, "aria-pressed": "false", text, on: { click: (e) => {
+        partChoices[j] = choice;
+        for (const b of e.target.parentNode.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b === e.target));
+      } } }));
+    return el("div", { class: "buttons part" }, el("span", { text: `Part ${j + 1}${span}:` }), ...buttons);
+  });
+  return el("fieldset", { class: "parts" }, el("legend", { text: "Optional: which side is better in each part of the clips?" }), ...rows);
+}
+
+function pairAnswer(choice) {
+  if (!current || !current.parts) return { choice };
+  const given = partChoices.filter((c) => c !== null).length;
+  if (given === 0) return { choice };
+  if (given < partChoices.length) { $("error").textContent = "Judge every part, or none of them."; return null; }
+  return { choice, parts: partChoices };
+}
+
+function submitChoice(choice) {
+  const answer = pairAnswer(choice);
+  if (answer) submit(answer);
+}
+
 function choiceButtons() {
-  const b = (choice, ...label) => el("button", { type: "button", "data-choice": choice, on: { click: () => submit({ choice }) } }, ...label);
+  const b = (choice, ...label) => el("button", { type: "button", "data-choice": choice, on: { click: () => submitChoice(choice) } }, ...label);
   const better = (i) => el("span", {}, el("span", { class: "wide-only", text: i ? "Right better ▶" : "◀ Left better" }), el("span", { class: "narrow-only", text: i ? "▼ Bottom better" : "▲ Top better" }));
   return el("div", { class: "buttons choices" }, b("left", better(0)), b("equal", "Equal"), b("cant_tell", "Can't tell"), b("right", better(1)));
 }
@@ -151,7 +183,7 @@ function showKeys(q) {
   if (q && PAIRS.includes(q.kind)) {
     add(["←", "1"], "left better"); add(["→", "2"], "right better"); add(["↑", "3"], "equal"); add(["↓", "4"], "can't tell");
     if (players.length) { add(["space"], "play/pause"); add(["r"], "replay"); add(["s"], "slow motion"); }
-  } else if (q && q.kind === "rating") {
+  } else if (q && RATINGS.includes(q.kind)) {
     add(["1", "7"], "rate (1 worst, 7 best)");
   }
   $("keys").replaceChildren(...(parts.length ? [el("span", { class: "keyboard" }, "Keys: ", ...parts)] : []));
@@ -179,13 +211,16 @@ function render(q) {
   const parts = [];
   if (q.prompt != null) parts.push(el("div", { class: "prompt" }, el("strong", { text: "Prompt" }), el("pre", { class: "text", text: q.prompt })));
   if (PAIRS.includes(q.kind)) {
-    parts.push(el("div", { class: "pair" }, itemBox(0, q.items[0]), itemBox(1, q.items[1])), choiceButtons());
+    parts.push(el("div", { class: "pair" }, itemBox(0, q.items[0]), itemBox(1, q.items[1])));
+    if (q.parts) parts.push(partRows(q));
+    parts.push(choiceButtons());
   } else if (q.kind === "ranking") {
     parts.push(...rankingParts(q));
-  } else if (q.kind === "rating") {
+  } else if (RATINGS.includes(q.kind)) {
     const buttons = el("div", { class: "buttons" });
     for (let r = 1; r <= 7; r++) buttons.append(el("button", { type: "button", "data-rating": String(r), text: String(r), on: { click: () => submit({ rating: r }) } }));
-    parts.push(itemBox(0, q.items[0], "Response"), el("p", { class: "muted", text: "1 = very bad · 7 = excellent" }), buttons);
+    const what = q.kind === "rating" ? "Response" : "Clip";
+    parts.push(itemBox(0, q.items[0], what), el("p", { class: "muted", text: `How good is this ${what.toLowerCase()}? 1 = very bad · 7 = excellent` }), buttons);
   } else {
     const area = el("textarea", { id: "answer-text", maxlength: "20000" });
     if (q.kind === "correction") area.value = q.items[0].text;
@@ -221,9 +256,9 @@ const PLAYER_KEYS = { " ": (p) => p.toggle(), r: (p) => p.replay(), s: (p) => p.
 document.addEventListener("keydown", (e) => {
   if (!current || e.altKey || e.ctrlKey || e.metaKey || ["TEXTAREA", "SELECT", "INPUT"].includes(e.target.tagName)) return;
   if (PAIRS.includes(current.kind)) {
-    if (KEYS[e.key]) { e.preventDefault(); submit({ choice: KEYS[e.key] }); }
+    if (KEYS[e.key]) { e.preventDefault(); submitChoice(KEYS[e.key]); }
     else if (players.length && PLAYER_KEYS[e.key]) { e.preventDefault(); players.forEach(PLAYER_KEYS[e.key]); }
-  } else if (current.kind === "rating" && /^[1-7]$/.test(e.key)) {
+  } else if (RATINGS.includes(current.kind) && /^[1-7]$/.test(e.key)) {
     e.preventDefault();
     submit({ rating: Number(e.key) });
   }
