@@ -45,17 +45,21 @@ Definitions
   over step pairs of (TRL step time ÷ our step time). On a shared machine, load changes
   step times several-fold within a minute; unpaired, back-to-back runs gave ratios anywhere
   from 0.5× to 7× for identical work. `--rounds` repeats everything on fresh models and pools
-  the pairs. Losses are the first round's.
+  the pairs (the median of each round is printed too). Losses are the first round's.
+* `--clock cpu` times every step (and the peak) by this process's CPU time instead of the wall
+  clock: on a machine shared with other jobs a step's wall time counts the time it waited for
+  a core, its CPU time does not. Use it with `--threads 1` (two threads that wait for each
+  other spin and burn CPU time under load).
 * MFU = 6·N·(tokens/s) ÷ peak (also from the fastest single step: "best step"), with N the
   non-embedding parameters plus the output projection (for tied embeddings the vocab×d
   output projection is counted once) — the
   usual 6N FLOPs/token of forward+backward, without the attention-score term and without
   the DPO reference forward or PPO's generation and rollout forwards (so those rows
   understate the hardware's real utilisation).
-  peak = the best fp32 torch.mm of 2048×2048 (2·n³ FLOPs) at the same torch thread count as
-  training, sampled before the run, before every measurement and after the run; the best
-  sample counts (on a shared machine a single sample can be several times too low, which
-  would inflate MFU past 100%).
+  peak = the best fp32 torch.mm of 2048×2048 (2·n³ FLOPs; bf16: 512×512) at the same torch
+  thread count as training, sampled before the run, before every measurement and after the
+  run; the best sample counts (on a shared machine a single sample can be several times too
+  low, which would inflate MFU past 100%).
 * `--precision bf16` runs our steps under CPU bf16 autocast and TRL with bf16=True, and
   takes the peak from a bf16 torch.mm. A CPU without native bf16 (AVX-512 BF16 / AMX)
   converts in software.
@@ -66,7 +70,12 @@ Definitions
 * Data: the built-in ReviewsTask. Prompts "review of the <noun> :" (5 tokens); responses
   are several generated reviews joined and cut so that prompt + response + EOS is exactly
   `--seq-len` word tokens (the word-level tokenizer maps one word to one token), so there
-  is no padding. Pairs: a high-mood review (chosen) and a low-mood one (rejected).
+  is no padding (`--lengths fixed`), or cut to a length drawn uniformly from 6 words to that
+  (`--lengths varied`: preference data of mixed lengths; TRL pads each batch to its longest
+  sequence, our side packs it, rlhflab/text/packing.py). Pairs: a high-mood review (chosen)
+  and a low-mood one (rejected).
+* `--compile` puts our side's transformer under torch.compile (dynamic shapes); TRL's side is
+  unchanged.
 * TRL 1.16 ships no PPO trainer (PPOTrainer moved to trl.experimental.ppo and was then
   removed entirely, huggingface/trl#7020), so the PPO rows have no TRL side (n/a).
 
@@ -170,10 +179,12 @@ def compiled(model):
     return model
 
 
-def measure_peak(n: int = 2048, repeats: int = 5) -> float:
+def measure_peak(n: int = 0, repeats: int = 5) -> float:
     """Best FLOP/s of an n×n @ n×n torch.mm (in the --precision dtype) at the current thread
-    count."""
+    count; n = 2048 in fp32, 512 in bf16 (which a CPU without bf16 instructions runs ~16×
+    slower: a 2048 matmul would take minutes)."""
     dtype = PRECISION["dtype"]
+    n = n or (2048 if dtype == torch.float32 else 512)
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     c = torch.empty(n, n, dtype=dtype)
     torch.mm(a, b, out=c)  # warm-up
