@@ -122,6 +122,7 @@ from rlhflab.policy.dpo import dpo_loss, sequence_logprob, train_dpo
 from rlhflab.policy.sft import sft_loss, train_sft
 from rlhflab.policy.text import TextPPO, TextRL
 from rlhflab.reward.text import RankedResponses, TextRewardEnsemble
+from rlhflab.text import packing
 from rlhflab.text.models import (
     TextRewardModel,
     build_word_tokenizer,
@@ -1366,6 +1367,11 @@ def main(argv: list[str] | None = None) -> int:
         "with --threads 1, where idle threads cannot spin)",
     )
     p.add_argument(
+        "--no-packing",
+        action="store_true",
+        help="ablation: our side's forwards padded (no packing, LM head on every kept position)",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
         help="our side with its transformer under torch.compile (dynamic shapes)",
@@ -1423,6 +1429,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     PRECISION["dtype"] = torch.bfloat16 if args.precision == "bf16" else torch.float32
     PRECISION["compile"] = args.compile
+    if args.no_packing:  # the ablation: every forward of ours padded, as before packing
+        packing.PACKABLE.clear()
     PRECISION["clock"] = args.clock
 
     trl_version = None if args.no_trl else trl_available()
@@ -1450,7 +1458,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         rich_table(
             f"Training throughput ({args.precision}, {args.threads} threads, {args.clock} clock, "
-            f"{args.lengths} lengths{', compiled' if args.compile else ''}, peak "
+            f"{args.lengths} lengths{', compiled' if args.compile else ''}"
+            f"{', no packing' if args.no_packing else ''}, peak "
             f"{peak / 1e9:.1f} GFLOP/s)",
             HEADERS,
             rows,
@@ -1541,6 +1550,7 @@ def main(argv: list[str] | None = None) -> int:
         "clock": args.clock,
         "lengths": args.lengths,
         "compile": args.compile,
+        "packing": not args.no_packing,
         "peak_flops": peak,
         "peak_before": peak_before,
         "peak_after": peak_after,
