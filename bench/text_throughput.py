@@ -1229,7 +1229,8 @@ def run_point(
                 continue
             pairs: list[tuple[Measurement | None, Measurement]] = []
             for r in range(R):
-                sample_peak(2)
+                if PRECISION["clock"] == "wall":  # CPU time does not change with the load
+                    sample_peak(2)
                 console.print(
                     f"  {label}: "
                     f"{'rlhflab and TRL, interleaved steps' if trl_version else 'rlhflab'}, round "
@@ -1253,6 +1254,16 @@ def run_point(
                 ours_m.paired_ratios = [x for rnd in per_round for x in rnd]
                 ours_m.round_ratios = [statistics.median(rnd) for rnd in per_round]
                 results += [ours_m, trl_m]
+                console.print(  # as it comes, so that a run cut short still leaves its numbers
+                    f"    {label}: ours/TRL per round "
+                    f"{', '.join(f'{x:.2f}' for x in ours_m.round_ratios)} (median of all pairs "
+                    f"{ours_m.ratio_vs_trl:.2f}); s/step ours {ours_m.seconds_per_step:.4f}, TRL "
+                    f"{trl_m.seconds_per_step:.4f}; tokens/step ours "
+                    f"{ours_m.tokens_per_step:,.0f}, TRL {trl_m.tokens_per_step:,.0f}; "
+                    "first losses ours "
+                    f"{[round(x, 6) for x in ours_m.losses[:3]]}, TRL "
+                    f"{[round(x, 6) for x in trl_m.losses[:3]]}"
+                )
             else:
                 results.append(ours_m)
         if args.check_loops:
