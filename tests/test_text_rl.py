@@ -518,3 +518,19 @@ def test_value_model_from_the_reward_model_needs_one_that_reads_the_policys_toke
     loop.rm = None  # no reward model fitted (a judge or reward functions instead)
     with pytest.raises(ConfigError, match=r"text\.ppo\.value_model"):
         loop.value_from_reward_model()
+
+
+def test_a_prompt_is_cut_only_as_far_as_the_context_needs(tiny_path):
+    """encode keeps the whole prompt while [prompt | response | EOS] fits in max_length, and only
+    its last tokens when it does not (a regression: room between len(prompt) and twice that
+    used to cut the prompt by a negative slice)."""
+    tokenizer = load_tokenizer(tiny_path)
+    prompt, n_prompt = PROMPT, 5
+    for n_response in (3, 7, 9, 12):  # + EOS: totals 9, 13, 15, 18 against max_length 16
+        response = " ".join(["great"] * n_response)
+        batch = encode(tokenizer, [prompt], [response], 16)
+        kept = min(n_prompt, 16 - n_response - 1)
+        assert int(batch.attention_mask.sum()) == kept + n_response + 1
+        assert int(batch.response_mask.sum()) == n_response + 1
+        ids = batch.input_ids[0, :kept].tolist()
+        assert ids == tokenizer(prompt, add_special_tokens=False)["input_ids"][n_prompt - kept :]

@@ -60,7 +60,7 @@ def encode(
             r = [*r, tokenizer.eos_token_id]
         r = r[:max_length]
         room = max_length - len(r)
-        p = p[len(p) - room :] if room > 0 else []
+        p = p[max(len(p) - room, 0) :] if room > 0 else []  # the prompt's last `room` tokens
         rows.append(p + r)
         masks.append([0] * len(p) + [1] * len(r))
     T = max(len(r) for r in rows)
