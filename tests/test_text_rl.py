@@ -534,3 +534,18 @@ def test_a_prompt_is_cut_only_as_far_as_the_context_needs(tiny_path):
         assert int(batch.response_mask.sum()) == n_response + 1
         ids = batch.input_ids[0, :kept].tolist()
         assert ids == tokenizer(prompt, add_special_tokens=False)["input_ids"][n_prompt - kept :]
+
+
+def test_reward_model_losses_under_bf16_autocast(tiny_path):
+    """Under CPU bf16 autocast the scores come out in bf16; the losses are taken in fp32 (a
+    regression: pairs and rankings in one batch failed to write bf16 losses into fp32)."""
+    tokenizer = load_tokenizer(tiny_path)
+    ensemble = TextRewardEnsemble(TextRewardModel.from_pretrained(tiny_path), tokenizer, 1)
+    groups = [
+        RankedResponses(PROMPT, ("great fun", "dull")),
+        RankedResponses(PROMPT, ("great", "fine", "dull")),
+    ]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = ensemble.group_losses(ensemble.members[0], groups)
+    assert losses.dtype == torch.float32
+    assert torch.isfinite(losses).all() and (losses > 0).all()
