@@ -50,7 +50,8 @@ Definitions
   clock: on a machine shared with other jobs a step's wall time counts the time it waited for
   a core, its CPU time does not. Use it with `--threads 1` (two threads that wait for each
   other spin and burn CPU time under load).
-* MFU = 6·N·(tokens/s) ÷ peak (also from the fastest single step: "best step"), with N the
+* MFU = 6·N·(tokens/s) ÷ peak (under `--clock cpu`: tokens per CPU-second ÷ the peak per
+  CPU-second) (also from the fastest single step: "best step"), with N the
   non-embedding parameters plus the output projection (for tied embeddings the vocab×d
   output projection is counted once) — the
   usual 6N FLOPs/token of forward+backward, without the attention-score term and without
@@ -99,6 +100,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import platform
@@ -126,6 +128,7 @@ from rlhflab.text import packing
 from rlhflab.text.models import (
     TextRewardModel,
     build_word_tokenizer,
+    context_length,
     frozen_copy,
     load_causal_lm,
     load_tokenizer,
@@ -1017,16 +1020,18 @@ def _check_same_tokens(trainer, data: Data, B: int, kind: str) -> None:
     is the same, token for token)."""
     tokenizer = trainer.processing_class
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(B)])
+    # at the model's context, as our training functions encode (a cut prompt would show here)
+    at_context = functools.partial(encode, max_length=context_length(trainer.model))
     theirs = _real_rows(batch["input_ids"], batch["attention_mask"])
     if kind == "sft":
-        ours = encode(tokenizer, data.prompts[:B], data.responses[:B])
+        ours = at_context(tokenizer, data.prompts[:B], data.responses[:B])
         targets = (batch["labels"] != -100).float()
         same = theirs == _real_rows(ours.input_ids, ours.attention_mask) and _real_rows(
             targets[:, 1:], batch["attention_mask"][:, 1:]
         ) == _real_rows(ours.response_mask[:, 1:], ours.attention_mask[:, 1:])
     else:
-        c = encode(tokenizer, data.prompts[:B], data.chosen[:B])
-        r = encode(tokenizer, data.prompts[:B], data.rejected[:B])
+        c = at_context(tokenizer, data.prompts[:B], data.chosen[:B])
+        r = at_context(tokenizer, data.prompts[:B], data.rejected[:B])
         same = theirs == _real_rows(c.input_ids, c.attention_mask) + _real_rows(
             r.input_ids, r.attention_mask
         )
