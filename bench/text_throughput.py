@@ -45,17 +45,22 @@ Definitions
   over step pairs of (TRL step time ÷ our step time). On a shared machine, load changes
   step times several-fold within a minute; unpaired, back-to-back runs gave ratios anywhere
   from 0.5× to 7× for identical work. `--rounds` repeats everything on fresh models and pools
-  the pairs. Losses are the first round's.
-* MFU = 6·N·(tokens/s) ÷ peak (also from the fastest single step: "best step"), with N the
+  the pairs (the median of each round is printed too). Losses are the first round's.
+* `--clock cpu` times every step (and the peak) by this process's CPU time instead of the wall
+  clock: on a machine shared with other jobs a step's wall time counts the time it waited for
+  a core, its CPU time does not. Use it with `--threads 1` (two threads that wait for each
+  other spin and burn CPU time under load).
+* MFU = 6·N·(tokens/s) ÷ peak (under `--clock cpu`: tokens per CPU-second ÷ the peak per
+  CPU-second) (also from the fastest single step: "best step"), with N the
   non-embedding parameters plus the output projection (for tied embeddings the vocab×d
   output projection is counted once) — the
   usual 6N FLOPs/token of forward+backward, without the attention-score term and without
   the DPO reference forward or PPO's generation and rollout forwards (so those rows
   understate the hardware's real utilisation).
-  peak = the best fp32 torch.mm of 2048×2048 (2·n³ FLOPs) at the same torch thread count as
-  training, sampled before the run, before every measurement and after the run; the best
-  sample counts (on a shared machine a single sample can be several times too low, which
-  would inflate MFU past 100%).
+  peak = the best fp32 torch.mm of 2048×2048 (2·n³ FLOPs; bf16: 512×512) at the same torch
+  thread count as training, sampled before the run, before every measurement and after the
+  run; the best sample counts (on a shared machine a single sample can be several times too
+  low, which would inflate MFU past 100%).
 * `--precision bf16` runs our steps under CPU bf16 autocast and TRL with bf16=True, and
   takes the peak from a bf16 torch.mm. A CPU without native bf16 (AVX-512 BF16 / AMX)
   converts in software.
@@ -66,7 +71,12 @@ Definitions
 * Data: the built-in ReviewsTask. Prompts "review of the <noun> :" (5 tokens); responses
   are several generated reviews joined and cut so that prompt + response + EOS is exactly
   `--seq-len` word tokens (the word-level tokenizer maps one word to one token), so there
-  is no padding. Pairs: a high-mood review (chosen) and a low-mood one (rejected).
+  is no padding (`--lengths fixed`), or cut to a length drawn uniformly from 6 words to that
+  (`--lengths varied`: preference data of mixed lengths; TRL pads each batch to its longest
+  sequence, our side packs it, rlhflab/text/packing.py). Pairs: a high-mood review (chosen)
+  and a low-mood one (rejected).
+* `--compile` puts our side's transformer under torch.compile (dynamic shapes); TRL's side is
+  unchanged.
 * TRL 1.16 ships no PPO trainer (PPOTrainer moved to trl.experimental.ppo and was then
   removed entirely, huggingface/trl#7020), so the PPO rows have no TRL side (n/a).
 
@@ -90,6 +100,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import platform
@@ -113,15 +124,18 @@ from rlhflab.policy.dpo import dpo_loss, sequence_logprob, train_dpo
 from rlhflab.policy.sft import sft_loss, train_sft
 from rlhflab.policy.text import TextPPO, TextRL
 from rlhflab.reward.text import RankedResponses, TextRewardEnsemble
+from rlhflab.text import packing
 from rlhflab.text.models import (
     TextRewardModel,
     build_word_tokenizer,
+    context_length,
     frozen_copy,
     load_causal_lm,
     load_tokenizer,
     save_model,
     tiny_gpt2,
 )
+from rlhflab.text.packing import backbone_of
 from rlhflab.text.sequences import encode
 from rlhflab.text.task import ReviewsTask
 
@@ -143,7 +157,8 @@ WEIGHT_DECAY = 0.01
 
 
 # -- measurement helpers ---------------------------------------------------------------------
-PRECISION = {"dtype": torch.float32}  # --precision: fp32, or bf16 autocast on both sides
+# --precision: fp32, or bf16 autocast on both sides; --compile: torch.compile on our side
+PRECISION: dict = {"dtype": torch.float32, "compile": False, "clock": "wall"}
 
 
 def autocast():
@@ -154,18 +169,34 @@ def autocast():
     return torch.autocast("cpu", dtype=dtype)
 
 
-def measure_peak(n: int = 2048, repeats: int = 5) -> float:
+def clock() -> float:
+    """Seconds by `--clock`: wall time, or the CPU time of this process (all its threads): on a
+    shared machine a step's CPU time does not count the time it waited for a core."""
+    return time.process_time() if PRECISION["clock"] == "cpu" else time.perf_counter()
+
+
+def compiled(model):
+    """`model`, its transformer compiled in place (`--compile`: torch.compile, dynamic shapes, so
+    that a new packed width does not recompile) or untouched."""
+    if PRECISION["compile"]:
+        backbone_of(model).compile(dynamic=True)
+    return model
+
+
+def measure_peak(n: int = 0, repeats: int = 5) -> float:
     """Best FLOP/s of an n×n @ n×n torch.mm (in the --precision dtype) at the current thread
-    count."""
+    count; n = 2048 in fp32, 512 in bf16 (which a CPU without bf16 instructions runs ~16×
+    slower: a 2048 matmul would take minutes)."""
     dtype = PRECISION["dtype"]
+    n = n or (2048 if dtype == torch.float32 else 512)
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     c = torch.empty(n, n, dtype=dtype)
     torch.mm(a, b, out=c)  # warm-up
     best = math.inf
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         torch.mm(a, b, out=c)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return 2 * n**3 / best
 
 
@@ -219,6 +250,7 @@ class Measurement:
     paired_ratios: list[float] = field(
         default_factory=list
     )  # TRL step time ÷ our adjacent step time, per step pair
+    round_ratios: list[float] = field(default_factory=list)  # median paired ratio of each round
 
     @property
     def seconds_per_step(self) -> float:
@@ -262,9 +294,9 @@ def time_steps(step, warmup: int, steps: int) -> tuple[list[float], list]:
     """Run warmup + steps calls of step(i); wall time of each timed call and every call's result."""
     times, results = [], []
     for i in range(warmup + steps):
-        t = time.perf_counter()
+        t = clock()
         results.append(step(i))
-        dt = time.perf_counter() - t
+        dt = clock() - t
         if i >= warmup:
             times.append(dt)
     return times, results
@@ -281,10 +313,17 @@ class Data:
 
 
 def build_data(
-    task: ReviewsTask, tokenizer, n_seqs: int, n_ppo_prompts: int, seq_len: int, seed: int
+    task: ReviewsTask,
+    tokenizer,
+    n_seqs: int,
+    n_ppo_prompts: int,
+    seq_len: int,
+    seed: int,
+    lengths: str = "fixed",
 ) -> Data:
     """Prompts of 5 tokens and responses of seq_len − 5 − 1 words, so [prompt | response | EOS] is
-    seq_len tokens."""
+    seq_len tokens ("fixed"), or of a length drawn uniformly from 6 … seq_len − 5 − 1 words for
+    each response ("varied": a batch is padded to its longest sequence)."""
     prompts = task.prompts(n_seqs, seed)
     prompt_len = len(tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
     n_words = seq_len - prompt_len - 1
@@ -295,10 +334,11 @@ def build_data(
     rng = np.random.default_rng(seed + 1)
 
     def long_response(mood: float | None) -> str:
+        n = n_words if lengths == "fixed" else int(rng.integers(min(6, n_words), n_words + 1))
         words: list[str] = []
-        while len(words) < n_words:
+        while len(words) < n:
             words += task.response(rng, mood).split()
-        return " ".join(words[:n_words])
+        return " ".join(words[:n])
 
     return Data(
         prompts=prompts,
@@ -348,7 +388,7 @@ def with_precision(step):
 
 def ours_sft(path: str, data: Data, B: int, n_steps: int) -> Side:
     tokenizer = load_tokenizer(path)
-    model = load_causal_lm(path)
+    model = compiled(load_causal_lm(path))
     model.train()
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=LR["sft"], weight_decay=WEIGHT_DECAY
@@ -382,6 +422,7 @@ def ours_rm(path: str, data: Data, B: int, n_steps: int, seed: int) -> tuple[Sid
         TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed
     )
     member = ensemble.members[0]
+    compiled(member.backbone)
     head_init = member.head.weight.detach().clone()
     member.train()
     opt = torch.optim.AdamW(member.parameters(), lr=LR["rm"], weight_decay=WEIGHT_DECAY)
@@ -415,6 +456,7 @@ def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
     tokenizer = load_tokenizer(path)
     policy = load_causal_lm(path)
     reference = frozen_copy(policy)
+    compiled(policy)  # after the copy: a compiled module's copy would call the original
     opt = torch.optim.AdamW(
         [p for p in policy.parameters() if p.requires_grad], lr=LR["dpo"], weight_decay=WEIGHT_DECAY
     )
@@ -426,11 +468,11 @@ def ours_dpo(path: str, data: Data, B: int, n_steps: int) -> Side:
 
     # train_dpo computes the reference's log-probs once, before training, in batches of 64
     # pairs; that time is spread over the steps and counted in each (Side.amortised)
-    t = time.perf_counter()
+    t = clock()
     with autocast(), torch.no_grad():
         refs = [both(reference, slice(s, s + 64)) for s in range(0, n_steps * B, 64)]
     ref_c, ref_r = torch.cat([c for c, _ in refs]), torch.cat([r for _, r in refs])
-    amortised = (time.perf_counter() - t) / max(n_steps, 1)
+    amortised = (clock() - t) / max(n_steps, 1)
 
     def step(i):  # one step of rlhflab.policy.dpo.train_dpo (its loss under fit_epochs)
         sl = slice(i * B, (i + 1) * B)
@@ -475,6 +517,7 @@ def ours_ppo(
     tokenizer = load_tokenizer(path)
     policy = load_causal_lm(path)
     reference = frozen_copy(policy)
+    compiled(policy)  # after the copy: a compiled module's copy would call the original
     rm = TextRewardEnsemble(TextRewardModel.from_pretrained(path), tokenizer, members=1, seed=seed)
     prompt_len = len(tokenizer(data.ppo_prompts[0], add_special_tokens=False)["input_ids"])
     cfg = TextPPOConfig(batch_size=n_prompts, minibatches=minibatches, epochs=epochs)
@@ -497,9 +540,9 @@ def ours_ppo(
     original_lv = ppo._logprobs_values
 
     def timed_generate(*args, **kwargs):
-        t = time.perf_counter()
+        t = clock()
         out = original_generate(*args, **kwargs)
-        rec["generate"] = time.perf_counter() - t
+        rec["generate"] = clock() - t
         rec["tokens"] = int(out[0].attention_mask.sum())
         rec["padded_tokens"] = out[0].attention_mask.numel()
         rec["response_tokens"] = float(out[0].response_mask.sum(1).mean())
@@ -507,7 +550,7 @@ def ours_ppo(
 
     def timed_lv(mb):
         if torch.is_grad_enabled() and "update_start" not in rec:
-            rec["update_start"] = time.perf_counter()
+            rec["update_start"] = clock()
         return original_lv(mb)
 
     ppo._logprobs_values = timed_lv
@@ -517,9 +560,9 @@ def ours_ppo(
 
         def step(i):
             rec.clear()
-            t0 = time.perf_counter()
+            t0 = clock()
             record = ppo.step(data.ppo_prompts[i * n_prompts : (i + 1) * n_prompts])
-            t1 = time.perf_counter()
+            t1 = clock()
             parts.append(
                 {
                     "total": t1 - t0,
@@ -595,7 +638,7 @@ def check_loops(
     tokenizer = load_tokenizer(path)
     if "SFT" in ours:
         model = load_causal_lm(path)
-        t = time.perf_counter()
+        t = clock()
         hist = train_sft(
             model,
             tokenizer,
@@ -610,7 +653,7 @@ def check_loops(
             "train_fn": "train_sft",
             "epoch_mean_loss": hist[0],
             "our_loop_mean_loss": float(np.mean(ours["SFT"].losses[:n_steps])),
-            "s_per_step": (time.perf_counter() - t) / n_steps,
+            "s_per_step": (clock() - t) / n_steps,
         }
     if "DPO" in ours:
         policy = load_causal_lm(path)
@@ -618,13 +661,13 @@ def check_loops(
             zip(laid_out(data.prompts[:n]), laid_out(data.chosen[:n]), laid_out(data.rejected[:n]))
         )
         cfg = TextDPOConfig(epochs=1, lr=LR["dpo"], batch_size=B, beta=DPO_BETA)
-        t = time.perf_counter()
+        t = clock()
         hist = train_dpo(policy, frozen_copy(policy), tokenizer, pairs, cfg, seed)
         out["DPO"] = {
             "train_fn": "train_dpo",
             "epoch_mean_loss": hist[0],
             "our_loop_mean_loss": float(np.mean(ours["DPO"].losses[:n_steps])),
-            "s_per_step": (time.perf_counter() - t) / n_steps,
+            "s_per_step": (clock() - t) / n_steps,
         }
     return out
 
@@ -744,15 +787,15 @@ def _run_trl(
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.threads = torch.get_num_threads()
-            self.mark = time.perf_counter()
+            self.mark = clock()
 
         def on_step_end(self, args, state, control, **kwargs):
-            t = time.perf_counter()
+            t = clock()
             self.trl_times.append(t - self.mark)  # everything TRL did since our previous step ended
             if ours is not None:
                 self.our_losses.append(ours.step(len(self.trl_times) - 1))
-                self.our_times.append(time.perf_counter() - t)
-            self.mark = time.perf_counter()
+                self.our_times.append(clock() - t)
+            self.mark = clock()
 
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
@@ -889,12 +932,14 @@ def ours_grpo(path: str, data: Data, n_prompts: int, group: int, max_new: int, s
     sampling, the reference forward, the reward and the update."""
     tokenizer = load_tokenizer(path)
     policy = load_causal_lm(path)
+    reference = frozen_copy(policy)
+    compiled(policy)
     cfg = TextGRPOConfig(
         batch_size=n_prompts * group, group_size=group, epochs=1, minibatches=1, lr=LR["grpo"]
     )
     rl = TextRL(
         policy,
-        frozen_copy(policy),
+        reference,
         tokenizer,
         lambda p, t: torch.tensor(review_gold(p, t)),
         cfg,
@@ -965,23 +1010,36 @@ def trl_grpo(
         return _run_trl(trainer, warmup, steps, "GRPO", flop_params(trainer.model), threads, ours)
 
 
+def _real_rows(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+    """Each row's tokens where `mask` is set (padding dropped, wherever it is)."""
+    return [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+
+
 def _check_same_tokens(trainer, data: Data, B: int, kind: str) -> None:
-    """TRL's first collated batch holds exactly our encoded sequences (so the data is the same,
-    token for token)."""
+    """TRL's first collated batch holds exactly our encoded sequences, padding aside (so the data
+    is the same, token for token)."""
     tokenizer = trainer.processing_class
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(B)])
+    # at the model's context, as our training functions encode (a cut prompt would show here)
+    at_context = functools.partial(encode, max_length=context_length(trainer.model))
+    theirs = _real_rows(batch["input_ids"], batch["attention_mask"])
     if kind == "sft":
-        ours = encode(tokenizer, data.prompts[:B], data.responses[:B])
-        same = torch.equal(batch["input_ids"], ours.input_ids) and torch.equal(
-            (batch["labels"] != -100).float()[:, 1:], ours.response_mask[:, 1:]
-        )
+        ours = at_context(tokenizer, data.prompts[:B], data.responses[:B])
+        targets = (batch["labels"] != -100).float()
+        same = theirs == _real_rows(ours.input_ids, ours.attention_mask) and _real_rows(
+            targets[:, 1:], batch["attention_mask"][:, 1:]
+        ) == _real_rows(ours.response_mask[:, 1:], ours.attention_mask[:, 1:])
     else:
-        c = encode(tokenizer, data.prompts[:B], data.chosen[:B])
-        r = encode(tokenizer, data.prompts[:B], data.rejected[:B])
-        same = torch.equal(batch["input_ids"], torch.cat([c.input_ids, r.input_ids]))
+        c = at_context(tokenizer, data.prompts[:B], data.chosen[:B])
+        r = at_context(tokenizer, data.prompts[:B], data.rejected[:B])
+        same = theirs == _real_rows(c.input_ids, c.attention_mask) + _real_rows(
+            r.input_ids, r.attention_mask
+        )
         if kind == "dpo":
-            same = same and torch.equal(
-                batch["completion_mask"].float(), torch.cat([c.response_mask, r.response_mask])
+            same = same and _real_rows(
+                batch["completion_mask"], batch["attention_mask"]
+            ) == _real_rows(c.response_mask, c.attention_mask) + _real_rows(
+                r.response_mask, r.attention_mask
             )
     if not same:
         raise SystemExit(
@@ -1019,6 +1077,7 @@ def results_rows(results: list[Measurement], peak: float) -> list[list[str]]:
                     (f"{ratio:.2f}×" + (" ✓" if ratio >= SPEED_TARGET else " ✗"))
                     if impl is m and t
                     else ("" if t else (m.note or "n/a")),
+                    ", ".join(f"{x:.2f}" for x in m.round_ratios) if impl is m and t else "",
                 ]
             )
     return rows
@@ -1037,6 +1096,7 @@ HEADERS = [
     "MFU (median)",
     "MFU (best step)",
     f"ours/TRL (target ≥ {SPEED_TARGET}×)",
+    "ours/TRL per round",
 ]
 
 
@@ -1122,7 +1182,9 @@ def run_point(
     with tempfile.TemporaryDirectory() as tmp:
         path = str(save_model(model, tokenizer, Path(tmp) / "model"))
         tokenizer = load_tokenizer(path)
-        data = build_data(task, tokenizer, (W + S) * B, (W + S) * n_ppo, args.seq_len, args.seed)
+        data = build_data(
+            task, tokenizer, (W + S) * B, (W + S) * n_ppo, args.seq_len, args.seed, args.lengths
+        )
         console.print(
             f"[bold]{name}[/bold]: GPT-2 {n_layer} layers × {n_embd} wide, {n_head} heads, vocab "
             f"{len(tokenizer)}, "
@@ -1172,7 +1234,8 @@ def run_point(
                 continue
             pairs: list[tuple[Measurement | None, Measurement]] = []
             for r in range(R):
-                sample_peak(2)
+                if PRECISION["clock"] == "wall":  # CPU time does not change with the load
+                    sample_peak(2)
                 console.print(
                     f"  {label}: "
                     f"{'rlhflab and TRL, interleaved steps' if trl_version else 'rlhflab'}, round "
@@ -1186,12 +1249,26 @@ def run_point(
                 trl_m = pooled([t for t, _ in pairs])
                 # tokens/s of each step pair; a GRPO step's tokens depend on what was sampled,
                 # so each side's step times are scaled by its own mean tokens per step
-                ours_m.paired_ratios = [
-                    (t_ / t.tokens_per_step) / (o_ / o.tokens_per_step)
+                per_round = [
+                    [
+                        (t_ / t.tokens_per_step) / (o_ / o.tokens_per_step)
+                        for t_, o_ in zip(t.step_times, o.step_times)
+                    ]
                     for t, o in pairs
-                    for t_, o_ in zip(t.step_times, o.step_times)
                 ]
+                ours_m.paired_ratios = [x for rnd in per_round for x in rnd]
+                ours_m.round_ratios = [statistics.median(rnd) for rnd in per_round]
                 results += [ours_m, trl_m]
+                console.print(  # as it comes, so that a run cut short still leaves its numbers
+                    f"    {label}: ours/TRL per round "
+                    f"{', '.join(f'{x:.2f}' for x in ours_m.round_ratios)} (median of all pairs "
+                    f"{ours_m.ratio_vs_trl:.2f}); s/step ours {ours_m.seconds_per_step:.4f}, TRL "
+                    f"{trl_m.seconds_per_step:.4f}; tokens/step ours "
+                    f"{ours_m.tokens_per_step:,.0f}, TRL {trl_m.tokens_per_step:,.0f}; "
+                    "first losses ours "
+                    f"{[round(x, 6) for x in ours_m.losses[:3]]}, TRL "
+                    f"{[round(x, 6) for x in trl_m.losses[:3]]}"
+                )
             else:
                 results.append(ours_m)
         if args.check_loops:
@@ -1273,6 +1350,12 @@ def main(argv: list[str] | None = None) -> int:
         "--seq-len", type=int, default=64, help="tokens per sequence ([prompt | response | EOS])"
     )
     p.add_argument(
+        "--lengths",
+        choices=("fixed", "varied"),
+        default="fixed",
+        help="responses that fill --seq-len exactly (no padding), or of uniformly drawn lengths",
+    )
+    p.add_argument(
         "--ppo-prompts",
         type=int,
         default=0,
@@ -1291,6 +1374,23 @@ def main(argv: list[str] | None = None) -> int:
         choices=("fp32", "bf16"),
         default="fp32",
         help="both sides: fp32, or bf16 autocast (ours torch.autocast, TRL bf16=True)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time steps by wall clock, or by this process's CPU time (a loaded machine; use "
+        "with --threads 1, where idle threads cannot spin)",
+    )
+    p.add_argument(
+        "--no-packing",
+        action="store_true",
+        help="ablation: our side's forwards padded (no packing, LM head on every kept position)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="our side with its transformer under torch.compile (dynamic shapes)",
     )
     p.add_argument("--ppo-minibatches", type=int, default=2, help="PPO minibatches per epoch")
     p.add_argument("--ppo-epochs", type=int, default=2, help="PPO epochs per iteration")
@@ -1344,6 +1444,10 @@ def main(argv: list[str] | None = None) -> int:
         pass
     torch.set_num_threads(args.threads)
     PRECISION["dtype"] = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    PRECISION["compile"] = args.compile
+    if args.no_packing:  # the ablation: every forward of ours padded, as before packing
+        packing.PACKABLE.clear()
+    PRECISION["clock"] = args.clock
 
     trl_version = None if args.no_trl else trl_available()
     ppo_where = trl_has_ppo() if trl_version else None
@@ -1369,7 +1473,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = results_rows(results, peak)
     console.print(
         rich_table(
-            f"Training throughput ({args.precision}, {args.threads} threads, peak "
+            f"Training throughput ({args.precision}, {args.threads} threads, {args.clock} clock, "
+            f"{args.lengths} lengths{', compiled' if args.compile else ''}"
+            f"{', no packing' if args.no_packing else ''}, peak "
             f"{peak / 1e9:.1f} GFLOP/s)",
             HEADERS,
             rows,
@@ -1457,6 +1563,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/text_throughput.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "threads": args.threads,
+        "clock": args.clock,
+        "lengths": args.lengths,
+        "compile": args.compile,
+        "packing": not args.no_packing,
         "peak_flops": peak,
         "peak_before": peak_before,
         "peak_after": peak_after,

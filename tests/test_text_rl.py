@@ -463,3 +463,89 @@ def test_goodhart_averages_text_runs_over_seeds(tmp_path):
     assert set(fitted) == {"best_of_n", "rl"} and fitted["rl"].points == 9
     # the average is closer to the form than any one seed
     assert fitted["rl"].r2 > max(goodhart(r)[1]["rl"].r2 for r in runs) - 1e-9
+
+
+def test_ppo_value_model_starts_from_the_reward_model(tiny_path):
+    """text.ppo.value_model = reward_model (InstructGPT): V starts as a copy of the reward model
+    (V before response token t is the reward model's score of the prefix up to t − 1) and then
+    trains on its own, leaving the reward model as it was."""
+    import copy
+
+    from rlhflab.config import TextPPOConfig
+
+    tokenizer = load_tokenizer(tiny_path)
+    rm = TextRewardModel.from_pretrained(tiny_path)
+    torch.nn.init.normal_(rm.head.weight, std=0.5)
+    rm_before = copy.deepcopy(rm.state_dict())
+    policy = load_causal_lm(tiny_path)
+    cfg = TextPPOConfig(batch_size=4, minibatches=1, epochs=1, lr=1e-2)
+    rl = TextRL(
+        policy,
+        load_causal_lm(tiny_path),
+        tokenizer,
+        lambda p, t: torch.tensor([float(len(x)) for x in t]),
+        cfg,
+        6,
+        1.0,
+        value_model=copy.deepcopy(rm),
+    )
+    assert rl.value_head is None and rl.value_model is not None
+    batch = encode(tokenizer, [PROMPT, "review :"], ["great fun", "dull"], 64)
+    with torch.no_grad():
+        _, _, values = rl._logprobs_values(batch)
+        for row in range(2):
+            for t in batch.response_mask[row].nonzero().flatten().tolist():
+                prefix = rm(
+                    batch.input_ids[row : row + 1, :t], batch.attention_mask[row : row + 1, :t]
+                )
+                assert float(values[row, t]) == pytest.approx(float(prefix), abs=1e-5)
+    record = rl.step([PROMPT, "review :", PROMPT, "review :"])
+    assert math.isfinite(record["value_loss"])
+    moved = [
+        not torch.equal(a, b)
+        for a, b in zip(rl.value_model.state_dict().values(), rm_before.values())
+    ]
+    assert any(moved)  # the value model trained ...
+    assert all(torch.equal(rm.state_dict()[k], v) for k, v in rm_before.items())  # ... the RM not
+    assert rl.state_dict()["value_model"] is not None
+
+
+def test_value_model_from_the_reward_model_needs_one_that_reads_the_policys_tokens(
+    tiny_path, tmp_path
+):
+    cfg = tiny_config(tiny_path, "text.ppo.value_model=reward_model")
+    loop = TextLoop(cfg, RunDir(tmp_path))
+    loop.rm = None  # no reward model fitted (a judge or reward functions instead)
+    with pytest.raises(ConfigError, match=r"text\.ppo\.value_model"):
+        loop.value_from_reward_model()
+
+
+def test_a_prompt_is_cut_only_as_far_as_the_context_needs(tiny_path):
+    """encode keeps the whole prompt while [prompt | response | EOS] fits in max_length, and only
+    its last tokens when it does not (a regression: room between len(prompt) and twice that
+    used to cut the prompt by a negative slice)."""
+    tokenizer = load_tokenizer(tiny_path)
+    prompt, n_prompt = PROMPT, 5
+    for n_response in (3, 7, 9, 12):  # + EOS: totals 9, 13, 15, 18 against max_length 16
+        response = " ".join(["great"] * n_response)
+        batch = encode(tokenizer, [prompt], [response], 16)
+        kept = min(n_prompt, 16 - n_response - 1)
+        assert int(batch.attention_mask.sum()) == kept + n_response + 1
+        assert int(batch.response_mask.sum()) == n_response + 1
+        ids = batch.input_ids[0, :kept].tolist()
+        assert ids == tokenizer(prompt, add_special_tokens=False)["input_ids"][n_prompt - kept :]
+
+
+def test_reward_model_losses_under_bf16_autocast(tiny_path):
+    """Under CPU bf16 autocast the scores come out in bf16; the losses are taken in fp32 (a
+    regression: pairs and rankings in one batch failed to write bf16 losses into fp32)."""
+    tokenizer = load_tokenizer(tiny_path)
+    ensemble = TextRewardEnsemble(TextRewardModel.from_pretrained(tiny_path), tokenizer, 1)
+    groups = [
+        RankedResponses(PROMPT, ("great fun", "dull")),
+        RankedResponses(PROMPT, ("great", "fine", "dull")),
+    ]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = ensemble.group_losses(ensemble.members[0], groups)
+    assert losses.dtype == torch.float32
+    assert torch.isfinite(losses).all() and (losses > 0).all()

@@ -28,6 +28,7 @@ the run (its log, checkpoints, summary and report). Evaluation is repeated on ev
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 from rlhflab import distributed
-from rlhflab.config import RunConfig
+from rlhflab.config import ConfigError, RunConfig
 from rlhflab.diagnostics.calibration import expected_calibration_error
 from rlhflab.diagnostics.diversity import diversity
 from rlhflab.diagnostics.report import build_report
@@ -450,6 +451,9 @@ class TextLoop:
             tc.temperature,
             self.gold,
             self.cfg.seed,
+            self.value_from_reward_model()
+            if getattr(cfg, "value_model", "") == "reward_model"
+            else None,
         )
         rng = np.random.default_rng(self.cfg.seed + 5)
         saved = self.rl_saved.pop(method, None)
@@ -467,6 +471,20 @@ class TextLoop:
                 )
                 self.ckpt.rl_iteration[method] = rl.iteration
         return policy
+
+    def value_from_reward_model(self) -> TextRewardModel:
+        """InstructGPT's value function: a trainable copy of the (first) reward model, which must
+        read the policy's own tokens."""
+        rm = self.rm
+        if not isinstance(rm, TextRewardEnsemble) or (
+            rm.tokenizer.get_vocab() != self.tokenizer.get_vocab()
+        ):
+            raise ConfigError(
+                "text.ppo.value_model = reward_model needs a fitted reward model that reads the "
+                "policy's tokens (text.reward.kind not judge, text.reward.model unset or with the "
+                "policy's tokenizer)"
+            )
+        return copy.deepcopy(rm.members[0])
 
     def trained_and_scored(self, method: str) -> dict:
         policy = self.train_rl(method)

@@ -102,6 +102,12 @@ class TextPPOConfig(_TextRLConfig):
     )
     clip_value: float | None = Field(0.2, description="value-loss clip (None: unclipped)")
     vf_coef: float = Field(0.5, ge=0, description="value-loss coefficient")
+    value_model: Literal["head", "reward_model"] = Field(
+        "head",
+        description="head: a linear value head on the policy's hidden state; reward_model: a "
+        "separate value network initialised from the reward model (InstructGPT; needs a fitted "
+        "reward model with the policy's tokenizer)",
+    )
     gamma: float = Field(1.0, gt=0, le=1, description="discount over tokens")
     lam: float = Field(0.95, ge=0, le=1, description="GAE λ over tokens")
 

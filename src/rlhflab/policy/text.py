@@ -54,7 +54,7 @@ from rlhflab.policy.ppo import (
     value_loss,
     whiten,
 )
-from rlhflab.text.models import ValueHead, hidden_size
+from rlhflab.text.models import TextRewardModel, ValueHead, hidden_size
 from rlhflab.text.sequences import SeqBatch, generate, token_logprobs
 
 RLConfig = TextPPOConfig | TextGRPOConfig | TextRLOOConfig
@@ -122,9 +122,12 @@ class TextRL:
         temperature: float,
         gold=None,
         seed: int = 0,
+        value_model: TextRewardModel | None = None,
     ):
         """`score(prompts, texts) -> [N]` is the proxy reward; `gold(texts) -> [N]`, when known, is
-        only logged."""
+        only logged. PPO's values come from a linear head on the policy's hidden state, or from
+        `value_model`, a separate network over the policy's tokens trained from where it is (a
+        copy of the reward model: InstructGPT's initialisation)."""
         self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
         self.score, self.gold = score, gold
         self.cfg, self.method = cfg, method_of(cfg)
@@ -132,7 +135,13 @@ class TextRL:
         torch.manual_seed(seed)
         params = [p for p in policy.parameters() if p.requires_grad]
         self.value_head: ValueHead | None = None
-        if isinstance(cfg, TextPPOConfig):
+        self.value_model = value_model if isinstance(cfg, TextPPOConfig) else None
+        if self.value_model is not None:
+            self.value_model.eval()  # as the policy: no dropout in the update
+            for p in self.value_model.parameters():
+                p.requires_grad_(True)
+            params += list(self.value_model.parameters())
+        elif isinstance(cfg, TextPPOConfig):
             self.value_head = ValueHead(hidden_size(policy.config))
             params += list(self.value_head.parameters())
         world = distributed.world_size()
@@ -167,6 +176,7 @@ class TextRL:
         return {
             "policy": {k: v for k, v in self.policy.state_dict().items()},
             "value_head": self.value_head.state_dict() if self.value_head else None,
+            "value_model": self.value_model.state_dict() if self.value_model else None,
             "optimizer": self.optimizer.state_dict(),
             "kl_ctl": self.kl_ctl.state_dict(),
             "iteration": self.iteration,
@@ -176,6 +186,8 @@ class TextRL:
         self.policy.load_state_dict(state["policy"])
         if self.value_head is not None:
             self.value_head.load_state_dict(state["value_head"])
+        if self.value_model is not None:
+            self.value_model.load_state_dict(state["value_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.iteration = state["iteration"]
@@ -187,11 +199,16 @@ class TextRL:
         return self.method == "grpo" and self.cfg.epochs == self.cfg.minibatches == 1
 
     def _logprobs_values(self, batch: SeqBatch):
+        """log π, entropy and V at each response token t (V of the prefix before t)."""
         if self.value_head is None:
             logp, entropy = token_logprobs(
                 self.policy, batch, self.temperature, return_entropy=True
             )
-            return logp, entropy, None
+            if self.value_model is None:
+                return logp, entropy, None
+            scores = self.value_model.prefix_scores(batch.input_ids, batch.attention_mask)
+            values = torch.cat([torch.zeros_like(scores[:, :1]), scores[:, :-1]], 1)
+            return logp, entropy, values * batch.response_mask
         logp, entropy, hidden = token_logprobs(
             self.policy, batch, self.temperature, return_entropy=True, return_hidden=True
         )

@@ -175,7 +175,7 @@ class TextRewardEnsemble:
             [r for g in groups for r in g.responses],
             self.max_length,
         )
-        scores = member(batch.input_ids, batch.attention_mask)
+        scores = member(batch.input_ids, batch.attention_mask).float()  # bf16 under autocast
         sizes = [len(g.responses) for g in groups]
         starts = np.cumsum([0, *sizes[:-1]])
         out = scores.new_zeros(len(groups))

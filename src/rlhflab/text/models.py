@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from rlhflab import distributed
+from rlhflab.text.packing import Packing, packable, packed_hidden
 
 ENCODER_TYPES = {
     "bert",
@@ -203,7 +204,18 @@ class TextRewardModel(nn.Module):
 
         return cls(AutoModel.from_pretrained(name_or_path, dtype=torch.float32), pooling)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pack: bool | None = None
+    ) -> torch.Tensor:
+        """[B] scores. `pack` (default: whenever the backbone allows it, for last-token pooling)
+        runs the padding-free forward of rlhflab.text.packing, the head on the last tokens only."""
+        if pack is None:
+            pack = self.pooling == "last" and packable(self.backbone)
+        if pack:
+            packing = Packing.of(input_ids, attention_mask)
+            last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).float().argmax(-1)
+            hidden = packed_hidden(self.backbone, packing)
+            return self.head(hidden[packing.index[torch.arange(len(last)), last]]).squeeze(-1)
         kwargs = forward_kwargs(self.backbone, input_ids, attention_mask)
         hidden = self.backbone(**kwargs).last_hidden_state  # [B, T, H]
         if self.pooling == "mean":
@@ -213,6 +225,21 @@ class TextRewardModel(nn.Module):
             idx = attention_mask.shape[1] - 1 - attention_mask.flip(-1).float().argmax(-1)
             pooled = hidden[torch.arange(len(hidden)), idx]
         return self.head(pooled).squeeze(-1)
+
+    def prefix_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T]: the head on every position's hidden state, i.e. the score of each prefix
+        (zero on padding); a value function for a causal backbone (InstructGPT's value model,
+        initialised from the reward model)."""
+        if packable(self.backbone):
+            packing = Packing.of(input_ids, attention_mask)
+            scores = self.head(packed_hidden(self.backbone, packing)).squeeze(-1)
+            real = packing.index >= 0
+            return scores.new_zeros(input_ids.shape).index_put(
+                real.nonzero(as_tuple=True), scores[packing.index[real]]
+            )
+        kwargs = forward_kwargs(self.backbone, input_ids, attention_mask)
+        hidden = self.backbone(**kwargs).last_hidden_state
+        return self.head(hidden).squeeze(-1) * attention_mask
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhflab.text.models import context_length, format_prompt, forward_kwargs, takes_argument
+from rlhflab.text.packing import Packing, packable, packed_hidden
 
 
 @dataclass
@@ -59,7 +60,7 @@ def encode(
             r = [*r, tokenizer.eos_token_id]
         r = r[:max_length]
         room = max_length - len(r)
-        p = p[len(p) - room :] if room > 0 else []
+        p = p[max(len(p) - room, 0) :] if room > 0 else []  # the prompt's last `room` tokens
         rows.append(p + r)
         masks.append([0] * len(p) + [1] * len(r))
     T = max(len(r) for r in rows)
@@ -82,12 +83,19 @@ def token_logprobs(
     temperature: float = 1.0,
     return_entropy: bool = False,
     return_hidden: bool = False,
+    pack: bool | None = None,
 ):
     """log π(token_t | tokens_<t) at every position t ≥ 1 ([B, T], position 0 is 0), masked to the
     response.
 
     Also the entropy of π(· | tokens_<t) at each position and the last hidden state that predicts
-    token t (for a value head), when asked."""
+    token t (for a value head), when asked. `pack` (default: whenever the model allows it) runs
+    the padding-free forward of rlhflab.text.packing, with the head on the response positions
+    only; otherwise the padded batch goes through the whole model."""
+    if pack is None:
+        pack = packable(model)
+    if pack:
+        return _packed_logprobs(model, batch, temperature, return_entropy, return_hidden)
     # logits only where a target is: from the first column that holds a response token on (no
     # full-vocabulary log-softmax over the prompt), through `logits_to_keep` where the model
     # takes it
@@ -110,6 +118,37 @@ def token_logprobs(
     if return_hidden:
         hidden = out.hidden_states[-1][:, :-1]
         result.append(torch.cat([torch.zeros_like(hidden[:, :1]), hidden], 1))
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+def _packed_logprobs(
+    model, batch: SeqBatch, temperature: float, return_entropy: bool, return_hidden: bool
+):
+    """`token_logprobs` through a packed forward: the LM head and log-softmax only on the hidden
+    states that predict a response token (those at t − 1 for each response token t ≥ 1)."""
+    packing = Packing.of(batch.input_ids, batch.attention_mask)
+    hidden = packed_hidden(model, packing)  # [R·W, H]
+    rows, cols = (batch.response_mask[:, 1:] > 0).nonzero(as_tuple=True)
+    cols = cols + 1  # the target tokens
+    source = packing.index[rows, cols - 1]  # the positions that predict them
+    if bool((source < 0).any()):
+        raise ValueError("a response token follows a padding position: the batch is malformed")
+    logits = model.get_output_embeddings()(hidden[source]).float() / temperature
+    logp_all = F.log_softmax(logits, -1)
+    picked = logp_all.gather(-1, batch.input_ids[rows, cols].unsqueeze(-1)).squeeze(-1)
+
+    def laid_out(values: torch.Tensor) -> torch.Tensor:  # [n] at the targets → [B, T]
+        out = values.new_zeros(batch.response_mask.shape).index_put((rows, cols), values)
+        return out * batch.response_mask
+
+    result = [laid_out(picked)]
+    if return_entropy:
+        result.append(laid_out(-(logp_all.exp() * logp_all).sum(-1)))
+    if return_hidden:  # [B, T, H]: at t, the hidden state of t − 1 (zero where it is padding)
+        prev = torch.cat([packing.index.new_full((len(batch), 1), -1), packing.index[:, :-1]], 1)
+        real = prev >= 0
+        states = hidden.new_zeros((*prev.shape, hidden.shape[-1]))
+        result.append(states.index_put(real.nonzero(as_tuple=True), hidden[prev[real]]))
     return result[0] if len(result) == 1 else tuple(result)
 
 
