@@ -4,24 +4,31 @@ position-bias cancellation, judges that fail, and the judge as a reward (issue 1
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from judge_server import JudgeServer
+from labeling import AppProcess, answer_text_pairs, make_run
 
 from rlhflab.config import ConfigError, build_config
-from rlhflab.feedback.ai import judge_with_ai
+from rlhflab.feedback.ai import judge_with_ai, routing
 from rlhflab.feedback.store import FeedbackStore
-from rlhflab.feedback.text import comparisons_from_store
+from rlhflab.feedback.text import comparisons_from_store, gather_comparisons
 from rlhflab.policy.sft import train_sft
 from rlhflab.reward.judge import JudgeReward
 from rlhflab.runs import RunDir
-from rlhflab.text.constitution import ConstitutionError, Principle, load_constitution
+from rlhflab.text.constitution import (
+    DEFAULT_PRINCIPLES,
+    ConstitutionError,
+    Principle,
+    load_constitution,
+)
 from rlhflab.text.judge import EndpointJudge, HFJudge, JudgeError, render
-from rlhflab.text.judge_world import build_judge_tokenizer, judge_examples
-from rlhflab.text.models import save_model, tiny_gpt2
-from rlhflab.text.task import TASKS
+from rlhflab.text.judge_world import ScriptedJudge, build_judge_tokenizer, judge_examples
+from rlhflab.text.models import build_word_tokenizer, save_model, tiny_gpt2
+from rlhflab.text.task import TASKS, sentiment
 from rlhflab.text_loop import TextLoop
 
 TASK = TASKS["reviews"]
@@ -183,6 +190,71 @@ def test_a_failing_judge_is_an_error_never_a_silent_label(tmp_path, mode, messag
             judge_with_ai(_cfg(), store, judge, ids, prompts, samples, lambda r: None)
         assert server.calls == calls
     assert store.count_judgements() == 0
+
+
+def test_people_answer_their_principle_in_the_app_over_http_and_the_ai_the_rest(tmp_path):
+    """Bai et al.'s mixing with real people: `positive` goes to people (`by: human`,
+    `judge.humans: people`), `fluent` to the AI. A scripted person answers through the labeling
+    app over HTTP; the app never offers them the AI's queries, and the store records who answered
+    each query under which principle."""
+    constitution = tmp_path / "c.yaml"
+    constitution.write_text(
+        "- id: positive\n  text: Which review is more positive about the film?\n  by: human\n"
+        f"- id: fluent\n  text: {DEFAULT_PRINCIPLES[1].text}\n  by: ai\n"
+    )
+    run, store, tokens = make_run(tmp_path, names=("reader",))
+    cfg = _cfg(
+        "judge.url=null",
+        "judge.model=scripted",
+        f"judge.constitution={constitution}",
+        "judge.humans=people",
+        "feedback.annotator.kind=ai",
+        "feedback.wait_timeout=60",
+        "text.labels=12",
+        "text.max_new_tokens=5",
+    )
+    tokenizer = build_word_tokenizer(TASK.vocabulary)
+    policy = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2)
+    server, stop, seen = AppProcess(run.path).start(), threading.Event(), []
+
+    def more_positive(q: dict) -> str:
+        left, right = (sentiment(item["text"].split()) for item in q["items"])
+        return "left" if left > right else "right" if right > left else "equal"
+
+    person = threading.Thread(
+        target=answer_text_pairs, args=(server.client(tokens["reader"]), stop, more_positive, seen)
+    )
+    person.start()
+    try:
+        comparisons = gather_comparisons(
+            cfg,
+            policy,
+            tokenizer,
+            ["review of the film :"] * 12,
+            store,
+            lambda r: None,
+            judge=ScriptedJudge(cfg.judge.template),
+        )
+    finally:
+        stop.set()
+        person.join(timeout=30)
+        server.kill()
+    rows = store.judgement_rows()
+    by = {r.query_id: r.query.payload["by"] for r in rows}
+    people = {r.query_id for r in rows if r.annotator == "reader"}
+    assert len(rows) == len(comparisons) == 12 and len(by) == 12  # one label per query
+    assert people == {q for q, b in by.items() if b == "human"} and 0 < len(people) < 12
+    assert {q["query_id"] for q in seen} == people  # the app offered them only people's queries
+    assert {q["question"] for q in seen} == {"Which review is more positive about the film?"}
+    for r in rows:
+        assert r.query.payload["principle"] == ("positive" if r.query_id in people else "fluent")
+        if r.query_id not in people:
+            assert r.annotator == "ai" and r.payload["principle"] == "fluent"
+            assert (
+                r.payload["judge"].startswith("scripted")
+                and r.query.payload["prompt"] in (r.payload["judge_prompt"])
+            )
+    assert routing(cfg, 12)[:5] == routing(cfg, 5)  # a resumed run routes as before
 
 
 def test_the_api_key_comes_from_the_named_variable(monkeypatch):

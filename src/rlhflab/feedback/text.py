@@ -53,9 +53,26 @@ def ask_for_comparisons(
         for k in range(K)
     ]
     kind = "text_pair" if K == 2 else "ranking"
-    overlap = fb.overlap if fb.annotator.kind == "people" else 1
+    routed: list[dict] = [{}] * n
+    if fb.annotator.kind == "ai":  # each query's principle and who answers it (`feedback/ai.py`)
+        from rlhflab.feedback.ai import routing
+
+        routed = routing(cfg, n)
+    people = fb.annotator.kind == "people" or (
+        fb.annotator.kind == "ai" and cfg.judge.humans == "people"
+    )
+
+    def overlap(meta: dict) -> int:  # an AI query wants no judgement from people: the app skips it
+        return 0 if meta.get("by") == "ai" else fb.overlap if people else 1
+
     return [
-        store.add_text_query(kind, chosen[i], [samples[k][i] for k in range(K)], overlap=overlap)
+        store.add_text_query(
+            kind,
+            chosen[i],
+            [samples[k][i] for k in range(K)],
+            overlap=overlap(routed[i]),
+            meta=routed[i],
+        )
         for i in range(have, n)
     ]
 
@@ -109,7 +126,8 @@ def gather_comparisons(
     judge=None,
 ) -> list[RankedResponses]:
     """Queries of K samples of `policy`, judged by the synthetic annotator, by people (then
-    `LabelTimeout` if they do not answer in time) or by an AI `judge` (`feedback/ai.py`); the
+    `LabelTimeout` if they do not answer in time) or by an AI `judge` (`feedback/ai.py`; the
+    queries it routes to humans go to people in the app with `judge.humans: people`); the
     judged comparisons, best first. Only what the store lacks is asked and judged: a resumed
     run gathers nothing twice."""
     store.reopen_withdrawn()  # a stopped run withdrew what was unanswered; resumed, it counts
@@ -127,7 +145,11 @@ def gather_comparisons(
             K = len(unjudged[0][2]["responses"])
             ids, chosen = [q for q, _, _ in unjudged], [p["prompt"] for _, _, p in unjudged]
             samples = [[p["responses"][k] for _, _, p in unjudged] for k in range(K)]
-            judge_with_ai(cfg, store, judge, ids, chosen, samples, log)
+            routed = [p for _, _, p in unjudged]  # their principles and who answers them
+            stored = all("by" in p for p in routed)  # stores from before routing was kept: drawn
+            judge_with_ai(cfg, store, judge, ids, chosen, samples, log, routed if stored else None)
+        if cfg.judge.humans == "people":  # the queries routed to humans: answered in the app
+            wait_for_people(cfg, store, log)
     else:
         judge_synthetically(cfg, store)
     return comparisons_from_store(store, soft=cfg.judge.soft_labels)

@@ -328,6 +328,7 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
             "query_id": q.id,
             "kind": q.kind,
             "prompt": q.payload.get("prompt"),
+            "question": q.payload.get("question"),
             "items": _shown_items(store, q, lease.order),
             "lease_seconds": ctx.lease_seconds,
             "lease": lease_token_of(lease),
