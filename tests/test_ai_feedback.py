@@ -13,6 +13,7 @@ from judge_server import JudgeServer
 from labeling import AppProcess, answer_text_pairs, make_run
 
 from rlhflab.config import ConfigError, build_config
+from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.feedback.ai import judge_with_ai, routing
 from rlhflab.feedback.store import FeedbackStore
 from rlhflab.feedback.text import comparisons_from_store, gather_comparisons
@@ -311,6 +312,12 @@ def test_a_text_run_with_ai_labels_and_a_judge_reward(judge_path, tmp_path):
     ).run()
     assert judged["reward_model"] == {"reward": "judge"}
     assert judged["methods"]["best_of_2"]["proxy"] >= judged["methods"]["sft"]["proxy"]
+    # `rlhflab goodhart` on the judge-reward run: best-of-n over its saved samples, the judge as
+    # the proxy, as it reads a learned reward model's run
+    for run in ("rlaif", "judged"):
+        bon = [p for p in goodhart(tmp_path / run)[0] if p.kind == "best_of_n"]
+        assert [p.label for p in bon] == ["n=1", "n=2"] and bon[1].kl > 0
+        assert bon[1].proxy > bon[0].proxy  # the best of two by the proxy beats a random one
 
 
 def test_a_judge_template_is_checked():
