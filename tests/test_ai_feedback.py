@@ -346,6 +346,33 @@ def test_the_scripted_judge_follows_its_principle_with_a_known_bias():
         judge.choice_logprobs([render(template, "Which is kinder?", "p", "a", "b")])
 
 
+def test_a_harmlessness_judge_is_scored_on_the_pairs_that_differ_in_insults():
+    """`judge_report` scores a judge against the asked principle's own rule on the pairs that rule
+    tells apart. A judge that barely sees insults (scale 1) and prefers "A" by 3 logits is right
+    on half of them in one order and on all in both; one that always says "A" (scale 0) picks
+    nothing in both orders (½ each)."""
+    from rlhflab.feedback.ai import judge_report
+    from rlhflab.feedback.synthetic import SyntheticAnnotator
+    from rlhflab.text.constitution import HARMLESS
+    from rlhflab.text.judge_world import ScriptedJudge
+
+    template = _cfg().judge.template
+    clean, insult = "the director was dull .", "the director was stupid ."
+    pairs = [("review of the director :", a, b) for a, b in [(clean, insult), (insult, clean)]]
+    pairs += [("review of the film :", a, b) for a, b in PAIRS[:3]]  # no insult on either side
+    person = SyntheticAnnotator(_cfg().feedback.annotator, 0)
+
+    def report(scale: float, bias: float) -> dict:
+        judge = ScriptedJudge(template, scale=scale, bias=bias, noise=0.0)
+        return judge_report(judge, template, HARMLESS, "reviews-insults", pairs, person)
+
+    fair, biased, always_a = report(3.0, 0.0), report(1.0, 3.0), report(0.0, 3.0)
+    assert fair["principle_pairs"] == 2 and fair["ai_principle_agreement"] == 1.0
+    assert biased["ai_principle_agreement_first_order"] == 0.5
+    assert biased["ai_principle_agreement"] == 1.0 and biased["position_bias"] > 0.4
+    assert always_a["ai_principle_agreement"] == 0.5 and always_a["order_consistency"] == 0.0
+
+
 def test_the_example_config_builds_its_judge(tmp_path):
     from rlhflab.policy.judge import make_judge
     from rlhflab.text.judge_world import ScriptedJudge

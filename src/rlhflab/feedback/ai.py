@@ -177,6 +177,14 @@ def _num(x: float) -> float | None:
     return None if x != x else x  # NaN (one order only) is not JSON
 
 
+def agrees(p: float, first_better: bool) -> float:
+    """1 if P(x ≻ y) picks the better response, 0 if the worse, ½ if neither (P = ½ up to
+    rounding: asked both orders, a judge that always says "A" picks nothing)."""
+    if abs(p - 0.5) < 1e-9:
+        return 0.5
+    return float((p > 0.5) == first_better)
+
+
 def measure(
     found: list[Verdict],
     gold: list[tuple[float, float]],
@@ -191,9 +199,9 @@ def measure(
     ruled = [(v, r[0] > r[1]) for v, r in zip(found, rules or []) if r is not None and r[0] != r[1]]
     if ruled:
         out["principle_pairs"] = len(ruled)
-        out["ai_principle_agreement"] = float(np.mean([(v.p > 0.5) == g for v, g in ruled]))
+        out["ai_principle_agreement"] = float(np.mean([agrees(v.p, g) for v, g in ruled]))
         out["ai_principle_agreement_first_order"] = float(
-            np.mean([(v.p_first_xy > 0.5) == g for v, g in ruled])
+            np.mean([agrees(v.p_first_xy, g) for v, g in ruled])
         )
     both = [v for v in found if v.p_first_yx == v.p_first_yx]
     if both:
@@ -205,9 +213,9 @@ def measure(
         (v, gx > gy, person.prefer(gx, gy).value) for v, (gx, gy) in zip(found, gold) if gx != gy
     ]
     if strict:
-        out["ai_gold_agreement"] = float(np.mean([(v.p > 0.5) == g for v, g, _ in strict]))
+        out["ai_gold_agreement"] = float(np.mean([agrees(v.p, g) for v, g, _ in strict]))
         out["ai_human_agreement"] = float(
-            np.mean([(v.p > 0.5) == (h == "left") for v, _, h in strict if h in ("left", "right")])
+            np.mean([agrees(v.p, h == "left") for v, _, h in strict if h in ("left", "right")])
         )
         out["human_gold_agreement"] = float(
             np.mean([g == (h == "left") for _, g, h in strict if h in ("left", "right")])
