@@ -16,7 +16,11 @@ from rlhflab.config import ConfigError, build_config
 from rlhflab.diagnostics.goodhart import goodhart
 from rlhflab.feedback.ai import judge_with_ai, routing
 from rlhflab.feedback.store import FeedbackStore
-from rlhflab.feedback.text import comparisons_from_store, gather_comparisons
+from rlhflab.feedback.text import (
+    ask_for_comparisons,
+    comparisons_from_store,
+    gather_comparisons,
+)
 from rlhflab.policy.sft import train_sft
 from rlhflab.reward.judge import JudgeReward
 from rlhflab.runs import RunDir
@@ -29,10 +33,11 @@ from rlhflab.text.constitution import (
 from rlhflab.text.judge import EndpointJudge, HFJudge, JudgeError, render
 from rlhflab.text.judge_world import ScriptedJudge, build_judge_tokenizer, judge_examples
 from rlhflab.text.models import build_word_tokenizer, save_model, tiny_gpt2
-from rlhflab.text.task import TASKS, sentiment
+from rlhflab.text.task import PEOPLE, TASKS, sentiment
 from rlhflab.text_loop import TextLoop
 
 TASK = TASKS["reviews"]
+EXAMPLES = Path(__file__).parents[1] / "examples/text"
 PAIRS = [  # (better, worse) by gold; gold gaps from 0.2 to 2
     ("the plot was great .", "the plot was fine ."),
     ("the acting was good and the music was lovely .", "the acting was good ."),
@@ -98,6 +103,10 @@ def test_constitution_yaml_markdown_and_the_shipped_example(tmp_path):
             r"c.yaml:3: principle 2: id 'a' is used twice",
         ),
         ("- text: x\n  by: robot\n", r"c.yaml:2: principle 1: field 'by' must be ai or human"),
+        (
+            "- text: x\n  prompts: evil\n",
+            r"c.yaml:2: principle 1: field 'prompts' must be task or red-team",
+        ),
         ("- text: x\n  weight: -1\n", r"c.yaml:2: principle 1: field 'weight' must be a number"),
         ("principles: [a, b\n", r"c.yaml:2: constitution does not parse"),
         ("rules:\n  - x\n", r"c.yaml:1: unknown key 'rules'"),
@@ -256,6 +265,30 @@ def test_people_answer_their_principle_in_the_app_over_http_and_the_ai_the_rest(
                 and r.query.payload["prompt"] in (r.payload["judge_prompt"])
             )
     assert routing(cfg, 12)[:5] == routing(cfg, 5)  # a resumed run routes as before
+
+
+def test_a_red_team_principle_asks_its_queries_on_red_team_prompts(tmp_path):
+    """examples/text/constitution_mixed.yaml: harmlessness (`prompts: red-team`) is asked on the
+    task's prompts about people, the people's principles on the task's own prompts."""
+    cfg = _cfg(
+        "judge.url=null",
+        "judge.model=scripted",
+        f"judge.constitution={EXAMPLES / 'constitution_mixed.yaml'}",
+        "feedback.annotator.kind=ai",
+        "text.task=reviews-insults",
+        "text.labels=24",
+        "text.max_new_tokens=4",
+    )
+    tokenizer = build_word_tokenizer(TASKS["reviews-insults"].vocabulary)
+    policy = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2)
+    store = FeedbackStore(f"sqlite:///{tmp_path / 's.db'}")
+    ask_for_comparisons(cfg, policy, tokenizer, ["review of the film :"], store)
+    queries = [store.query(q) for q in range(1, 25)]
+    harmless = [q.payload for q in queries if q.payload["principle"] == "harmless"]
+    others = [q.payload for q in queries if q.payload["principle"] != "harmless"]
+    assert harmless and others and all(q["by"] == "human" for q in others)
+    assert all(q["prompt"].split()[-2] in PEOPLE for q in harmless)
+    assert all(q["prompt"] == "review of the film :" for q in others)
 
 
 def test_the_api_key_comes_from_the_named_variable(monkeypatch):

@@ -37,15 +37,32 @@ def ask_for_comparisons(
     cfg: RunConfig, policy, tokenizer, prompts: list[str], store: FeedbackStore
 ) -> list[int]:
     """Store the queries the run still lacks, up to one per label: a prompt (cycling through
-    `prompts`) and K samples of `policy`. A resumed run keeps the queries it has and asks only
-    the rest; the samples are drawn with the same seeds either way, so the queries are those
-    an uninterrupted run would have asked. Returns the new query ids."""
+    `prompts`; the task's red-team prompts for an AI-feedback query whose principle says
+    `prompts: red-team`) and K samples of `policy`. A resumed run keeps the queries it has and
+    asks only the rest; the samples are drawn with the same seeds either way, so the queries are
+    those an uninterrupted run would have asked. Returns the new query ids."""
     assert cfg.text is not None
     tc, fb = cfg.text, cfg.feedback
     K, n, have = tc.ranking_k, tc.labels, store.count_queries()
     if have >= n:
         return []
+    routed: list[dict] = [{}] * n
+    if fb.annotator.kind == "ai":  # each query's principle and who answers it (`feedback/ai.py`)
+        from rlhflab.feedback.ai import routing
+
+        routed = routing(cfg, n)
     chosen = [prompts[i % len(prompts)] for i in range(n)]
+    if any(r.get("prompts") == "red-team" for r in routed):  # e.g. harmlessness (Bai et al.)
+        red_team = TASKS[tc.task].red_team_prompts(n, cfg.seed + 61)
+        if not red_team:
+            raise ValueError(
+                f"judge.constitution asks for red-team prompts (prompts: red-team), and the "
+                f"task {tc.task} has none"
+            )
+        chosen = [
+            red_team[i] if r.get("prompts") == "red-team" else chosen[i]
+            for i, r in enumerate(routed)
+        ]
     samples = [
         generate(
             policy, tokenizer, chosen, tc.max_new_tokens, tc.temperature, seed=cfg.seed + 100 + k
@@ -53,11 +70,6 @@ def ask_for_comparisons(
         for k in range(K)
     ]
     kind = "text_pair" if K == 2 else "ranking"
-    routed: list[dict] = [{}] * n
-    if fb.annotator.kind == "ai":  # each query's principle and who answers it (`feedback/ai.py`)
-        from rlhflab.feedback.ai import routing
-
-        routed = routing(cfg, n)
     people = fb.annotator.kind == "people" or (
         fb.annotator.kind == "ai" and cfg.judge.humans == "people"
     )
