@@ -249,7 +249,10 @@ def harm(args, console: Console) -> None:
     only = args.only or list(HARM_RUNS)
 
     def base(seed: int, objective: str, bases: dict[str, str]) -> str:
-        """Step 0 by `objective`, pretrained when first asked for (its CPU seconds kept)."""
+        """Step 0 by `objective`, pretrained when first asked for (its CPU seconds kept);
+        `--base`: a saved MLE Step 0 (made with the same seed and settings) instead."""
+        if objective == "mle" and args.base:
+            bases[objective] = args.base
         if objective not in bases:
             path = Path(tempfile.mkdtemp(prefix="aifb-base-")) / "base"
             cfg = build_config(
