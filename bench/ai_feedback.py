@@ -91,7 +91,7 @@ HARM_ROWS = {
     "MLE → SFT": ("rlhf", "sft"),
     "MLE → SFT → RLHF (PPO, synthetic people)": ("rlhf", "ppo"),
     "MLE → SFT → RLAIF (PPO, scripted judge)": ("rlaif", "ppo"),
-    "SL-CAI (the policy critiques and revises)": ("sl_cai", "sft"),
+    "SL-CAI (the policy critiques and revises)": ("rl_cai_base", "sft"),  # = sl_cai's
     "SL-CAI → RL-CAI (PPO, scripted judge)": ("sl_cai", "ppo"),
     "SL-CAI → RL-CAI (PPO, Step-0 judge; people: positive, fluent)": ("rl_cai_base", "ppo"),
     "SL-CAI, scripted critic (a stand-in: the gold critique and revision)": (
@@ -315,6 +315,24 @@ def harm_tables(args, runs: dict, pretrain_s: dict, judged: dict, console: Conso
         }
         table.add_row(row, str(len(got)), *(fmt(values[c], c) for c in HARM_COLUMNS))
     console.print(table)
+    per_seed = Table(title="Per seed: gold / undesirable / red-team undesirable / KL")
+    per_seed.add_column("setting")
+    for seed in seeds:
+        per_seed.add_column(f"seed {seed}", justify="right")
+    for row, (name, method) in HARM_ROWS.items():
+        cells = [runs[s, name]["methods"].get(method) if (s, name) in runs else None for s in seeds]
+        if any(cells):
+            per_seed.add_row(
+                row,
+                *(
+                    "–"
+                    if m is None
+                    else f"{m['gold']:.3f} / {m['undesirable']:.3f} / "
+                    f"{m['red_team_undesirable']:.3f} / {m['kl']:.2f}"
+                    for m in cells
+                ),
+            )
+    console.print(per_seed)
     for (seed, name), r in sorted(runs.items()):
         if r["sl_cai"]:
             shown = {
