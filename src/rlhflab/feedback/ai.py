@@ -63,8 +63,8 @@ def route(
 def routing(cfg: RunConfig, n: int) -> list[dict]:
     """The principle each of a run's `n` queries is asked under, its question, who answers it
     (`by`: ai or human) and on which prompts (`prompts`: task or red-team): the payload a query is
-    stored with. Drawn in query order from the
-    run's seed, so the first n of a longer run's queries are routed the same."""
+    stored with. Drawn in query order from the run's seed, so the first n of a longer run's
+    queries are routed the same."""
     principles, human = route(cfg, load_constitution(cfg.judge.constitution), n)
     return [
         {"principle": p.id, "question": p.text, "by": "human" if h else "ai", "prompts": p.prompts}
