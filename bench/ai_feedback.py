@@ -15,11 +15,17 @@ writes bench/results/ai_feedback.json.
 
 `--harm` runs the reviews-insults task instead (insults aimed at people, a gold detector,
 red-team prompts): Step 0 pretrained by MLE or by PHF (conditional training, filtering,
-unlikelihood; the same sequences and epochs each), then SFT; RLHF from synthetic people; RLAIF
-and SL-CAI → RL-CAI with the harmlessness constitution; the judge as reward. Columns: gold, the
-undesirable rate on the evaluation prompts and on red-team prompts, KL from SFT (from the run's
-own reference: SL-CAI's own for SL-CAI → RL-CAI), and the run's wall time. Writes
-bench/results/ai_feedback_harm.json after every run.
+unlikelihood; the same sequences and epochs each), then SFT; RLHF from synthetic people;
+SL-CAI → RL-CAI with the run's own Step-0 model as the harmlessness judge (positive and fluent
+from synthetic people, examples/text/constitution_mixed.yaml); RLAIF and SL-CAI → RL-CAI with the
+scripted judge; the judge as reward. Columns: gold, the undesirable rate on the evaluation
+prompts and on red-team prompts, KL from SFT (from the run's own reference: SL-CAI's own for
+SL-CAI → RL-CAI), and the run's CPU seconds (Step 0's apart, in the title). A second table tests
+the Step-0 judge on policy samples (`--judge-pairs` pairs of Step 0's and SFT's answers to
+red-team prompts and of SFT's to task prompts; agreement with the harmlessness rule where the
+two differ in insults, with gold, position bias). Writes bench/results/ai_feedback_harm.json
+after every run; runs made apart (one process per seed) are tabled together with
+`--tables FILE…`.
 """
 
 from __future__ import annotations
@@ -56,18 +62,25 @@ BUILTIN = {  # --builtin: the same two with the tiny GPT-2 judge trained on judg
 }
 # --harm: the reviews-insults task (undesirable content: insults at people), every setting with
 # the harmlessness constitution; (run, method) pairs: a run is one TextLoop, its methods rows
-HARM_RUNS = {  # in the order they run: PHF first, the cheapest (Step 0 and SFT only)
-    **{f"phf_{o}": ["text.methods=[]"] for o in ("conditional", "filtering", "unlikelihood")},
+HARM_RUNS = {  # in the order they run: what this stop's questions need first
     "rlhf": ["feedback.annotator.kind=synthetic", "text.methods=[ppo]"],
+    "rl_cai_base": [  # the Step-0 model as judge of harmlessness, people (synthetic) the rest
+        "feedback.annotator.kind=ai",
+        "judge.model=base",
+        "judge.constitution=examples/text/constitution_mixed.yaml",
+        "text.methods=[ppo]",
+        "text.sl_cai.prompts=SL_CAI",
+    ],
+    **{f"phf_{o}": ["text.methods=[]"] for o in ("conditional", "filtering", "unlikelihood")},
     "sl_cai": [
         "feedback.annotator.kind=ai",
         "judge.model=scripted",
         "text.methods=[ppo]",
-        "text.sl_cai.prompts=512",
+        "text.sl_cai.prompts=SL_CAI",
     ],
     "sl_cai_scripted": [
         "text.methods=[]",
-        "text.sl_cai.prompts=512",
+        "text.sl_cai.prompts=SL_CAI",
         "text.sl_cai.critic=scripted",
     ],
     "rlaif": ["feedback.annotator.kind=ai", "judge.model=scripted", "text.methods=[ppo]"],
@@ -78,8 +91,9 @@ HARM_ROWS = {
     "MLE → SFT": ("rlhf", "sft"),
     "MLE → SFT → RLHF (PPO, synthetic people)": ("rlhf", "ppo"),
     "MLE → SFT → RLAIF (PPO, scripted judge)": ("rlaif", "ppo"),
-    "SL-CAI (the policy critiques and revises)": ("sl_cai", "sft"),
+    "SL-CAI (the policy critiques and revises)": ("rl_cai_base", "sft"),  # = sl_cai's
     "SL-CAI → RL-CAI (PPO, scripted judge)": ("sl_cai", "ppo"),
+    "SL-CAI → RL-CAI (PPO, Step-0 judge; people: positive, fluent)": ("rl_cai_base", "ppo"),
     "SL-CAI, scripted critic (a stand-in: the gold critique and revision)": (
         "sl_cai_scripted",
         "sft",
@@ -91,7 +105,7 @@ HARM_ROWS = {
         for row, m in ((f"Step 0, PHF {o}", "base"), (f"PHF {o} → SFT", "sft"))
     },
 }
-HARM_COLUMNS = ["gold", "undesirable", "red-team undesirable", "KL", "wall s"]
+HARM_COLUMNS = ["gold", "undesirable", "red-team undesirable", "KL", "run CPU s"]
 COLUMNS = [
     "SFT gold",
     "best-of-n gold",
@@ -170,27 +184,76 @@ def harm_run(extra: list[str], args, seed: int, base: str) -> dict:
             "text.task=reviews-insults",
             "judge.constitution=examples/text/constitution_harmless.yaml",
             "text.goodhart_samples=0",
-            *extra,
+            *(e.replace("SL_CAI", str(args.sl_cai_prompts)) for e in extra),
         ],
     )
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     summary = TextLoop(cfg, run).run()
     sl_cai = next(
         (r for r in run.metrics() if r.get("phase") == "sl_cai" and "revisions" in r), None
     )
-    return {"methods": summary["methods"], "wall s": time.time() - started, "sl_cai": sl_cai}
+    ai = next((r for r in run.metrics() if r.get("phase") == "ai_feedback"), None)
+    return {
+        "methods": summary["methods"],
+        "wall s": time.time() - started,
+        "cpu s": time.process_time() - cpu,
+        "sl_cai": sl_cai,
+        "ai_feedback": ai,
+        "run_dir": str(run.path),
+    }
+
+
+def judge_on_policy_samples(args, seed: int, base: str, sft: str) -> dict:
+    """The Step-0 judge (`judge.model=base`) asked the harmlessness principle about pairs of
+    samples, as in a run (both orders): Step 0's and the SFT policy's answers to red-team
+    prompts, and the SFT policy's to the task's prompts. Measured against the principle's rule
+    (fewer insults), the whole gold and a synthetic person (`feedback.ai.judge_report`)."""
+    from rlhflab.feedback.ai import judge_report
+    from rlhflab.feedback.synthetic import SyntheticAnnotator
+    from rlhflab.text.constitution import HARMLESS
+    from rlhflab.text.judge import HFJudge
+    from rlhflab.text.models import load_causal_lm, load_tokenizer
+    from rlhflab.text.sequences import generate
+    from rlhflab.text.task import TASKS
+
+    cfg = build_config(None, [f"seed={seed}", "text.task=reviews-insults", "judge.model=base"])
+    task, tc = TASKS["reviews-insults"], cfg.text
+    judge, tokenizer = HFJudge(base, cfg.judge.batch_size), load_tokenizer(base)
+    n = args.judge_pairs
+    sets = {
+        "Step 0, red-team prompts": (base, task.red_team_prompts(n, seed + 71)),
+        "SFT, red-team prompts": (sft, task.red_team_prompts(n, seed + 71)),
+        "SFT, task prompts": (sft, task.prompts(n, seed + 72)),
+    }
+    out = {}
+    for name, (path, prompts) in sets.items():
+        model = load_causal_lm(path).eval()
+        x, y = (
+            generate(model, tokenizer, prompts, tc.max_new_tokens, tc.temperature, seed + s)[1]
+            for s in (300, 301)
+        )
+        person = SyntheticAnnotator(cfg.feedback.annotator, seed + 4)
+        out[name] = judge_report(
+            judge, cfg.judge.template, HARMLESS, "reviews-insults", list(zip(prompts, x, y)), person
+        )
+    return out
 
 
 def harm(args, console: Console) -> None:
-    """--harm: the undesirable-content table (PHF, SL-CAI, RL-CAI, RLHF) over seeds."""
+    """--harm: the undesirable-content table (PHF, SL-CAI, RL-CAI, RLHF) over seeds. The runs
+    go in HARM_RUNS' order, each Step 0 pretrained when first needed, so a run cut short has
+    its most important rows first."""
     runs: dict[tuple[int, str], dict] = {}
     pretrain_s: dict[tuple[int, str], float] = {}
+    judged: dict[int, dict] = {}
     only = args.only or list(HARM_RUNS)
-    for seed in args.seeds:
-        bases = {}
-        for objective in ("mle", "conditional", "filtering", "unlikelihood"):
-            if objective != "mle" and f"phf_{objective}" not in only:
-                continue
+
+    def base(seed: int, objective: str, bases: dict[str, str]) -> str:
+        """Step 0 by `objective`, pretrained when first asked for (its CPU seconds kept);
+        `--base`: a saved MLE Step 0 (made with the same seed and settings) instead."""
+        if objective == "mle" and args.base:
+            bases[objective] = args.base
+        if objective not in bases:
             path = Path(tempfile.mkdtemp(prefix="aifb-base-")) / "base"
             cfg = build_config(
                 None,
@@ -201,30 +264,45 @@ def harm(args, console: Console) -> None:
                     f"text.pretrain_sequences={args.pretrain_sequences}",
                 ],
             )
-            started = time.time()
+            started = time.process_time()
             with console.status(f"Step 0 ({objective}), seed {seed}"):
                 bases[objective] = str(pretrain_builtin(cfg, path))
-            pretrain_s[seed, objective] = time.time() - started
+            pretrain_s[seed, objective] = time.process_time() - started
+        return bases[objective]
+
+    for seed in args.seeds:
+        bases: dict[str, str] = {}
+
         for name, extra in HARM_RUNS.items():
             if name not in only:
                 continue
-            base = bases[name.removeprefix("phf_")] if name.startswith("phf_") else bases["mle"]
+            objective = name.removeprefix("phf_") if name.startswith("phf_") else "mle"
             with console.status(f"{name}, seed {seed}"):
-                runs[seed, name] = harm_run(extra, args, seed, base)
-            write_harm(args, runs, pretrain_s)
+                runs[seed, name] = harm_run(extra, args, seed, base(seed, objective, bases))
+            if name == "rlhf" and args.judge_pairs:
+                sft = str(Path(runs[seed, name]["run_dir"]) / "checkpoints" / "sft")
+                with console.status(f"the Step-0 judge on policy samples, seed {seed}"):
+                    judged[seed] = judge_on_policy_samples(args, seed, bases["mle"], sft)
+            write_harm(args, runs, pretrain_s, judged)
+    harm_tables(args, runs, pretrain_s, judged, console)
+
+
+def harm_tables(args, runs: dict, pretrain_s: dict, judged: dict, console: Console) -> None:
+    seeds = sorted({s for s, _ in runs})
     table = Table(
         title=f"Undesirable content (reviews-insults): {args.labels} labels, PPO {args.steps} "
-        f"iterations (β = {args.beta}), seeds {args.seeds}; Step 0 "
+        f"iterations (β = {args.beta}), seeds {seeds}; Step 0 CPU s: "
         + ", ".join(
-            f"{o} {np.mean([v for (_, k), v in pretrain_s.items() if k == o]):.0f} s"
+            f"{o} {np.mean([v for (_, k), v in pretrain_s.items() if k == o]):.0f}"
             for o in dict.fromkeys(k for _, k in pretrain_s)
         )
     )
     table.add_column("setting")
+    table.add_column("seeds", justify="right")
     for c in HARM_COLUMNS:
         table.add_column(c, justify="right")
     for row, (name, method) in HARM_ROWS.items():
-        got = [runs[s, name] for s in args.seeds if (s, name) in runs]
+        got = [runs[s, name] for s in seeds if (s, name) in runs]
         if not got or method not in got[0]["methods"]:
             continue
         ms = [g["methods"][method] for g in got]
@@ -233,23 +311,77 @@ def harm(args, console: Console) -> None:
             "undesirable": [m["undesirable"] for m in ms],
             "red-team undesirable": [m["red_team_undesirable"] for m in ms],
             "KL": [m["kl"] for m in ms],
-            "wall s": [g["wall s"] for g in got],
+            "run CPU s": [g["cpu s"] for g in got],
         }
-        table.add_row(row, *(fmt(values[c], c) for c in HARM_COLUMNS))
+        table.add_row(row, str(len(got)), *(fmt(values[c], c) for c in HARM_COLUMNS))
     console.print(table)
-    for (seed, _name), r in runs.items():
+    per_seed = Table(title="Per seed: gold / undesirable / red-team undesirable / KL")
+    per_seed.add_column("setting")
+    for seed in seeds:
+        per_seed.add_column(f"seed {seed}", justify="right")
+    for row, (name, method) in HARM_ROWS.items():
+        cells = [runs[s, name]["methods"].get(method) if (s, name) in runs else None for s in seeds]
+        if any(cells):
+            per_seed.add_row(
+                row,
+                *(
+                    "–"
+                    if m is None
+                    else f"{m['gold']:.3f} / {m['undesirable']:.3f} / "
+                    f"{m['red_team_undesirable']:.3f} / {m['kl']:.2f}"
+                    for m in cells
+                ),
+            )
+    console.print(per_seed)
+    for (seed, name), r in sorted(runs.items()):
         if r["sl_cai"]:
             shown = {
                 k: v for k, v in r["sl_cai"].items() if k not in ("critique_examples", "phase")
             }
-            console.print(f"SL-CAI, seed {seed}: {shown}")
+            console.print(f"SL-CAI ({name}), seed {seed}: {shown}")
+    judge_table(judged, runs, console)
 
 
-def write_harm(args, runs: dict, pretrain_s: dict) -> None:
+JUDGE_COLUMNS = {
+    "pairs": "pairs",
+    "principle_pairs": "differ in insults",
+    "ai_principle_agreement": "agree: fewer insults",
+    "ai_principle_agreement_first_order": "same, first order only",
+    "ai_gold_agreement": "agree: gold",
+    "ai_human_agreement": "agree: person",
+    "position_bias": "position bias",
+    "order_consistency": "order consistency",
+}
+
+
+def judge_table(judged: dict, runs: dict, console: Console) -> None:
+    """The Step-0 judge on sample pairs, per set, and on the RL-CAI run's own queries."""
+    sets: dict[str, list[dict]] = {}
+    for by_set in judged.values():
+        for name, rec in by_set.items():
+            sets.setdefault(name, []).append(rec)
+    in_run = [r["ai_feedback"] for (_, n), r in sorted(runs.items()) if n == "rl_cai_base"]
+    if any(in_run):
+        sets["RL-CAI run's own AI queries (SL-CAI samples)"] = [r for r in in_run if r]
+    if not sets:
+        return
+    table = Table(
+        title=f"The Step-0 judge, harmlessness principle, both orders (seeds {sorted(judged)})"
+    )
+    table.add_column("sample pairs")
+    for c in JUDGE_COLUMNS.values():
+        table.add_column(c, justify="right")
+    for name, recs in sets.items():
+        table.add_row(name, *(fmt([r.get(k, float("nan")) for r in recs]) for k in JUDGE_COLUMNS))
+    console.print(table)
+
+
+def write_harm(args, runs: dict, pretrain_s: dict, judged: dict) -> None:
     out = Path(args.out.replace(".json", "_harm.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [
-        {"seed": s, "run": name, "wall_seconds": r["wall s"], "sl_cai": r["sl_cai"]}
+        {"seed": s, "run": name, "wall_seconds": r["wall s"], "cpu_seconds": r["cpu s"]}
+        | {k: r[k] for k in ("sl_cai", "ai_feedback", "run_dir")}
         | {
             "methods": {
                 m: {k: v for k, v in x.items() if not k.endswith("samples")}
@@ -262,8 +394,14 @@ def write_harm(args, runs: dict, pretrain_s: dict) -> None:
         }
         for (s, name), r in runs.items()
     ]
-    pre = [{"seed": s, "objective": o, "seconds": v} for (s, o), v in pretrain_s.items()]
-    out.write_text(json.dumps({"args": vars(args), "pretrain": pre, "runs": rows}, indent=1) + "\n")
+    pre = [{"seed": s, "objective": o, "cpu_seconds": v} for (s, o), v in pretrain_s.items()]
+    out.write_text(
+        json.dumps(
+            {"args": vars(args), "pretrain": pre, "runs": rows, "judge_on_samples": judged},
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def judge_agreement_row(rows: list[dict]) -> None:
@@ -281,7 +419,7 @@ def judge_agreement_row(rows: list[dict]) -> None:
 
 def fmt(values: list[float], column: str = "") -> str:
     v = np.array(values, dtype=float)
-    if column == "wall s":
+    if column in ("wall s", "run CPU s"):
         return f"{np.mean(v):.0f}"
     if np.all(np.isnan(v)):
         return "–"
@@ -319,9 +457,29 @@ def main() -> None:
         action="store_true",
         help="the reviews-insults table instead: PHF, SL-CAI, RL-CAI, RLHF on undesirable content",
     )
+    ap.add_argument(
+        "--judge-pairs",
+        type=int,
+        default=256,
+        help="--harm: sample pairs per set for the Step-0 judge's test on policy samples (0: none)",
+    )
+    ap.add_argument(
+        "--sl-cai-prompts", type=int, default=512, help="--harm: red-team prompts SL-CAI revises"
+    )
+    ap.add_argument("--tables", nargs="+", help="--harm's tables from its JSON files, merged")
     ap.add_argument("--out", default="bench/results/ai_feedback.json")
     args = ap.parse_args()
     console = Console(width=200)
+    if args.tables:  # --harm's tables from the JSON files of runs made apart (one per seed)
+        runs, pretrain_s, judged = {}, {}, {}
+        for f in args.tables:
+            data = json.loads(Path(f).read_text())
+            for r in data["runs"]:
+                runs[r["seed"], r["run"]] = r | {"cpu s": r["cpu_seconds"]}
+            pretrain_s |= {(p["seed"], p["objective"]): p["cpu_seconds"] for p in data["pretrain"]}
+            judged |= {int(k): v for k, v in data["judge_on_samples"].items()}
+        harm_tables(argparse.Namespace(**data["args"]), runs, pretrain_s, judged, console)
+        return
     if args.harm:
         harm(args, console)
         return

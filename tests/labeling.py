@@ -116,3 +116,18 @@ def make_run(
     tokens = {name: store.add_annotator(name) for name in names}
     tokens["admin"] = store.add_annotator("admin", is_admin=True)
     return run, store, tokens
+
+
+def answer_text_pairs(client: httpx.Client, stop, choose, seen: list[dict] | None = None) -> None:
+    """A scripted person in the app: leases text pairs over HTTP until `stop` is set, answering
+    each with `choose(query) -> "left" | "right" | "equal"` (the query as /api/next gave it);
+    the queries answered (201) are appended to `seen`."""
+    while not stop.is_set():
+        nxt = client.post("/api/next")
+        if nxt.status_code == 204:
+            time.sleep(0.05)
+            continue
+        q = nxt.json()
+        answer = {"query_id": q["query_id"], "choice": choose(q), "lease": q["lease"]}
+        if client.post("/api/answer", json=answer).status_code == 201 and seen is not None:
+            seen.append(q)

@@ -4,27 +4,40 @@ position-bias cancellation, judges that fail, and the judge as a reward (issue 1
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from judge_server import JudgeServer
+from labeling import AppProcess, answer_text_pairs, make_run
 
 from rlhflab.config import ConfigError, build_config
-from rlhflab.feedback.ai import judge_with_ai
+from rlhflab.diagnostics.goodhart import goodhart
+from rlhflab.feedback.ai import judge_with_ai, routing
 from rlhflab.feedback.store import FeedbackStore
-from rlhflab.feedback.text import comparisons_from_store
+from rlhflab.feedback.text import (
+    ask_for_comparisons,
+    comparisons_from_store,
+    gather_comparisons,
+)
 from rlhflab.policy.sft import train_sft
 from rlhflab.reward.judge import JudgeReward
 from rlhflab.runs import RunDir
-from rlhflab.text.constitution import ConstitutionError, Principle, load_constitution
+from rlhflab.text.constitution import (
+    DEFAULT_PRINCIPLES,
+    ConstitutionError,
+    Principle,
+    load_constitution,
+)
 from rlhflab.text.judge import EndpointJudge, HFJudge, JudgeError, render
-from rlhflab.text.judge_world import build_judge_tokenizer, judge_examples
-from rlhflab.text.models import save_model, tiny_gpt2
-from rlhflab.text.task import TASKS
+from rlhflab.text.judge_world import ScriptedJudge, build_judge_tokenizer, judge_examples
+from rlhflab.text.models import build_word_tokenizer, save_model, tiny_gpt2
+from rlhflab.text.task import PEOPLE, TASKS, sentiment
 from rlhflab.text_loop import TextLoop
 
 TASK = TASKS["reviews"]
+EXAMPLES = Path(__file__).parents[1] / "examples/text"
 PAIRS = [  # (better, worse) by gold; gold gaps from 0.2 to 2
     ("the plot was great .", "the plot was fine ."),
     ("the acting was good and the music was lovely .", "the acting was good ."),
@@ -90,6 +103,10 @@ def test_constitution_yaml_markdown_and_the_shipped_example(tmp_path):
             r"c.yaml:3: principle 2: id 'a' is used twice",
         ),
         ("- text: x\n  by: robot\n", r"c.yaml:2: principle 1: field 'by' must be ai or human"),
+        (
+            "- text: x\n  prompts: evil\n",
+            r"c.yaml:2: principle 1: field 'prompts' must be task or red-team",
+        ),
         ("- text: x\n  weight: -1\n", r"c.yaml:2: principle 1: field 'weight' must be a number"),
         ("principles: [a, b\n", r"c.yaml:2: constitution does not parse"),
         ("rules:\n  - x\n", r"c.yaml:1: unknown key 'rules'"),
@@ -185,6 +202,95 @@ def test_a_failing_judge_is_an_error_never_a_silent_label(tmp_path, mode, messag
     assert store.count_judgements() == 0
 
 
+def test_people_answer_their_principle_in_the_app_over_http_and_the_ai_the_rest(tmp_path):
+    """Bai et al.'s mixing with real people: `positive` goes to people (`by: human`,
+    `judge.humans: people`), `fluent` to the AI. A scripted person answers through the labeling
+    app over HTTP; the app never offers them the AI's queries, and the store records who answered
+    each query under which principle."""
+    constitution = tmp_path / "c.yaml"
+    constitution.write_text(
+        "- id: positive\n  text: Which review is more positive about the film?\n  by: human\n"
+        f"- id: fluent\n  text: {DEFAULT_PRINCIPLES[1].text}\n  by: ai\n"
+    )
+    run, store, tokens = make_run(tmp_path, names=("reader",))
+    cfg = _cfg(
+        "judge.url=null",
+        "judge.model=scripted",
+        f"judge.constitution={constitution}",
+        "judge.humans=people",
+        "feedback.annotator.kind=ai",
+        "feedback.wait_timeout=60",
+        "text.labels=12",
+        "text.max_new_tokens=5",
+    )
+    tokenizer = build_word_tokenizer(TASK.vocabulary)
+    policy = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2)
+    server, stop, seen = AppProcess(run.path).start(), threading.Event(), []
+
+    def more_positive(q: dict) -> str:
+        left, right = (sentiment(item["text"].split()) for item in q["items"])
+        return "left" if left > right else "right" if right > left else "equal"
+
+    person = threading.Thread(
+        target=answer_text_pairs, args=(server.client(tokens["reader"]), stop, more_positive, seen)
+    )
+    person.start()
+    try:
+        comparisons = gather_comparisons(
+            cfg,
+            policy,
+            tokenizer,
+            ["review of the film :"] * 12,
+            store,
+            lambda r: None,
+            judge=ScriptedJudge(cfg.judge.template),
+        )
+    finally:
+        stop.set()
+        person.join(timeout=30)
+        server.kill()
+    rows = store.judgement_rows()
+    by = {r.query_id: r.query.payload["by"] for r in rows}
+    people = {r.query_id for r in rows if r.annotator == "reader"}
+    assert len(rows) == len(comparisons) == 12 and len(by) == 12  # one label per query
+    assert people == {q for q, b in by.items() if b == "human"} and 0 < len(people) < 12
+    assert {q["query_id"] for q in seen} == people  # the app offered them only people's queries
+    assert {q["question"] for q in seen} == {"Which review is more positive about the film?"}
+    for r in rows:
+        assert r.query.payload["principle"] == ("positive" if r.query_id in people else "fluent")
+        if r.query_id not in people:
+            assert r.annotator == "ai" and r.payload["principle"] == "fluent"
+            assert (
+                r.payload["judge"].startswith("scripted")
+                and r.query.payload["prompt"] in (r.payload["judge_prompt"])
+            )
+    assert routing(cfg, 12)[:5] == routing(cfg, 5)  # a resumed run routes as before
+
+
+def test_a_red_team_principle_asks_its_queries_on_red_team_prompts(tmp_path):
+    """examples/text/constitution_mixed.yaml: harmlessness (`prompts: red-team`) is asked on the
+    task's prompts about people, the people's principles on the task's own prompts."""
+    cfg = _cfg(
+        "judge.url=null",
+        "judge.model=scripted",
+        f"judge.constitution={EXAMPLES / 'constitution_mixed.yaml'}",
+        "feedback.annotator.kind=ai",
+        "text.task=reviews-insults",
+        "text.labels=24",
+        "text.max_new_tokens=4",
+    )
+    tokenizer = build_word_tokenizer(TASKS["reviews-insults"].vocabulary)
+    policy = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2)
+    store = FeedbackStore(f"sqlite:///{tmp_path / 's.db'}")
+    ask_for_comparisons(cfg, policy, tokenizer, ["review of the film :"], store)
+    queries = [store.query(q) for q in range(1, 25)]
+    harmless = [q.payload for q in queries if q.payload["principle"] == "harmless"]
+    others = [q.payload for q in queries if q.payload["principle"] != "harmless"]
+    assert harmless and others and all(q["by"] == "human" for q in others)
+    assert all(q["prompt"].split()[-2] in PEOPLE for q in harmless)
+    assert all(q["prompt"] == "review of the film :" for q in others)
+
+
 def test_the_api_key_comes_from_the_named_variable(monkeypatch):
     monkeypatch.delenv("RLHFLAB_TEST_KEY", raising=False)
     with pytest.raises(JudgeError, match=r"\$RLHFLAB_TEST_KEY, which is not set"):
@@ -239,6 +345,12 @@ def test_a_text_run_with_ai_labels_and_a_judge_reward(judge_path, tmp_path):
     ).run()
     assert judged["reward_model"] == {"reward": "judge"}
     assert judged["methods"]["best_of_2"]["proxy"] >= judged["methods"]["sft"]["proxy"]
+    # `rlhflab goodhart` on the judge-reward run: best-of-n over its saved samples, the judge as
+    # the proxy, as it reads a learned reward model's run
+    for run in ("rlaif", "judged"):
+        bon = [p for p in goodhart(tmp_path / run)[0] if p.kind == "best_of_n"]
+        assert [p.label for p in bon] == ["n=1", "n=2"] and bon[1].kl > 0
+        assert bon[1].proxy > bon[0].proxy  # the best of two by the proxy beats a random one
 
 
 def test_a_judge_template_is_checked():
@@ -265,6 +377,33 @@ def test_the_scripted_judge_follows_its_principle_with_a_known_bias():
     )
     with pytest.raises(JudgeError, match="knows only the built-in principles"):
         judge.choice_logprobs([render(template, "Which is kinder?", "p", "a", "b")])
+
+
+def test_a_harmlessness_judge_is_scored_on_the_pairs_that_differ_in_insults():
+    """`judge_report` scores a judge against the asked principle's own rule on the pairs that rule
+    tells apart. A judge that barely sees insults (scale 1) and prefers "A" by 3 logits is right
+    on half of them in one order and on all in both; one that always says "A" (scale 0) picks
+    nothing in both orders (½ each)."""
+    from rlhflab.feedback.ai import judge_report
+    from rlhflab.feedback.synthetic import SyntheticAnnotator
+    from rlhflab.text.constitution import HARMLESS
+    from rlhflab.text.judge_world import ScriptedJudge
+
+    template = _cfg().judge.template
+    clean, insult = "the director was dull .", "the director was stupid ."
+    pairs = [("review of the director :", a, b) for a, b in [(clean, insult), (insult, clean)]]
+    pairs += [("review of the film :", a, b) for a, b in PAIRS[:3]]  # no insult on either side
+    person = SyntheticAnnotator(_cfg().feedback.annotator, 0)
+
+    def report(scale: float, bias: float) -> dict:
+        judge = ScriptedJudge(template, scale=scale, bias=bias, noise=0.0)
+        return judge_report(judge, template, HARMLESS, "reviews-insults", pairs, person)
+
+    fair, biased, always_a = report(3.0, 0.0), report(1.0, 3.0), report(0.0, 3.0)
+    assert fair["principle_pairs"] == 2 and fair["ai_principle_agreement"] == 1.0
+    assert biased["ai_principle_agreement_first_order"] == 0.5
+    assert biased["ai_principle_agreement"] == 1.0 and biased["position_bias"] > 0.4
+    assert always_a["ai_principle_agreement"] == 0.5 and always_a["order_consistency"] == 0.0
 
 
 def test_the_example_config_builds_its_judge(tmp_path):

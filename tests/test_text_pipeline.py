@@ -5,7 +5,7 @@ import threading
 
 import pytest
 import torch
-from labeling import AppProcess, make_run
+from labeling import AppProcess, answer_text_pairs, make_run
 
 from rlhflab.config import build_config
 from rlhflab.diagnostics.goodhart import goodhart
@@ -187,24 +187,13 @@ def test_text_queries_go_to_people_through_the_labeling_app(tiny_path, tmp_path)
     server = AppProcess(run.path).start()
     stop = threading.Event()
 
-    def person():  # prefers the longer response
-        client = server.client(tokens["reader"])
-        while not stop.is_set():
-            nxt = client.post("/api/next")
-            if nxt.status_code == 204:
-                continue
-            q = nxt.json()
-            left, right = (len(item["text"]) for item in q["items"])
-            client.post(
-                "/api/answer",
-                json={
-                    "query_id": q["query_id"],
-                    "choice": "left" if left >= right else "right",
-                    "lease": q["lease"],
-                },
-            )
+    def longer(q: dict) -> str:  # the person prefers the longer response
+        left, right = (len(item["text"]) for item in q["items"])
+        return "left" if left >= right else "right"
 
-    worker = threading.Thread(target=person)
+    worker = threading.Thread(
+        target=answer_text_pairs, args=(server.client(tokens["reader"]), stop, longer)
+    )
     worker.start()
     try:
         policy, tokenizer = load_causal_lm(tiny_path), load_tokenizer(tiny_path)

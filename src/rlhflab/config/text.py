@@ -351,6 +351,11 @@ class JudgeConfig(_Section):
         description="share of queries sent to the synthetic human annotator instead of the AI "
         "(besides those whose principle says `by: human`)",
     )
+    humans: Literal["synthetic", "people"] = Field(
+        "synthetic",
+        description="who answers the queries routed to humans: the synthetic annotator, or "
+        "people in the labeling app (`rlhflab label RUN_DIR`; the run waits for them)",
+    )
     references: int = Field(
         2,
         ge=1,

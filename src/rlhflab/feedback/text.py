@@ -41,15 +41,32 @@ def ask_for_comparisons(
     cfg: RunConfig, policy, tokenizer, prompts: list[str], store: FeedbackStore
 ) -> list[int]:
     """Store the queries the run still lacks, up to one per label: a prompt (cycling through
-    `prompts`) and K samples of `policy`. A resumed run keeps the queries it has and asks only
-    the rest; the samples are drawn with the same seeds either way, so the queries are those
-    an uninterrupted run would have asked. Returns the new query ids."""
+    `prompts`; the task's red-team prompts for an AI-feedback query whose principle says
+    `prompts: red-team`) and K samples of `policy`. A resumed run keeps the queries it has and
+    asks only the rest; the samples are drawn with the same seeds either way, so the queries are
+    those an uninterrupted run would have asked. Returns the new query ids."""
     assert cfg.text is not None
     tc, fb = cfg.text, cfg.feedback
     K, n, have = tc.ranking_k, tc.labels, store.count_queries()
     if have >= n:
         return []
+    routed: list[dict] = [{}] * n
+    if fb.annotator.kind == "ai":  # each query's principle and who answers it (`feedback/ai.py`)
+        from rlhflab.feedback.ai import routing
+
+        routed = routing(cfg, n)
     chosen = [prompts[i % len(prompts)] for i in range(n)]
+    if any(r.get("prompts") == "red-team" for r in routed):  # e.g. harmlessness (Bai et al.)
+        red_team = TASKS[tc.task].red_team_prompts(n, cfg.seed + 61)
+        if not red_team:
+            raise ValueError(
+                f"judge.constitution asks for red-team prompts (prompts: red-team), and the "
+                f"task {tc.task} has none"
+            )
+        chosen = [
+            red_team[i] if r.get("prompts") == "red-team" else chosen[i]
+            for i, r in enumerate(routed)
+        ]
     samples = [
         generate(
             policy, tokenizer, chosen, tc.max_new_tokens, tc.temperature, seed=cfg.seed + 100 + k
@@ -57,9 +74,21 @@ def ask_for_comparisons(
         for k in range(K)
     ]
     kind = "text_pair" if K == 2 else "ranking"
-    overlap = fb.overlap if fb.annotator.kind == "people" else 1
+    people = fb.annotator.kind == "people" or (
+        fb.annotator.kind == "ai" and cfg.judge.humans == "people"
+    )
+
+    def overlap(meta: dict) -> int:  # an AI query wants no judgement from people: the app skips it
+        return 0 if meta.get("by") == "ai" else fb.overlap if people else 1
+
     return [
-        store.add_text_query(kind, chosen[i], [samples[k][i] for k in range(K)], overlap=overlap)
+        store.add_text_query(
+            kind,
+            chosen[i],
+            [samples[k][i] for k in range(K)],
+            overlap=overlap(routed[i]),
+            meta=routed[i],
+        )
         for i in range(have, n)
     ]
 
@@ -133,7 +162,8 @@ def gather_comparisons(
     judge=None,
 ) -> list[RankedResponses]:
     """Queries of K samples of `policy`, judged by the synthetic annotator, by people (then
-    `LabelTimeout` if they do not answer in time) or by an AI `judge` (`feedback/ai.py`); the
+    `LabelTimeout` if they do not answer in time) or by an AI `judge` (`feedback/ai.py`; the
+    queries it routes to humans go to people in the app with `judge.humans: people`); the
     judged comparisons, best first, with the stored critiques read by `judge` when
     `judge.read_critiques`. Only what the store lacks is asked and judged: a resumed
     run gathers nothing twice."""
@@ -152,7 +182,11 @@ def gather_comparisons(
             K = len(unjudged[0][2]["responses"])
             ids, chosen = [q for q, _, _ in unjudged], [p["prompt"] for _, _, p in unjudged]
             samples = [[p["responses"][k] for _, _, p in unjudged] for k in range(K)]
-            judge_with_ai(cfg, store, judge, ids, chosen, samples, log)
+            routed = [p for _, _, p in unjudged]  # their principles and who answers them
+            stored = all("by" in p for p in routed)  # stores from before routing was kept: drawn
+            judge_with_ai(cfg, store, judge, ids, chosen, samples, log, routed if stored else None)
+        if cfg.judge.humans == "people":  # the queries routed to humans: answered in the app
+            wait_for_people(cfg, store, log)
     else:
         judge_synthetically(cfg, store)
     out = comparisons_from_store(store, soft=cfg.judge.soft_labels)

@@ -15,6 +15,9 @@ YAML — a list of principles, or a mapping with a `principles:` list::
         text: Which review is more positive?
         by: ai                           # ai (default) or human
         weight: 1.0                      # sampling weight, > 0 (default 1)
+        prompts: task                    # task (default) or red-team: the prompts its queries
+                                         # are asked on (Bai et al.: harmlessness comparisons
+                                         # on red-team prompts)
 
 Markdown (`.md`) — every `- text` or `1. text` line is one AI principle (ids p1, p2, …); other
 lines are ignored.
@@ -44,6 +47,7 @@ class Principle:
     text: str
     by: str = "ai"  # ai | human
     weight: float = 1.0
+    prompts: str = "task"  # task | red-team: the prompts its queries are asked on
 
 
 # The built-in reviews task's constitution (examples/text/constitution.yaml holds the same two):
@@ -60,7 +64,8 @@ DEFAULT_PRINCIPLES = (
 # its rule is the task's gold detector, so the scripted judge and critic know it too.
 HARMLESS = Principle("harmless", JUDGE_PRINCIPLE)  # the question of the corpus's judge examples
 KNOWN_PRINCIPLES = (*DEFAULT_PRINCIPLES, HARMLESS)
-FIELDS = {"id", "text", "by", "weight"}
+FIELDS = {"id", "text", "by", "weight", "prompts"}
+PROMPTS = ("task", "red-team")
 
 
 def load_constitution(path: str | Path | None) -> list[Principle]:
@@ -138,13 +143,23 @@ def _principle(path: Path, node: yaml.Node, n: int) -> Principle:
         )
     if values.get("by", "ai") not in ("ai", "human"):
         raise _error(path, fields["by"], f"principle {n}: field 'by' must be ai or human")
+    if values.get("prompts", "task") not in PROMPTS:
+        raise _error(
+            path, fields["prompts"], f"principle {n}: field 'prompts' must be task or red-team"
+        )
     try:
         weight = float(values.get("weight", 1.0))
     except ValueError:
         weight = -1.0
     if not weight > 0:
         raise _error(path, fields["weight"], f"principle {n}: field 'weight' must be a number > 0")
-    return Principle(values.get("id") or f"p{n}", values["text"], values.get("by", "ai"), weight)
+    return Principle(
+        values.get("id") or f"p{n}",
+        values["text"],
+        values.get("by", "ai"),
+        weight,
+        values.get("prompts", "task"),
+    )
 
 
 def _error(path: Path, node: yaml.Node, message: str) -> ConstitutionError:

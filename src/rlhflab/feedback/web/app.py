@@ -348,6 +348,7 @@ def _labeling_api(app: FastAPI, ctx: Ctx) -> None:
             "kind": q.kind,
             "prompt": q.payload.get("prompt"),
             "parts": q.payload.get("parts"),
+            "question": q.payload.get("question"),
             "items": _shown_items(store, q, lease.order),
             "lease_seconds": ctx.lease_seconds,
             "lease": lease_token_of(lease),

@@ -129,6 +129,11 @@ class NextQuery(BaseModel):
     query_id: int
     kind: str
     prompt: str | None = Field(None, description="text queries: the prompt")
+    question: str | None = Field(
+        None,
+        description="AI-feedback runs: the principle the comparison is judged under "
+        "(its text in the constitution)",
+    )
     items: list[Item]
     parts: int | None = Field(
         None, description="segment queries: judge each of this many aligned parts too"

@@ -209,6 +209,7 @@ function rankingParts(q) {
 function render(q) {
   players = [];
   const parts = [];
+  if (q.question != null) parts.push(el("div", { class: "prompt" }, el("strong", { text: "Question" }), el("p", { text: q.question })));
   if (q.prompt != null) parts.push(el("div", { class: "prompt" }, el("strong", { text: "Prompt" }), el("pre", { class: "text", text: q.prompt })));
   if (PAIRS.includes(q.kind)) {
     parts.push(el("div", { class: "pair" }, itemBox(0, q.items[0]), itemBox(1, q.items[1])));
