@@ -10,7 +10,7 @@ CartPole-v1 (fixed 200-step horizon), two objectives with their own true rewards
 
 A synthetic annotator (τ = 0.1, ε = 0.05) judges `--pairs` pairs of 25-step segments of the
 untrained policy's rollouts on each objective; a reward ensemble (`reward/model.py`, 3 members)
-is fitted to each objective's labels. PPO (`control_loop.train_objectives`) then optimises,
+is fitted to each objective's labels. PPO (`objectives_loop.train_objectives`) then optimises,
 per step,
 
   helpful only     z_helpful
@@ -46,9 +46,9 @@ from rich.console import Console
 from rich.table import Table
 
 from rlhflab.config import AnnotatorConfig, RewardConfig, build_config
-from rlhflab.control_loop import train_objectives
 from rlhflab.feedback.population import judge_pairs
 from rlhflab.feedback.synthetic import SyntheticAnnotator
+from rlhflab.objectives_loop import train_objectives
 from rlhflab.policy.control import ControlPolicy
 from rlhflab.policy.rollout import Rollout, sample_segments
 from rlhflab.reward.model import RewardEnsemble

@@ -126,7 +126,7 @@ def test_ppo_on_two_objectives_moves_lambda_by_dual_ascent():
     """The PPO-Lagrangian driver: λ rises by η·(b − mean z_harmless) after every rollout while
     the constraint is violated, and each objective's gold is logged."""
     from rlhflab.config import build_config
-    from rlhflab.control_loop import train_objectives
+    from rlhflab.objectives_loop import train_objectives
     from rlhflab.policy.control import ControlPolicy
     from rlhflab.reward.objectives import LagrangeMultiplier, ObjectiveRewards
 

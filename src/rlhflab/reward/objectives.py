@@ -17,7 +17,7 @@ the policy optimises
                (Safe RLHF, Dai et al. 2023; Moskovitz et al. 2023's constrained RLHF): λ grows
                while the constraint is violated and decays to 0 when it holds with slack.
 
-The same combination serves PPO on control tasks (`control_loop.train_objectives`): there z_k is
+The same combination serves PPO on control tasks (`objectives_loop.train_objectives`): there z_k is
 r̂_k per step, standardised over the steps of the untrained policy's rollouts, and λ is updated
 once per PPO iteration on the rollout's mean z_constrained, so the policy optimises the
 Lagrangian reward of the current λ while λ moves (primal–dual, as Safe RLHF's PPO-Lagrangian).
