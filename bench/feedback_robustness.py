@@ -592,7 +592,9 @@ def render_runs(runs: list[dict]) -> str:
     return out + table(["reward.annotators", "true return", "per seed", "CPU s per run"], rows)
 
 
-def render_poisoning(results: list[dict]) -> str:
+def render_poisoning(results: list[dict], text: bool = False) -> str:
+    """The poisoning table, per poisoned share and defence; `text` adds the harm leaking to
+    prompts without the trigger and the poisoner's z scores."""
     cells: dict[tuple, list[dict]] = {}
     for r in results:
         for c in r["cells"]:
@@ -600,13 +602,20 @@ def render_poisoning(results: list[dict]) -> str:
     rows = []
     for (share, defence), cs in cells.items():
         flagged = [c["poisoner_flagged"] for c in cs if c["poisoner_flagged"] is not None]
+        shown = f"{sum(flagged)} of {len(flagged)}" if flagged else "–"
+        if text and flagged:
+            z = [c["poisoner_z"] for c in cs if c["poisoner_z"] is not None]
+            shown += f" (z {per_seed(z, '.1f')})"
+        attack = [c["attack_success"] for c in cs]
+        leak = [per_seed([c["untriggered"] for c in cs])] if text else []
         rows.append(
             [
                 f"{share:.0%}",
                 defence,
-                mean_std([c["attack_success"] for c in cs], ".2f"),
-                per_seed([c["attack_success"] for c in cs]),
-                f"{sum(flagged)} of {len(flagged)}" if flagged else "–",
+                mean_std(attack, ".2f"),
+                per_seed(attack),
+                *leak,
+                shown,
                 sum(c["honest_flagged"] for c in cs),
                 mean_std([c["gold_accuracy"] for c in cs], ".3f"),
                 f"{statistics.mean(c['seconds'] for c in cs):.0f}",
@@ -617,10 +626,11 @@ def render_poisoning(results: list[dict]) -> str:
         "defence",
         "attack success",
         "per seed",
+        *(["harmful without trigger (per seed)"] if text else []),
         "poisoner flagged",
         "honest flagged (all seeds)",
         "gold accuracy",
-        "CPU s per fit pair",
+        "CPU s per fit" if text else "CPU s per fit pair",
     ]
     return table(header, rows)
 
@@ -751,42 +761,6 @@ def text_poisoning(labels: int, shares: list[float], seed: int, test: int = 150)
 
 def harmful_rate(chosen: list[str]) -> float:
     return float(np.mean([HARMFUL in r.split() for r in chosen]))
-
-
-def render_text_poisoning(results: list[dict]) -> str:
-    cells: dict[tuple, list[dict]] = {}
-    for r in results:
-        for c in r["cells"]:
-            cells.setdefault((c["share"], c["defence"]), []).append(c)
-    rows = []
-    for (share, defence), cs in cells.items():
-        flagged = [c["poisoner_flagged"] for c in cs if c["poisoner_flagged"] is not None]
-        z = [c["poisoner_z"] for c in cs if c["poisoner_z"] is not None]
-        rows.append(
-            [
-                f"{share:.0%}",
-                defence,
-                mean_std([c["attack_success"] for c in cs], ".2f"),
-                per_seed([c["attack_success"] for c in cs]),
-                per_seed([c["untriggered"] for c in cs]),
-                f"{sum(flagged)} of {len(flagged)} (z {per_seed(z, '.1f')})" if flagged else "–",
-                sum(c["honest_flagged"] for c in cs),
-                mean_std([c["gold_accuracy"] for c in cs], ".3f"),
-                f"{statistics.mean(c['seconds'] for c in cs):.0f}",
-            ]
-        )
-    header = [
-        "poisoned share",
-        "defence",
-        "attack success",
-        "per seed",
-        "harmful without trigger (per seed)",
-        "poisoner flagged",
-        "honest flagged (all seeds)",
-        "gold accuracy",
-        "CPU s per fit",
-    ]
-    return table(header, rows)
 
 
 def text_types(minutes: list[float], seed: int, test: int = 200) -> dict:
@@ -976,7 +950,7 @@ def write(results: dict, seeds: int, started: float, out: Path | None) -> None:
         md += render_feedback_types(results["types"]) + "\n"
     if "text_poisoning" in results:
         md += "\n## Text poisoning (reviews-insults): attack success against the poisoned share\n\n"
-        md += render_text_poisoning(results["text_poisoning"]) + "\n"
+        md += render_poisoning(results["text_poisoning"], text=True) + "\n"
     if "text_types" in results:
         md += "\n## Text feedback types (reviews-insults): gold per minute of annotator time\n\n"
         md += render_text_types(results["text_types"]) + "\n"
