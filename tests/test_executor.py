@@ -152,11 +152,11 @@ def test_a_killed_rollout_worker_stops_the_run_with_a_checkpoint(tmp_path, clust
 
 
 def test_a_sweep_over_label_budgets_makes_one_run_per_budget_and_seed(tmp_path):
-    from rlhflab.cli import _sweep_jobs
     from rlhflab.config import ConfigError, build_config
+    from rlhflab.sweep import sweep_jobs
 
     configs = {b: build_config(None, [f"labels={b}"]) for b in (50, 200)}
-    jobs = _sweep_jobs(configs, [0, 1], tmp_path)
+    jobs = sweep_jobs(configs, [0, 1], tmp_path)
     assert [(c.feedback.labels, c.seed, p.name) for c, p in jobs] == [
         (50, 0, "labels-50-seed-0"),
         (50, 1, "labels-50-seed-1"),

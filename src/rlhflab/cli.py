@@ -279,42 +279,13 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    """Each seed's run is one task of the executor; inside it, the run's workers are local."""
-    from rich.table import Table
+    """Each seed's run (of each label budget) is one task of the executor."""
+    from rlhflab.sweep import sweep, sweep_table
 
     seeds = _integers("--seeds", args.seeds)
     budgets = _integers("--labels", args.labels) if args.labels else None
-    cfg = build_config(args.config, args.overrides)
-    if cfg.text is not None or cfg.demonstrations is not None:
-        raise ConfigError("rlhflab sweep: control runs from preferences only")
-    out = Path(args.out)
-    configs = (  # each budget's config validated as `labels=L` on the command line would be
-        {b: build_config(args.config, [*args.overrides, f"labels={b}"]) for b in budgets}
-        if budgets
-        else {None: cfg}
-    )
-    jobs = _sweep_jobs(configs, seeds, out)
-    for _, path in jobs:  # an existing run is never overwritten
-        if path.exists():
-            raise ConfigError(f"{path}: exists; sweep into a new --out directory")
-    with make_executor(cfg.executor) as executor:
-        console.print(f"{len(jobs)} runs on the {executor.backend} executor, into {out}")
-        summaries = executor.map(_seed_run, jobs)
-    table = Table(title=f"{cfg.task}: {len(seeds)} seeds")
-    for column in ("seed", "labels", "RLHF", "true-reward PPO", "random", "normalised", "seconds"):
-        table.add_column(column, justify="right")
-    for s in summaries:
-        r = s["true_return"]
-        cells = [r.get("rlhf"), r.get("true_reward_baseline"), r.get("random")]
-        score = s["normalised_score"]
-        table.add_row(
-            str(s["seed"]),
-            str(s["labels"]),
-            *("—" if v is None else f"{v:.1f}" for v in cells),
-            "—" if score is None else f"{score:.2f}",
-            f"{s['wall_seconds']:.0f}",
-        )
-    console.print(table)
+    cfg, summaries = sweep(args.config, args.overrides, seeds, budgets, Path(args.out), console)
+    console.print(sweep_table(f"{cfg.task}: {len(seeds)} seeds", summaries))
     return 0
 
 
@@ -333,30 +304,6 @@ def _integers(option: str, text: str) -> list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         raise ConfigError(f"{option} {text!r}: expected comma-separated integers") from None
-
-
-def _sweep_jobs(configs: dict, seeds: list[int], out: Path) -> list:
-    """(config, run directory) of each run of a sweep: every seed of each config (keyed by its
-    label budget, None when the sweep has no --labels). Inside a run the workers are local (the
-    sweep's executor runs the runs)."""
-    jobs = []
-    for budget, cfg in configs.items():
-        local = cfg.executor.model_copy(update={"backend": "local", "address": None})
-        for seed in seeds:
-            name = f"seed-{seed}" if budget is None else f"labels-{budget}-seed-{seed}"
-            jobs.append((cfg.model_copy(update={"seed": seed, "executor": local}), out / name))
-    return jobs
-
-
-def _seed_run(job) -> dict:
-    """A sweep's task: one run, quietly, into its own directory; its summary."""
-    from rlhflab.control_loop import run_experiment
-    from rlhflab.display import headless_rendering
-    from rlhflab.runs import RunDir
-
-    cfg, path = job
-    headless_rendering()
-    return run_experiment(cfg, RunDir.fresh(path))
 
 
 def _run_dir(resumed, cfg, out: str | None):
