@@ -410,11 +410,17 @@ def feedback_types(minutes: list[float], seed: int, n: int = 16) -> dict:
     return out
 
 
-def render_feedback_types(results: list[dict]) -> str:
+def cells_by(results: list[dict], *keys: str) -> dict[tuple, list[dict]]:
+    """Every seed's cells, grouped by the values of `keys` (one table row per group)."""
     cells: dict[tuple, list[dict]] = {}
     for r in results:
         for c in r["cells"]:
-            cells.setdefault((c["minutes"], c["type"]), []).append(c)
+            cells.setdefault(tuple(c[k] for k in keys), []).append(c)
+    return cells
+
+
+def render_feedback_types(results: list[dict]) -> str:
+    cells = cells_by(results, "minutes", "type")
     rows = [
         [
             f"{minutes:g}",
@@ -595,10 +601,7 @@ def render_runs(runs: list[dict]) -> str:
 def render_poisoning(results: list[dict], text: bool = False) -> str:
     """The poisoning table, per poisoned share and defence; `text` adds the harm leaking to
     prompts without the trigger and the poisoner's z scores."""
-    cells: dict[tuple, list[dict]] = {}
-    for r in results:
-        for c in r["cells"]:
-            cells.setdefault((c["share"], c["defence"]), []).append(c)
+    cells = cells_by(results, "share", "defence")
     rows = []
     for (share, defence), cs in cells.items():
         flagged = [c["poisoner_flagged"] for c in cs if c["poisoner_flagged"] is not None]
@@ -833,10 +836,7 @@ def text_types(minutes: list[float], seed: int, test: int = 200) -> dict:
 
 
 def render_text_types(results: list[dict]) -> str:
-    cells: dict[tuple, list[dict]] = {}
-    for r in results:
-        for c in r["cells"]:
-            cells.setdefault((c["minutes"], c["type"]), []).append(c)
+    cells = cells_by(results, "minutes", "type")
     rows = [
         [
             f"{minutes:g}",
